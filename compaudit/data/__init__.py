@@ -1,0 +1,1 @@
+"""Datasets and protected attributes: loaders, lookup, preprocessing."""

@@ -1,0 +1,1 @@
+"""Model runners (torch, onnxruntime) and population specs."""

@@ -1,0 +1,76 @@
+"""The runner contract: a loaded model that predicts top-k labels in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Output of one model on one dataset.
+
+    Attributes
+    ----------
+    topk : ndarray of int, shape (N, k)
+        Class indices, best first (column 0 is the top-1 prediction).
+    probs : ndarray of float32, shape (N, k)
+        Probabilities of those classes (softmax of logits unless the model
+        declares it outputs probabilities).
+    """
+
+    topk: np.ndarray
+    probs: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """Settings that change what a runner computes (part of the cache key)."""
+
+    batch_size: int = 256
+    k: int = 5
+    device: str = "cpu"  # "cpu" | "cuda"
+    outputs_probabilities: bool = False
+
+    def key(self) -> dict[str, Any]:
+        """The fields that affect results (batch size does not)."""
+        return {"k": self.k, "device": self.device, "probs": self.outputs_probabilities}
+
+
+class Runner(Protocol):
+    """A loaded model."""
+
+    name: str
+    fingerprint: str
+    """sha256 of the model's file(s)."""
+    meta: Mapping[str, Any]
+
+    def predict(self, x: np.ndarray, settings: RunnerSettings) -> Prediction:
+        """Batched inference over all of ``x`` with a progress bar."""
+        ...
+
+
+class ModelLoader(Protocol):
+    """What a model-loader plugin registers (``register_model_loaders`` hook)."""
+
+    name: str
+
+    def matches(self, path: str) -> bool:
+        """Whether this loader understands the file or spec ``path``."""
+        ...
+
+    def load(self, path: str, *, options: Mapping[str, Any] | None = None) -> Runner:
+        """Load the model; raise ``ModelError`` naming the file when it cannot."""
+        ...
+
+
+@dataclass
+class MemberSpec:
+    """One member of a population spec after glob/directory expansion."""
+
+    path: str
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)

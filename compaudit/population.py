@@ -1,0 +1,381 @@
+"""Population predictions: K models x N examples, and their ``.npz`` file form.
+
+A :class:`Population` is what the audit engine consumes. Its file form is the
+design's contract, an ``.npz`` with keys
+
+* ``predictions``: int, shape ``[K, N]`` (or ``[N]`` for one model);
+* ``y``: int, shape ``[N]``;
+* ``topk`` (optional): int, shape ``[K, N, k]``, first column equal to
+  ``predictions``;
+* ``ids``, ``class_names`` (optional);
+* ``attr_<name>`` (optional): one value per example, one array per attribute;
+* ``meta`` (optional): a JSON string (members, preprocessing, provenance);
+* ``fingerprint``: sha256 of the content above, checked on load.
+
+Labels and predictions are stored as the smallest unsigned integer type that
+holds the largest class index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from compaudit._io import atomic_write_bytes
+from compaudit.errors import InputError
+
+__all__ = ["Population", "load_population", "save_population", "smallest_uint"]
+
+ATTR_PREFIX = "attr_"
+_KNOWN_KEYS = {"predictions", "y", "topk", "ids", "class_names", "meta", "fingerprint"}
+
+# Error messages live here so tests can assert them exactly (fairlearn style).
+ERR_EMPTY = "{src}: the population has no models (K = 0); give at least one model's predictions"
+ERR_NOT_INT = (
+    "{src}: '{key}' must hold integer class indices, got dtype {dtype}; "
+    "store argmax labels, not scores"
+)
+ERR_NEGATIVE = "{src}: '{key}' has negative values (min {vmin}); class indices start at 0"
+ERR_RANGE = (
+    "{src}: '{key}' has labels up to {vmax} but there are only {c} classes "
+    "(class_names has {c} entries); fix class_names or the labels"
+)
+ERR_LENGTH = (
+    "{src}: '{key}' has {got} examples but 'y' has {n}; every array must have one entry per example"
+)
+
+
+def smallest_uint(max_value: int) -> np.dtype[Any]:
+    """Return the smallest unsigned integer dtype that holds ``max_value``."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if max_value <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.uint64)
+
+
+def _as_labels(a: npt.ArrayLike, key: str, src: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr).all()
+        if not finite or not np.array_equal(arr, np.round(arr)):
+            raise InputError(ERR_NOT_INT.format(src=src, key=key, dtype=arr.dtype))
+    elif arr.dtype.kind not in "iub":
+        raise InputError(ERR_NOT_INT.format(src=src, key=key, dtype=arr.dtype))
+    if arr.size and arr.min() < 0:
+        raise InputError(ERR_NEGATIVE.format(src=src, key=key, vmin=arr.min()))
+    return arr.astype(np.int64, copy=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """Top-1 (and optionally top-k) predictions of K models on N examples.
+
+    Build one with :meth:`Population.create`, which validates and normalises
+    its inputs; the dataclass constructor assumes already-valid arrays.
+
+    Attributes
+    ----------
+    predictions : ndarray of shape (K, N)
+        Top-1 class index predicted by each model for each example.
+    y : ndarray of shape (N,)
+        True class index of each example.
+    num_classes : int
+        Number of classes C; every label lies in ``[0, C)``.
+    topk : ndarray of shape (K, N, k) or None
+        Top-k class indices, best first; ``topk[..., 0] == predictions``.
+    ids : ndarray of shape (N,)
+        Example identifiers (ints or strings), used to join attributes.
+    class_names : tuple of str or None
+        Human-readable class names, one per class.
+    attributes : mapping of str to ndarray of shape (N,)
+        Protected attributes, one value per example.
+    meta : dict
+        Provenance: member names, model fingerprints, dataset and
+        preprocessing fingerprints, runner settings.
+    source : str
+        Where the population came from (a file name), used in messages.
+    """
+
+    predictions: np.ndarray
+    y: np.ndarray
+    num_classes: int
+    topk: np.ndarray | None = None
+    ids: np.ndarray = field(default_factory=lambda: np.arange(0))
+    class_names: tuple[str, ...] | None = None
+    attributes: Mapping[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = "<memory>"
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        predictions: npt.ArrayLike,
+        y: npt.ArrayLike,
+        *,
+        topk: npt.ArrayLike | None = None,
+        ids: npt.ArrayLike | None = None,
+        class_names: Sequence[str] | None = None,
+        num_classes: int | None = None,
+        attributes: Mapping[str, npt.ArrayLike] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        source: str = "<memory>",
+    ) -> Population:
+        """Validate inputs and build a population (fails closed with ``InputError``).
+
+        Parameters
+        ----------
+        predictions : array-like of int, shape (K, N) or (N,)
+            Top-1 labels; a 1-D array is one model.
+        y : array-like of int, shape (N,)
+            Ground truth.
+        topk : array-like of int, shape (K, N, k), optional
+            Top-k labels, best first; the first column must equal ``predictions``.
+        ids : array-like, shape (N,), optional
+            Example ids; default ``0 .. N-1``.
+        class_names : sequence of str, optional
+            One name per class; fixes the number of classes.
+        num_classes : int, optional
+            Number of classes when no names are given; default ``max label + 1``.
+        attributes : mapping of str to array-like, optional
+            Protected attributes, one value per example.
+        meta : mapping, optional
+            Provenance recorded with the population.
+        source : str
+            Name used in error messages (usually the file path).
+        """
+        src = source
+        yy = _as_labels(y, "y", src)
+        if yy.ndim != 1:
+            raise InputError(f"{src}: 'y' must be one-dimensional [N], got shape {yy.shape}")
+        n = yy.shape[0]
+        if n == 0:
+            raise InputError(f"{src}: there are no examples (N = 0)")
+        preds = _as_labels(predictions, "predictions", src)
+        if preds.ndim == 1:
+            preds = preds[None, :]
+        if preds.ndim != 2:
+            raise InputError(
+                f"{src}: 'predictions' must have shape [K, N] (or [N] for one model), "
+                f"got {preds.shape}"
+            )
+        if preds.shape[0] == 0:
+            raise InputError(ERR_EMPTY.format(src=src))
+        if preds.shape[1] != n:
+            raise InputError(ERR_LENGTH.format(src=src, key="predictions", got=preds.shape[1], n=n))
+
+        names: tuple[str, ...] | None = None
+        if class_names is not None:
+            names = tuple(str(c) for c in class_names)
+            if len(set(names)) != len(names):
+                raise InputError(f"{src}: 'class_names' has duplicates; give each class a unique name")
+        vmax = int(max(yy.max(), preds.max()))
+        if names is not None:
+            c = len(names)
+            if num_classes is not None and num_classes != c:
+                raise InputError(
+                    f"{src}: num_classes={num_classes} disagrees with {c} class_names"
+                )
+        else:
+            c = num_classes if num_classes is not None else vmax + 1
+        if c < 1:
+            raise InputError(f"{src}: there must be at least one class")
+        for key, arr in (("y", yy), ("predictions", preds)):
+            if arr.max() >= c:
+                raise InputError(ERR_RANGE.format(src=src, key=key, vmax=int(arr.max()), c=c))
+
+        dt = smallest_uint(c - 1)
+        tk: np.ndarray | None = None
+        if topk is not None:
+            tk = _as_labels(topk, "topk", src)
+            if tk.ndim == 2:
+                tk = tk[None, :, :]
+            if tk.ndim != 3 or tk.shape[:2] != preds.shape:
+                raise InputError(
+                    f"{src}: 'topk' must have shape [K, N, k] = [{preds.shape[0]}, {n}, k], "
+                    f"got {tk.shape}"
+                )
+            if tk.shape[2] == 0:
+                raise InputError(f"{src}: 'topk' has k = 0 columns")
+            if tk.max() >= c:
+                raise InputError(ERR_RANGE.format(src=src, key="topk", vmax=int(tk.max()), c=c))
+            if not np.array_equal(tk[:, :, 0], preds):
+                bad = int((tk[:, :, 0] != preds).sum())
+                raise InputError(
+                    f"{src}: the first column of 'topk' must equal 'predictions' "
+                    f"({bad} entries differ); store top-k best first"
+                )
+            tk = tk.astype(dt)
+
+        if ids is None:
+            id_arr = np.arange(n, dtype=smallest_uint(max(n - 1, 0)))
+        else:
+            id_arr = np.asarray(ids)
+            if id_arr.dtype == object:
+                id_arr = id_arr.astype(str)
+            if id_arr.shape != (n,):
+                raise InputError(ERR_LENGTH.format(src=src, key="ids", got=id_arr.shape[0], n=n))
+            if len(np.unique(id_arr)) != n:
+                raise InputError(f"{src}: 'ids' has duplicates; each example needs a unique id")
+
+        attrs: dict[str, np.ndarray] = {}
+        for name, values in (attributes or {}).items():
+            arr = np.asarray(values)
+            if arr.dtype == object:
+                arr = arr.astype(str)
+            if arr.ndim != 1 or arr.shape[0] != n:
+                raise InputError(
+                    f"{src}: attribute '{name}' has {arr.shape[0] if arr.ndim else 0} values "
+                    f"but there are {n} examples; give one value per example"
+                )
+            attrs[str(name)] = arr
+
+        return cls(
+            predictions=preds.astype(dt),
+            y=yy.astype(dt),
+            num_classes=c,
+            topk=tk,
+            ids=id_arr,
+            class_names=names,
+            attributes=attrs,
+            meta=dict(meta or {}),
+            source=src,
+        )
+
+    # -- views --------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        """Number of models K."""
+        return int(self.predictions.shape[0])
+
+    @property
+    def n(self) -> int:
+        """Number of examples N."""
+        return int(self.predictions.shape[1])
+
+    def class_name(self, c: int) -> str:
+        """Name of class ``c`` (its index as a string when there are no names)."""
+        return self.class_names[c] if self.class_names is not None else str(c)
+
+    def with_attributes(self, attributes: Mapping[str, npt.ArrayLike]) -> Population:
+        """Return a copy with ``attributes`` added (validated like :meth:`create`)."""
+        merged: dict[str, npt.ArrayLike] = dict(self.attributes)
+        merged.update(attributes)
+        return Population.create(
+            self.predictions,
+            self.y,
+            topk=self.topk,
+            ids=self.ids,
+            class_names=self.class_names,
+            num_classes=self.num_classes,
+            attributes=merged,
+            meta=self.meta,
+            source=self.source,
+        )
+
+    # -- identity -----------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {"predictions": self.predictions, "y": self.y, "ids": self.ids}
+        if self.topk is not None:
+            arrays["topk"] = self.topk
+        if self.class_names is not None:
+            arrays["class_names"] = np.asarray(self.class_names, dtype=str)
+        for name in sorted(self.attributes):
+            arrays[ATTR_PREFIX + name] = self.attributes[name]
+        return arrays
+
+    def fingerprint(self) -> str:
+        """sha256 of the content (arrays, dtypes, shapes, number of classes, meta)."""
+        h = hashlib.sha256()
+        h.update(f"C={self.num_classes};".encode())
+        for key, arr in self._arrays().items():
+            a = np.ascontiguousarray(arr)
+            h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+            h.update(a.tobytes())
+        h.update(json.dumps(self.meta, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+
+def save_population(population: Population, path: str | Path) -> str:
+    """Write ``population`` to ``path`` (``.npz``) atomically; return its fingerprint."""
+    arrays = population._arrays()
+    meta = dict(population.meta)
+    meta["num_classes"] = population.num_classes
+    fp = population.fingerprint()
+    arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True, default=str))
+    arrays["fingerprint"] = np.asarray(fp)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    atomic_write_bytes(path, buf.getvalue())
+    return fp
+
+
+def load_population(path: str | Path, *, verify: bool = True) -> Population:
+    """Read a predictions ``.npz`` written by :func:`save_population` or by hand.
+
+    Files written by hand need only ``predictions`` and ``y``; unknown keys
+    are rejected (a misspelled ``attr_`` prefix would otherwise vanish).
+    A recorded fingerprint that does not match the content means the file
+    was altered or corrupted, and is an error.
+    """
+    src = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{src}: no such predictions file")
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InputError(
+            f"{src}: not a readable .npz predictions file ({exc}); "
+            "write it with numpy.savez or `compaudit predict`"
+        ) from exc
+    missing = {"predictions", "y"} - data.keys()
+    if missing:
+        raise InputError(
+            f"{src}: missing required array(s) {sorted(missing)}; a predictions file needs "
+            "'predictions' [K, N] and 'y' [N]"
+        )
+    unknown = sorted(k for k in data if k not in _KNOWN_KEYS and not k.startswith(ATTR_PREFIX))
+    if unknown:
+        raise InputError(
+            f"{src}: unknown array(s) {unknown}; allowed: {sorted(_KNOWN_KEYS)} and "
+            f"'{ATTR_PREFIX}<name>' for protected attributes"
+        )
+    meta: dict[str, Any] = {}
+    if "meta" in data:
+        try:
+            meta = json.loads(str(data["meta"]))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{src}: 'meta' is not valid JSON ({exc})") from exc
+    num_classes = meta.pop("num_classes", None)
+    class_names = [str(c) for c in data["class_names"].tolist()] if "class_names" in data else None
+    pop = Population.create(
+        data["predictions"],
+        data["y"],
+        topk=data.get("topk"),
+        ids=data.get("ids"),
+        class_names=class_names,
+        num_classes=int(num_classes) if num_classes is not None and class_names is None else None,
+        attributes={k[len(ATTR_PREFIX) :]: v for k, v in data.items() if k.startswith(ATTR_PREFIX)},
+        meta=meta,
+        source=src,
+    )
+    if verify and "fingerprint" in data:
+        recorded = str(data["fingerprint"])
+        if recorded != pop.fingerprint():
+            raise InputError(
+                f"{src}: content does not match its recorded fingerprint; the file was "
+                "modified or corrupted. Re-create it with `compaudit predict`, or delete "
+                "the 'fingerprint' array if you edited it on purpose"
+            )
+    return pop
