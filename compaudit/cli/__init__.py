@@ -19,7 +19,7 @@ from compaudit.errors import CompauditError, ExitStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Modules that define one command each (a function named ``command``).
+# Modules that define ``command`` (one click command) or ``commands`` (a list).
 COMMAND_MODULES: tuple[str, ...] = (
     "compaudit.cli.report",
     "compaudit.cli.predict",
@@ -63,7 +63,8 @@ def build_cli() -> click.Group:
             if exc.name == modname:
                 continue  # command not written yet in this checkout
             raise
-        cli.add_command(module.command)
+        for cmd in getattr(module, "commands", None) or [module.command]:
+            cli.add_command(cmd)
     from compaudit.plugins import get_registry
 
     try:

@@ -1,0 +1,199 @@
+"""From command-line inputs to a written report: the one call ``report`` and ``check`` make.
+
+:func:`execute` loads the populations (predictions files or models run on
+``--data``), joins attributes, runs the audit with the policy's settings,
+evaluates the gates, decides the verdict and writes every chosen format.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from rich.console import Console
+
+from compaudit.audit import AuditResult, AuditSettings, audit
+from compaudit.errors import ExitStatus, InputError
+from compaudit.population import Population, load_population
+from compaudit.report.base import ReportContext
+
+if TYPE_CHECKING:
+    from compaudit.data.base import Dataset
+
+__all__ = ["AuditRequest", "Outcome", "execute", "parse_named_spec"]
+
+DEFAULT_FORMATS = ("terminal", "json")
+ERR_DUPLICATE_NAME = "two candidates are named '{name}'; name them apart with NAME=SPEC"
+ERR_UNKNOWN_FORMAT = "unknown format '{fmt}'; installed formats: {known}"
+
+
+def parse_named_spec(text: str, default_name: str | None = None) -> tuple[str, str]:
+    """Split ``[NAME=]SPEC`` into ``(name, spec)``.
+
+    A ``NAME=`` prefix is recognised only when NAME has no path separator and
+    the whole text is not an existing path. Without a name, the file stem (or
+    directory name) is used, or ``default_name`` when given.
+    """
+    if "=" in text and not Path(text).exists():
+        name, spec = text.split("=", 1)
+        if name and "/" not in name and os.sep not in name:
+            return name, spec
+    if default_name is not None:
+        return default_name, text
+    p = Path(text.rstrip("/"))
+    stem = p.name
+    for suffix in (".npz", ".onnx", ".pt2", ".pt", ".ckpt"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return stem or text, text
+
+
+@dataclass
+class AuditRequest:
+    """Everything ``report``/``check`` were asked to do (parsed CLI options)."""
+
+    reference: str
+    candidates: Sequence[str]
+    data: str | None = None
+    attributes_csv: str | None = None
+    policy: str | None = None
+    out: Path | None = Path("compaudit-report")
+    formats: Sequence[str] = DEFAULT_FORMATS
+    settings: AuditSettings = field(default_factory=AuditSettings)
+    subgroup_attributes: Sequence[str] = ()
+    require_policy: bool = False
+    cache: bool = True
+    batch_size: int = 256
+    device: str = "cpu"
+    console: Console | None = None
+
+
+@dataclass
+class Outcome:
+    """What came out: the report document, the in-memory result, the exit status."""
+
+    report: dict[str, Any]
+    result: AuditResult
+    status: ExitStatus
+    written: list[Path]
+
+
+def _load_side(spec: str, name: str, dataset: Dataset | None, request: AuditRequest) -> Population:
+    path = Path(spec)
+    if path.suffix == ".npz" and path.is_file() and _is_predictions_file(path):
+        return load_population(path)
+    from compaudit.predictions import load_population_spec  # torch and ORT load lazily
+    from compaudit.models.base import RunnerSettings
+
+    settings = RunnerSettings(batch_size=request.batch_size, device=request.device)
+    return load_population_spec(
+        spec, dataset=dataset, settings=settings, cache=request.cache, name=name
+    )
+
+
+def _is_predictions_file(path: Path) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return "predictions" in npz.files
+    except Exception:
+        return True  # let load_population report what is wrong with it
+
+
+def _load_dataset(spec: str) -> Dataset:
+    from compaudit.data.loading import load_dataset
+
+    return load_dataset(spec)
+
+
+def _settings_from_policy(request: AuditRequest) -> tuple[AuditSettings, Any]:
+    settings = request.settings
+    if request.policy is None:
+        if request.require_policy:
+            raise InputError("check needs a policy: pass --policy FILE (see examples/policies/)")
+        attrs = tuple(request.subgroup_attributes)
+        if attrs and attrs != settings.attributes:
+            settings = AuditSettings(**{**settings.to_dict(), "attributes": attrs})
+        return settings, None
+    from compaudit.gates import required_attributes
+    from compaudit.policy import load_policy
+
+    policy = load_policy(request.policy)
+    attrs = tuple(request.subgroup_attributes) or tuple(required_attributes(policy))
+    min_support = policy.gates.subgroups.min_support if policy.gates.subgroups else settings.min_support
+    settings = AuditSettings(
+        alpha=policy.alpha,
+        correction=policy.correction,
+        seed=policy.seed,
+        min_support=min_support,
+        attributes=attrs,
+        empty_classes=settings.empty_classes,
+    )
+    return settings, policy
+
+
+def execute(request: AuditRequest) -> Outcome:
+    """Load, audit, gate and report. Raises ``CompauditError`` on unusable input."""
+    from compaudit.plugins import get_registry
+
+    reporters = get_registry().reporters()
+    for fmt in request.formats:
+        if fmt not in reporters:
+            raise InputError(ERR_UNKNOWN_FORMAT.format(fmt=fmt, known=", ".join(sorted(reporters))))
+    settings, policy = _settings_from_policy(request)
+
+    dataset = _load_dataset(request.data) if request.data else None
+    ref_name, ref_spec = parse_named_spec(request.reference, default_name="reference")
+    reference = _load_side(ref_spec, ref_name, dataset, request)
+    candidates: dict[str, Population] = {}
+    for text in request.candidates:
+        name, spec = parse_named_spec(text)
+        if name in candidates:
+            raise InputError(ERR_DUPLICATE_NAME.format(name=name))
+        candidates[name] = _load_side(spec, name, dataset, request)
+
+    if request.attributes_csv:
+        from compaudit.data.loading import read_attributes_csv
+
+        reference = reference.with_attributes(
+            read_attributes_csv(request.attributes_csv, reference.ids)
+        )
+    result = audit(reference, candidates, reference_name=ref_name, settings=settings)
+
+    gates: list[dict[str, Any]] = []
+    verdict: Literal["pass", "fail", "error"] = "pass"
+    status = ExitStatus.OK
+    if policy is not None:
+        from compaudit.gates import decide_verdict, evaluate_gates, exit_status_for
+
+        draft = result.to_report()
+        gate_results = evaluate_gates(draft, policy)
+        gates = [g.to_dict() for g in gate_results]
+        verdict = decide_verdict(gate_results, [])
+        status = exit_status_for(verdict)
+    report = result.to_report(gates=gates, verdict=verdict)
+
+    images = None
+    if dataset is not None and dataset.images is not None and dataset.n == reference.n:
+        images = dataset.images
+    context = ReportContext(
+        console=request.console or Console(),
+        result=result,
+        images=images,
+        sources={"reference": request.reference, "data": request.data or "", "policy": request.policy or ""},
+    )
+    written: list[Path] = []
+    if request.out is not None:
+        request.out.mkdir(parents=True, exist_ok=True)
+    for fmt in request.formats:
+        path = reporters[fmt].write(report, out_dir=request.out, context=context)
+        if path is not None:
+            written.append(path)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary and "markdown" in reporters:
+        reporters["markdown"].append_step_summary(report, Path(summary), context=context)
+    return Outcome(report, result, status, written)

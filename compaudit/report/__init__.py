@@ -1,0 +1,1 @@
+"""Reporters: terminal, JSON, Markdown, JUnit, HTML (each a registered plugin)."""
