@@ -115,7 +115,9 @@ class Side:
     @property
     def summary_correct(self) -> np.ndarray:
         """Per-example correctness as one model (itself, or its modal prediction)."""
-        return self.correct[0] if self.population.k == 1 else self.modal == self.population.y
+        if self.population.k == 1:
+            return np.asarray(self.correct[0])
+        return np.asarray(self.modal == self.population.y)
 
     def to_dict(self) -> dict[str, Any]:
         """``populations`` entry of the report."""
@@ -296,7 +298,9 @@ def _compare(ref: Side, cand: Side, settings: AuditSettings) -> tuple[dict[str, 
         "reference": ref.name,
         "candidate": cand.name,
         "top1_delta": t_c.top1 - t_r.top1,
-        "top5_delta": t_c.top5 - t_r.top5 if t_c.top5 is not None and t_r.top5 is not None else None,
+        "top5_delta": t_c.top5 - t_r.top5
+        if t_c.top5 is not None and t_r.top5 is not None
+        else None,
         "class_test": classes.test,
         "cie": cie(ref.population.predictions, cand.population.predictions, y).to_dict(),
         "pie": {

@@ -87,8 +87,8 @@ def _load_side(spec: str, name: str, dataset: Dataset | None, request: AuditRequ
     path = Path(spec)
     if path.suffix == ".npz" and path.is_file() and _is_predictions_file(path):
         return load_population(path)
-    from compaudit.predictions import load_population_spec  # torch and ORT load lazily
     from compaudit.models.base import RunnerSettings
+    from compaudit.predictions import load_population_spec  # torch and ORT load lazily
 
     settings = RunnerSettings(batch_size=request.batch_size, device=request.device)
     return load_population_spec(
@@ -107,7 +107,8 @@ def _is_predictions_file(path: Path) -> bool:
 def _load_dataset(spec: str) -> Dataset:
     from compaudit.data.loading import load_dataset
 
-    return load_dataset(spec)
+    dataset: Dataset = load_dataset(spec)
+    return dataset
 
 
 def _settings_from_policy(request: AuditRequest) -> tuple[AuditSettings, Any]:
@@ -124,7 +125,9 @@ def _settings_from_policy(request: AuditRequest) -> tuple[AuditSettings, Any]:
 
     policy = load_policy(request.policy)
     attrs = tuple(request.subgroup_attributes) or tuple(required_attributes(policy))
-    min_support = policy.gates.subgroups.min_support if policy.gates.subgroups else settings.min_support
+    min_support = (
+        policy.gates.subgroups.min_support if policy.gates.subgroups else settings.min_support
+    )
     settings = AuditSettings(
         alpha=policy.alpha,
         correction=policy.correction,
@@ -184,7 +187,11 @@ def execute(request: AuditRequest) -> Outcome:
         console=request.console or Console(),
         result=result,
         images=images,
-        sources={"reference": request.reference, "data": request.data or "", "policy": request.policy or ""},
+        sources={
+            "reference": request.reference,
+            "data": request.data or "",
+            "policy": request.policy or "",
+        },
     )
     written: list[Path] = []
     if request.out is not None:

@@ -177,14 +177,14 @@ class Population:
         if class_names is not None:
             names = tuple(str(c) for c in class_names)
             if len(set(names)) != len(names):
-                raise InputError(f"{src}: 'class_names' has duplicates; give each class a unique name")
+                raise InputError(
+                    f"{src}: 'class_names' has duplicates; give each class a unique name"
+                )
         vmax = int(max(yy.max(), preds.max()))
         if names is not None:
             c = len(names)
             if num_classes is not None and num_classes != c:
-                raise InputError(
-                    f"{src}: num_classes={num_classes} disagrees with {c} class_names"
-                )
+                raise InputError(f"{src}: num_classes={num_classes} disagrees with {c} class_names")
         else:
             c = num_classes if num_classes is not None else vmax + 1
         if c < 1:
@@ -284,7 +284,11 @@ class Population:
 
     # -- identity -----------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
-        arrays: dict[str, np.ndarray] = {"predictions": self.predictions, "y": self.y, "ids": self.ids}
+        arrays: dict[str, np.ndarray] = {
+            "predictions": self.predictions,
+            "y": self.y,
+            "ids": self.ids,
+        }
         if self.topk is not None:
             arrays["topk"] = self.topk
         if self.class_names is not None:

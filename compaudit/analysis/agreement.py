@@ -124,9 +124,10 @@ def cie(ref_predictions: np.ndarray, cand_predictions: np.ndarray, y: np.ndarray
     disagree = float(n - agree.sum() / (kr * kc))
     acc_r = (ref_predictions == y).mean(axis=0)
     acc_c = (cand_predictions == y).mean(axis=0)
-    u = float((acc_r * (1 - acc_c)).sum())
-    g = float(((1 - acc_r) * acc_c).sum())
-    return CIEResult("mean-over-pairs", n, disagree, u, g, max(disagree - u - g, 0.0))
+    lost = float((acc_r * (1 - acc_c)).sum())
+    gained = float(((1 - acc_r) * acc_c).sum())
+    both = max(disagree - lost - gained, 0.0)
+    return CIEResult("mean-over-pairs", n, disagree, lost, gained, both)
 
 
 @dataclass(frozen=True)

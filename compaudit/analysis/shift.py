@@ -30,10 +30,12 @@ __all__ = ["ShiftTable", "group_accuracy", "group_shift", "summary_correct"]
 
 def group_accuracy(correct: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     """Accuracy of every model on every group, shape ``[K, G]`` (NaN for empty groups)."""
-    k, n = correct.shape
+    k = correct.shape[0]
     support = np.bincount(groups, minlength=n_groups)
     offsets = (np.arange(k, dtype=np.int64) * n_groups)[:, None]
-    hits = np.bincount((groups[None, :] + offsets).ravel(), weights=correct.ravel(), minlength=k * n_groups)
+    hits = np.bincount(
+        (groups[None, :] + offsets).ravel(), weights=correct.ravel(), minlength=k * n_groups
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(hits.reshape(k, n_groups) / support[None, :])
 

@@ -60,7 +60,9 @@ def group_codes(
             columns.append(np.asarray(attributes[name]))
         else:
             available = sorted([*attributes, LABEL_ATTRIBUTE])
-            raise InputError(ERR_UNKNOWN_ATTRIBUTE.format(src=source, name=name, available=available))
+            raise InputError(
+                ERR_UNKNOWN_ATTRIBUTE.format(src=source, name=name, available=available)
+            )
     levels: list[np.ndarray] = []
     code = np.zeros(y.shape[0], dtype=np.int64)
     for col in columns:
@@ -78,9 +80,7 @@ def group_codes(
     return codes.astype(np.intp), keys
 
 
-def pie_shares(
-    codes: np.ndarray, n_groups: int, pie: np.ndarray
-) -> dict[str, np.ndarray]:
+def pie_shares(codes: np.ndarray, n_groups: int, pie: np.ndarray) -> dict[str, np.ndarray]:
     """Counts and shares of PIEs and non-PIEs per group (paper's Table 1).
 
     ``pct_pie`` is the group's share of all PIEs in percent, ``pct_non_pie``

@@ -21,35 +21,100 @@ def _split_csv(values: tuple[str, ...]) -> list[str]:
 def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ``report`` and ``check`` (the design's contract)."""
     options = [
-        click.option("--reference", "-r", required=True, metavar="[NAME=]SPEC",
-                     help="Reference model(s): predictions .npz, model file, glob or directory."),
-        click.option("--candidate", "-c", "candidates", multiple=True, required=True,
-                     metavar="[NAME=]SPEC", help="Compressed model(s) to audit; repeat for several."),
-        click.option("--data", "-d", metavar="SPEC",
-                     help="Evaluation data (.npz, .csv, image folder, or digits / fashion-mnist / adult[:split]); "
-                     "needed when a SPEC is a model."),
-        click.option("--attributes", "attributes_csv", metavar="CSV",
-                     type=click.Path(dir_okay=False),
-                     help="Protected attributes: a CSV with an 'id' column and one column per attribute."),
-        click.option("--subgroups", "-g", multiple=True, metavar="ATTR[,ATTR]",
-                     help="Attributes to cross in the subgroup table ('label' is the true label). "
-                     "Default: the policy's subgroup attributes."),
-        click.option("--policy", "-p", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="Policy file (YAML, TOML or pyproject.toml)."),
-        click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path),
-                     default=Path("compaudit-report"), show_default=True, help="Directory for report files."),
-        click.option("--format", "-f", "formats", multiple=True, metavar="FMT[,FMT]",
-                     help=f"Any of terminal, json, md, markdown, html, junit. Default: {','.join(DEFAULT_FORMATS)}."),
-        click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
-                     show_default=True, help="Significance level (a policy overrides it)."),
-        click.option("--correction", type=click.Choice(CORRECTIONS), default="holm", show_default=True,
-                     help="Multiple-testing correction (a policy overrides it)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice."),
-        click.option("--min-support", type=click.IntRange(min=1), default=30, show_default=True,
-                     help="Smallest subgroup that is tested."),
+        click.option(
+            "--reference",
+            "-r",
+            required=True,
+            metavar="[NAME=]SPEC",
+            help="Reference model(s): predictions .npz, model file, glob or directory.",
+        ),
+        click.option(
+            "--candidate",
+            "-c",
+            "candidates",
+            multiple=True,
+            required=True,
+            metavar="[NAME=]SPEC",
+            help="Compressed model(s) to audit; repeat for several.",
+        ),
+        click.option(
+            "--data",
+            "-d",
+            metavar="SPEC",
+            help="Evaluation data (.npz, .csv, image folder, or a built-in such as "
+            "digits / fashion-mnist / adult[:split]); "
+            "needed when a SPEC is a model.",
+        ),
+        click.option(
+            "--attributes",
+            "attributes_csv",
+            metavar="CSV",
+            type=click.Path(dir_okay=False),
+            help="Protected attributes: a CSV with an 'id' column and one column per attribute.",
+        ),
+        click.option(
+            "--subgroups",
+            "-g",
+            multiple=True,
+            metavar="ATTR[,ATTR]",
+            help="Attributes to cross in the subgroup table ('label' is the true label). "
+            "Default: the policy's subgroup attributes.",
+        ),
+        click.option(
+            "--policy",
+            "-p",
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help="Policy file (YAML, TOML or pyproject.toml).",
+        ),
+        click.option(
+            "--out",
+            "-o",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=Path("compaudit-report"),
+            show_default=True,
+            help="Directory for report files.",
+        ),
+        click.option(
+            "--format",
+            "-f",
+            "formats",
+            multiple=True,
+            metavar="FMT[,FMT]",
+            help="Any of terminal, json, md, markdown, html, junit. "
+            f"Default: {','.join(DEFAULT_FORMATS)}.",
+        ),
+        click.option(
+            "--alpha",
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            default=0.05,
+            show_default=True,
+            help="Significance level (a policy overrides it).",
+        ),
+        click.option(
+            "--correction",
+            type=click.Choice(CORRECTIONS),
+            default="holm",
+            show_default=True,
+            help="Multiple-testing correction (a policy overrides it).",
+        ),
+        click.option(
+            "--seed", type=int, default=0, show_default=True, help="Seed of every random choice."
+        ),
+        click.option(
+            "--min-support",
+            type=click.IntRange(min=1),
+            default=30,
+            show_default=True,
+            help="Smallest subgroup that is tested.",
+        ),
         click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True),
-        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
-        click.option("--no-cache", is_flag=True, help="Run every model even when cached predictions exist."),
+        click.option(
+            "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True
+        ),
+        click.option(
+            "--no-cache", is_flag=True, help="Run every model even when cached predictions exist."
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -57,7 +122,9 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _request(require_policy: bool, **kw: Any) -> AuditRequest:
-    formats = [("markdown" if f == "md" else f) for f in _split_csv(kw["formats"])] or list(DEFAULT_FORMATS)
+    formats = [("markdown" if f == "md" else f) for f in _split_csv(kw["formats"])] or list(
+        DEFAULT_FORMATS
+    )
     return AuditRequest(
         reference=kw["reference"],
         candidates=list(kw["candidates"]),
@@ -67,7 +134,9 @@ def _request(require_policy: bool, **kw: Any) -> AuditRequest:
         out=kw["out"],
         formats=list(dict.fromkeys(formats)),
         settings=AuditSettings(
-            alpha=kw["alpha"], correction=kw["correction"], seed=kw["seed"],
+            alpha=kw["alpha"],
+            correction=kw["correction"],
+            seed=kw["seed"],
             min_support=kw["min_support"],
         ),
         subgroup_attributes=_split_csv(kw["subgroups"]),
@@ -102,7 +171,9 @@ def report_command(**kw: Any) -> None:
 
 @click.command("check")
 @audit_options
-@click.option("--exit-zero", is_flag=True, help="Advisory run: report, but exit 0 even when a gate fails.")
+@click.option(
+    "--exit-zero", is_flag=True, help="Advisory run: report, but exit 0 even when a gate fails."
+)
 def check_command(exit_zero: bool, **kw: Any) -> None:
     """Gate a release: exit 0 when every gate passes, 1 when one fails, 2 on error."""
 

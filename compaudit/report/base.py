@@ -51,7 +51,9 @@ class Reporter(Protocol):
     filename: str | None
     """File written under ``--out`` (None for the terminal)."""
 
-    def write(self, report: dict[str, Any], *, out_dir: Path | None, context: ReportContext) -> Path | None:
+    def write(
+        self, report: dict[str, Any], *, out_dir: Path | None, context: ReportContext
+    ) -> Path | None:
         """Render ``report``; return the path written, if any."""
         ...
 

@@ -21,7 +21,9 @@ class JSONReporter:
     name = "json"
     filename: str | None = "report.json"
 
-    def write(self, report: dict[str, Any], *, out_dir: Path | None, context: ReportContext) -> Path | None:
+    def write(
+        self, report: dict[str, Any], *, out_dir: Path | None, context: ReportContext
+    ) -> Path | None:
         """Validate and write ``out_dir/report.json`` atomically."""
         validate_report(report)
         if out_dir is None:

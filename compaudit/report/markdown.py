@@ -1,0 +1,265 @@
+"""``report.md``: GitHub-flavoured Markdown, fit for ``$GITHUB_STEP_SUMMARY``.
+
+Long tables are capped (saying how many rows were left out) and the whole
+document is kept under GitHub's 1 MiB step-summary limit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from compaudit._io import atomic_write_text
+from compaudit.errors import InputError
+from compaudit.report._common import (
+    VERDICT_WORD,
+    fmt_value,
+    gate_outcome,
+    pct_points,
+    summary_lines,
+    worst_classes,
+)
+from compaudit.report.base import ReportContext
+from compaudit.report.terminal import fmt_p, group_label, pct, signed_pts
+
+__all__ = ["MarkdownReporter", "render_markdown"]
+
+MAX_GATE_ROWS = 200
+MAX_CLASS_ROWS = 10
+MAX_GROUP_ROWS = 50
+MAX_BYTES = 1_000_000
+"""Under GitHub's 1 MiB (1,048,576 bytes) per-step summary limit, with room to spare."""
+
+ERR_SUMMARY = (
+    "cannot append the Markdown summary to {path} ($GITHUB_STEP_SUMMARY): {reason}; "
+    "point GITHUB_STEP_SUMMARY at a writable file or unset it"
+)
+TRUNCATED = (
+    "_The summary was cut at {kept} of {total} bytes (GitHub's limit is 1 MiB); see report.json._"
+)
+
+VERDICT_ICON = {"pass": "✅", "fail": "❌", "error": "⚠️"}
+OUTCOME_CELL = {
+    "pass": "✅ pass",
+    "FAIL": "❌ **FAIL**",
+    "error": "⚠️ **error**",
+    "skipped": "➖ skipped",
+}
+_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
+
+
+def esc(text: object) -> str:
+    """Escape text for a Markdown paragraph or table cell (one line, no markup)."""
+    return _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def code(text: object) -> str:
+    """A name as inline code (escaped text when it holds a backtick)."""
+    s = " ".join(str(text).split())
+    return esc(s) if "`" in s else f"`{s}`"
+
+
+def _table(header: Sequence[str], align: str, rows: Sequence[Sequence[str]]) -> list[str]:
+    rule = {"l": "---", "r": "---:", "c": ":---:"}
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule[a] for a in align) + " |"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _cut_note(shown: int, total: int, what: str) -> list[str]:
+    if shown >= total:
+        return []
+    return ["", f"_{total - shown} more {what} not shown ({shown} of {total}); see report.json._"]
+
+
+def _gates(gates: Sequence[dict[str, Any]]) -> list[str]:
+    shown = list(gates)
+    if len(shown) > MAX_GATE_ROWS:  # never hide a failure behind the cap
+        bad = [g for g in shown if gate_outcome(g) != "pass"]
+        shown = (bad + [g for g in shown if gate_outcome(g) == "pass"])[:MAX_GATE_ROWS]
+    rows = [
+        [
+            code(g["name"]),
+            code(g["candidate"]) if g.get("candidate") else "-",
+            fmt_value(g["value"]),
+            fmt_value(g["threshold"]),
+            OUTCOME_CELL[gate_outcome(g)],
+            esc(g["detail"]),
+        ]
+        for g in shown
+    ]
+    lines = ["### Gates", ""]
+    lines += _table(["gate", "candidate", "value", "threshold", "result", "detail"], "llrrll", rows)
+    return lines + _cut_note(len(shown), len(gates), "gates")
+
+
+def _populations(report: dict[str, Any]) -> list[str]:
+    rows = [
+        [code(name), str(p["k"]), pct(p["top1"]), pct(p["top1_std"]), pct(p.get("top5"))]
+        for name, p in report["populations"].items()
+    ]
+    return [
+        "### Populations",
+        "",
+        *_table(["population", "K", "top-1", "± std", "top-5"], "lrrrr", rows),
+    ]
+
+
+def _classes(c: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            esc(r["name"]),
+            str(r["support"]),
+            pct(r["recall_reference"], 1),
+            pct(r["recall_candidate"], 1),
+            signed_pts(r["normalized_recall_difference"], 1),
+            fmt_p(r["p_adjusted"]),
+            "**yes**" if r["significant"] else "no",
+        ]
+        for r in worst_classes(c["classes"], MAX_CLASS_ROWS)
+    ]
+    header = ["class", "n", "recall ref", "recall cand", "norm. Δ", "p adj", "significant"]
+    lines = [
+        "",
+        "**Worst classes** (significantly worse first, then by normalized recall difference)",
+        "",
+    ]
+    lines += _table(header, "lrrrrrc", rows)
+    return lines + _cut_note(len(rows), len(c["classes"]), "classes")
+
+
+def _subgroups(c: dict[str, Any]) -> list[str]:
+    groups = c["subgroups"]
+    ordered = sorted(groups, key=lambda g: (not g["testable"], g["shift_difference"]))
+    rows = [
+        [
+            esc(group_label(g["group"])),
+            str(g["n"]),
+            str(g["n_non_pie"]),
+            str(g["n_pie"]),
+            pct_points(g["pct_non_pie"]),
+            pct_points(g["pct_pie"]),
+            "-" if g["pct_growth"] is None else f"{g['pct_growth']:+.0f}%",
+            pct(g["top1_reference"], 1),
+            pct(g["top1_candidate"], 1),
+            signed_pts(g["shift_difference"], 1),
+            fmt_p(g["p_adjusted"]) + (" **\\***" if g["significant"] else ""),
+            "yes" if g["testable"] else "no",
+        ]
+        for g in ordered[:MAX_GROUP_ROWS]
+    ]
+    header = ["group", "n", "non-PIE", "PIE", "% non-PIE", "% PIE", "growth", "top-1 ref",
+              "top-1 cand", "shift Δ", "p adj", "testable"]  # fmt: skip
+    attrs = " × ".join(esc(a) for a in c["subgroup_attributes"])
+    lines = [
+        "",
+        f"**Subgroups** ({attrs}; worst shift first; % of all non-PIEs / all PIEs; "
+        "\\* significant after correction)",
+        "",
+    ]
+    lines += _table(header, "lrrrrrrrrrrc", rows)
+    return lines + _cut_note(len(rows), len(groups), "groups")
+
+
+def _comparison(c: dict[str, Any]) -> list[str]:
+    lines = ["", f"### {code(c['candidate'])} vs {code(c['reference'])}", ""]
+    lines += [f"- {esc(s)}" for s in summary_lines(c)]
+    lines += _classes(c)
+    if c["subgroups"]:
+        lines += _subgroups(c)
+    return lines
+
+
+def render_markdown(report: dict[str, Any], *, max_bytes: int = MAX_BYTES) -> str:
+    """Render ``report`` as GitHub-flavoured Markdown.
+
+    Parameters
+    ----------
+    report : dict
+        A ``compaudit.report/v1`` document.
+    max_bytes : int
+        Largest UTF-8 size of the result; a longer document is cut at a line
+        boundary and ends with a note saying so.
+
+    Returns
+    -------
+    str
+        The Markdown text, ending with a newline.
+    """
+    verdict = report["verdict"]
+    data, settings = report.get("data", {}), report.get("settings", {})
+    facts = []
+    if data:
+        facts.append(f"{data['n']} examples, {data['num_classes']} classes")
+    if settings:
+        facts.append(
+            f"alpha {settings['alpha']} ({esc(settings['correction'])}), seed {settings['seed']}"
+        )
+    if "tool" in report:
+        facts.append(f"{esc(report['tool']['name'])} {esc(report['tool']['version'])}")
+    lines = [
+        f"## compaudit: {VERDICT_ICON[verdict]} {VERDICT_WORD[verdict]}",
+        "",
+        " · ".join(facts),
+    ]
+    if report.get("errors"):
+        lines += ["", "### Errors", "", *(f"- {esc(e)}" for e in report["errors"])]
+    if report["gates"]:
+        lines += ["", *_gates(report["gates"])]
+    lines += ["", *_populations(report)]
+    for c in report["comparisons"]:
+        lines += _comparison(c)
+    text = "\n".join(lines) + "\n"
+    return _fit(text, max_bytes)
+
+
+def _fit(text: str, max_bytes: int) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    note = TRUNCATED.format(kept="{kept}", total=len(data))
+    budget = max_bytes - len(note.encode("utf-8")) - 32
+    cut = data[: max(budget, 0)].rsplit(b"\n", 1)[0].decode("utf-8", errors="ignore")
+    return cut + "\n\n" + note.format(kept=len(cut.encode("utf-8"))) + "\n"
+
+
+class MarkdownReporter:
+    """Writes ``report.md`` and appends the same text to the GitHub step summary."""
+
+    name = "markdown"
+    filename: str | None = "report.md"
+
+    def write(
+        self, report: dict[str, Any], *, out_dir: Path | None, context: ReportContext
+    ) -> Path | None:
+        """Write ``out_dir/report.md`` atomically (print it when ``out_dir`` is None)."""
+        text = render_markdown(report)
+        if out_dir is None:
+            context.console.out(text, end="", highlight=False)
+            return None
+        path = out_dir / "report.md"
+        atomic_write_text(path, text)
+        return path
+
+    def append_step_summary(
+        self, report: dict[str, Any], path: Path, *, context: ReportContext
+    ) -> None:
+        """Append the Markdown report to ``path`` (GitHub's ``$GITHUB_STEP_SUMMARY``).
+
+        Appends, never overwrites: other steps' summaries in the same file are
+        kept. The text goes out in one ``write`` call on a file opened in
+        append mode, so concurrent writers do not interleave within it.
+
+        Raises
+        ------
+        InputError
+            When ``path`` cannot be opened for appending.
+        """
+        text = render_markdown(report)
+        try:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(("\n" if fh.tell() else "") + text)
+        except OSError as exc:
+            raise InputError(ERR_SUMMARY.format(path=path, reason=exc.strerror or exc)) from exc
