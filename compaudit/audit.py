@@ -159,8 +159,11 @@ class AuditResult:
     ) -> dict[str, Any]:
         """The ``compaudit.report/v1`` document (JSON-serialisable)."""
         if verdict is None:
-            failed = any(g.get("passed") is False for g in gates)
-            verdict = "error" if errors else "fail" if failed else "pass"
+            # Without a policy nothing is gated; with one, the caller passes the
+            # verdict decided by compaudit.gates.decide_verdict.
+            if gates:
+                raise ValueError("pass the verdict of compaudit.gates.decide_verdict with gates")
+            verdict = "error" if errors else "pass"
         pop = self.reference.population
         return {
             "schema": SCHEMA,

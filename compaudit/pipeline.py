@@ -7,6 +7,7 @@ evaluates the gates, decides the verdict and writes every chosen format.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -118,25 +119,31 @@ def _settings_from_policy(request: AuditRequest) -> tuple[AuditSettings, Any]:
             raise InputError("check needs a policy: pass --policy FILE (see examples/policies/)")
         attrs = tuple(request.subgroup_attributes)
         if attrs and attrs != settings.attributes:
-            settings = AuditSettings(**{**settings.to_dict(), "attributes": attrs})
+            settings = dataclasses.replace(settings, attributes=attrs)
         return settings, None
-    from compaudit.gates import required_attributes
     from compaudit.policy import load_policy
+    from compaudit.policy import settings as policy_settings
 
     policy = load_policy(request.policy)
-    attrs = tuple(request.subgroup_attributes) or tuple(required_attributes(policy))
-    min_support = (
-        policy.gates.subgroups.min_support if policy.gates.subgroups else settings.min_support
-    )
+    wanted = policy_settings(policy)
     settings = AuditSettings(
-        alpha=policy.alpha,
-        correction=policy.correction,
-        seed=policy.seed,
-        min_support=min_support,
-        attributes=attrs,
+        alpha=wanted["alpha"],
+        correction=wanted["correction"],
+        seed=wanted["seed"],
+        min_support=wanted["min_support"],
+        attributes=tuple(request.subgroup_attributes) or tuple(wanted["attributes"]),
         empty_classes=settings.empty_classes,
     )
     return settings, policy
+
+
+def _available_attributes(reference: Population, candidates: dict[str, Population]) -> set[str]:
+    from compaudit.analysis.subgroups import LABEL_ATTRIBUTE
+
+    names = {LABEL_ATTRIBUTE, *reference.attributes}
+    for pop in candidates.values():
+        names.update(pop.attributes)
+    return names
 
 
 def execute(request: AuditRequest) -> Outcome:
@@ -148,6 +155,7 @@ def execute(request: AuditRequest) -> Outcome:
         if fmt not in reporters:
             raise InputError(ERR_UNKNOWN_FORMAT.format(fmt=fmt, known=", ".join(sorted(reporters))))
     settings, policy = _settings_from_policy(request)
+    console = request.console or Console()
 
     dataset = _load_dataset(request.data) if request.data else None
     ref_name, ref_spec = parse_named_spec(request.reference, default_name="reference")
@@ -165,6 +173,13 @@ def execute(request: AuditRequest) -> Outcome:
         reference = reference.with_attributes(
             read_attributes_csv(request.attributes_csv, reference.ids)
         )
+    if policy is not None and not request.subgroup_attributes:
+        missing = set(settings.attributes) - _available_attributes(reference, candidates)
+        if missing:
+            # The policy's subgroup gates cannot be evaluated: audit without
+            # subgroups and let the gates report it (an error unless the
+            # policy's on_unevaluable says otherwise). Never a silent pass.
+            settings = dataclasses.replace(settings, attributes=())
     result = audit(reference, candidates, reference_name=ref_name, settings=settings)
 
     gates: list[dict[str, Any]] = []
@@ -172,7 +187,10 @@ def execute(request: AuditRequest) -> Outcome:
     status = ExitStatus.OK
     if policy is not None:
         from compaudit.gates import decide_verdict, evaluate_gates, exit_status_for
+        from compaudit.policy import unused_overrides
 
+        for name in unused_overrides(policy, list(candidates)):
+            console.print(f"[yellow]warning:[/] policy override '{name}' matches no candidate")
         draft = result.to_report()
         gate_results = evaluate_gates(draft, policy)
         gates = [g.to_dict() for g in gate_results]
@@ -184,7 +202,7 @@ def execute(request: AuditRequest) -> Outcome:
     if dataset is not None and dataset.images is not None and dataset.n == reference.n:
         images = dataset.images
     context = ReportContext(
-        console=request.console or Console(),
+        console=console,
         result=result,
         images=images,
         sources={

@@ -11,7 +11,7 @@ import click
 from compaudit.audit import CORRECTIONS, AuditSettings
 from compaudit.cli import run_command
 from compaudit.errors import ExitStatus
-from compaudit.pipeline import DEFAULT_FORMATS, AuditRequest, execute
+from compaudit.pipeline import DEFAULT_FORMATS, AuditRequest, Outcome, execute
 
 
 def _split_csv(values: tuple[str, ...]) -> list[str]:
@@ -147,9 +147,20 @@ def _request(require_policy: bool, **kw: Any) -> AuditRequest:
     )
 
 
-def _done(written: list[Path]) -> None:
-    for path in written:
+def _done(outcome: Outcome) -> None:
+    for path in outcome.written:
         click.echo(f"wrote {path}", err=True)
+    gates = outcome.report["gates"]
+    if gates:
+        # One line for CI logs, whatever formats were chosen.
+        failed = [f"{g['name']}[{g.get('candidate')}]" for g in gates if g["passed"] is False]
+        unevaluable = [f"{g['name']}[{g.get('candidate')}]" for g in gates if g["passed"] is None]
+        line = f"verdict: {outcome.report['verdict']} ({len(gates)} gates"
+        if failed:
+            line += f"; failed: {', '.join(failed)}"
+        if unevaluable:
+            line += f"; not evaluable: {', '.join(unevaluable)}"
+        click.echo(line + ")", err=True)
 
 
 @click.command("report")
@@ -163,7 +174,7 @@ def report_command(**kw: Any) -> None:
 
     def body() -> ExitStatus:
         outcome = execute(_request(False, **kw))
-        _done(outcome.written)
+        _done(outcome)
         return ExitStatus.OK
 
     run_command(body)
@@ -179,7 +190,7 @@ def check_command(exit_zero: bool, **kw: Any) -> None:
 
     def body() -> ExitStatus:
         outcome = execute(_request(True, **kw))
-        _done(outcome.written)
+        _done(outcome)
         if exit_zero and outcome.status == ExitStatus.GATE_FAILED:
             return ExitStatus.OK
         return outcome.status
