@@ -150,9 +150,9 @@ class Registry:
     def _collect(self, hook: str) -> dict[str, Any]:
         caller = getattr(self.pm.hook, hook)
         found: dict[str, Any] = {}
-        # pluggy calls the last-registered plugin first; reverse so later
-        # registrations overwrite built-ins of the same name.
-        for impl in reversed(caller.get_hookimpls()):
+        # get_hookimpls() lists plugins in registration order, so later
+        # registrations (third-party plugins) overwrite built-ins of the same name.
+        for impl in caller.get_hookimpls():
             try:
                 provided = impl.function()
             except Exception as exc:
@@ -190,6 +190,8 @@ class Registry:
 
 
 def _dist_version(distribution: str) -> str:
+    if not distribution:
+        return "-"
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:

@@ -1,0 +1,174 @@
+"""Public entry points: load a dataset from a spec, join protected attributes.
+
+A data spec is ``NAME_OR_PATH[:SPLIT][?key=value&...]``:
+
+* ``data.npz``, ``table.csv?label=income&attributes=sex,race``, ``images/``
+  (a folder of class sub-folders);
+* a built-in name with an optional split (default ``test``): ``digits``,
+  ``fashion-mnist:train``, ``adult:test?path=/data/adult``.
+
+Loaders are plugins (hook ``register_datasets``); the first whose
+``matches(spec)`` is true loads it. When several match, ``?provider=NAME``
+picks one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from compaudit.data._common import check_dataset, compact
+from compaudit.data._spec import parse_data_spec
+from compaudit.data.base import Dataset
+from compaudit.data.tables import read_csv_columns
+from compaudit.errors import DataNotFoundError, InputError
+
+if TYPE_CHECKING:
+    from compaudit.plugins import Registry
+
+__all__ = ["load_dataset", "parse_data_spec", "read_attributes_csv"]
+
+ERR_UNKNOWN_SPEC = (
+    "unknown data spec '{spec}': no dataset loader reads it.\n"
+    "Known datasets and file kinds:\n{known}\n"
+    "Fix: give an existing .npz or .csv file or image folder, or one of the names above."
+)
+ERR_NO_SUCH_PATH = "data spec '{spec}': no such file or folder {path}; check the path"
+ERR_AMBIGUOUS = (
+    "data spec '{spec}' is claimed by several dataset loaders ({names}); "
+    "pick one with ?provider=NAME"
+)
+ERR_NO_PROVIDER = "data spec '{spec}': no dataset loader named '{provider}'; known: {names}"
+ERR_ATTR_NO_ID = (
+    "{path}: no 'id' column; an attributes CSV needs an 'id' column holding the "
+    "dataset's example ids and one column per protected attribute"
+)
+ERR_ATTR_NO_COLUMNS = "{path}: only an 'id' column; add one column per protected attribute"
+ERR_ATTR_DUP = (
+    "{path}: {count} id(s) appear on more than one row, e.g. {examples}; keep one row per example"
+)
+ERR_ATTR_MISSING = (
+    "{path}: {count} of {n} example id(s) have no row, e.g. {examples}; "
+    "add a row for every example of the dataset (ids are compared as strings)"
+)
+
+
+def _known(providers: Mapping[str, Any]) -> str:
+    return "\n".join(
+        f"  - {name}: {getattr(p, 'summary', name)}" for name, p in sorted(providers.items())
+    )
+
+
+def load_dataset(
+    spec: str, *, options: Mapping[str, str] | None = None, registry: Registry | None = None
+) -> Dataset:
+    """Load the dataset named by ``spec`` through the dataset plugins.
+
+    Parameters
+    ----------
+    spec : str
+        ``NAME_OR_PATH[:SPLIT][?key=value&...]`` (see the module docstring).
+    options : mapping of str to str, optional
+        Loader options; they override options given in ``spec``. The option
+        ``provider=NAME`` forces a loader.
+    registry : Registry, optional
+        Plugin registry; default :func:`compaudit.plugins.get_registry`.
+
+    Returns
+    -------
+    Dataset
+        Checked against the contract (lengths, label range, unique ids).
+
+    Raises
+    ------
+    InputError
+        Unknown or ambiguous spec (listing known datasets and file kinds),
+        or data a loader rejects.
+    DataNotFoundError
+        A path that does not exist, or a built-in dataset not found (listing
+        every place searched).
+    """
+    if registry is None:
+        from compaudit.plugins import get_registry
+
+        registry = get_registry()
+    base, split, merged = parse_data_spec(spec)
+    merged.update(options or {})
+    forced = merged.pop("provider", None)
+    target = base if split is None else f"{base}:{split}"
+    providers = registry.datasets()
+    if forced is not None:
+        if forced not in providers:
+            names = ", ".join(sorted(providers))
+            raise InputError(ERR_NO_PROVIDER.format(spec=spec, provider=forced, names=names))
+        chosen = [forced]
+    else:
+        chosen = [name for name, p in providers.items() if p.matches(target)]
+    if not chosen:
+        if ("/" in base or base.startswith(".")) and not Path(base).exists():
+            raise DataNotFoundError(ERR_NO_SUCH_PATH.format(spec=spec, path=base))
+        raise InputError(ERR_UNKNOWN_SPEC.format(spec=spec, known=_known(providers)))
+    if len(chosen) > 1:
+        raise InputError(ERR_AMBIGUOUS.format(spec=spec, names=", ".join(sorted(chosen))))
+    dataset: Dataset = providers[chosen[0]].load(target, options=merged)
+    check_dataset(dataset, src=f"dataset loader '{chosen[0]}' on '{spec}'")
+    return dataset
+
+
+def read_attributes_csv(path: str | Path, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Read protected attributes for the examples ``ids`` from a CSV file.
+
+    The file has an ``id`` column and one column per attribute. Ids are
+    compared as strings (``7`` matches ``"7"``, not ``"007"``); every example
+    id must have exactly one row, extra rows are ignored.
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV file.
+    ids : ndarray of shape (N,)
+        The dataset's example ids.
+
+    Returns
+    -------
+    dict of str to ndarray of str
+        One array per attribute column, aligned with ``ids``.
+
+    Raises
+    ------
+    InputError
+        No ``id`` column, no attribute column, duplicated ids or example ids
+        without a row; every message names the file.
+    DataNotFoundError
+        The file does not exist.
+    """
+    src = str(path)
+    header, cells, _ = read_csv_columns(Path(path), src=src)
+    if "id" not in header:
+        raise InputError(ERR_ATTR_NO_ID.format(path=src))
+    if len(header) == 1:
+        raise InputError(ERR_ATTR_NO_COLUMNS.format(path=src))
+    id_col = header.index("id")
+    file_ids = cells[:, id_col]
+    order = np.argsort(file_ids, kind="stable")
+    sorted_ids = file_ids[order]
+    repeated = sorted_ids[1:] == sorted_ids[:-1]
+    if repeated.any():
+        dup = np.unique(sorted_ids[1:][repeated])
+        examples = ", ".join(repr(str(d)) for d in dup[:5])
+        raise InputError(ERR_ATTR_DUP.format(path=src, count=dup.size, examples=examples))
+    wanted = np.asarray([str(i) for i in np.asarray(ids).tolist()], dtype=np.str_)
+    pos = np.searchsorted(sorted_ids, wanted)
+    found = pos < sorted_ids.size
+    found[found] = sorted_ids[pos[found]] == wanted[found]
+    if not found.all():
+        missing = wanted[~found]
+        examples = ", ".join(repr(str(m)) for m in missing[:5])
+        raise InputError(
+            ERR_ATTR_MISSING.format(path=src, count=missing.size, n=wanted.size, examples=examples)
+        )
+    rows = order[pos]
+    return {col: compact(cells[rows, i]) for i, col in enumerate(header) if i != id_col}
