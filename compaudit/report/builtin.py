@@ -5,12 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from compaudit.plugins import hookimpl
+from compaudit.report.html import HTMLReporter
 from compaudit.report.json_report import JSONReporter
+from compaudit.report.junit import JUnitReporter
+from compaudit.report.markdown import MarkdownReporter
 from compaudit.report.terminal import TerminalReporter
 
 
 @hookimpl
 def register_reporters() -> list[Any]:
-    """Terminal and JSON reporters (Markdown, JUnit and HTML register here too)."""
-    reporters: list[Any] = [TerminalReporter(), JSONReporter()]
+    """Terminal, JSON, Markdown, JUnit and HTML reporters."""
+    reporters: list[Any] = [
+        TerminalReporter(),
+        JSONReporter(),
+        MarkdownReporter(),
+        JUnitReporter(),
+        HTMLReporter(),
+    ]
     return reporters

@@ -24,6 +24,7 @@ __all__ = ["JUnitReporter", "render_junit"]
 SUITE = "compaudit"
 NO_GATES_CASE = "audit"
 FAILURE_MESSAGE = "{name}: measured {value} exceeds threshold {threshold}"
+FAILURE_UNMEASURED = "{name}: cannot be evaluated, counted as failed (threshold {threshold})"
 ERROR_MESSAGE = "{name}: cannot be evaluated (threshold {threshold})"
 VERDICT_MESSAGE = "verdict is {verdict} although no gate says why"
 # Characters XML 1.0 cannot carry at all; ElementTree would write them unescaped.
@@ -46,7 +47,9 @@ def _gate_case(gate: dict[str, Any]) -> tuple[ET.Element, str]:
     outcome = gate_outcome(gate)
     value, threshold = fmt_value(gate["value"]), fmt_value(gate["threshold"])
     if outcome == "FAIL":
-        msg = FAILURE_MESSAGE.format(name=name, value=value, threshold=threshold)
+        # on_unevaluable: fail gives a failure without a measured value.
+        template = FAILURE_UNMEASURED if gate["value"] is None else FAILURE_MESSAGE
+        msg = template.format(name=name, value=value, threshold=threshold)
         ET.SubElement(case, "failure", message=msg, type="GateFailed").text = detail
     elif outcome == "error":
         msg = ERROR_MESSAGE.format(name=name, threshold=threshold)
@@ -54,7 +57,9 @@ def _gate_case(gate: dict[str, Any]) -> tuple[ET.Element, str]:
     elif outcome == "skipped":
         ET.SubElement(case, "skipped", message=detail)
     else:
-        ET.SubElement(case, "system-out").text = f"measured {value}, threshold {threshold}: {detail}"
+        ET.SubElement(
+            case, "system-out"
+        ).text = f"measured {value}, threshold {threshold}: {detail}"
     return case, outcome
 
 

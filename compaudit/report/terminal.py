@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -49,7 +50,7 @@ def _populations(report: dict[str, Any]) -> Table:
     t.add_column("± std", justify="right")
     t.add_column("top-5", justify="right")
     for name, p in report["populations"].items():
-        t.add_row(name, str(p["k"]), pct(p["top1"]), pct(p["top1_std"]), pct(p.get("top5")))
+        t.add_row(escape(name), str(p["k"]), pct(p["top1"]), pct(p["top1_std"]), pct(p.get("top5")))
     return t
 
 
@@ -96,7 +97,7 @@ def _comparison(c: dict[str, Any]) -> Group:
     ct.add_column("sig", justify="center")
     for r in worst:
         ct.add_row(
-            r["name"],
+            escape(r["name"]),
             str(r["support"]),
             pct(r["recall_reference"], 1),
             pct(r["recall_candidate"], 1),
@@ -121,7 +122,7 @@ def _comparison(c: dict[str, Any]) -> Group:
             growth = "-" if g["pct_growth"] is None else f"{g['pct_growth']:+.0f}%"
             pct_pie = "-" if g["pct_pie"] is None else f"{g['pct_pie']:.1f}"
             gt.add_row(
-                group_label(g["group"]),
+                escape(group_label(g["group"])),
                 str(g["n"]),
                 pct_pie,
                 growth,
@@ -146,16 +147,17 @@ def _gates(report: dict[str, Any]) -> Table:
     t.add_column("result")
     for g in report["gates"]:
         passed = g["passed"]
-        result = (
-            Text("pass", style="green")
-            if passed
-            else Text("FAIL", style="bold red")
-            if passed is False
-            else Text("n/a", style="magenta")
-        )
+        if passed:
+            result = Text("pass", style="green")
+        elif passed is False:
+            result = Text("FAIL", style="bold red")
+        elif g.get("status") == "skipped":
+            result = Text("skipped", style="yellow")
+        else:
+            result = Text("error", style="bold magenta")
         value = "-" if g["value"] is None else f"{g['value']:.4g}"
         limit = "-" if g["threshold"] is None else f"{g['threshold']:.4g}"
-        t.add_row(g["name"], g.get("candidate") or "-", value, limit, result)
+        t.add_row(escape(g["name"]), escape(g.get("candidate") or "-"), value, limit, result)
     return t
 
 
@@ -174,7 +176,11 @@ def render(report: dict[str, Any], context: ReportContext) -> None:
     con.print(_populations(report))
     for c in report["comparisons"]:
         con.print(
-            Panel(_comparison(c), title=f"{c['candidate']} vs {c['reference']}", title_align="left")
+            Panel(
+                _comparison(c),
+                title=escape(f"{c['candidate']} vs {c['reference']}"),
+                title_align="left",
+            )
         )
     if report["gates"]:
         con.print(_gates(report))

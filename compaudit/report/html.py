@@ -1,0 +1,277 @@
+"""``report.html``: one self-contained page a reviewer opens offline.
+
+Verdict and gates; populations; per candidate the paper's per-class figure
+(matplotlib PNG as a data URI), the subgroup table (the paper's CelebA
+table) and the PIE gallery. No external URL: CSS is inlined and every image
+is a ``data:`` URI. All text is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from html import escape
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from compaudit._io import atomic_write_text
+from compaudit.errors import InputError
+from compaudit.report._common import (
+    VERDICT_WORD,
+    fmt_value,
+    gate_outcome,
+    pct_points,
+    summary_lines,
+)
+from compaudit.report._gallery import check_images, pie_gallery, pie_indices
+from compaudit.report._plot import class_plot_png
+from compaudit.report.base import ReportContext
+from compaudit.report.terminal import fmt_p, group_label, pct, signed_pts
+
+__all__ = ["HTMLReporter", "render_html"]
+
+CSS_FILE = "templates/report.css"
+MAX_CLASS_ROWS = 1000
+MAX_GROUP_ROWS = 500
+ERR_NO_OUT_DIR = "the html format writes a file: give an output directory (--out DIR)"
+
+
+def _css() -> str:
+    return resources.files("compaudit.report").joinpath(CSS_FILE).read_text("utf-8")
+
+
+def _e(x: object) -> str:
+    return escape(str(x), quote=True)
+
+
+def _table(
+    header: Sequence[str], rows: Iterable[tuple[str, Sequence[str]]], numeric: Sequence[bool]
+) -> str:
+    """A table; each row is (tr class, already-escaped cell HTML)."""
+    th = "".join(
+        f"<th class='num'>{_e(h)}</th>" if num else f"<th>{_e(h)}</th>"
+        for h, num in zip(header, numeric, strict=True)
+    )
+    body = []
+    for cls, cells in rows:
+        tds = "".join(
+            f"<td class='num'>{c}</td>" if num else f"<td>{c}</td>"
+            for c, num in zip(cells, numeric, strict=True)
+        )
+        body.append(f"<tr class='{_e(cls)}'>{tds}</tr>" if cls else f"<tr>{tds}</tr>")
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _cut(shown: int, total: int, what: str) -> str:
+    if shown >= total:
+        return ""
+    return f"<p class='note'>Showing {shown} of {total} {what}; report.json has them all.</p>"
+
+
+def _gates(gates: Sequence[dict[str, Any]]) -> str:
+    rows = []
+    for g in gates:
+        res = gate_outcome(g)
+        cells = [
+            _e(g["name"]),
+            _e(g.get("candidate") or "-"),
+            fmt_value(g["value"]),
+            fmt_value(g["threshold"]),
+            f"<span class='res-{res}'>{_e(res)}</span>",
+            f"<span class='detail'>{_e(g['detail'])}</span>",
+        ]
+        rows.append((f"r-{res}", cells))
+    header = ["gate", "candidate", "value", "threshold", "result", "detail"]
+    return _table(header, rows, [False, False, True, True, False, False])
+
+
+def _populations(report: dict[str, Any]) -> str:
+    rows = [
+        (
+            "",
+            [
+                _e(name),
+                str(p["k"]),
+                pct(p["top1"]),
+                pct(p["top1_std"]),
+                pct(p.get("top5")),
+                _e(p.get("source", "")),
+            ],
+        )
+        for name, p in report["populations"].items()
+    ]
+    header = ["population", "K", "top-1", "± std", "top-5", "source"]
+    return _table(header, rows, [False, True, True, True, True, False])
+
+
+def _classes_table(classes: Sequence[dict[str, Any]]) -> str:
+    # Classes without a recall (empty, skipped) go last.
+    ordered = sorted(
+        classes,
+        key=lambda r: (
+            r["normalized_recall_difference"] is None,
+            r["normalized_recall_difference"] or 0.0,
+        ),
+    )
+    rows = []
+    for r in ordered[:MAX_CLASS_ROWS]:
+        nrd = r["normalized_recall_difference"]
+        worse = r["significant"] and nrd is not None and nrd < 0
+        cells = [
+            _e(r["name"]), str(r["support"]), pct(r["recall_reference"], 1),
+            pct(r["recall_candidate"], 1), signed_pts(nrd, 1), fmt_p(r["p_value"]),
+            fmt_p(r["p_adjusted"]), "yes" if r["significant"] else "no",
+        ]  # fmt: skip
+        rows.append(("sig-worse" if worse else "", cells))
+    header = ["class", "n", "recall ref", "recall cand", "norm. Δ", "p", "p adj", "significant"]
+    table = _table(header, rows, [False, True, True, True, True, True, True, False])
+    return (
+        f"<details><summary>All {len(classes)} classes, worst first</summary>{table}"
+        f"{_cut(len(rows), len(classes), 'classes')}</details>"
+    )
+
+
+def _subgroups(c: dict[str, Any]) -> str:
+    groups = c["subgroups"]
+    rows = []
+    for g in groups[:MAX_GROUP_ROWS]:
+        growth = "-" if g["pct_growth"] is None else f"{g['pct_growth']:+.0f}%"
+        cells = [
+            _e(group_label(g["group"])), str(g["n"]), str(g["n_non_pie"]), str(g["n_pie"]),
+            pct_points(g["pct_non_pie"]), pct_points(g["pct_pie"]), growth,
+            pct(g["top1_reference"], 1), pct(g["top1_candidate"], 1),
+            signed_pts(g["shift_difference"], 1),
+            fmt_p(g["p_adjusted"]) + (" *" if g["significant"] else ""),
+            "yes" if g["testable"] else "no",
+        ]  # fmt: skip
+        cls = "untestable" if not g["testable"] else ""
+        if g["significant"] and g["shift_difference"] < 0:
+            cls = "sig-worse"
+        rows.append((cls, cells))
+    header = ["group", "n", "n non-PIE", "n PIE", "% non-PIE", "% PIE", "growth", "top-1 ref",
+              "top-1 cand", "shift Δ", "p adj", "testable"]  # fmt: skip
+    numeric = [False] + [True] * 10 + [False]
+    attrs = " × ".join(_e(a) for a in c["subgroup_attributes"])
+    return (
+        f"<h3>Subgroups ({attrs})</h3><p class='caption'>% non-PIE and % PIE: the group's share "
+        "of all non-PIEs and of all PIEs; growth: relative growth of that share among PIEs; "
+        "shift Δ: the group's top-1 change minus the overall change; * significant after "
+        f"correction.</p>{_table(header, rows, numeric)}{_cut(len(rows), len(groups), 'groups')}"
+    )
+
+
+def _comparison(i: int, c: dict[str, Any], context: ReportContext, report: dict[str, Any]) -> str:
+    cand, ref = c["candidate"], c["reference"]
+    settings = report.get("settings", {})
+    names = {int(r["class"]): str(r["name"]) for r in c["classes"]}
+    png = class_plot_png(c["classes"], title=f"{cand} vs {ref}")
+    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    summary = "".join(f"<li>{_e(s)}</li>" for s in summary_lines(c))
+    parts = [
+        f"<section class='candidate' id='cand-{i}'><h2>{_e(cand)} vs {_e(ref)}</h2>",
+        f"<ul class='summary'>{summary}</ul>",
+        "<h3>Per-class normalized recall difference</h3>",
+        f"<img class='plot' src='{uri}' alt='normalized recall difference per class, {_e(cand)}'>",
+        "<p class='caption'>Each class's recall change minus the model's overall top-1 change, "
+        f"in percentage points, sorted; * significant after {_e(settings.get('correction', '?'))}"
+        f" correction at alpha {_e(settings.get('alpha', '?'))} ({_e(c['class_test'])} test)."
+        "</p>",
+        _classes_table(c["classes"]),
+    ]
+    if c["subgroups"]:
+        parts.append(_subgroups(c))
+    images, indices = None, None
+    if context.images is not None and context.result is not None:
+        images = check_images(context.images, context.result.reference.population.n)
+        indices = pie_indices(context.result, cand, c["pie"]["examples"])
+    parts.append(
+        f"<h3>Pruning Identified Exemplars ({c['pie']['count']})</h3><p class='caption'>Examples "
+        "whose modal candidate prediction differs from the modal reference prediction, with "
+        f"vote shares; ties: {_e(c['pie']['tie_rule'])}.</p>"
+    )
+    parts.append(pie_gallery(c["pie"]["examples"], names, images=images, indices=indices))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render_html(report: dict[str, Any], context: ReportContext) -> str:
+    """Render ``report`` as one self-contained HTML page.
+
+    Parameters
+    ----------
+    report : dict
+        A ``compaudit.report/v1`` document.
+    context : ReportContext
+        ``images`` and ``result`` enable the PIE thumbnails; ``sources`` are
+        listed in the header.
+
+    Returns
+    -------
+    str
+        The HTML document.
+
+    Raises
+    ------
+    InputError
+        When ``context.images`` are not uint8 ``[N, H, W(, 3)]`` with one
+        image per example.
+    """
+    verdict = report["verdict"]
+    data, settings = report.get("data", {}), report.get("settings", {})
+    facts = []
+    if data:
+        facts.append(f"{data['n']} examples, {data['num_classes']} classes")
+    if settings:
+        facts.append(
+            f"alpha {settings['alpha']} ({settings['correction']}), seed {settings['seed']}"
+        )
+    if "tool" in report:
+        facts.append(f"{report['tool']['name']} {report['tool']['version']}")
+    sources = " · ".join(f"{k}: {v}" for k, v in context.sources.items() if v)
+    nav = "".join(
+        f"<a href='#cand-{i}'>{_e(c['candidate'])}</a>" for i, c in enumerate(report["comparisons"])
+    )
+    body = [
+        f"<header class='top v-{_e(verdict)}'><h1>compaudit "
+        f"<span class='badge b-{_e(verdict)}'>{VERDICT_WORD[verdict]}</span></h1>",
+        f"<p class='meta'>{_e(' · '.join(facts))}</p>",
+        f"<p class='meta'>{_e(sources)}</p>" if sources else "",
+        f"<nav>{nav}</nav></header>",
+    ]
+    if report.get("errors"):
+        items = "".join(f"<li>{_e(e)}</li>" for e in report["errors"])
+        body.append(f"<section class='errors'><h2>Errors</h2><ul>{items}</ul></section>")
+    if report["gates"]:
+        body.append(f"<section id='gates'><h2>Gates</h2>{_gates(report['gates'])}</section>")
+    else:
+        body.append("<p class='muted'>No policy gates were evaluated (no --policy).</p>")
+    body.append(f"<section id='populations'><h2>Populations</h2>{_populations(report)}</section>")
+    body += [_comparison(i, c, context, report) for i, c in enumerate(report["comparisons"])]
+    body.append(
+        f"<footer>{_e(report.get('schema', ''))} · generated by compaudit; the machine-readable "
+        "findings are in report.json.</footer>"
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>compaudit report: {VERDICT_WORD[verdict]}</title>"
+        f"<style>{_css()}</style></head><body><main>{''.join(body)}</main></body></html>\n"
+    )
+
+
+class HTMLReporter:
+    """Writes the self-contained ``report.html`` atomically."""
+
+    name = "html"
+    filename: str | None = "report.html"
+
+    def write(
+        self, report: dict[str, Any], *, out_dir: Path | None, context: ReportContext
+    ) -> Path | None:
+        """Write ``out_dir/report.html``; an output directory is required."""
+        if out_dir is None:
+            raise InputError(ERR_NO_OUT_DIR)
+        path = out_dir / "report.html"
+        atomic_write_text(path, render_html(report, context))
+        return path
