@@ -179,11 +179,12 @@ class AuditResult:
 
 
 def _num(x: float | np.floating[Any] | None) -> float | None:
-    """JSON-safe float: NaN (not computed) becomes None."""
+    """JSON-safe float: NaN (not computed) and the infinite statistic of a
+    zero-variance comparison (its p-value says it all) become None."""
     if x is None:
         return None
     v = float(x)
-    return None if math.isnan(v) else v
+    return v if math.isfinite(v) else None
 
 
 def _test_fields(t: ShiftTable, i: int) -> dict[str, Any]:

@@ -29,6 +29,13 @@ __all__ = ["AuditRequest", "Outcome", "execute", "parse_named_spec"]
 
 DEFAULT_FORMATS = ("terminal", "json")
 ERR_DUPLICATE_NAME = "two candidates are named '{name}'; name them apart with NAME=SPEC"
+ERR_NO_INPUTS = (
+    "nothing to audit: give --reference and at least one --candidate, or a trainer run directory"
+)
+ERR_RUN_AND_SPECS = (
+    "give either a run directory or --reference/--candidate, not both "
+    "(a run directory audits its dense variant against every other variant)"
+)
 ERR_UNKNOWN_FORMAT = "unknown format '{fmt}'; installed formats: {known}"
 
 
@@ -58,8 +65,9 @@ def parse_named_spec(text: str, default_name: str | None = None) -> tuple[str, s
 class AuditRequest:
     """Everything ``report``/``check`` were asked to do (parsed CLI options)."""
 
-    reference: str
-    candidates: Sequence[str]
+    reference: str | None = None
+    candidates: Sequence[str] = ()
+    run_dir: Path | None = None
     data: str | None = None
     attributes_csv: str | None = None
     policy: str | None = None
@@ -112,6 +120,33 @@ def _load_dataset(spec: str) -> Dataset:
     return dataset
 
 
+def _load_run_dir(
+    request: AuditRequest,
+) -> tuple[str, Population, dict[str, Population], Dataset]:
+    """The trainer's run: its dense variant against every other variant, on its eval split."""
+    from compaudit.models.base import RunnerSettings
+    from compaudit.predictions import predict_population
+    from compaudit.train.manifest import load_run
+
+    assert request.run_dir is not None
+    if request.reference or request.candidates:
+        raise InputError(ERR_RUN_AND_SPECS)
+    info = load_run(request.run_dir)
+    dataset = _load_dataset(request.data or info.eval_data)
+    settings = RunnerSettings(batch_size=request.batch_size, device=request.device)
+
+    def predict(variant: str) -> Population:
+        paths = [str(p) for p in info.variants[variant].paths]
+        return predict_population(
+            paths, dataset, settings=settings, cache=request.cache, name=variant
+        )
+
+    candidates = {name: predict(name) for name in info.candidates}
+    if not candidates:
+        raise InputError(f"{request.run_dir}: the run has no variant besides '{info.reference}'")
+    return info.reference, predict(info.reference), candidates, dataset
+
+
 def _settings_from_policy(request: AuditRequest) -> tuple[AuditSettings, Any]:
     settings = request.settings
     if request.policy is None:
@@ -157,15 +192,21 @@ def execute(request: AuditRequest) -> Outcome:
     settings, policy = _settings_from_policy(request)
     console = request.console or Console()
 
-    dataset = _load_dataset(request.data) if request.data else None
-    ref_name, ref_spec = parse_named_spec(request.reference, default_name="reference")
-    reference = _load_side(ref_spec, ref_name, dataset, request)
     candidates: dict[str, Population] = {}
-    for text in request.candidates:
-        name, spec = parse_named_spec(text)
-        if name in candidates:
-            raise InputError(ERR_DUPLICATE_NAME.format(name=name))
-        candidates[name] = _load_side(spec, name, dataset, request)
+    dataset: Dataset | None
+    if request.run_dir is not None:
+        ref_name, reference, candidates, dataset = _load_run_dir(request)
+    else:
+        if not request.reference or not request.candidates:
+            raise InputError(ERR_NO_INPUTS)
+        dataset = _load_dataset(request.data) if request.data else None
+        ref_name, ref_spec = parse_named_spec(request.reference, default_name="reference")
+        reference = _load_side(ref_spec, ref_name, dataset, request)
+        for text in request.candidates:
+            name, spec = parse_named_spec(text)
+            if name in candidates:
+                raise InputError(ERR_DUPLICATE_NAME.format(name=name))
+            candidates[name] = _load_side(spec, name, dataset, request)
 
     if request.attributes_csv:
         from compaudit.data.loading import read_attributes_csv
@@ -206,7 +247,7 @@ def execute(request: AuditRequest) -> Outcome:
         result=result,
         images=images,
         sources={
-            "reference": request.reference,
+            "reference": request.reference or str(request.run_dir),
             "data": request.data or "",
             "policy": request.policy or "",
         },

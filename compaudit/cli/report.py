@@ -21,10 +21,12 @@ def _split_csv(values: tuple[str, ...]) -> list[str]:
 def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ``report`` and ``check`` (the design's contract)."""
     options = [
+        click.argument(
+            "run_dir", required=False, type=click.Path(file_okay=False, path_type=Path)
+        ),
         click.option(
             "--reference",
             "-r",
-            required=True,
             metavar="[NAME=]SPEC",
             help="Reference model(s): predictions .npz, model file, glob or directory.",
         ),
@@ -33,7 +35,6 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "-c",
             "candidates",
             multiple=True,
-            required=True,
             metavar="[NAME=]SPEC",
             help="Compressed model(s) to audit; repeat for several.",
         ),
@@ -128,6 +129,7 @@ def _request(require_policy: bool, **kw: Any) -> AuditRequest:
     return AuditRequest(
         reference=kw["reference"],
         candidates=list(kw["candidates"]),
+        run_dir=kw["run_dir"],
         data=kw["data"],
         attributes_csv=kw["attributes_csv"],
         policy=kw["policy"],
@@ -167,6 +169,10 @@ def _done(outcome: Outcome) -> None:
 @audit_options
 def report_command(**kw: Any) -> None:
     """Audit candidates against the reference and write the report.
+
+    Give --reference and --candidate (predictions files, models or
+    populations), or RUN_DIR, a trainer run directory: its dense variant is
+    audited against every other variant on the recipe's evaluation split.
 
     Exits 0 unless the input is unusable (then 2); a policy's gates are shown,
     not enforced (use `compaudit check` to gate).
