@@ -16,7 +16,7 @@ import numpy as np
 
 from compaudit import __version__
 from compaudit.analysis.agreement import TIE_RULE, cie, modal_predictions, subset_top1
-from compaudit.analysis.shift import ShiftTable, group_shift
+from compaudit.analysis.shift import ShiftTable, group_accuracy, group_shift
 from compaudit.analysis.stats import Correction
 from compaudit.analysis.subgroups import group_codes, pie_shares
 from compaudit.analysis.topline import TopLine, correct_matrix, summarize
@@ -214,9 +214,29 @@ def _check_same_examples(ref: Population, cand: Population) -> None:
         )
 
 
-def _compare(ref: Side, cand: Side, settings: AuditSettings) -> tuple[dict[str, Any], np.ndarray]:
+@dataclass(frozen=True, eq=False)
+class _Partition:
+    """A grouping of the examples (classes, or subgroups) and the reference's
+    accuracy on it, computed once and reused for every candidate."""
+
+    codes: np.ndarray
+    keys: list[Any]
+    ref_accuracy: np.ndarray
+
+    @classmethod
+    def of(cls, codes: np.ndarray, keys: list[Any], ref: Side) -> _Partition:
+        return cls(codes, keys, group_accuracy(ref.correct, codes, len(keys)))
+
+
+def _compare(
+    ref: Side,
+    cand: Side,
+    settings: AuditSettings,
+    class_part: _Partition,
+    group_part: _Partition | None,
+) -> tuple[dict[str, Any], np.ndarray]:
     pop = ref.population
-    y = pop.y.astype(np.intp)
+    y = class_part.codes
     pie = ref.modal != cand.modal
     pie_idx = np.flatnonzero(pie)
     c = pop.num_classes
@@ -231,6 +251,7 @@ def _compare(ref: Side, cand: Side, settings: AuditSettings) -> tuple[dict[str, 
         testable=np.ones(c, dtype=bool),
         alpha=settings.alpha,
         correction=settings.correction,
+        ref_accuracy=class_part.ref_accuracy,
     )
     class_rows = [
         {
@@ -246,14 +267,8 @@ def _compare(ref: Side, cand: Side, settings: AuditSettings) -> tuple[dict[str, 
     ]
 
     subgroup_rows: list[dict[str, Any]] = []
-    if settings.attributes:
-        codes, keys = group_codes(
-            pop.attributes,
-            settings.attributes,
-            y=y,
-            class_names=[pop.class_name(i) for i in range(c)],
-            source=pop.source,
-        )
+    if group_part is not None:
+        codes, keys = group_part.codes, group_part.keys
         g = len(keys)
         shares = pie_shares(codes, g, pie)
         shift = group_shift(
@@ -266,6 +281,7 @@ def _compare(ref: Side, cand: Side, settings: AuditSettings) -> tuple[dict[str, 
             testable=shares["n"] >= settings.min_support,
             alpha=settings.alpha,
             correction=settings.correction,
+            ref_accuracy=group_part.ref_accuracy,
         )
         subgroup_rows = [
             {
@@ -306,7 +322,13 @@ def _compare(ref: Side, cand: Side, settings: AuditSettings) -> tuple[dict[str, 
         if t_c.top5 is not None and t_r.top5 is not None
         else None,
         "class_test": classes.test,
-        "cie": cie(ref.population.predictions, cand.population.predictions, y).to_dict(),
+        "cie": cie(
+            ref.population.predictions,
+            cand.population.predictions,
+            y,
+            ref_correct=ref.correct,
+            cand_correct=cand.correct,
+        ).to_dict(),
         "pie": {
             "count": len(pie_idx),
             "rate": len(pie_idx) / pop.n,
@@ -386,11 +408,23 @@ def audit(
         raise InputError(ERR_EMPTY_CLASS.format(src=ref_pop.source, classes=listed + more))
 
     ref_side = Side.of(reference_name, ref_pop)
+    y = ref_pop.y.astype(np.intp)
+    class_part = _Partition.of(y, list(range(ref_pop.num_classes)), ref_side)
+    group_part = None
+    if settings.attributes:
+        codes, keys = group_codes(
+            ref_pop.attributes,
+            settings.attributes,
+            y=y,
+            class_names=[ref_pop.class_name(i) for i in range(ref_pop.num_classes)],
+            source=ref_pop.source,
+        )
+        group_part = _Partition.of(codes, keys, ref_side)
     sides = [Side.of(name, pop) for name, pop in candidates.items()]
     comparisons: list[dict[str, Any]] = []
     masks: dict[str, np.ndarray] = {}
     for side in sides:
-        comp, pie = _compare(ref_side, side, settings)
+        comp, pie = _compare(ref_side, side, settings, class_part, group_part)
         comparisons.append(comp)
         masks[side.name] = pie
     return AuditResult(settings, ref_side, sides, comparisons, masks)

@@ -98,13 +98,22 @@ class CIEResult:
         }
 
 
-def cie(ref_predictions: np.ndarray, cand_predictions: np.ndarray, y: np.ndarray) -> CIEResult:
+def cie(
+    ref_predictions: np.ndarray,
+    cand_predictions: np.ndarray,
+    y: np.ndarray,
+    *,
+    ref_correct: np.ndarray | None = None,
+    cand_correct: np.ndarray | None = None,
+) -> CIEResult:
     """Examples that reference and candidate models classify differently.
 
     Parameters
     ----------
     ref_predictions, cand_predictions : ndarray of int, shapes (Kr, N), (Kc, N)
     y : ndarray of int, shape (N,)
+    ref_correct, cand_correct : ndarray of bool, shapes (Kr, N), (Kc, N), optional
+        Precomputed correctness (``predictions == y``), to avoid recomputing it.
     """
     n = y.shape[0]
     kr, kc = ref_predictions.shape[0], cand_predictions.shape[0]
@@ -120,10 +129,12 @@ def cie(ref_predictions: np.ndarray, cand_predictions: np.ndarray, y: np.ndarray
     # member by member so memory stays O(Kc * N).
     agree = np.zeros(n, dtype=np.int64)
     for i in range(kr):
-        agree += (cand_predictions == ref_predictions[i]).sum(axis=0)
+        agree += np.count_nonzero(cand_predictions == ref_predictions[i], axis=0)
     disagree = float(n - agree.sum() / (kr * kc))
-    acc_r = (ref_predictions == y).mean(axis=0)
-    acc_c = (cand_predictions == y).mean(axis=0)
+    r_ok = ref_correct if ref_correct is not None else ref_predictions == y
+    c_ok = cand_correct if cand_correct is not None else cand_predictions == y
+    acc_r = np.count_nonzero(r_ok, axis=0) / kr
+    acc_c = np.count_nonzero(c_ok, axis=0) / kc
     lost = float((acc_r * (1 - acc_c)).sum())
     gained = float(((1 - acc_r) * acc_c).sum())
     both = max(disagree - lost - gained, 0.0)

@@ -30,14 +30,18 @@ __all__ = ["ShiftTable", "group_accuracy", "group_shift", "summary_correct"]
 
 def group_accuracy(correct: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     """Accuracy of every model on every group, shape ``[K, G]`` (NaN for empty groups)."""
-    k = correct.shape[0]
     support = np.bincount(groups, minlength=n_groups)
-    offsets = (np.arange(k, dtype=np.int64) * n_groups)[:, None]
-    hits = np.bincount(
-        (groups[None, :] + offsets).ravel(), weights=correct.ravel(), minlength=k * n_groups
-    )
+    # Sort examples by group once, then sum each group's run of columns: much
+    # cheaper than a weighted bincount, which would copy K x N bools to float64.
+    order = np.argsort(groups, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(support)[:-1]))
+    nonempty = support > 0
+    hits = np.zeros((correct.shape[0], n_groups))
+    if nonempty.any():
+        sums = np.add.reduceat(correct[:, order].astype(np.int32), starts[nonempty], axis=1)
+        hits[:, nonempty] = sums
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(hits.reshape(k, n_groups) / support[None, :])
+        return np.asarray(hits / support[None, :])
 
 
 def summary_correct(predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -78,6 +82,7 @@ def group_shift(
     testable: np.ndarray,
     alpha: float,
     correction: Correction,
+    ref_accuracy: np.ndarray | None = None,
 ) -> ShiftTable:
     """Compare the accuracy shift of each group with the overall shift.
 
@@ -99,9 +104,14 @@ def group_shift(
         Significance level applied to the adjusted p-values.
     correction : {"holm", "bh", "bonferroni", "none"}
         Multiple-testing correction over the tested groups.
+    ref_accuracy : ndarray of shape (Kr, G), optional
+        Precomputed ``group_accuracy(ref_correct, groups, n_groups)``, reused
+        across candidates.
     """
     support = np.bincount(groups, minlength=n_groups)
-    acc_r = group_accuracy(ref_correct, groups, n_groups)
+    acc_r = (
+        ref_accuracy if ref_accuracy is not None else group_accuracy(ref_correct, groups, n_groups)
+    )
     acc_c = group_accuracy(cand_correct, groups, n_groups)
     top1_r = ref_correct.mean(axis=1)
     top1_c = cand_correct.mean(axis=1)
