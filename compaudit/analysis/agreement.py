@@ -125,12 +125,11 @@ def cie(
         g = int((~r_ok & c_ok).sum())
         total = int(differ.sum())
         return CIEResult("single-pair", n, float(total), float(u), float(g), float(total - u - g))
-    # Expected disagreement of a random pair: 1 - P(agree); agreement counted
-    # member by member so memory stays O(Kc * N).
-    agree = np.zeros(n, dtype=np.int64)
-    for i in range(kr):
-        agree += np.count_nonzero(cand_predictions == ref_predictions[i], axis=0)
-    disagree = float(n - agree.sum() / (kr * kc))
+    # Expected disagreement of a random pair: 1 - P(agree). Only the total over
+    # examples is needed, so each reference member's agreements with all
+    # candidate members are counted in one flat pass (memory O(Kc * N)).
+    agree = sum(int(np.count_nonzero(cand_predictions == ref_predictions[i])) for i in range(kr))
+    disagree = float(n - agree / (kr * kc))
     r_ok = ref_correct if ref_correct is not None else ref_predictions == y
     c_ok = cand_correct if cand_correct is not None else cand_predictions == y
     acc_r = np.count_nonzero(r_ok, axis=0) / kr

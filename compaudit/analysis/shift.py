@@ -28,17 +28,23 @@ from compaudit.analysis.stats import Correction, adjust_pvalues, paired_shift_te
 __all__ = ["ShiftTable", "group_accuracy", "group_shift", "summary_correct"]
 
 
-def group_accuracy(correct: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Accuracy of every model on every group, shape ``[K, G]`` (NaN for empty groups)."""
+def group_accuracy(
+    correct: np.ndarray, groups: np.ndarray, n_groups: int, *, order: np.ndarray | None = None
+) -> np.ndarray:
+    """Accuracy of every model on every group, shape ``[K, G]`` (NaN for empty groups).
+
+    ``order`` is ``np.argsort(groups, kind="stable")`` when the caller has it.
+    """
     support = np.bincount(groups, minlength=n_groups)
-    # Sort examples by group once, then sum each group's run of columns: much
+    # Sort examples by group, then sum each group's run of columns: much
     # cheaper than a weighted bincount, which would copy K x N bools to float64.
-    order = np.argsort(groups, kind="stable")
+    if order is None:
+        order = np.argsort(groups, kind="stable")
     starts = np.concatenate(([0], np.cumsum(support)[:-1]))
     nonempty = support > 0
     hits = np.zeros((correct.shape[0], n_groups))
     if nonempty.any():
-        sums = np.add.reduceat(correct[:, order].astype(np.int32), starts[nonempty], axis=1)
+        sums = np.add.reduceat(correct[:, order], starts[nonempty], axis=1, dtype=np.int32)
         hits[:, nonempty] = sums
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(hits / support[None, :])
@@ -83,6 +89,7 @@ def group_shift(
     alpha: float,
     correction: Correction,
     ref_accuracy: np.ndarray | None = None,
+    order: np.ndarray | None = None,
 ) -> ShiftTable:
     """Compare the accuracy shift of each group with the overall shift.
 
@@ -107,12 +114,18 @@ def group_shift(
     ref_accuracy : ndarray of shape (Kr, G), optional
         Precomputed ``group_accuracy(ref_correct, groups, n_groups)``, reused
         across candidates.
+    order : ndarray, optional
+        Precomputed ``np.argsort(groups, kind="stable")``.
     """
     support = np.bincount(groups, minlength=n_groups)
+    if order is None:
+        order = np.argsort(groups, kind="stable")
     acc_r = (
-        ref_accuracy if ref_accuracy is not None else group_accuracy(ref_correct, groups, n_groups)
+        ref_accuracy
+        if ref_accuracy is not None
+        else group_accuracy(ref_correct, groups, n_groups, order=order)
     )
-    acc_c = group_accuracy(cand_correct, groups, n_groups)
+    acc_c = group_accuracy(cand_correct, groups, n_groups, order=order)
     top1_r = ref_correct.mean(axis=1)
     top1_c = cand_correct.mean(axis=1)
     s_r = acc_r - top1_r[:, None]
