@@ -77,7 +77,10 @@ class AuditRequest:
     subgroup_attributes: Sequence[str] = ()
     require_policy: bool = False
     cache: bool = True
-    batch_size: int = 256
+    batch_size: int | None = None
+    """Inference batch size; None: the runner's default (256), or for a run
+    directory the recipe's eval batch size (dynamic-quantized models scale
+    activations per batch, so this keeps the report equal to the manifest)."""
     device: str = "cpu"
     console: Console | None = None
 
@@ -99,7 +102,7 @@ def _load_side(spec: str, name: str, dataset: Dataset | None, request: AuditRequ
     from compaudit.models.base import RunnerSettings
     from compaudit.predictions import load_population_spec  # torch and ORT load lazily
 
-    settings = RunnerSettings(batch_size=request.batch_size, device=request.device)
+    settings = RunnerSettings(batch_size=request.batch_size or 256, device=request.device)
     return load_population_spec(
         spec, dataset=dataset, settings=settings, cache=request.cache, name=name
     )
@@ -133,7 +136,8 @@ def _load_run_dir(
         raise InputError(ERR_RUN_AND_SPECS)
     info = load_run(request.run_dir)
     dataset = _load_dataset(request.data or info.eval_data)
-    settings = RunnerSettings(batch_size=request.batch_size, device=request.device)
+    batch_size = request.batch_size or info.recipe.training.eval_batch_size
+    settings = RunnerSettings(batch_size=batch_size, device=request.device)
 
     def predict(variant: str) -> Population:
         paths = [str(p) for p in info.variants[variant].paths]

@@ -40,6 +40,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "compaudit.data.builtin",
     "compaudit.models.builtin",
     "compaudit.report.builtin",
+    "compaudit.train.builtin",
 )
 
 

@@ -21,9 +21,7 @@ def _split_csv(values: tuple[str, ...]) -> list[str]:
 def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ``report`` and ``check`` (the design's contract)."""
     options = [
-        click.argument(
-            "run_dir", required=False, type=click.Path(file_okay=False, path_type=Path)
-        ),
+        click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path)),
         click.option(
             "--reference",
             "-r",
@@ -109,7 +107,12 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Smallest subgroup that is tested.",
         ),
-        click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Inference batch size [default: 256; a run directory's recipe eval batch size].",
+        ),
         click.option(
             "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True
         ),

@@ -1,0 +1,71 @@
+"""``compaudit train RECIPE``: train the populations a recipe describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from compaudit.cli import run_command
+from compaudit.errors import ExitStatus
+
+__all__ = ["command"]
+
+
+@click.command("train")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run directory (default: runs/<recipe name>). Re-running resumes it.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Members trained at once (more than 1 uses a local process pool).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where to train; auto uses CUDA when present.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch threads per member (default: 1 for small models, else torch's choice; "
+    "CPU count / jobs in a pool).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def command(
+    recipe: Path, out_dir: Path | None, jobs: int, device: str, threads: int | None, quiet: bool
+) -> None:
+    """Train dense, pruned and quantized populations from a RECIPE (YAML).
+
+    Writes one checkpoint (and ONNX export) per member plus a manifest to the
+    run directory; audit it with `compaudit report RUN_DIR`.
+    """
+
+    def body() -> ExitStatus:
+        from rich.console import Console
+
+        from compaudit.train import train_recipe
+        from compaudit.train.progress import summary_table
+
+        info = train_recipe(
+            recipe, out_dir, jobs=jobs, device=device, progress=not quiet, threads=threads
+        )
+        Console().print(summary_table(info))
+        # Plain echo: a path must never be wrapped (people copy the command).
+        click.echo(f"run directory: {info.run_dir}")
+        click.echo(f"audit it with: compaudit report {info.run_dir}")
+        return ExitStatus.OK
+
+    run_command(body)

@@ -1,0 +1,336 @@
+"""The run directory's ``manifest.json``: what was trained, how, and where it is.
+
+Layout of a run directory::
+
+    RUN_DIR/manifest.json
+    RUN_DIR/<variant>/member-000.ckpt   trainer checkpoint
+    RUN_DIR/<variant>/member-000.onnx   ONNX export (or the quantized model)
+
+The manifest holds the recipe, package versions, data fingerprints and, per
+variant, the fingerprint of everything that determines its members and one
+entry per finished member (files and their sha256, the canonical file, seed,
+device, metrics, timings). It is rewritten atomically after every member, so
+a run killed at any moment loses at most the members in progress. A member
+counts as finished only when its entry exists and its files hash-match.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compaudit._io import atomic_write_text, sha256_file
+from compaudit.errors import InputError
+from compaudit.train.recipe import Recipe, recipe_from_dict
+
+__all__ = [
+    "MANIFEST",
+    "RUN_FORMAT",
+    "MemberInfo",
+    "RunInfo",
+    "VariantInfo",
+    "check_compatible",
+    "load_run",
+    "member_finished",
+    "new_manifest",
+    "read_manifest",
+    "record_member",
+]
+
+MANIFEST = "manifest.json"
+RUN_FORMAT = "compaudit.run/v1"
+
+ERR_NO_RUN = (
+    "{run}: not a trainer run directory (no {manifest}); "
+    "train one with `compaudit train RECIPE --out {run}`"
+)
+ERR_BAD_MANIFEST = (
+    "{path}: unreadable run manifest ({reason}); re-create the run with `compaudit train`"
+)
+ERR_CHANGED = (
+    "{run}: variant '{variant}' was trained from a different recipe (data, architecture, "
+    "training, seed or the variant itself changed); train into a new --out directory, or "
+    "delete {run} to start over"
+)
+ERR_REMOVED = (
+    "{run}: holds variant '{variant}' that the recipe no longer has; train into a new --out "
+    "directory, or delete {run} to start over"
+)
+ERR_K_SHRANK = (
+    "{run}: variant '{variant}' already has member {member} but the recipe asks for k = {k}; "
+    "raise k, or train into a new --out directory"
+)
+ERR_DATA_CHANGED = (
+    "{run}: the {split} data ({spec}) differ from those the run was trained on "
+    "(fingerprint changed); train into a new --out directory"
+)
+ERR_INCOMPLETE = (
+    "{run}: the run is incomplete ({count} member(s) missing or altered, e.g. {examples}); "
+    "finish it with `compaudit train RECIPE --out {run}`"
+)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that affect the trained models."""
+    import numpy
+    import onnx
+    import onnxruntime
+    import torch
+
+    from compaudit import __version__
+
+    return {
+        "compaudit": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def new_manifest(recipe: Recipe, data: dict[str, Any]) -> dict[str, Any]:
+    """A manifest with no members yet; ``data`` holds the specs and fingerprints."""
+    return {
+        "format": RUN_FORMAT,
+        "created": _now(),
+        "updated": _now(),
+        "recipe": recipe.to_dict(),
+        "reference": recipe.reference_variant,
+        "data": data,
+        "versions": package_versions(),
+        "variants": {},
+    }
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any] | None:
+    """The manifest of ``run_dir``, or None when there is none."""
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=exc)) from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
+        raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=f"format is not '{RUN_FORMAT}'"))
+    return manifest
+
+
+def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically."""
+    manifest["updated"] = _now()
+    atomic_write_text(Path(run_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def check_compatible(
+    run_dir: str | Path, manifest: dict[str, Any], recipe: Recipe, data: dict[str, Any]
+) -> None:
+    """Fail when the existing run cannot be resumed with ``recipe``.
+
+    Variants may be added and ``k`` raised; a variant whose members would
+    come out differently (any change to data, architecture, training, seed or
+    its own chain of variants), a removed variant, a lowered ``k`` or data
+    whose content changed are errors.
+    """
+    run = str(run_dir)
+    names = {v.name for v in recipe.variants}
+    for split in ("train", "eval"):
+        old = manifest.get("data", {}).get(f"{split}_fingerprint")
+        if old is not None and old != data[f"{split}_fingerprint"]:
+            raise InputError(ERR_DATA_CHANGED.format(run=run, split=split, spec=data[split]))
+    for name, variant in manifest.get("variants", {}).items():
+        if not variant.get("members"):
+            continue
+        if name not in names:
+            raise InputError(ERR_REMOVED.format(run=run, variant=name))
+        if variant.get("fingerprint") != recipe.variant_fingerprint(name):
+            raise InputError(ERR_CHANGED.format(run=run, variant=name))
+        top = max(int(m) for m in variant["members"])
+        if top >= recipe.k:
+            raise InputError(ERR_K_SHRANK.format(run=run, variant=name, member=top, k=recipe.k))
+
+
+def member_finished(run_dir: str | Path, entry: dict[str, Any] | None) -> bool:
+    """Whether a member's entry exists and every file it lists hash-matches."""
+    if not entry:
+        return False
+    for kind, rel in entry.get("files", {}).items():
+        path = Path(run_dir) / rel
+        if not path.is_file() or sha256_file(path) != entry.get("sha256", {}).get(kind):
+            return False
+    return bool(entry.get("files"))
+
+
+def record_member(
+    run_dir: str | Path,
+    manifest: dict[str, Any],
+    recipe: Recipe,
+    variant: str,
+    entry: dict[str, Any],
+) -> None:
+    """Add a finished member to the manifest and write it at once."""
+    v = manifest["variants"].setdefault(
+        variant,
+        {
+            "kind": recipe.variant(variant).kind,
+            "from": recipe.variant(variant).from_,
+            "fingerprint": recipe.variant_fingerprint(variant),
+            "members": {},
+        },
+    )
+    v["members"][str(entry["member"])] = entry
+    write_manifest(run_dir, manifest)
+
+
+# -- reading a run ----------------------------------------------------------------
+@dataclass(frozen=True)
+class MemberInfo:
+    """One finished member."""
+
+    variant: str
+    index: int
+    seed: int
+    path: Path
+    """The canonical model file (what the audit loads)."""
+    files: dict[str, Path]
+    metrics: dict[str, Any]
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    """One variant's population, members in index order."""
+
+    name: str
+    kind: str
+    source: str | None
+    """The variant it derives from (``from``), if any."""
+    members: tuple[MemberInfo, ...]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def k(self) -> int:
+        """Number of finished members."""
+        return len(self.members)
+
+    @property
+    def paths(self) -> list[Path]:
+        """Canonical model files, in member order."""
+        return [m.path for m in self.members]
+
+    def metric(self, key: str) -> list[float]:
+        """One metric over the members (those that have it)."""
+        return [float(m.metrics[key]) for m in self.members if key in m.metrics]
+
+    def mean_std(self, key: str) -> tuple[float, float] | None:
+        """Mean and sample standard deviation (0 for one member) of a metric."""
+        vals = self.metric(key)
+        if not vals:
+            return None
+        return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A trainer run directory, as ``compaudit report RUN_DIR`` needs it."""
+
+    run_dir: Path
+    recipe: Recipe
+    variants: dict[str, VariantInfo]
+    """Every variant of the recipe, in recipe order (members may be missing)."""
+    reference: str
+    """The variant audited against the others (the dense one by default)."""
+    eval_data: str
+    """Data spec of the evaluation split, e.g. ``"digits:test"``."""
+    train_data: str
+    missing: tuple[str, ...]
+    """``variant/member`` of members not (validly) finished."""
+    manifest: dict[str, Any]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every member of every variant is finished."""
+        return not self.missing
+
+    @property
+    def candidates(self) -> list[str]:
+        """Every variant except the reference, in recipe order."""
+        return [n for n in self.variants if n != self.reference]
+
+
+def load_run(run_dir: str | Path, *, require_complete: bool = True) -> RunInfo:
+    """Read a run directory written by :func:`compaudit.train.train_recipe`.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        The run directory.
+    require_complete : bool
+        Raise when a member is missing or its files do not hash-match.
+
+    Raises
+    ------
+    InputError
+        Not a run directory, an unreadable manifest, or (with
+        ``require_complete``) an incomplete or altered run.
+    """
+    root = Path(run_dir)
+    manifest = read_manifest(root)
+    if manifest is None:
+        raise InputError(ERR_NO_RUN.format(run=root, manifest=MANIFEST))
+    recipe = recipe_from_dict(manifest["recipe"], source=str(root / MANIFEST))
+    variants: dict[str, VariantInfo] = {}
+    missing: list[str] = []
+    for v in recipe.variants:
+        recorded = manifest["variants"].get(v.name, {}).get("members", {})
+        members = []
+        for i in range(recipe.k):
+            entry = recorded.get(str(i))
+            if not member_finished(root, entry):
+                missing.append(f"{v.name}/{i}")
+                continue
+            assert entry is not None
+            files = {k: root / rel for k, rel in entry["files"].items()}
+            members.append(
+                MemberInfo(
+                    variant=v.name,
+                    index=i,
+                    seed=int(entry["seed"]),
+                    path=files[entry["canonical"]],
+                    files=files,
+                    metrics=dict(entry.get("metrics", {})),
+                    timings=dict(entry.get("timings", {})),
+                )
+            )
+        variants[v.name] = VariantInfo(
+            name=v.name,
+            kind=v.kind,
+            source=v.from_,
+            members=tuple(members),
+            config=v.model_dump(mode="json", by_alias=True),
+        )
+    if require_complete and missing:
+        raise InputError(
+            ERR_INCOMPLETE.format(run=root, count=len(missing), examples=", ".join(missing[:3]))
+        )
+    return RunInfo(
+        run_dir=root,
+        recipe=recipe,
+        variants=variants,
+        reference=recipe.reference_variant,
+        eval_data=recipe.dataset.spec(recipe.dataset.eval),
+        train_data=recipe.dataset.spec(recipe.dataset.train),
+        missing=tuple(missing),
+        manifest=manifest,
+    )

@@ -1,0 +1,293 @@
+"""One job: train, prune or quantize one member of one variant, write its files.
+
+Executors call :func:`run_job`, in this process or another; it reads only
+the job (a picklable :class:`~compaudit.train.base.MemberJob`) and the
+files of the member it derives from, and returns the member's manifest entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from compaudit._io import sha256_file
+from compaudit.data.base import Dataset
+from compaudit.errors import ModelError
+from compaudit.train.architectures import build
+from compaudit.train.base import (
+    MemberJob,
+    MemberResult,
+    ProgressEvent,
+    ProgressFn,
+    SourceMember,
+)
+from compaudit.train.checkpoint import load_checkpoint, save_checkpoint
+from compaudit.train.export import INPUT_NAME, export_onnx
+from compaudit.train.quantization import draw_calibration
+from compaudit.train.recipe import Recipe, VariantConfig, recipe_from_dict
+from compaudit.train.registry import pruners, quantizers
+from compaudit.train.trainer import (
+    auto_threads,
+    complete_arch_kwargs,
+    deterministic,
+    predict_logits,
+    top1,
+    train_model,
+)
+
+__all__ = ["load_data", "member_seed", "member_stem", "run_job"]
+
+ERR_NO_PRUNER = "variant '{variant}': unknown prune.method '{method}'; known: {known}"
+ERR_NO_QUANTIZER = "variant '{variant}': unknown quantize.method '{method}'; known: {known}"
+
+
+def member_stem(run_dir: str | Path, variant: str, member: int) -> Path:
+    """``RUN_DIR/<variant>/member-<index>`` (without suffix)."""
+    return Path(run_dir) / variant / f"member-{member:03d}"
+
+
+def member_seed(recipe: Recipe, member: int) -> int:
+    """Seed of member ``member`` in every variant: ``recipe.seed + member``."""
+    return recipe.seed + member
+
+
+@functools.lru_cache(maxsize=4)
+def _load(spec: str) -> Dataset:
+    from compaudit.data.loading import load_dataset
+
+    return load_dataset(spec)
+
+
+def load_data(recipe: Recipe) -> tuple[Dataset, Dataset]:
+    """The recipe's (train, eval) datasets, cached per process."""
+    return _load(recipe.dataset.spec(recipe.dataset.train)), _load(
+        recipe.dataset.spec(recipe.dataset.eval)
+    )
+
+
+def _onnx_logits(path: Path, x: np.ndarray, batch_size: int) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    out = [
+        session.run(None, {INPUT_NAME: np.ascontiguousarray(x[i : i + batch_size])})[0]
+        for i in range(0, x.shape[0], batch_size)
+    ]
+    return np.concatenate(out).astype(np.float32)
+
+
+def _ckpt_args(recipe: Recipe, arch_kwargs: dict[str, Any], data: Dataset) -> dict[str, Any]:
+    return {
+        "arch": recipe.architecture.name,
+        "arch_kwargs": arch_kwargs,
+        "class_names": list(data.class_names),
+        "preprocessing": data.preprocessing.to_dict(),
+    }
+
+
+def _train_member(
+    job: MemberJob, recipe: Recipe, variant: VariantConfig, progress: ProgressFn | None
+) -> dict[str, Any]:
+    train, evalset = load_data(recipe)
+    seed = member_seed(recipe, job.member)
+    epochs = variant.epochs or recipe.training.epochs
+    timings: dict[str, float] = {}
+    arch_kwargs = complete_arch_kwargs(
+        recipe.architecture.name,
+        recipe.architecture.kwargs,
+        tuple(train.x.shape[1:]),
+        train.num_classes,
+    )
+    torch.manual_seed(seed)
+    model: nn.Module = build(recipe.architecture.name, **arch_kwargs)
+    if variant.from_ is not None:  # fine-tune (and prune) a trained member instead
+        source, _ = load_checkpoint(
+            member_stem(job.run_dir, variant.from_, job.member).with_suffix(".ckpt")
+        )
+        model.load_state_dict(source.state_dict())
+    model.to(job.device)
+    session = None
+    if variant.prune is not None:
+        method = variant.prune.method
+        found = pruners()
+        if method not in found:
+            raise ModelError(
+                ERR_NO_PRUNER.format(variant=variant.name, method=method, known=sorted(found))
+            )
+        session = found[method].attach(model, variant.prune)
+    x = torch.from_numpy(np.ascontiguousarray(train.x)).to(job.device)
+    y = torch.from_numpy(np.asarray(train.y, dtype=np.int64)).to(job.device)
+    if job.threads is None and job.device == "cpu":
+        torch.set_num_threads(auto_threads(model, x, recipe.training.batch_size))
+
+    def on_epoch(done: int) -> None:
+        if progress is not None:
+            progress(ProgressEvent("epoch", job.key, done, epochs))
+
+    t = time.perf_counter()
+    steps = train_model(
+        model, x, y, recipe.training, epochs=epochs, seed=seed, pruning=session, on_epoch=on_epoch
+    )
+    timings["train_s"] = time.perf_counter() - t
+    metrics: dict[str, Any] = {"steps": steps, "epochs": epochs}
+    if session is not None:
+        metrics.update(session.finalize())
+
+    t = time.perf_counter()
+    bs = recipe.training.eval_batch_size
+    eval_logits = predict_logits(model, evalset.x, batch_size=bs, device=job.device)
+    metrics["train_top1"] = top1(
+        predict_logits(model, train.x, batch_size=bs, device=job.device), train.y
+    )
+    metrics["eval_top1"] = top1(eval_logits, evalset.y)
+    timings["eval_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    model.cpu()
+    stem = member_stem(job.run_dir, variant.name, job.member)
+    meta = {"variant": variant.name, "member": job.member, "seed": seed, "recipe": recipe.name}
+    if "sparsity" in metrics:
+        meta["sparsity"] = metrics["sparsity"]
+    save_checkpoint(
+        stem.with_suffix(".ckpt"),
+        model,
+        quantization=None,
+        meta=meta,
+        **_ckpt_args(recipe, arch_kwargs, train),
+    )
+    export_onnx(model, train.x[:1], stem.with_suffix(".onnx"))
+    timings["export_s"] = time.perf_counter() - t
+    # The ONNX file must compute what the checkpoint does: record their agreement.
+    onnx_pred = np.argmax(_onnx_logits(stem.with_suffix(".onnx"), evalset.x, bs), axis=1)
+    metrics["onnx_eval_agreement"] = float(np.mean(onnx_pred == np.argmax(eval_logits, axis=1)))
+    return {
+        "files": {
+            "ckpt": _rel(stem.with_suffix(".ckpt"), job),
+            "onnx": _rel(stem.with_suffix(".onnx"), job),
+        },
+        "canonical": "ckpt",
+        "metrics": metrics,
+        "timings": timings,
+    }
+
+
+def _quantize_member(
+    job: MemberJob, recipe: Recipe, variant: VariantConfig, progress: ProgressFn | None
+) -> dict[str, Any]:
+    # Both are guaranteed by the recipe's checks.
+    assert variant.quantize is not None
+    assert variant.from_ is not None
+    cfg = variant.quantize
+    found = quantizers()
+    if cfg.method not in found:
+        raise ModelError(
+            ERR_NO_QUANTIZER.format(variant=variant.name, method=cfg.method, known=sorted(found))
+        )
+    train, evalset = load_data(recipe)
+    src_stem = member_stem(job.run_dir, variant.from_, job.member)
+    model, info = load_checkpoint(src_stem.with_suffix(".ckpt"))
+    onnx_src = src_stem.with_suffix(".onnx")
+    source = SourceMember(
+        model=model,
+        checkpoint=src_stem.with_suffix(".ckpt"),
+        onnx=onnx_src if onnx_src.is_file() else None,
+        info=info,
+        example_input=np.ascontiguousarray(train.x[:1]),
+    )
+    stem = member_stem(job.run_dir, variant.name, job.member)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    calibration = draw_calibration(train.x, cfg.calibration_examples, cfg.seed)
+    out = found[cfg.method].quantize(source, cfg, calibration, stem)
+    timings = {"quantize_s": time.perf_counter() - t}
+    if progress is not None:
+        progress(ProgressEvent("epoch", job.key, 1, 1))
+
+    t = time.perf_counter()
+    bs = recipe.training.eval_batch_size
+    canonical = Path(out.files[out.canonical])
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        if out.canonical == "onnx":
+            return _onnx_logits(canonical, x, bs)
+        loaded, _ = load_checkpoint(canonical)
+        return predict_logits(loaded, x, batch_size=bs)
+
+    metrics: dict[str, Any] = {
+        "train_top1": top1(logits(train.x), train.y),
+        "eval_top1": top1(logits(evalset.x), evalset.y),
+        "source_sparsity": float(info.get("meta", {}).get("sparsity", 0.0)),
+        **out.meta,
+    }
+    timings["eval_s"] = time.perf_counter() - t
+    return {
+        "files": {k: _rel(Path(v), job) for k, v in out.files.items()},
+        "canonical": out.canonical,
+        "metrics": metrics,
+        "timings": timings,
+    }
+
+
+def _rel(path: Path, job: MemberJob) -> str:
+    return path.relative_to(job.run_dir).as_posix()
+
+
+def run_job(job: MemberJob, progress: ProgressFn | None = None) -> MemberResult:
+    """Make one member and write its files; return its manifest entry.
+
+    Parameters
+    ----------
+    job : MemberJob
+        What to make (the run directory, recipe, variant, member, device).
+    progress : callable, optional
+        Receives ``start`` / ``epoch`` / ``end`` events.
+
+    Returns
+    -------
+    MemberResult
+        The entry: files (relative to the run directory) and their sha256,
+        the canonical file, seed, device, metrics (train/eval top-1, sparsity)
+        and timings.
+    """
+    previous_threads = torch.get_num_threads()
+    if job.threads is not None:
+        torch.set_num_threads(job.threads)
+    try:
+        return _run_job(job, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_job(job: MemberJob, progress: ProgressFn | None) -> MemberResult:
+    recipe = recipe_from_dict(job.recipe, source=f"{job.run_dir}/manifest.json")
+    variant = recipe.variant(job.variant)
+    epochs = 1 if variant.kind == "quantize" else variant.epochs or recipe.training.epochs
+    if progress is not None:
+        progress(ProgressEvent("start", job.key, 0, epochs))
+    t0 = time.perf_counter()
+    with deterministic(job.device):
+        if variant.kind == "quantize":
+            entry = _quantize_member(job, recipe, variant, progress)
+        else:
+            entry = _train_member(job, recipe, variant, progress)
+    entry["timings"]["total_s"] = time.perf_counter() - t0
+    entry.update(
+        member=job.member,
+        seed=member_seed(recipe, job.member),
+        device=job.device if variant.kind != "quantize" else "cpu",
+        variant_fingerprint=recipe.variant_fingerprint(variant.name),
+        sha256={k: sha256_file(Path(job.run_dir) / v) for k, v in entry["files"].items()},
+        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    if progress is not None:
+        progress(ProgressEvent("end", job.key, epochs, epochs))
+    return MemberResult(variant=variant.name, member=job.member, entry=entry)

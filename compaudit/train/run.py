@@ -1,0 +1,196 @@
+"""Train a recipe into a run directory, resuming where a previous run stopped."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from compaudit.errors import InputError
+from compaudit.train.base import MemberJob, MemberResult
+from compaudit.train.manifest import (
+    MANIFEST,
+    RunInfo,
+    check_compatible,
+    load_run,
+    member_finished,
+    new_manifest,
+    read_manifest,
+    record_member,
+    write_manifest,
+)
+from compaudit.train.member import load_data
+from compaudit.train.progress import RunProgress
+from compaudit.train.recipe import Recipe, load_recipe
+from compaudit.train.registry import executor as get_executor
+from compaudit.train.trainer import resolve_device, steps_per_epoch
+
+__all__ = ["default_run_dir", "load_run", "plan", "train_recipe"]
+
+ERR_NOT_RUN_DIR = (
+    "{run}: exists, is not empty and is not a trainer run directory (no {manifest}); "
+    "choose another --out"
+)
+ERR_END_STEP = (
+    "recipe '{recipe}', variant '{variant}': prune.end_step = {end} is beyond the {total} "
+    "optimizer steps of training ({epochs} epochs x {spe} steps of batch {bs} over {n} "
+    "examples); lower end_step or train longer"
+)
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    """``runs/<recipe name>`` under the current directory."""
+    return Path("runs") / recipe.name
+
+
+def _check_schedules(recipe: Recipe, n_train: int) -> None:
+    spe = steps_per_epoch(n_train, recipe.training.batch_size)
+    for v in recipe.variants:
+        if v.prune is None:
+            continue
+        epochs = v.epochs or recipe.training.epochs
+        if v.prune.end_step > spe * epochs:
+            raise InputError(
+                ERR_END_STEP.format(
+                    recipe=recipe.name,
+                    variant=v.name,
+                    end=v.prune.end_step,
+                    total=spe * epochs,
+                    epochs=epochs,
+                    spe=spe,
+                    bs=recipe.training.batch_size,
+                    n=n_train,
+                )
+            )
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    # Temporary files of atomic writes that a SIGKILL interrupted (never the real files).
+    for pattern in (f".{MANIFEST}.*.tmp", "*/.member-*.tmp"):
+        for path in run_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
+def plan(recipe: Recipe, run_dir: Path, manifest: dict[str, object]) -> list[list[tuple[str, int]]]:
+    """Pending ``(variant, member)`` pairs in waves; a wave depends only on earlier ones.
+
+    A member is pending when it is not finished, or when the member it
+    derives from is pending (its source will be re-made, so it must be too).
+    """
+    variants = manifest.get("variants", {})
+    assert isinstance(variants, dict)
+    depth: dict[str, int] = {}
+    pending: set[tuple[str, int]] = set()
+    for v in recipe.order():
+        depth[v.name] = 0 if v.from_ is None else depth[v.from_] + 1
+        entries = variants.get(v.name, {}).get("members", {})
+        for i in range(recipe.k):
+            stale = v.from_ is not None and (v.from_, i) in pending
+            if stale or not member_finished(run_dir, entries.get(str(i))):
+                pending.add((v.name, i))
+    waves: list[list[tuple[str, int]]] = [[] for _ in range(max(depth.values()) + 1)]
+    for v in recipe.variants:
+        waves[depth[v.name]] += [(v.name, i) for i in range(recipe.k) if (v.name, i) in pending]
+    return [w for w in waves if w]
+
+
+def train_recipe(
+    recipe: Recipe | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    jobs: int = 1,
+    device: str = "auto",
+    progress: bool = True,
+    executor: str | None = None,
+    threads: int | None = None,
+) -> RunInfo:
+    """Train every member of every variant of ``recipe`` into ``out_dir``.
+
+    Re-running with the same recipe and directory resumes: finished members
+    (manifest entry present, files hash-matching) are skipped. Adding
+    variants or raising ``k`` also resumes; any other change is an error
+    naming the changed variant (train into a new directory instead).
+
+    Parameters
+    ----------
+    recipe : Recipe or path
+        A recipe or its YAML file.
+    out_dir : path, optional
+        The run directory; default ``runs/<recipe name>``.
+    jobs : int
+        Members trained at once; more than 1 uses the process pool.
+    device : {"auto", "cpu", "cuda"}
+        Where to train (``auto``: CUDA when present). Quantized members are
+        always made and evaluated on CPU.
+    progress : bool
+        Show rich progress bars.
+    executor : str, optional
+        Executor name from the registry (default ``local``, or ``pool`` when
+        ``jobs > 1``).
+    threads : int, optional
+        Torch threads per member job. Default: in process, 1 when a training
+        step is small (under ``trainer.SMALL_STEP_MACS``; such models train
+        2-20x faster on one thread, on a busy machine most of all), else
+        torch's own choice; in a pool, ``cpu_count // jobs``.
+
+    Returns
+    -------
+    RunInfo
+        The finished run (what ``compaudit report RUN_DIR`` reads).
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    if jobs < 1:
+        raise InputError(f"--jobs must be at least 1, got {jobs}")
+    run_dir = Path(out_dir) if out_dir is not None else default_run_dir(recipe)
+    dev = resolve_device(device)
+    train, evalset = load_data(recipe)
+    _check_schedules(recipe, train.n)
+    data = {
+        "train": recipe.dataset.spec(recipe.dataset.train),
+        "eval": recipe.dataset.spec(recipe.dataset.eval),
+        "train_n": train.n,
+        "eval_n": evalset.n,
+        "train_fingerprint": train.fingerprint(),
+        "eval_fingerprint": evalset.fingerprint(),
+    }
+    manifest = read_manifest(run_dir)
+    foreign = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    if manifest is None and foreign:
+        raise InputError(ERR_NOT_RUN_DIR.format(run=run_dir, manifest=MANIFEST))
+    _remove_stale_temporaries(run_dir)
+    if manifest is None:
+        manifest = new_manifest(recipe, data)
+    else:
+        check_compatible(run_dir, manifest, recipe, data)
+        manifest["recipe"] = recipe.to_dict()
+        manifest["reference"] = recipe.reference_variant
+    write_manifest(run_dir, manifest)
+
+    waves = plan(recipe, run_dir, manifest)
+    if threads is None and jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    runner = get_executor(executor or ("pool" if jobs > 1 else "local"))
+    recipe_dict = recipe.to_dict()
+
+    def units(variant: str) -> int:
+        v = recipe.variant(variant)
+        return 1 if v.kind == "quantize" else v.epochs or recipe.training.epochs
+
+    total_units = sum(units(v) for wave in waves for v, _ in wave)
+    total_members = sum(len(w) for w in waves)
+
+    def on_result(result: MemberResult) -> None:
+        record_member(run_dir, manifest, recipe, result.variant, result.entry)
+
+    with RunProgress(total_units, total_members, enabled=progress) as bars:
+        for wave in waves:
+            member_jobs = [
+                MemberJob(str(run_dir), recipe_dict, v, i, dev, threads) for v, i in wave
+            ]
+            runner.run(
+                member_jobs,
+                workers=jobs,
+                on_result=on_result,
+                on_progress=bars.on_progress if progress else None,
+            )
+    return load_run(run_dir)

@@ -1,0 +1,285 @@
+"""Run directories: files, manifest, runners, determinism, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from compaudit._io import sha256_file
+from compaudit.data.loading import load_dataset
+from compaudit.errors import InputError
+from compaudit.train import load_checkpoint, load_run, train_recipe
+from compaudit.train.manifest import ERR_CHANGED, ERR_INCOMPLETE, read_manifest
+from compaudit.train.pruning import prunable_layers
+from compaudit.train.recipe import recipe_from_dict
+from compaudit.train.run import plan
+
+from .conftest import TINY, predict_file, tiny_dict, tiny_recipe
+
+CANONICAL = {
+    "dense": ".ckpt",
+    "p50": ".ckpt",
+    "int8s": ".onnx",
+    "int8d": ".onnx",
+    "tdyn": ".ckpt",
+    "half": ".ckpt",
+}
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(path)
+    return model.state_dict()
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    sa, sb = _state(a), _state(b)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_run_layout_and_manifest(trained_run: Path) -> None:
+    info = load_run(trained_run)
+    assert list(info.variants) == [v["name"] for v in TINY["variants"]]
+    assert info.reference == "dense"
+    assert info.candidates == ["p50", "int8s", "int8d", "tdyn", "half"]
+    assert info.eval_data == "digits:test"
+    assert info.complete
+    manifest = read_manifest(trained_run)
+    assert manifest is not None
+    assert {"torch", "onnxruntime", "numpy", "compaudit"} <= set(manifest["versions"])
+    for name, variant in info.variants.items():
+        assert [m.index for m in variant.members] == [0, 1, 2]
+        assert [m.seed for m in variant.members] == [0, 1, 2]
+        for m in variant.members:
+            assert m.path.suffix == CANONICAL[name]
+            entry = manifest["variants"][name]["members"][str(m.index)]
+            for kind, path in m.files.items():
+                assert sha256_file(path) == entry["sha256"][kind]
+            assert 0.7 < m.metrics["eval_top1"] <= 1.0
+            assert m.timings["total_s"] > 0
+    # Every trained member's ONNX export predicts what its checkpoint does.
+    for name in ("dense", "p50"):
+        assert info.variants[name].metric("onnx_eval_agreement") == [1.0, 1.0, 1.0]
+
+
+def test_pruned_members_are_exactly_sparse(trained_run: Path) -> None:
+    info = load_run(trained_run)
+    for m in info.variants["p50"].members:
+        model, ckpt = load_checkpoint(m.path)
+        weights = [mod.weight for _, mod in prunable_layers(model)]
+        total = sum(w.numel() for w in weights)
+        assert sum(int((w == 0).sum()) for w in weights) == round(0.5 * total)
+        assert ckpt["meta"]["sparsity"] == round(0.5 * total) / total
+    assert info.variants["int8d"].metric("source_sparsity") == info.variants["p50"].metric(
+        "sparsity"
+    )
+
+
+def test_every_member_runs_through_the_runners(trained_run: Path) -> None:
+    """Quantized and float members load through the runners and reproduce their metrics."""
+    data = load_dataset("digits:test")
+    info = load_run(trained_run)
+    dense_top1 = np.mean(info.variants["dense"].metric("eval_top1"))
+    for variant in info.variants.values():
+        for m in variant.members:
+            pred = predict_file(m.path, data.x)
+            top1 = float(np.mean(pred == data.y))
+            # Batch sizes differ from the trainer's: allow one example to flip.
+            assert top1 == pytest.approx(m.metrics["eval_top1"], abs=1.0 / data.n), m.path
+            if "onnx" in m.files and m.path.suffix != ".onnx":
+                onnx_pred = predict_file(m.files["onnx"], data.x)
+                assert np.mean(onnx_pred == pred) >= 1 - 1.0 / data.n, m.files["onnx"]
+        if variant.kind == "quantize":
+            # Post-training quantization barely moves top-1 (Hooker et al.).
+            assert abs(np.mean(variant.metric("eval_top1")) - dense_top1) < 0.1, variant.name
+
+
+def test_same_seed_same_models_and_seeds_shift_members(tmp_path: Path, trained_run: Path) -> None:
+    dense_only = [{"name": "dense", "kind": "dense"}]
+    again = train_recipe(tiny_recipe(k=2, variants=dense_only), tmp_path / "a", progress=False)
+    ref = load_run(trained_run).variants["dense"].members
+    data = load_dataset("digits:test")
+    for m in again.variants["dense"].members:
+        assert _same_weights(m.path, ref[m.index].path)
+        assert np.array_equal(predict_file(m.path, data.x), predict_file(ref[m.index].path, data.x))
+    # Members differ only through their seeds: seed 1 + member 0 is seed 0 + member 1.
+    shifted = train_recipe(
+        tiny_recipe(k=1, seed=1, variants=dense_only), tmp_path / "b", progress=False
+    )
+    member = shifted.variants["dense"].members[0]
+    assert not _same_weights(member.path, ref[0].path)
+    assert _same_weights(member.path, ref[1].path)
+
+
+def test_resume_after_a_member_fails_half_way(
+    tmp_path: Path, trained_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compaudit.train.executors as executors
+    import compaudit.train.member as member
+
+    recipe = tiny_recipe(variants=TINY["variants"][:1] + TINY["variants"][2:3])  # dense, int8s
+    real_train = member.train_model
+
+    def dies_in_member_2(*args: Any, **kwargs: Any) -> int:
+        if kwargs["seed"] == 2:
+            kwargs["on_epoch"](1)  # half-way through its two epochs
+            raise RuntimeError("killed")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(member, "train_model", dies_in_member_2)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="killed"):
+        train_recipe(recipe, out, progress=False)
+    manifest = read_manifest(out)
+    assert manifest is not None
+    assert sorted(manifest["variants"]["dense"]["members"]) == ["0", "1"]
+    assert sorted(p.name for p in (out / "dense").iterdir()) == [
+        "member-000.ckpt",
+        "member-000.onnx",
+        "member-001.ckpt",
+        "member-001.onnx",
+    ]  # nothing torn or temporary is left behind
+    with pytest.raises(InputError) as info:
+        load_run(out)
+    assert str(info.value) == ERR_INCOMPLETE.format(
+        run=out, count=4, examples="dense/2, int8s/0, int8s/1"
+    )
+
+    monkeypatch.setattr(member, "train_model", real_train)
+    ran: list[str] = []
+    real_run_job = executors.run_job
+
+    def spy(job: Any, progress: Any = None) -> Any:
+        ran.append(job.key)
+        return real_run_job(job, progress)
+
+    monkeypatch.setattr(executors, "run_job", spy)
+    done = train_recipe(recipe, out, progress=False)
+    assert ran == ["dense/2", "int8s/0", "int8s/1", "int8s/2"]
+    assert done.complete
+    ref = load_run(trained_run).variants["dense"].members[2].path
+    assert _same_weights(done.variants["dense"].members[2].path, ref)
+    ran.clear()
+    train_recipe(recipe, out, progress=False)  # finished: nothing to do
+    assert ran == []
+
+
+def test_altered_member_and_its_derived_members_are_redone(trained_run: Path) -> None:
+    manifest = read_manifest(trained_run)
+    assert manifest is not None
+    recipe = tiny_recipe()
+    assert plan(recipe, trained_run, manifest) == []
+    entry = json.loads(json.dumps(manifest))
+    entry["variants"]["dense"]["members"]["1"]["sha256"]["onnx"] = "0" * 64
+    assert plan(recipe, trained_run, entry) == [
+        [("dense", 1)],
+        [("int8s", 1), ("tdyn", 1), ("half", 1)],
+    ]
+    # Raising k resumes: only the new members are planned.
+    bigger = recipe_from_dict(tiny_dict(k=4))
+    assert plan(bigger, trained_run, manifest) == [
+        [("dense", 3), ("p50", 3)],
+        [("int8s", 3), ("int8d", 3), ("tdyn", 3), ("half", 3)],
+    ]
+
+
+def test_changed_recipe_is_refused(trained_run: Path) -> None:
+    changed = tiny_dict()
+    changed["training"] = {**changed["training"], "lr": 0.3}
+    before = (trained_run / "manifest.json").read_bytes()
+    with pytest.raises(InputError) as info:
+        train_recipe(recipe_from_dict(changed), trained_run, progress=False)
+    assert str(info.value) == ERR_CHANGED.format(run=trained_run, variant="dense")
+    assert (trained_run / "manifest.json").read_bytes() == before
+
+
+def test_end_step_beyond_training_is_refused(tmp_path: Path) -> None:
+    d = tiny_dict()
+    d["variants"][1]["prune"]["end_step"] = 41  # 2 epochs x 20 steps = 40
+    with pytest.raises(InputError) as info:
+        train_recipe(recipe_from_dict(d), tmp_path / "r", progress=False)
+    assert "prune.end_step = 41 is beyond the 40 optimizer steps" in str(info.value)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_same_members(tmp_path: Path, trained_run: Path) -> None:
+    recipe = tiny_recipe(k=2, variants=TINY["variants"][:1])
+    info = train_recipe(recipe, tmp_path / "pool", jobs=2, progress=False)
+    ref = load_run(trained_run).variants["dense"].members
+    for m in info.variants["dense"].members:
+        assert _same_weights(m.path, ref[m.index].path)
+
+
+KILLER = """
+import os, signal, sys
+import compaudit.train.member as member
+from compaudit.train import train_recipe
+from compaudit.train.recipe import load_recipe
+
+real = member.train_model
+
+def train(*args, **kwargs):
+    if kwargs["seed"] == 2:
+        kwargs["on_epoch"](1)
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception handlers
+    return real(*args, **kwargs)
+
+member.train_model = train
+train_recipe(load_recipe(sys.argv[1]), sys.argv[2], progress=False, threads=1)
+"""
+
+
+def test_resume_after_sigkill(tmp_path: Path, trained_run: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import write_recipe
+
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_dict(variants=TINY["variants"][:1]))
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, str(recipe), str(out)], capture_output=True, timeout=300
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    partial = load_run(out, require_complete=False)
+    assert [m.index for m in partial.variants["dense"].members] == [0, 1]
+    assert partial.missing == ("dense/2",)
+    done = train_recipe(recipe, out, progress=False)
+    ref = load_run(trained_run).variants["dense"].members
+    assert all(_same_weights(m.path, ref[m.index].path) for m in done.variants["dense"].members)
+
+
+def test_foreign_directory_is_refused(tmp_path: Path) -> None:
+    from compaudit.train.run import ERR_NOT_RUN_DIR
+
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        train_recipe(tiny_recipe(k=1), tmp_path, progress=False)
+    assert str(info.value) == ERR_NOT_RUN_DIR.format(run=tmp_path, manifest="manifest.json")
+
+
+def test_data_given_as_two_specs(tmp_path: Path) -> None:
+    """Without a dataset name, train and eval are whole data specs (here .npz files)."""
+    for split in ("train", "test"):
+        d = load_dataset(f"digits:{split}")
+        np.savez(tmp_path / f"{split}.npz", x=d.x, y=d.y)
+    dataset = {"train": str(tmp_path / "train.npz"), "eval": str(tmp_path / "test.npz")}
+    info = train_recipe(
+        tiny_recipe(k=1, dataset=dataset, variants=TINY["variants"][:1]),
+        tmp_path / "run",
+        progress=False,
+    )
+    assert info.eval_data == str(tmp_path / "test.npz")
+    assert info.variants["dense"].metric("eval_top1")[0] > 0.7
+    with pytest.raises(InputError) as err:
+        recipe_from_dict(tiny_dict(dataset={"eval": "x.npz"}), source="r.yaml")
+    assert str(err.value) == (
+        "r.yaml: recipe key 'dataset.name': "
+        "give a dataset name, or whole data specs as 'train' and 'eval'"
+    )
