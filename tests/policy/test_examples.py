@@ -125,7 +125,7 @@ def test_fairness_review(rb: SimpleNamespace, fairness_comparison: dict[str, Any
 def test_digits_demo(rb: SimpleNamespace) -> None:
     path = example("digits-demo.yaml")
     light = rb.comparison(
-        "prune30", top1_delta=-0.011, cie_rate=0.06, cie_u_rate=0.035, pie_rate=0.02
+        "prune30", top1_delta=-0.009, cie_rate=0.06, cie_u_rate=0.035, pie_rate=0.02
     )
     assert verdict(rb.report(light), path) == ("pass", 0)
     heavy = rb.comparison(
