@@ -36,8 +36,18 @@ class RunnerSettings:
     outputs_probabilities: bool = False
 
     def key(self) -> dict[str, Any]:
-        """The fields that affect results (batch size does not)."""
-        return {"k": self.k, "device": self.device, "probs": self.outputs_probabilities}
+        """The fields that affect results.
+
+        Batch size is one: dynamically quantized models (torch and ONNX
+        Runtime) compute activation scales per batch, so their outputs move
+        with it.
+        """
+        return {
+            "k": self.k,
+            "device": self.device,
+            "probs": self.outputs_probabilities,
+            "batch_size": self.batch_size,
+        }
 
 
 class Runner(Protocol):
@@ -48,8 +58,13 @@ class Runner(Protocol):
     """sha256 of the model's file(s)."""
     meta: Mapping[str, Any]
 
-    def predict(self, x: np.ndarray, settings: RunnerSettings) -> Prediction:
-        """Batched inference over all of ``x`` with a progress bar."""
+    def predict(
+        self, x: np.ndarray, settings: RunnerSettings, *, num_classes: int | None = None
+    ) -> Prediction:
+        """Batched inference over all of ``x`` with a progress bar.
+
+        When ``num_classes`` is given, an output of another width is a ``ModelError``.
+        """
         ...
 
 

@@ -1,0 +1,89 @@
+"""``compaudit predict``: run models on a dataset and save their predictions (.npz)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from compaudit.cli import run_command
+from compaudit.errors import ExitStatus
+
+__all__ = ["command"]
+
+
+@click.command("predict")
+@click.argument("spec", nargs=-1, required=True)
+@click.option("--data", "data", required=True, help="Dataset spec, e.g. digits:test or data.npz.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Predictions file to write (.npz).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="State dict for a module:factory SPEC.",
+)
+@click.option("--name", default=None, help="Population name recorded in the file.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the prediction cache.")
+@click.option(
+    "--outputs-probabilities",
+    is_flag=True,
+    help="The models output probabilities already (no softmax).",
+)
+def command(
+    spec: tuple[str, ...],
+    data: str,
+    out: Path,
+    weights: Path | None,
+    name: str | None,
+    batch_size: int,
+    top_k: int,
+    device: str,
+    no_cache: bool,
+    outputs_probabilities: bool,
+) -> None:
+    """Run the models in SPEC (files, globs, directories, module:factory) on --data.
+
+    Writes K models x N examples of top-k predictions to --out, with the
+    dataset's labels, ids, classes and attributes, for `compaudit report`.
+    """
+
+    def body() -> ExitStatus:
+        from compaudit.data.loading import load_dataset
+        from compaudit.models.base import RunnerSettings
+        from compaudit.population import save_population
+        from compaudit.predictions import predict_population
+
+        dataset = load_dataset(data)
+        settings = RunnerSettings(
+            batch_size=batch_size,
+            k=top_k,
+            device=device,
+            outputs_probabilities=outputs_probabilities,
+        )
+        population = predict_population(
+            list(spec),
+            dataset,
+            settings=settings,
+            cache=not no_cache,
+            name=name,
+            options={"weights": str(weights)} if weights is not None else None,
+        )
+        save_population(population, out)
+        top1 = (population.predictions == population.y[None, :]).mean(axis=1)
+        click.echo(
+            f"wrote {out}: {population.k} model(s) x {population.n} examples of {dataset.name} "
+            f"(top-{population.topk.shape[2] if population.topk is not None else 1})"
+        )
+        for member, acc in zip(population.meta["members"], top1, strict=True):
+            click.echo(f"  {member}: top-1 {acc:.4f}")
+        return ExitStatus.OK
+
+    run_command(body)

@@ -1,0 +1,170 @@
+"""Population specs: which model files make up a population, and how to load each.
+
+A spec is a model file, a glob (``models/*.onnx``), a directory (every model
+file directly inside it, sorted by name), a ``package.module:factory``, or a
+list of any of these. Loaders come from the plugin registry, so a plugin
+that registers a loader for a new suffix extends specs too.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from compaudit import plugins
+from compaudit.errors import DataNotFoundError, InputError
+from compaudit.models.base import MemberSpec, ModelLoader, Runner, RunnerSettings
+
+__all__ = [
+    "ERR_EMPTY_SPEC",
+    "ERR_NO_LOADER",
+    "ERR_NO_SUCH_MODEL",
+    "find_loader",
+    "load_member",
+    "member_fingerprint",
+    "resolve_members",
+]
+
+ERR_EMPTY_SPEC = (
+    "{spec}: no model files found (looked for {suffixes}); give a model file, a glob such as "
+    "'models/*.onnx', or a directory of model files"
+)
+ERR_NO_SUCH_MODEL = "{spec}: no such model file or directory"
+ERR_NO_LOADER = (
+    "{spec}: no model loader understands this file (built-in formats: {suffixes}); "
+    "`compaudit plugins` lists installed loaders"
+)
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _loaders() -> list[ModelLoader]:
+    # Later registrations (third-party plugins) are tried first.
+    return list(reversed(list(plugins.get_registry().model_loaders().values())))
+
+
+def _known_suffixes() -> str:
+    found: list[str] = []
+    for loader in _loaders():
+        found.extend(getattr(loader, "suffixes", ()))
+    return ", ".join(sorted(set(found))) or "none"
+
+
+def find_loader(path: str) -> ModelLoader | None:
+    """The loader that understands ``path`` (a file or a ``module:factory``), if any."""
+    for loader in _loaders():
+        if loader.matches(path):
+            return loader
+    return None
+
+
+def _is_non_file_spec(spec: str) -> bool:
+    """A spec some loader reads without a file (``module:factory``); file loaders
+    declare ``suffixes``, so a missing ``x.onnx`` is reported as missing."""
+    loader = find_loader(spec)
+    return loader is not None and not getattr(loader, "suffixes", ())
+
+
+def _expand_one(spec: str) -> list[str]:
+    if any(ch in _GLOB_CHARS for ch in spec):
+        hits = sorted(p for p in glob.glob(spec) if Path(p).is_file())
+        found = [p for p in hits if find_loader(p) is not None]
+    elif Path(spec).is_dir():
+        files = sorted(p for p in Path(spec).iterdir() if p.is_file())
+        found = [str(p) for p in files if find_loader(str(p)) is not None]
+    elif Path(spec).is_file():
+        if find_loader(spec) is None:
+            raise InputError(ERR_NO_LOADER.format(spec=spec, suffixes=_known_suffixes()))
+        return [spec]
+    elif _is_non_file_spec(spec):
+        return [spec]
+    else:
+        raise DataNotFoundError(ERR_NO_SUCH_MODEL.format(spec=spec))
+    if not found:
+        raise InputError(ERR_EMPTY_SPEC.format(spec=spec, suffixes=_known_suffixes()))
+    return found
+
+
+def _names(paths: Sequence[str], options: Mapping[str, Any]) -> list[str]:
+    def base(p: str) -> str:
+        if Path(p).exists():
+            return Path(p).stem
+        weights = options.get("weights")  # module:factory: name it after its weights
+        return Path(str(weights)).stem if weights else p.rsplit(":", 1)[-1]
+
+    names = [base(p) for p in paths]
+    counts = Counter(names)
+    # Same stem twice (a.onnx and a.pt, or two folders): fall back to longer names.
+    names = [Path(p).name if counts[n] > 1 else n for p, n in zip(paths, names, strict=True)]
+    counts = Counter(names)
+    return [p if counts[n] > 1 else n for p, n in zip(paths, names, strict=True)]
+
+
+def resolve_members(
+    spec: str | Sequence[str], *, options: Mapping[str, Any] | None = None
+) -> list[MemberSpec]:
+    """Expand a population spec into its members.
+
+    Parameters
+    ----------
+    spec : str or sequence of str
+        A model file, a glob, a directory (non-recursive, sorted), a
+        ``package.module:factory``, or a list of these.
+    options : mapping, optional
+        Loader options given to every member (``{"weights": FILE}`` for a
+        ``module:factory``).
+
+    Returns
+    -------
+    list of MemberSpec
+        In spec order; names are file stems, made unique when they collide.
+
+    Raises
+    ------
+    InputError
+        A glob or directory with no model files, or a file no loader reads.
+    DataNotFoundError
+        A path that does not exist.
+    """
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    if not specs:
+        raise InputError(ERR_EMPTY_SPEC.format(spec="[]", suffixes=_known_suffixes()))
+    paths: list[str] = []
+    for one in specs:
+        for p in _expand_one(str(one)):
+            if p not in paths:
+                paths.append(p)
+    opts = dict(options or {})
+    return [
+        MemberSpec(path=p, name=n, options=dict(opts))
+        for p, n in zip(paths, _names(paths, opts), strict=True)
+    ]
+
+
+def _loader_for(member: MemberSpec) -> ModelLoader:
+    loader = find_loader(member.path)
+    if loader is None:
+        raise InputError(ERR_NO_LOADER.format(spec=member.path, suffixes=_known_suffixes()))
+    return loader
+
+
+def member_fingerprint(member: MemberSpec) -> str | None:
+    """The model's fingerprint without loading it, when its loader can tell."""
+    fingerprint = getattr(_loader_for(member), "fingerprint", None)
+    return str(fingerprint(member.path, options=member.options)) if fingerprint else None
+
+
+def load_member(member: MemberSpec, settings: RunnerSettings | None = None) -> Runner:
+    """Load one member with the loader that matches it.
+
+    Parameters
+    ----------
+    member : MemberSpec
+    settings : RunnerSettings, optional
+        ``device`` is passed to the loader as an option.
+    """
+    options: dict[str, Any] = {"device": (settings or RunnerSettings()).device}
+    options.update(member.options)
+    return _loader_for(member).load(member.path, options=options)

@@ -1,0 +1,152 @@
+"""Population specs: files, globs, directories, lists, factories, plugin loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from compaudit import plugins
+from compaudit.data.base import Dataset
+from compaudit.errors import DataNotFoundError, InputError, ModelError
+from compaudit.models.base import Prediction, RunnerSettings
+from compaudit.models.spec import (
+    ERR_EMPTY_SPEC,
+    ERR_NO_LOADER,
+    ERR_NO_SUCH_MODEL,
+    resolve_members,
+)
+from compaudit.predictions import ERR_RUNNER_OUTPUT, predict_population
+
+SUFFIXES = ".ckpt, .onnx, .pt, .pt2, .pth"
+
+
+def _touch(*paths: Path) -> None:
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"")
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "models"
+    _touch(
+        d / "b.onnx", d / "a.pt", d / "c.pt2", d / "notes.txt", d / "preds.npz", d / "sub/d.onnx"
+    )
+    return d
+
+
+def test_single_file(model_dir: Path) -> None:
+    [member] = resolve_members(str(model_dir / "b.onnx"))
+    assert (member.path, member.name, member.options) == (str(model_dir / "b.onnx"), "b", {})
+
+
+def test_directory_is_sorted_non_recursive_and_skips_other_files(model_dir: Path) -> None:
+    members = resolve_members(str(model_dir))
+    assert [m.path for m in members] == [str(model_dir / n) for n in ("a.pt", "b.onnx", "c.pt2")]
+    assert [m.name for m in members] == ["a", "b", "c"]
+
+
+def test_glob_and_list_keep_order_and_drop_duplicates(model_dir: Path) -> None:
+    assert [m.name for m in resolve_members(str(model_dir / "*.onnx"))] == ["b"]
+    members = resolve_members([str(model_dir / "c.pt2"), str(model_dir)])
+    assert [m.name for m in members] == ["c", "a", "b"]
+
+
+def test_empty_expansions_name_the_spec(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for spec in (str(tmp_path / "*.onnx"), str(tmp_path / "empty")):
+        with pytest.raises(InputError) as exc:
+            resolve_members(spec)
+        assert str(exc.value) == ERR_EMPTY_SPEC.format(spec=spec, suffixes=SUFFIXES)
+
+
+def test_missing_and_unknown_files(model_dir: Path) -> None:
+    missing = str(model_dir / "nope.onnx")
+    with pytest.raises(DataNotFoundError) as exc:
+        resolve_members(missing)
+    assert str(exc.value) == ERR_NO_SUCH_MODEL.format(spec=missing)
+    notes = str(model_dir / "notes.txt")
+    with pytest.raises(InputError) as exc2:
+        resolve_members(notes)
+    assert str(exc2.value) == ERR_NO_LOADER.format(spec=notes, suffixes=SUFFIXES)
+
+
+def test_colliding_stems_get_longer_names(tmp_path: Path) -> None:
+    _touch(tmp_path / "x/m.onnx", tmp_path / "x/m.pt", tmp_path / "y/m.onnx")
+    members = resolve_members([str(tmp_path / "x"), str(tmp_path / "y")])
+    x_onnx, y_onnx = str(tmp_path / "x/m.onnx"), str(tmp_path / "y/m.onnx")
+    assert [m.name for m in members] == [x_onnx, "m.pt", y_onnx]
+
+
+def test_factory_spec_is_named_after_its_weights() -> None:
+    [member] = resolve_members("pkg.models:build", options={"weights": "/w/resnet_int8.pth"})
+    assert (member.path, member.name) == ("pkg.models:build", "resnet_int8")
+    assert member.options == {"weights": "/w/resnet_int8.pth"}
+
+
+# -- a third-party loader through the plugin registry ---------------------------
+class _FixedRunner:
+    """A plugin runner with the bare protocol signature (no ``num_classes``)."""
+
+    def __init__(self, path: str, label: int) -> None:
+        self.name, self.fingerprint, self.meta = Path(path).stem, "f" * 64, {}
+        self.label = label
+
+    def predict(self, x: np.ndarray, settings: RunnerSettings) -> Prediction:
+        n = x.shape[0]
+        return Prediction(topk=np.full((n, 1), self.label), probs=np.ones((n, 1), np.float32))
+
+
+class _FooLoader:
+    name = "foo"
+    suffixes = (".foo",)
+
+    def __init__(self, label: int) -> None:
+        self.label = label
+
+    def matches(self, path: str) -> bool:
+        return path.endswith(".foo")
+
+    def load(self, path: str, *, options: Mapping[str, Any] | None = None) -> _FixedRunner:
+        return _FixedRunner(path, self.label)
+
+
+def _registry_with(loader: _FooLoader) -> plugins.Registry:
+    class Plugin:
+        @plugins.hookimpl
+        def register_model_loaders(self) -> list[Any]:
+            return [loader]
+
+    registry = plugins.Registry(load_entry_points=False)
+    registry.register(Plugin(), name="foo-plugin", distribution="compaudit-foo")
+    return registry
+
+
+def test_plugin_loaders_extend_specs(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, cache_dir: Path
+) -> None:
+    _touch(model_dir / "e.foo")
+    monkeypatch.setattr(plugins, "get_registry", lambda: _registry_with(_FooLoader(label=2)))
+    assert [m.name for m in resolve_members(str(model_dir))] == ["a", "b", "c", "e"]
+    data = Dataset(
+        "toy", np.zeros((4, 3), np.float32), np.array([0, 1, 2, 2]), np.arange(4), ("a", "b", "c")
+    )
+    pop = predict_population(str(model_dir / "e.foo"), data, cache=False)
+    np.testing.assert_array_equal(pop.predictions, [[2, 2, 2, 2]])
+
+
+def test_plugin_runner_labels_are_range_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _touch(tmp_path / "e.foo")
+    monkeypatch.setattr(plugins, "get_registry", lambda: _registry_with(_FooLoader(label=7)))
+    data = Dataset(
+        "toy", np.zeros((4, 3), np.float32), np.array([0, 1, 2, 2]), np.arange(4), ("a", "b", "c")
+    )
+    with pytest.raises(ModelError) as exc:
+        predict_population(str(tmp_path / "e.foo"), data, cache=False)
+    assert str(exc.value) == ERR_RUNNER_OUTPUT.format(model="e", got=(4, 1), probs=(4, 1), n=4, c=3)
