@@ -33,6 +33,10 @@ ERR_EMPTY_SPEC = (
     "'models/*.onnx', or a directory of model files"
 )
 ERR_NO_SUCH_MODEL = "{spec}: no such model file or directory"
+ERR_SAME_MODEL_TWICE = (
+    "{spec}: holds the same model in several formats ({files}), which would count it "
+    "twice; choose one format with a glob such as '{example}'"
+)
 ERR_NO_LOADER = (
     "{spec}: no model loader understands this file (built-in formats: {suffixes}); "
     "`compaudit plugins` lists installed loaders"
@@ -84,7 +88,26 @@ def _expand_one(spec: str) -> list[str]:
         raise DataNotFoundError(ERR_NO_SUCH_MODEL.format(spec=spec))
     if not found:
         raise InputError(ERR_EMPTY_SPEC.format(spec=spec, suffixes=_known_suffixes()))
+    _refuse_duplicate_formats(spec, found)
     return found
+
+
+def _refuse_duplicate_formats(spec: str, found: Sequence[str]) -> None:
+    # A trainer variant folder holds member-000.ckpt and its member-000.onnx
+    # export: one model, two files. Counting both would double K silently.
+    by_stem: dict[Path, list[Path]] = {}
+    for p in map(Path, found):
+        by_stem.setdefault(p.with_suffix(""), []).append(p)
+    for files in by_stem.values():
+        if len(files) > 1:
+            folder = files[0].parent
+            raise InputError(
+                ERR_SAME_MODEL_TWICE.format(
+                    spec=spec,
+                    files=", ".join(f.name for f in files),
+                    example=str(folder / f"*{files[-1].suffix}"),
+                )
+            )
 
 
 def _names(paths: Sequence[str], options: Mapping[str, Any]) -> list[str]:

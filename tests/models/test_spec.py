@@ -77,7 +77,10 @@ def test_missing_and_unknown_files(model_dir: Path) -> None:
 
 def test_colliding_stems_get_longer_names(tmp_path: Path) -> None:
     _touch(tmp_path / "x/m.onnx", tmp_path / "x/m.pt", tmp_path / "y/m.onnx")
-    members = resolve_members([str(tmp_path / "x"), str(tmp_path / "y")])
+    # Listed file by file (a folder holding m.onnx and m.pt would be refused).
+    members = resolve_members(
+        [str(tmp_path / "x/m.onnx"), str(tmp_path / "x/m.pt"), str(tmp_path / "y")]
+    )
     x_onnx, y_onnx = str(tmp_path / "x/m.onnx"), str(tmp_path / "y/m.onnx")
     assert [m.name for m in members] == [x_onnx, "m.pt", y_onnx]
 
@@ -150,3 +153,19 @@ def test_plugin_runner_labels_are_range_checked(
     with pytest.raises(ModelError) as exc:
         predict_population(str(tmp_path / "e.foo"), data, cache=False)
     assert str(exc.value) == ERR_RUNNER_OUTPUT.format(model="e", got=(4, 1), probs=(4, 1), n=4, c=3)
+
+
+def test_a_folder_with_one_model_in_two_formats_is_refused(tmp_path: Path) -> None:
+    from compaudit.errors import InputError
+    from compaudit.models.spec import resolve_members
+
+    for name in ("member-000.ckpt", "member-000.onnx", "member-001.ckpt", "member-001.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(InputError, match=r"member-000\.ckpt, member-000\.onnx"):
+        resolve_members(str(tmp_path))
+    with pytest.raises(InputError, match="holds the same model in several formats"):
+        resolve_members(str(tmp_path / "member-*"))
+    assert [m.name for m in resolve_members(str(tmp_path / "*.onnx"))] == [
+        "member-000",
+        "member-001",
+    ]
