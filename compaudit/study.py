@@ -1,0 +1,180 @@
+"""Paper-form summaries of an audit, for population experiments and case studies.
+
+Hooker et al. report, per compression level, top-1 (mean and std over the
+population), the number of classes significantly impacted and the number of
+PIEs, then top-1 on PIE, non-PIE and random subsets. These helpers turn a
+``compaudit.report/v1`` document into those tables (as rows and as Markdown)
+and write the figures with the same code the HTML report uses.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compaudit._io import atomic_write_bytes
+
+__all__ = [
+    "level_rows",
+    "markdown_table",
+    "pie_gallery_png",
+    "subset_rows",
+    "write_class_figure",
+]
+
+
+def level_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per population: the paper's table of top-1, impacted classes and PIEs.
+
+    ``sig_classes`` counts classes significant after the report's correction,
+    ``sig_classes_raw`` those with a raw p-value at or below alpha (what the
+    paper counted), each split by direction in ``*_worse``.
+    """
+    alpha = float(report["settings"]["alpha"])
+    pops = report["populations"]
+    ref_name = report["comparisons"][0]["reference"] if report["comparisons"] else None
+    rows: list[dict[str, Any]] = []
+    if ref_name is not None:
+        p = pops[ref_name]
+        rows.append(_row(ref_name, p, None, alpha))
+    for c in report["comparisons"]:
+        rows.append(_row(c["candidate"], pops[c["candidate"]], c, alpha))
+    return rows
+
+
+def _row(
+    name: str, pop: dict[str, Any], comp: dict[str, Any] | None, alpha: float
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "population": name,
+        "k": pop["k"],
+        "top1": pop["top1"],
+        "top1_std": pop["top1_std"],
+        "top1_delta": None,
+        "sig_classes": None,
+        "sig_classes_worse": None,
+        "sig_classes_raw": None,
+        "sig_classes_raw_worse": None,
+        "pies": None,
+        "pie_rate": None,
+    }
+    if comp is None:
+        return row
+    classes = comp["classes"]
+    raw = [c for c in classes if c["p_value"] is not None and c["p_value"] <= alpha]
+    adj = [c for c in classes if c["significant"]]
+
+    def worse(rows: Sequence[dict[str, Any]]) -> int:
+        return sum(1 for c in rows if (c["normalized_recall_difference"] or 0) < 0)
+
+    row.update(
+        top1_delta=comp["top1_delta"],
+        sig_classes=len(adj),
+        sig_classes_worse=worse(adj),
+        sig_classes_raw=len(raw),
+        sig_classes_raw_worse=worse(raw),
+        pies=comp["pie"]["count"],
+        pie_rate=comp["pie"]["rate"],
+    )
+    return row
+
+
+def subset_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Top-1 of reference and candidate on PIE, non-PIE and random subsets (paper's Fig. 3)."""
+    rows = []
+    for c in report["comparisons"]:
+        s = c["subsets"]
+        rows.append(
+            {
+                "candidate": c["candidate"],
+                "n_pie": s["pie"]["n"],
+                **{
+                    f"{subset}_{side}": s[subset][f"top1_{side}"]
+                    for subset in ("pie", "non_pie", "random")
+                    for side in ("reference", "candidate")
+                },
+            }
+        )
+    return rows
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    if fmt == "pct":
+        return f"{100 * value:.2f}%"
+    if fmt == "pp":
+        return f"{100 * value:+.2f}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """A Markdown table; ``columns`` are ``(key, header, format)`` with format
+    ``"pct"`` (fraction as percent), ``"pp"`` (signed points) or ``""``."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    rule = "|" + "|".join("---" if not f else "---:" for _, _, f in columns) + "|"
+    body = ["| " + " | ".join(_cell(r.get(k), f) for k, _, f in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body])
+
+
+def write_class_figure(comparison: dict[str, Any], path: Path, *, title: str | None = None) -> Path:
+    """The per-class figure of one comparison as a PNG (the HTML report's plot)."""
+    from compaudit.report._plot import class_plot_png
+
+    title = title or f"{comparison['candidate']} vs {comparison['reference']}"
+    atomic_write_bytes(path, class_plot_png(comparison["classes"], title=title))
+    return path
+
+
+def pie_gallery_png(
+    comparison: dict[str, Any],
+    images: np.ndarray,
+    ids: np.ndarray,
+    class_names: Sequence[str],
+    path: Path,
+    *,
+    limit: int = 24,
+    columns: int = 8,
+) -> Path:
+    """A grid of PIE images with true label and both modal predictions (paper's Fig. 1).
+
+    PIEs are shown most confident flip first (the HTML gallery's order).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from compaudit.report._common import gallery_order
+
+    examples = comparison["pie"]["examples"]
+    order = gallery_order(examples)[:limit]
+    index = {str(v): i for i, v in enumerate(ids.tolist())}
+    rows = max(1, -(-len(order) // columns))
+    fig = Figure(figsize=(columns * 1.45, rows * 2.05 + 0.4))
+    FigureCanvasAgg(fig)
+    for slot, k in enumerate(order):
+        e = examples[k]
+        ax = fig.add_subplot(rows, columns, slot + 1)
+        img = images[index[str(e["id"])]]
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(
+            f"true {class_names[e['label']]}\n"
+            f"ref {class_names[e['modal_reference']]} {e['share_reference']:.0%}\n"
+            f"cmp {class_names[e['modal_candidate']]} {e['share_candidate']:.0%}",
+            fontsize=6.5,
+        )
+    fig.suptitle(
+        f"PIEs of {comparison['candidate']} vs {comparison['reference']} "
+        f"({len(order)} of {comparison['pie']['count']}, most confident flips first)",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (rows * 2.05 + 0.4)), h_pad=0.8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
