@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, TypedDict
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from compaudit._yaml import duplicate_keys, line_of
 from compaudit.errors import PolicyError
 
 if sys.version_info >= (3, 11):
@@ -341,23 +342,7 @@ class _YamlLines:
         self.root = root
 
     def line(self, loc: Loc) -> int | None:
-        node, line = self.root, None
-        for part in loc:
-            if isinstance(node, yaml.MappingNode):
-                for key_node, value_node in node.value:
-                    if key_node.value == str(part):
-                        node, line = value_node, key_node.start_mark.line + 1
-                        break
-                else:
-                    return line
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-                if part >= len(node.value):
-                    return line
-                node = node.value[part]
-                line = node.start_mark.line + 1
-            else:
-                return line
-        return line
+        return line_of(self.root, loc) if self.root is not None else None
 
 
 class _TomlLines:
@@ -395,21 +380,10 @@ def _parse_yaml(text: str, file: Path) -> tuple[Any, _YamlLines]:
 
 def _check_duplicates(node: yaml.Node | None, file: Path) -> None:
     # safe_load keeps the last of two equal keys silently; a policy must not.
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue  # a complex key; pydantic rejects it later
-            if key_node.value in seen:
-                line = key_node.start_mark.line + 1
-                raise PolicyError(
-                    ERR_DUPLICATE_KEY.format(file=file, line=line, key=key_node.value)
-                )
-            seen.add(key_node.value)
-            _check_duplicates(value_node, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for child in node.value:
-            _check_duplicates(child, file)
+    if node is None:
+        return
+    for path, line in duplicate_keys(node)[:1]:
+        raise PolicyError(ERR_DUPLICATE_KEY.format(file=file, line=line, key=path[-1]))
 
 
 def _describe(err: Any, file: Path, lines: _YamlLines | _TomlLines) -> str:

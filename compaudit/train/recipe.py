@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from compaudit.errors import InputError
-from compaudit.train._yaml import duplicate_keys, key_name, line_of
+from compaudit._yaml import duplicate_keys, key_name, line_of
 from compaudit.train.architectures import ARCHITECTURES
 
 __all__ = [

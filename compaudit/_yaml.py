@@ -1,4 +1,4 @@
-"""YAML helpers for recipe errors: where a key is (its line), and duplicate keys."""
+"""YAML helpers for error messages (recipes, policies): where a key is, and duplicate keys."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def line_of(node: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                if key.value == part:
+                if key.value == str(part):
                     line, node = key.start_mark.line + 1, value
                     break
             else:
@@ -37,6 +37,8 @@ def duplicate_keys(node: yaml.Node, path: tuple[str | int, ...] = ()) -> list[tu
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue  # a complex key; schema validation rejects it later
             if key.value in seen:
                 found.append(((*path, key.value), key.start_mark.line + 1))
             seen.add(key.value)
