@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from compaudit.errors import InputError
 
 __all__ = [
+    "ERR_SPLIT",
+    "BuiltinRequest",
+    "builtin_request",
     "check_no_split",
     "check_options",
     "merge_options",
@@ -104,6 +108,44 @@ def check_options(options: Mapping[str, str], allowed: Iterable[str], *, src: st
                 allowed=", ".join(sorted(allowed_set)) or "(none)",
             )
         )
+
+
+ERR_SPLIT = "{src}: unknown split '{split}'; use one of: {splits}"
+
+
+@dataclass(frozen=True)
+class BuiltinRequest:
+    """A parsed ``name[:split][?options]`` for a built-in dataset."""
+
+    base: str
+    split: str
+    options: dict[str, str]
+    src: str
+    explicit: Path | None
+    """A folder given by ``path=`` or as the spec itself, searched before anything else."""
+
+
+def builtin_request(
+    name: str,
+    spec: str,
+    options: Mapping[str, str] | None,
+    *,
+    splits: Iterable[str],
+    allowed: Iterable[str],
+    default_split: str = "test",
+) -> BuiltinRequest:
+    """Parse a built-in dataset spec; fail closed on an unknown split or option."""
+    base, split, opts = merge_options(spec, options)
+    split = split or default_split
+    src = f"{name}:{split}"
+    check_options(opts, allowed, src=src)
+    known = list(splits)
+    if split not in known:
+        raise InputError(ERR_SPLIT.format(src=src, split=split, splits=", ".join(known)))
+    explicit = Path(opts["path"]) if opts.get("path") else None
+    if explicit is None and base != name:
+        explicit = Path(base)
+    return BuiltinRequest(base, split, opts, src, explicit)
 
 
 def check_no_split(split: str | None, *, kind: str, src: str) -> None:

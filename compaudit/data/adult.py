@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from compaudit.data._common import compact
-from compaudit.data._spec import check_options, merge_options, opt_bool
+from compaudit.data._spec import builtin_request, merge_options, opt_bool
 from compaudit.data.base import Dataset, Preprocessing
 from compaudit.data.encoding import TableEncoding
 from compaudit.data.lookup import Remote, locate
@@ -76,7 +76,6 @@ FIX = (
     "(UCI Machine Learning Repository, dataset 2), or name the folder: adult?path=DIR"
 )
 
-ERR_SPLIT = "{src}: unknown split '{split}'; use one of: train, test"
 ERR_ADULT_FIELDS = "{path}: line {line} has {got} fields, expected 15; is this the UCI Adult file?"
 ERR_ADULT_LABEL = "{path}: line {line} has income {value!r}; expected <=50K or >50K"
 ERR_ADULT_EMPTY = "{path}: no complete rows; is this the UCI Adult file?"
@@ -136,16 +135,11 @@ class AdultProvider:
 
     def load(self, spec: str, *, options: Mapping[str, str] | None = None) -> Dataset:
         """Find the files, fit the encoding on train, encode the requested split."""
-        base, split, opts = merge_options(spec, options)
-        split = split or "test"
-        src = f"{NAME}:{split}"
-        check_options(opts, ("path", "keep_attributes"), src=src)
-        if split not in SPLITS:
-            raise InputError(ERR_SPLIT.format(src=src, split=split))
-        keep = opt_bool(opts, "keep_attributes", src=src)
-        explicit = Path(opts["path"]) if opts.get("path") else None
-        if explicit is None and base != NAME:
-            explicit = Path(base)
+        req = builtin_request(
+            NAME, spec, options, splits=SPLITS, allowed=("path", "keep_attributes")
+        )
+        split, src, explicit = req.split, req.src, req.explicit
+        keep = opt_bool(req.options, "keep_attributes", src=src)
         names = list(SPLITS.values())
         train_path, test_path = locate(
             NAME,

@@ -17,16 +17,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from compaudit.data._spec import check_options, merge_options, opt_int
+from compaudit.data._spec import builtin_request, merge_options, opt_int
 from compaudit.data.base import Dataset, Preprocessing
-from compaudit.errors import InputError
 
 __all__ = ["TEST_FRACTION", "DigitsProvider", "stratified_split"]
 
 TEST_FRACTION = 0.3
 DEFAULT_SEED = 0
 SPLITS = ("train", "test")
-ERR_SPLIT = "{src}: unknown split '{split}'; use one of: {splits}"
 
 
 def stratified_split(
@@ -75,12 +73,8 @@ class DigitsProvider:
         from sklearn import __version__ as sklearn_version
         from sklearn.datasets import load_digits
 
-        _, split, opts = merge_options(spec, options)
-        split = split or "test"
-        src = f"digits:{split}"
-        check_options(opts, ("seed",), src=src)
-        if split not in SPLITS:
-            raise InputError(ERR_SPLIT.format(src=src, split=split, splits=", ".join(SPLITS)))
+        req = builtin_request(self.name, spec, options, splits=SPLITS, allowed=("seed",))
+        split, src, opts = req.split, req.src, req.options
         seed = opt_int(opts, "seed", src=src, default=DEFAULT_SEED)
         assert seed is not None  # has a default
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compaudit.data._spec import check_options, merge_options, opt_int
+from compaudit.data._spec import builtin_request, merge_options, opt_int
 from compaudit.data.base import Dataset, Preprocessing
 from compaudit.data.lookup import Remote, locate
 from compaudit.errors import InputError
@@ -84,7 +84,6 @@ FIX = (
     "or name the folder: fashion-mnist?path=DIR"
 )
 
-ERR_SPLIT = "{src}: unknown split '{split}'; use one of: train, test"
 ERR_IDX_TRUNCATED = "{path}: truncated idx file ({what}); delete it and fetch it again"
 ERR_IDX_CORRUPT = "{path}: unreadable idx file ({reason}); delete it and fetch it again"
 ERR_IDX_MAGIC = (
@@ -175,16 +174,9 @@ class FashionMnistProvider:
 
     def load(self, spec: str, *, options: Mapping[str, str] | None = None) -> Dataset:
         """Find (or download) and parse one split."""
-        base, split, opts = merge_options(spec, options)
-        split = split or "test"
-        src = f"{NAME}:{split}"
-        check_options(opts, ("path", "limit"), src=src)
-        if split not in SPLITS:
-            raise InputError(ERR_SPLIT.format(src=src, split=split))
+        req = builtin_request(NAME, spec, options, splits=SPLITS, allowed=("path", "limit"))
+        split, src, explicit, opts = req.split, req.src, req.explicit, req.options
         prefix, expected_n = SPLITS[split]
-        explicit = Path(opts["path"]) if opts.get("path") else None
-        if explicit is None and base != NAME:
-            explicit = Path(base)
         files = _files(prefix)
         remotes = [Remote(name, URL + name, CONTENT_SHA256[name], gunzip=True) for name, _ in files]
         image_path, label_path = locate(

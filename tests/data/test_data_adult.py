@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from compaudit.data import adult, lookup
+from compaudit.data._spec import ERR_SPLIT
 from compaudit.data.adult import AdultProvider, age_buckets
 from compaudit.data.base import Dataset
 from compaudit.data.loading import load_dataset
@@ -98,7 +99,7 @@ def test_bad_label(tmp_path: Path) -> None:
 def test_unknown_split(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         AdultProvider().load("adult:dev")
-    assert str(err.value) == adult.ERR_SPLIT.format(src="adult:dev", split="dev")
+    assert str(err.value) == ERR_SPLIT.format(src="adult:dev", split="dev", splits="train, test")
 
 
 def test_not_found_lists_every_place(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from compaudit.data import digits
+from compaudit.data._spec import ERR_SPLIT
 from compaudit.data.digits import DigitsProvider, stratified_split
 from compaudit.data.loading import load_dataset
 from compaudit.errors import InputError
@@ -68,6 +68,4 @@ def test_scaling(reference: tuple[np.ndarray, np.ndarray]) -> None:
 def test_unknown_split() -> None:
     with pytest.raises(InputError) as err:
         DigitsProvider().load("digits:val")
-    assert str(err.value) == digits.ERR_SPLIT.format(
-        src="digits:val", split="val", splits="train, test"
-    )
+    assert str(err.value) == ERR_SPLIT.format(src="digits:val", split="val", splits="train, test")
