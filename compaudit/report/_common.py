@@ -6,7 +6,7 @@ says the same thing the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from compaudit.report.terminal import pct, signed_pts
@@ -96,3 +96,19 @@ def summary_lines(c: dict[str, Any]) -> list[str]:
         f"classes significantly worse than the overall shift: {n_worse} of {len(classes)} "
         f"({n_sig} significant either way; {c['class_test']} test)",
     ]
+
+
+def header_facts(report: dict[str, Any], escape: Callable[[str], str]) -> list[str]:
+    """The one-line facts under a report's title (examples, settings, tool), escaped."""
+    data, settings = report.get("data", {}), report.get("settings", {})
+    facts = []
+    if data:
+        facts.append(f"{data['n']} examples, {data['num_classes']} classes")
+    if settings:
+        facts.append(
+            f"alpha {settings['alpha']} ({escape(str(settings['correction']))}), "
+            f"seed {settings['seed']}"
+        )
+    if "tool" in report:
+        facts.append(f"{escape(report['tool']['name'])} {escape(report['tool']['version'])}")
+    return facts

@@ -21,6 +21,7 @@ from compaudit.report._common import (
     VERDICT_WORD,
     fmt_value,
     gate_outcome,
+    header_facts,
     pct_points,
     summary_lines,
 )
@@ -218,16 +219,7 @@ def render_html(report: dict[str, Any], context: ReportContext) -> str:
         image per example.
     """
     verdict = report["verdict"]
-    data, settings = report.get("data", {}), report.get("settings", {})
-    facts = []
-    if data:
-        facts.append(f"{data['n']} examples, {data['num_classes']} classes")
-    if settings:
-        facts.append(
-            f"alpha {settings['alpha']} ({settings['correction']}), seed {settings['seed']}"
-        )
-    if "tool" in report:
-        facts.append(f"{report['tool']['name']} {report['tool']['version']}")
+    facts = header_facts(report, lambda s: s)  # escaped where the page joins them
     sources = " · ".join(f"{k}: {v}" for k, v in context.sources.items() if v)
     nav = "".join(
         f"<a href='#cand-{i}'>{_e(c['candidate'])}</a>" for i, c in enumerate(report["comparisons"])

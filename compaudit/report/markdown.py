@@ -17,6 +17,7 @@ from compaudit.report._common import (
     VERDICT_WORD,
     fmt_value,
     gate_outcome,
+    header_facts,
     pct_points,
     summary_lines,
     worst_classes,
@@ -189,16 +190,7 @@ def render_markdown(report: dict[str, Any], *, max_bytes: int = MAX_BYTES) -> st
         The Markdown text, ending with a newline.
     """
     verdict = report["verdict"]
-    data, settings = report.get("data", {}), report.get("settings", {})
-    facts = []
-    if data:
-        facts.append(f"{data['n']} examples, {data['num_classes']} classes")
-    if settings:
-        facts.append(
-            f"alpha {settings['alpha']} ({esc(settings['correction'])}), seed {settings['seed']}"
-        )
-    if "tool" in report:
-        facts.append(f"{esc(report['tool']['name'])} {esc(report['tool']['version'])}")
+    facts = header_facts(report, esc)
     lines = [
         f"## compaudit: {VERDICT_ICON[verdict]} {VERDICT_WORD[verdict]}",
         "",
