@@ -19,18 +19,16 @@ seeded synthetic images of the same shape (said in the notes).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.common import row
+from compaudit.train.export import quiet
 
 __all__ = ["build_cnn_files", "fashion_test", "run"]
 
@@ -40,19 +38,7 @@ REPEAT = 5
 SEED = 0
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    # Deprecation warnings of the legacy exporter / TorchScript and
-    # onnxruntime.quantization's advice on the root logger.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
+_quiet = quiet  # the exporter's and onnxruntime.quantization's advisory warnings
 
 
 def fashion_test(n: int) -> tuple[np.ndarray, np.ndarray, str]:

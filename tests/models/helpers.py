@@ -11,11 +11,7 @@ installed.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +20,7 @@ from torch import nn
 
 from compaudit.data.base import Dataset
 from compaudit.data.loading import load_dataset
+from compaudit.train.export import quiet
 
 __all__ = [
     "MLP",
@@ -123,19 +120,7 @@ def train(
     return model.eval()
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    # The legacy exporter and torch.ao quantization warn that they are deprecated;
-    # onnxruntime.quantization logs advice on the root logger.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
+_quiet = quiet  # the exporter's and onnxruntime.quantization's advisory warnings
 
 
 def export_onnx(
