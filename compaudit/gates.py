@@ -373,6 +373,16 @@ def _pie_share_growth(comp: Mapping[str, Any], gates: Gates) -> _Outcome:
     testable, suffix = found
     if comp["pie"]["count"] == 0:
         return _Measured(None, "no PIEs, so no group is over-represented among them" + suffix, True)
+    min_pies = gates.subgroups.min_pies if gates.subgroups is not None else 0
+    few = [g for g in testable if g["n_pie"] < min_pies]
+    if few:
+        listed = _listing([f"{_group_label(g['group'])} ({g['n_pie']})" for g in few])
+        suffix += f"; too few PIEs to judge growth (< {min_pies}): {listed}"
+    testable = [g for g in testable if g["n_pie"] >= min_pies]
+    if not testable:
+        return _Measured(
+            None, f"no testable group has {min_pies} or more PIEs to judge growth{suffix}", True
+        )
     # A testable group made only of PIEs has no non-PIE share: its growth is unbounded.
     unbounded = [
         _group_label(g["group"]) for g in testable if g["pct_growth"] is None and g["n_pie"]

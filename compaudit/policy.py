@@ -48,6 +48,7 @@ __all__ = [
 Correction = Literal["holm", "bh", "bonferroni", "none"]
 OnUnevaluable = Literal["error", "skip-with-warning", "fail"]
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+DEFAULT_MIN_PIES = 5
 DEFAULT_MIN_SUPPORT = 30
 
 # Error messages live here so tests can assert them exactly (fairlearn style).
@@ -96,6 +97,10 @@ class SubgroupGates(_Strict):
     """Groups with fewer examples are listed as not testable, never as fine."""
     pie_share_growth: Annotated[float, Field(ge=0.0)] | None = None
     """Largest allowed growth (%) of a group's share among PIEs: (pct_pie/pct_non_pie - 1)*100."""
+    min_pies: Annotated[int, Field(ge=0)] = DEFAULT_MIN_PIES
+    """Groups with fewer PIEs are not judged by ``pie_share_growth``: one PIE more or
+    less would move their growth by more than any sensible threshold (listed in the
+    gate's detail, never hidden)."""
     accuracy_gap: _Fraction | None = None
     """Largest allowed extra top-1 drop of a group beyond the overall drop."""
 

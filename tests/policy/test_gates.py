@@ -181,7 +181,28 @@ def test_pie_share_growth_without_pies_and_all_pie_group(rb: SimpleNamespace) ->
     )
     r = one(rb.report(comp), pol)
     assert (r.value, r.passed, r.status) == (None, False, "failed")
-    assert r.detail == "unbounded growth: only PIEs in sex=F (threshold 0.0%)"
+    assert r.detail == (
+        "unbounded growth: only PIEs in sex=F; too few PIEs to judge growth (< 5): sex=M (0) "
+        "(threshold 0.0%)"
+    )
+
+
+def test_pie_share_growth_ignores_groups_with_too_few_pies(rb: SimpleNamespace) -> None:
+    # sex=F: 4 of 30 PIEs (13.3%) against 36 of 470 non-PIEs (7.7%), +73% from four PIEs.
+    rows = [({"sex": "F"}, 40, 4, 0.9, 0.9), ({"sex": "M"}, 460, 26, 0.9, 0.9)]
+    comp = rb.comparison(pie_rate=0.06, subgroup_attributes=["sex"], subgroups=rb.groups(rows, 0.0))
+    sub = {"attributes": ["sex"], "pie_share_growth": 50}
+    r = one(rb.report(comp), policy(subgroups=sub))
+    assert r.passed is True
+    assert "too few PIEs to judge growth (< 5): sex=F (4)" in r.detail
+    assert r.value == pytest.approx(
+        next(g for g in comp["subgroups"] if g["group"]["sex"] == "M")["pct_growth"]
+    )
+    strict = one(rb.report(comp), policy(subgroups={**sub, "min_pies": 0}))
+    assert strict.passed is False  # min_pies: 0 judges every group, as before
+    none = one(rb.report(comp), policy(subgroups={**sub, "min_pies": 100}))
+    assert (none.value, none.passed) == (None, True)
+    assert none.detail.startswith("no testable group has 100 or more PIEs")
 
 
 def test_attributes_order_does_not_matter(
