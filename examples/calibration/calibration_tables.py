@@ -1,0 +1,225 @@
+"""Tables, claims and figures of the calibration study, computed from :class:`NullRuns`."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from calibration_nulls import (
+    ALPHA,
+    CORRECTIONS,
+    RATES,
+    NullRuns,
+    all_pairs,
+    binomial_interval,
+    paired_spread,
+)
+
+from compaudit.policy import Policy
+from compaudit.population import Population
+
+
+def pct(x: float, digits: int = 1) -> str:
+    """A fraction as a percent; -0 shows as 0."""
+    return f"{100 * x + 0.0:.{digits}f}%".replace("-0.00%", "0.00%").replace("-0.0%", "0.0%")
+
+
+def fwer_cell(runs: NullRuns, correction: str) -> str:
+    """``rate (low-high)`` of comparisons with at least one flagged class."""
+    hits = runs.alarms(correction)
+    lo, hi = binomial_interval(hits, runs.draws)
+    return f"{pct(hits / runs.draws)} ({pct(lo)}-{pct(hi)})"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """Markdown table; the first ``left`` columns are left-aligned, the rest right."""
+    rule = "|" + "---|" * left + "---:|" * (len(head) - left)
+    return "\n".join(
+        ["| " + " | ".join(r) + " |" for r in [head]]
+        + [rule]
+        + ["| " + " | ".join(r) + " |" for r in rows]
+    )
+
+
+def fwer_table(runs: Sequence[NullRuns]) -> str:
+    """Markdown: FWER per correction with 95% intervals, and mean flagged classes."""
+    head = ["comparisons", "n", *CORRECTIONS, "mean flagged classes (none / holm)"]
+    rows = [
+        [
+            r.label,
+            str(r.draws),
+            *(fwer_cell(r, c) for c in CORRECTIONS),
+            f"{r.n_sig['none'].mean():.2f} / {r.n_sig['holm'].mean():.3f}",
+        ]
+        for r in runs
+    ]
+    return _table(head, rows)
+
+
+def noise_table(runs: Sequence[NullRuns], policy: Policy) -> str:
+    """Markdown: median / 95th percentile / max of each rate over null comparisons,
+    and how often the policy's gate on it fails."""
+    thresholds = policy.gates.model_dump()
+    head = ["comparisons", "measure", "median", "95th pct", "max", "policy threshold", "fails"]
+    rows = []
+    for r in runs:
+        for key in RATES:
+            v = r.rates[key]
+            q50, q95 = np.quantile(v, [0.5, 0.95])
+            thr = thresholds.get(key)
+            fail = pct(float(r.gate_fail[key].mean())) if key in r.gate_fail else "-"
+            cells = [r.label, f"`{key}`", *(pct(float(x), 2) for x in (q50, q95, v.max()))]
+            rows.append([*cells, "-" if thr is None else pct(thr, 2), fail])
+    return _table(head, rows, left=2)
+
+
+def gate_table(runs: Sequence[NullRuns]) -> str:
+    """Markdown: share of null comparisons each policy gate fails, and any gate."""
+    names = list(runs[0].gate_fail)
+    rows = []
+    for r in runs:
+        fails = np.stack([r.gate_fail[g] for g in names])
+        cells = [pct(float(f.mean())) for f in fails] + [pct(float(fails.any(axis=0).mean()))]
+        rows.append([r.label, *cells])
+    return _table(["comparisons", *(f"`{n}`" for n in names), "any gate"], rows)
+
+
+def noisy_gates(runs: Sequence[NullRuns], alpha: float = ALPHA) -> list[str]:
+    """Sentences naming every gate that seed noise alone fails in more than alpha of
+    the comparisons of a kind."""
+    out = []
+    for r in runs:
+        bad = [(g, float(f.mean())) for g, f in r.gate_fail.items() if f.mean() > alpha]
+        if bad:
+            listed = ", ".join(f"`{g}` in {pct(share)}" for g, share in bad)
+            out.append(f"{r.label}: seed noise alone fails {listed} of the comparisons.")
+    return out
+
+
+CORRECTION_NAMES = {
+    "none": "No correction",
+    "bonferroni": "Bonferroni",
+    "holm": "Holm",
+    "bh": "Benjamini-Hochberg",
+}
+
+
+def claim(runs: NullRuns, correction: str, alpha: float = ALPHA) -> tuple[bool, str]:
+    """Whether ``correction`` keeps the FWER of ``runs`` at or under alpha, and a
+    sentence that says so with the numbers."""
+    hits = runs.alarms(correction)
+    rate = hits / runs.draws
+    lo, hi = binomial_interval(hits, runs.draws)
+    held = rate <= alpha
+    verb, rel = ("keeps", "<=") if held else ("lets", ">")
+    sure = f"; the interval reaches {pct(hi)}" if held and hi > alpha else ""
+    return held, (
+        f"{CORRECTION_NAMES[correction]} {verb} the family-wise false alarm rate at "
+        f"{pct(rate)} {rel} alpha = {pct(alpha)} ({runs.label}: {hits} of {runs.draws} "
+        f"comparisons; 95% interval {pct(lo)}-{pct(hi)}{sure})."
+    )
+
+
+def noise_floor(runs: NullRuns, key: str) -> float:
+    """95th percentile of a rate over null comparisons."""
+    return float(np.quantile(runs.rates[key], 0.95))
+
+
+def class_table(pop: Population, runs: Sequence[NullRuns]) -> str:
+    """Markdown: per class, how much it varies from seed to seed and how often each
+    test's raw p-value flags it."""
+    y = pop.y.astype(np.intp)
+    c = pop.num_classes
+    support = np.bincount(y, minlength=c)
+    correct = pop.predictions == pop.y
+    recall = np.stack([np.bincount(y, weights=row, minlength=c) for row in correct]) / support
+    shifted = recall - correct.mean(axis=1)[:, None]  # the paper's S = recall - top-1
+    # Share of a class's examples that two members classify differently.
+    pairs = all_pairs(pop.k)[:, :, 0]
+    flips = (correct[pairs[:, 0]] != correct[pairs[:, 1]]).mean(axis=0)
+    churn = np.bincount(y, weights=flips, minlength=c) / support
+    spread = paired_spread(pop, all_pairs(pop.k))
+    alarms = [(r.p_raw <= ALPHA).mean(axis=0) for r in runs]
+    head = ["class", "support", "mean recall", "seed sd of S (points)", "churn per pair"]
+    head.append("paired spread / SE")
+    rows = [
+        [
+            pop.class_name(i),
+            str(support[i]),
+            pct(float(recall[:, i].mean())),
+            f"{100 * shifted[:, i].std(ddof=1):.2f}",
+            pct(float(churn[i])),
+            "-" if np.isnan(spread[i]) else f"{spread[i]:.2f}",
+            *(pct(float(a[i])) for a in alarms),
+        ]
+        for i in range(c)
+    ]
+    return _table([*head, *(r.label for r in runs)], rows)
+
+
+# -- figures -----------------------------------------------------------------------------
+def _png(fig: object, path: Path) -> Path:
+    from compaudit._io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)  # type: ignore[attr-defined]
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def pvalue_figure(runs: Sequence[NullRuns], path: Path) -> Path:
+    """Histograms of raw class p-values under seed noise, one panel per test."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = min(3, len(runs))
+    rows = -(-len(runs) // cols)
+    fig = Figure(figsize=(3.3 * cols, 2.6 * rows + 0.4))
+    FigureCanvasAgg(fig)
+    bins = [i / 20 for i in range(21)]
+    for i, r in enumerate(runs):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        p = r.p_raw.ravel()
+        ax.hist(p, bins=bins, density=True, color="#5d6d7e", edgecolor="white")
+        ax.axhline(1.0, color="#c0392b", lw=1, ls="--", label="uniform")
+        ax.set_title(f"{r.label}\n{p.size:,} class tests", fontsize=8)
+        ax.set_xlabel("raw p-value", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if i % cols == 0:
+            ax.set_ylabel("density", fontsize=8)
+        if i == 0:
+            ax.legend(fontsize=7, frameon=False)
+    fig.suptitle("Class-test p-values between members that differ only in their seeds", fontsize=9)
+    fig.tight_layout()
+    return _png(fig, path)
+
+
+def fwer_figure(runs: Sequence[NullRuns], path: Path) -> Path:
+    """Grouped bars: family-wise false alarm rate by test and correction, 95% intervals."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(6.0, 1.6 * len(runs) + 1.5), 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(CORRECTIONS)
+    colors = ("#b8bcc0", "#7fb3d5", "#2471a3", "#76448a")
+    x = np.arange(len(runs))
+    for j, (corr, color) in enumerate(zip(CORRECTIONS, colors, strict=True)):
+        rate = np.array([r.alarms(corr) / r.draws for r in runs])
+        ci = np.array([binomial_interval(r.alarms(corr), r.draws) for r in runs])
+        err = np.abs(ci.T - rate)
+        ax.bar(x + (j - 1.5) * width, rate, width, yerr=err, color=color, label=corr, capsize=2)
+    ax.axhline(ALPHA, color="#c0392b", lw=1, ls="--", label=f"alpha = {ALPHA}")
+    ax.set_xticks(x, [r.label.replace(", ", "\n") for r in runs], fontsize=7)
+    ax.set_ylabel("comparisons with >= 1 flagged class", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=7, frameon=False, ncol=5, loc="upper right")
+    ax.set_title(
+        "Family-wise false alarm rate under seed noise (95% binomial intervals)", fontsize=9
+    )
+    fig.tight_layout()
+    return _png(fig, path)
