@@ -7,7 +7,6 @@ populations on the same examples and returns an :class:`AuditResult`, whose
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,11 +14,9 @@ from typing import Any, Literal
 import numpy as np
 
 from compaudit import __version__
-from compaudit.analysis.agreement import TIE_RULE, cie, modal_predictions, subset_top1
-from compaudit.analysis.shift import ShiftTable, group_accuracy, group_shift
+from compaudit._comparison import Partition, Side, compare
 from compaudit.analysis.stats import Correction
-from compaudit.analysis.subgroups import group_codes, pie_shares
-from compaudit.analysis.topline import TopLine, correct_matrix, summarize
+from compaudit.analysis.subgroups import group_codes
 from compaudit.errors import InputError
 from compaudit.population import Population
 
@@ -94,46 +91,6 @@ class AuditSettings:
         }
 
 
-@dataclass(frozen=True, eq=False)
-class Side:
-    """A population with what every comparison reuses (computed once)."""
-
-    name: str
-    population: Population
-    correct: np.ndarray
-    topline: TopLine
-    modal: np.ndarray
-    share: np.ndarray
-
-    @classmethod
-    def of(cls, name: str, population: Population) -> Side:
-        """Precompute correctness, accuracy and modal predictions."""
-        correct = correct_matrix(population.predictions, population.y)
-        modal, share = modal_predictions(population.predictions)
-        return cls(name, population, correct, summarize(population, correct=correct), modal, share)
-
-    @property
-    def summary_correct(self) -> np.ndarray:
-        """Per-example correctness as one model (itself, or its modal prediction)."""
-        if self.population.k == 1:
-            return np.asarray(self.correct[0])
-        return np.asarray(self.modal == self.population.y)
-
-    def to_dict(self) -> dict[str, Any]:
-        """``populations`` entry of the report."""
-        t = self.topline
-        return {
-            "k": t.k,
-            "top1": t.top1,
-            "top1_std": t.top1_std,
-            "top5": t.top5,
-            "top5_std": t.top5_std,
-            "top1_per_model": [float(v) for v in t.top1_per_model],
-            "source": self.population.source,
-            "fingerprint": self.population.fingerprint(),
-        }
-
-
 @dataclass(eq=False)
 class AuditResult:
     """Everything one audit found; :meth:`to_report` is the JSON document."""
@@ -178,25 +135,6 @@ class AuditResult:
         }
 
 
-def _num(x: float | np.floating[Any] | None) -> float | None:
-    """JSON-safe float: NaN (not computed) and the infinite statistic of a
-    zero-variance comparison (its p-value says it all) become None."""
-    if x is None:
-        return None
-    v = float(x)
-    return v if math.isfinite(v) else None
-
-
-def _test_fields(t: ShiftTable, i: int) -> dict[str, Any]:
-    return {
-        "test": t.method[i] or None,
-        "statistic": _num(t.statistic[i]),
-        "p_value": _num(t.p_value[i]),
-        "p_adjusted": _num(t.p_adjusted[i]),
-        "significant": bool(t.significant[i]),
-    }
-
-
 def _check_same_examples(ref: Population, cand: Population) -> None:
     a, b = ref.source, cand.source
     if ref.n != cand.n:
@@ -212,161 +150,6 @@ def _check_same_examples(ref: Population, cand: Population) -> None:
         raise InputError(
             ERR_CLASSES_DIFFER.format(a=a, ca=ref.num_classes, b=b, cb=cand.num_classes)
         )
-
-
-@dataclass(frozen=True, eq=False)
-class _Partition:
-    """A grouping of the examples (classes, or subgroups) and the reference's
-    accuracy on it, computed once and reused for every candidate."""
-
-    codes: np.ndarray
-    keys: list[Any]
-    order: np.ndarray
-    ref_accuracy: np.ndarray
-
-    @classmethod
-    def of(cls, codes: np.ndarray, keys: list[Any], ref: Side) -> _Partition:
-        order = np.argsort(codes, kind="stable")
-        return cls(codes, keys, order, group_accuracy(ref.correct, codes, len(keys), order=order))
-
-
-def _compare(
-    ref: Side,
-    cand: Side,
-    settings: AuditSettings,
-    class_part: _Partition,
-    group_part: _Partition | None,
-) -> tuple[dict[str, Any], np.ndarray]:
-    pop = ref.population
-    y = class_part.codes
-    pie = ref.modal != cand.modal
-    pie_idx = np.flatnonzero(pie)
-    c = pop.num_classes
-
-    classes = group_shift(
-        ref.correct,
-        cand.correct,
-        y,
-        c,
-        ref_summary=ref.summary_correct,
-        cand_summary=cand.summary_correct,
-        testable=np.ones(c, dtype=bool),
-        alpha=settings.alpha,
-        correction=settings.correction,
-        ref_accuracy=class_part.ref_accuracy,
-        order=class_part.order,
-    )
-    names = [pop.class_name(i) for i in range(c)]
-    class_rows = [
-        {
-            "class": i,
-            "name": names[i],
-            "support": support,
-            "recall_reference": _num(r),
-            "recall_candidate": _num(cd),
-            "normalized_recall_difference": _num(d),
-            **_test_fields(classes, i),
-        }
-        for i, (support, r, cd, d) in enumerate(
-            zip(
-                classes.support.tolist(),
-                classes.acc_reference.tolist(),
-                classes.acc_candidate.tolist(),
-                classes.difference.tolist(),
-                strict=True,
-            )
-        )
-    ]
-
-    subgroup_rows: list[dict[str, Any]] = []
-    if group_part is not None:
-        codes, keys = group_part.codes, group_part.keys
-        g = len(keys)
-        shares = pie_shares(codes, g, pie)
-        shift = group_shift(
-            ref.correct,
-            cand.correct,
-            codes,
-            g,
-            ref_summary=ref.summary_correct,
-            cand_summary=cand.summary_correct,
-            testable=shares["n"] >= settings.min_support,
-            alpha=settings.alpha,
-            correction=settings.correction,
-            ref_accuracy=group_part.ref_accuracy,
-            order=group_part.order,
-        )
-        subgroup_rows = [
-            {
-                "group": keys[i],
-                "n": int(shares["n"][i]),
-                "n_non_pie": int(shares["n_non_pie"][i]),
-                "n_pie": int(shares["n_pie"][i]),
-                "pct_non_pie": _num(shares["pct_non_pie"][i]),
-                "pct_pie": _num(shares["pct_pie"][i]),
-                "pct_growth": _num(shares["pct_growth"][i]),
-                "top1_reference": float(shift.acc_reference[i]),
-                "top1_candidate": float(shift.acc_candidate[i]),
-                "shift_difference": float(shift.difference[i]),
-                "testable": bool(shift.testable[i]),
-                **_test_fields(shift, i),
-            }
-            for i in range(g)
-        ]
-
-    ids = pop.ids
-    # Column-wise tolist() is far cheaper than indexing numpy per PIE.
-    columns = (
-        ids[pie_idx].tolist(),
-        y[pie_idx].tolist(),
-        ref.modal[pie_idx].tolist(),
-        cand.modal[pie_idx].tolist(),
-        ref.share[pie_idx].tolist(),
-        cand.share[pie_idx].tolist(),
-    )
-    fields = (
-        "id",
-        "label",
-        "modal_reference",
-        "modal_candidate",
-        "share_reference",
-        "share_candidate",
-    )
-    examples = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
-    t_r, t_c = ref.topline, cand.topline
-    comparison = {
-        "reference": ref.name,
-        "candidate": cand.name,
-        "top1_delta": t_c.top1 - t_r.top1,
-        "top5_delta": t_c.top5 - t_r.top5
-        if t_c.top5 is not None and t_r.top5 is not None
-        else None,
-        "class_test": classes.test,
-        "cie": cie(
-            ref.population.predictions,
-            cand.population.predictions,
-            y,
-            ref_correct=ref.correct,
-            cand_correct=cand.correct,
-        ).to_dict(),
-        "pie": {
-            "count": len(pie_idx),
-            "rate": len(pie_idx) / pop.n,
-            "tie_rule": TIE_RULE,
-            "examples": examples,
-        },
-        "subsets": {
-            **{
-                k: v.to_dict()
-                for k, v in subset_top1(ref.correct, cand.correct, pie, seed=settings.seed).items()
-            },
-            "seed": settings.seed,
-        },
-        "classes": class_rows,
-        "subgroup_attributes": list(settings.attributes),
-        "subgroups": subgroup_rows,
-    }
-    return comparison, pie
 
 
 def _merged_attributes(ref: Population, candidates: Sequence[Population]) -> Population:
@@ -429,7 +212,7 @@ def audit(
 
     ref_side = Side.of(reference_name, ref_pop)
     y = ref_pop.y.astype(np.intp)
-    class_part = _Partition.of(y, list(range(ref_pop.num_classes)), ref_side)
+    class_part = Partition.of(y, list(range(ref_pop.num_classes)), ref_side)
     group_part = None
     if settings.attributes:
         codes, keys = group_codes(
@@ -439,12 +222,12 @@ def audit(
             class_names=[ref_pop.class_name(i) for i in range(ref_pop.num_classes)],
             source=ref_pop.source,
         )
-        group_part = _Partition.of(codes, keys, ref_side)
+        group_part = Partition.of(codes, keys, ref_side)
     sides = [Side.of(name, pop) for name, pop in candidates.items()]
     comparisons: list[dict[str, Any]] = []
     masks: dict[str, np.ndarray] = {}
     for side in sides:
-        comp, pie = _compare(ref_side, side, settings, class_part, group_part)
+        comp, pie = compare(ref_side, side, settings, class_part, group_part)
         comparisons.append(comp)
         masks[side.name] = pie
     return AuditResult(settings, ref_side, sides, comparisons, masks)

@@ -27,8 +27,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from compaudit.errors import InputError
 from compaudit._yaml import duplicate_keys, key_name, line_of
+from compaudit.errors import InputError
 from compaudit.train.architectures import ARCHITECTURES
 
 __all__ = [
