@@ -40,7 +40,7 @@ def shared_data_dir() -> Path:
     root = os.environ.get("COMPAUDIT_DATA_DIR", "")
     if not root:
         pytest.skip(SKIP_UNSET)
-    path = Path(root).resolve()
+    path = Path(root).absolute()  # as given: sources name the path the user set
     if not path.is_dir():
         pytest.skip(f"COMPAUDIT_DATA_DIR={root} is not a folder")
     return path
