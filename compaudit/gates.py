@@ -289,6 +289,11 @@ def _rate(block: str, key: str, count_key: str, label: str, what: str) -> _GateF
             return rate
         count = comp[block][count_key]
         noun = "example" if count == 1 else "examples"
+        if comp[block].get("basis") == "mean-over-pairs":
+            # Populations: an expected count for a random (reference, candidate) pair.
+            return _Measured(
+                rate, f"{label} {rate:.4f} ({count:.1f} {noun} {what}, mean over model pairs)"
+            )
         return _Measured(rate, f"{label} {rate:.4f} ({count:g} {noun} {what})")
 
     return gate
@@ -298,7 +303,8 @@ def _rate(block: str, key: str, count_key: str, label: str, what: str) -> _GateF
 
 
 def _class_label(c: Mapping[str, Any]) -> str:
-    return f"{c['class']} ({c['name']})" if c.get("name") else str(c["class"])
+    name = c.get("name")
+    return f"{c['class']} ({name})" if name and name != str(c["class"]) else str(c["class"])
 
 
 def _classes(comp: Mapping[str, Any]) -> list[Mapping[str, Any]] | _Unevaluable:
