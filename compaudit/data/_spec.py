@@ -16,6 +16,7 @@ __all__ = [
     "builtin_request",
     "check_no_split",
     "check_options",
+    "file_request",
     "merge_options",
     "opt_bool",
     "opt_int",
@@ -146,6 +147,18 @@ def builtin_request(
     if explicit is None and base != name:
         explicit = Path(base)
     return BuiltinRequest(base, split, opts, src, explicit)
+
+
+def file_request(
+    spec: str, options: Mapping[str, str] | None, *, allowed: Iterable[str], kind: str
+) -> tuple[Path, str, dict[str, str]]:
+    """Parse a file or folder spec: ``(path, src, options)``; no split, no unknown option."""
+    base, split, opts = merge_options(spec, options)
+    path = Path(base)
+    src = str(path)
+    check_options(opts, allowed, src=src)
+    check_no_split(split, kind=kind, src=src)
+    return path, src, opts
 
 
 def check_no_split(split: str | None, *, kind: str, src: str) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from compaudit.data._common import progress, strings
-from compaudit.data._spec import check_no_split, check_options, merge_options
+from compaudit.data._spec import file_request, merge_options
 from compaudit.data.base import Dataset, Preprocessing
 from compaudit.errors import InputError
 
@@ -93,11 +93,7 @@ class ImageFolderProvider:
 
     def load(self, spec: str, *, options: Mapping[str, str] | None = None) -> Dataset:
         """Read every image below the class sub-folders of ``spec``."""
-        base, split, opts = merge_options(spec, options)
-        root = Path(base)
-        src = str(root)
-        check_options(opts, OPTIONS, src=src)
-        check_no_split(split, kind="image folder", src=src)
+        root, src, opts = file_request(spec, options, allowed=OPTIONS, kind="image folder")
         mode = opts.get("mode", "").upper() or None
         if mode not in (None, "L", "RGB"):
             raise InputError(ERR_IMG_MODE.format(src=src, mode=opts["mode"]))

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,7 @@ from compaudit.data._common import (
     check_length,
     check_unique_ids,
 )
-from compaudit.data._spec import check_no_split, check_options, merge_options
+from compaudit.data._spec import file_request, merge_options
 from compaudit.data.base import Dataset, Preprocessing
 from compaudit.errors import DataNotFoundError, InputError
 
@@ -113,11 +112,7 @@ class NpzProvider:
 
     def load(self, spec: str, *, options: Mapping[str, str] | None = None) -> Dataset:
         """Load and validate the ``.npz`` named by ``spec`` (takes no options)."""
-        base, split, opts = merge_options(spec, options)
-        path = Path(base)
-        src = str(path)
-        check_options(opts, (), src=src)
-        check_no_split(split, kind=".npz file", src=src)
+        path, src, _ = file_request(spec, options, allowed=(), kind=".npz file")
         if not path.is_file():
             raise DataNotFoundError(ERR_NPZ_MISSING.format(src=src))
         try:

@@ -34,7 +34,12 @@ from typing import Any
 import numpy as np
 
 from compaudit.data._common import check_unique_ids, compact
-from compaudit.data._spec import check_no_split, check_options, merge_options, opt_bool, opt_list
+from compaudit.data._spec import (
+    file_request,
+    merge_options,
+    opt_bool,
+    opt_list,
+)
 from compaudit.data.base import Dataset, Preprocessing
 from compaudit.data.encoding import TableEncoding
 from compaudit.errors import DataNotFoundError, InputError
@@ -176,11 +181,7 @@ class CsvProvider:
 
     def load(self, spec: str, *, options: Mapping[str, str] | None = None) -> Dataset:
         """Load and encode the table named by ``spec``."""
-        base, split, opts = merge_options(spec, options)
-        path = Path(base)
-        src = str(path)
-        check_options(opts, OPTIONS, src=src)
-        check_no_split(split, kind="CSV table", src=src)
+        path, src, opts = file_request(spec, options, allowed=OPTIONS, kind="CSV table")
         header, cells, _ = read_csv_columns(path, src=src)
         table = {col: cells[:, i] for i, col in enumerate(header)}
 
