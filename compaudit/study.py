@@ -19,11 +19,37 @@ import numpy as np
 from compaudit._io import atomic_write_bytes
 
 __all__ = [
+    "LEVEL_COLUMNS",
+    "SUBSET_COLUMNS",
     "level_rows",
     "markdown_table",
     "pie_gallery_png",
     "subset_rows",
     "write_class_figure",
+]
+
+# Columns of the paper's two tables, for :func:`markdown_table`.
+LEVEL_COLUMNS = [
+    ("population", "population", ""),
+    ("k", "K", ""),
+    ("top1", "top-1", "pct"),
+    ("top1_std", "std", "pct"),
+    ("top1_delta", "Δ top-1 (pp)", "pp"),
+    ("sig_classes", "classes sig. (Holm)", ""),
+    ("sig_classes_worse", "of which worse", ""),
+    ("sig_classes_raw", "classes sig. (raw p)", ""),
+    ("pies", "PIEs", ""),
+    ("pie_rate", "PIE rate", "pct"),
+]
+SUBSET_COLUMNS = [
+    ("candidate", "candidate", ""),
+    ("n_pie", "n PIE", ""),
+    ("pie_reference", "PIE: reference", "pct"),
+    ("pie_candidate", "PIE: candidate", "pct"),
+    ("non_pie_reference", "non-PIE: reference", "pct"),
+    ("non_pie_candidate", "non-PIE: candidate", "pct"),
+    ("random_reference", "random: reference", "pct"),
+    ("random_candidate", "random: candidate", "pct"),
 ]
 
 

@@ -14,26 +14,6 @@ import numpy as np
 COMMAND = "COMPAUDIT_DATA_DIR=../shared/data ./run study adult"
 CI_LEVEL = 0.95
 
-LEVEL_COLUMNS = [
-    ("population", "population", ""),
-    ("k", "K", ""),
-    ("top1", "top-1", "pct"),
-    ("top1_std", "std", "pct"),
-    ("top1_delta", "Δ top-1 (pp)", "pp"),
-    ("sig_classes", "classes sig. (Holm)", ""),
-    ("sig_classes_raw", "classes sig. (raw p)", ""),
-    ("pies", "PIEs", ""),
-    ("pie_rate", "PIE rate", "pct"),
-]
-SUBSET_COLUMNS = [
-    ("candidate", "candidate", ""),
-    ("n_pie", "n PIE", ""),
-    ("pie_reference", "PIE: dense", "pct"),
-    ("pie_candidate", "PIE: compressed", "pct"),
-    ("random_reference", "random: dense", "pct"),
-    ("random_candidate", "random: compressed", "pct"),
-    ("non_pie_reference", "non-PIE: dense", "pct"),
-]
 GROUP_COLUMNS = [
     ("group", "group", ""),
     ("n", "n", ""),
@@ -387,7 +367,13 @@ def build_results(
     figures: Sequence[tuple[str, str]],
 ) -> str:
     """RESULTS.md, entirely from the two reports, the run manifest and the figure paths."""
-    from compaudit.study import level_rows, markdown_table, subset_rows
+    from compaudit.study import (
+        LEVEL_COLUMNS,
+        SUBSET_COLUMNS,
+        level_rows,
+        markdown_table,
+        subset_rows,
+    )
 
     s = report["settings"]
     kinds = {v["name"]: v["kind"] for v in manifest["recipe"]["variants"]}

@@ -24,29 +24,6 @@ RECIPE = ROOT / "examples/recipes/fashion-mnist.yaml"
 POLICY = HERE / "policy.yaml"
 COMMAND = "./run study fashion-mnist"
 
-LEVEL_COLUMNS = [
-    ("population", "population", ""),
-    ("k", "K", ""),
-    ("top1", "top-1", "pct"),
-    ("top1_std", "std", "pct"),
-    ("top1_delta", "Δ top-1 (pp)", "pp"),
-    ("sig_classes", "classes sig. (Holm)", ""),
-    ("sig_classes_worse", "of which worse", ""),
-    ("sig_classes_raw", "classes sig. (raw p)", ""),
-    ("pies", "PIEs", ""),
-    ("pie_rate", "PIE rate", "pct"),
-]
-SUBSET_COLUMNS = [
-    ("candidate", "candidate", ""),
-    ("n_pie", "n PIE", ""),
-    ("pie_reference", "PIE: dense", "pct"),
-    ("pie_candidate", "PIE: compressed", "pct"),
-    ("non_pie_reference", "non-PIE: dense", "pct"),
-    ("non_pie_candidate", "non-PIE: compressed", "pct"),
-    ("random_reference", "random: dense", "pct"),
-    ("random_candidate", "random: compressed", "pct"),
-]
-
 
 def claims(
     levels: list[dict[str, Any]], subsets: list[dict[str, Any]]
@@ -122,7 +99,13 @@ def claims(
 
 def render(report: dict[str, Any], info: Any, figures: dict[str, str]) -> str:
     """RESULTS.md from the report."""
-    from compaudit.study import level_rows, markdown_table, subset_rows
+    from compaudit.study import (
+        LEVEL_COLUMNS,
+        SUBSET_COLUMNS,
+        level_rows,
+        markdown_table,
+        subset_rows,
+    )
 
     levels, subsets = level_rows(report), subset_rows(report)
     recipe = info.recipe
