@@ -283,3 +283,21 @@ def test_data_given_as_two_specs(tmp_path: Path) -> None:
         "r.yaml: recipe key 'dataset.name': "
         "give a dataset name, or whole data specs as 'train' and 'eval'"
     )
+
+
+def test_adding_variants_resumes_and_trains_only_the_new_ones(tmp_path: Path) -> None:
+    # The calibration study trains the Fashion-MNIST recipe's dense variant alone;
+    # the Fashion-MNIST study then runs the whole recipe into the same directory.
+    out = tmp_path / "run"
+    dense_only = [{"name": "dense", "kind": "dense"}]
+    first = train_recipe(tiny_recipe(k=2, variants=dense_only), out, progress=False)
+    dense_files = {m.index: sha256_file(m.path) for m in first.variants["dense"].members}
+    dense_mtimes = {m.index: m.path.stat().st_mtime_ns for m in first.variants["dense"].members}
+    full = tiny_dict(k=2, variants=[*dense_only, TINY["variants"][2]])  # + int8 of dense
+    second = train_recipe(recipe_from_dict(full), out, progress=False)
+    assert set(second.variants) == {"dense", "int8s"}
+    assert second.complete
+    for m in second.variants["dense"].members:
+        assert sha256_file(m.path) == dense_files[m.index]
+        assert m.path.stat().st_mtime_ns == dense_mtimes[m.index]  # not retrained
+    assert second.variants["int8s"].k == 2
