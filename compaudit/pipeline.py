@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from rich.console import Console
 
 from compaudit.audit import AuditResult, AuditSettings, audit
 from compaudit.errors import ExitStatus, InputError
-from compaudit.population import Population, load_population
+from compaudit.population import Population
 from compaudit.report.base import ReportContext
 
 if TYPE_CHECKING:
@@ -96,24 +95,14 @@ class Outcome:
 
 
 def _load_side(spec: str, name: str, dataset: Dataset | None, request: AuditRequest) -> Population:
-    path = Path(spec)
-    if path.suffix == ".npz" and path.is_file() and _is_predictions_file(path):
-        return load_population(path)
+    # A predictions file, or models run on the data (checked against it either way).
     from compaudit.models.base import RunnerSettings
-    from compaudit.predictions import load_population_spec  # torch and ORT load lazily
+    from compaudit.predictions import load_population_spec
 
     settings = RunnerSettings(batch_size=request.batch_size or 256, device=request.device)
     return load_population_spec(
         spec, dataset=dataset, settings=settings, cache=request.cache, name=name
     )
-
-
-def _is_predictions_file(path: Path) -> bool:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return "predictions" in npz.files
-    except Exception:
-        return True  # let load_population report what is wrong with it
 
 
 def _load_dataset(spec: str) -> Dataset:
