@@ -6,7 +6,6 @@ against a real audit of a synthetic binary case with a planted disparity.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,18 +21,13 @@ from compaudit.policy import load_policy
 from compaudit.population import Population
 from compaudit.train import load_recipe
 
+from ._load import load_example
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "adult_tables", ROOT / "examples/adult/adult_tables.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("examples/adult/adult_tables.py", "adult_tables")
 
 
 T = _load()

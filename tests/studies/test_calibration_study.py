@@ -24,6 +24,8 @@ from compaudit.analysis.stats import adjust_pvalues, welch_test
 from compaudit.policy import load_policy
 from compaudit.population import Population
 
+from ._load import load_example
+
 CALIBRATION = Path(__file__).resolve().parents[2] / "examples" / "calibration"
 POLICY = CALIBRATION.parents[0] / "policies" / "strict-release.yaml"
 
@@ -39,11 +41,7 @@ def mods() -> Iterator[Mods]:
     try:
         nulls = importlib.import_module("calibration_nulls")
         tables = importlib.import_module("calibration_tables")
-        spec = importlib.util.spec_from_file_location("calibration_study", CALIBRATION / "study.py")
-        assert spec is not None
-        assert spec.loader is not None
-        study = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(study)
+        study = load_example("examples/calibration/study.py", "calibration_study")
         yield nulls, tables, study
     finally:
         sys.path.remove(str(CALIBRATION))

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from ._load import load_example
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _study() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "fmnist_study", ROOT / "examples/fashion-mnist/study.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("examples/fashion-mnist/study.py", "fmnist_study")
 
 
 def _level(name: str, delta: float, worse: int, pies: int) -> dict[str, Any]:
