@@ -1,54 +1,31 @@
-"""Audit engine at ImageNet scale against a baseline written like the authors' code.
+"""Audit engine at ImageNet scale: against today's engine and two baselines, in one run.
 
-Issue 2's performance target: on the 2-core reference machine, a synthetic
-ImageNet-scale case (N = 50,000 examples, C = 1,000 classes, K = 30 models per
-population, one reference and five candidates as in the paper's pruning grid,
-two protected attributes) is audited (all five comparisons, PIEs, per-class
-tests with Holm correction, subgroups, report building) in at most 2 s, and at
-least 50x faster than a baseline written the way the reference code of Hooker
-et al. (``google-research/pruning_identified_exemplars``) works, timed in the
-same run. The numbers are measured and reported; nothing here asserts them.
-What *is* asserted is that the baseline and compaudit agree (PIE sets exactly
-on the examples the baseline timed, class and subgroup p-values to 1e-8), so
-the two do the same statistics.
-
-Baseline, as in the authors' ``aggregate_predictions.py`` and
-``gen_tstatistic.py``:
-
-* the modal prediction of every image in every population with pandas, one
-  ``Series.mode()`` call per image; PIE = the two modal labels differ. The
-  authors take ``mode().max()`` (largest label among ties); we take the first
-  (smallest) mode, which is compaudit's documented tie rule, at the same cost.
-  The authors also filter one long frame per image, which is quadratic; a
-  ``Series`` per image is the generous, linear version of their loop.
-* per-class recall of every model with a pandas groupby, minus that model's
-  top-1 (the design's ``S_k^c``; the authors subtract the population mean, a
-  constant), then one ``scipy.stats.ttest_ind(equal_var=False)`` call per
-  class and ``statsmodels`` ``multipletests(method="holm")``;
-* the subgroup table (PIE shares per attribute combination, paper's Table 1)
-  and per-subgroup Welch tests with pandas groupbys.
-
-The per-image loop costs ~45 us an image, 6 x 50,000 images ~15 s: it is timed
-on a seeded random sample of examples and extrapolated linearly (it is a loop
-of identical independent calls), and labelled "extrapolated". Everything else
-in the baseline is timed at full size. Correctness is held wide (images x
-models) for the groupbys, cheaper than the authors' long frames, and no CSV is
-read: every liberty taken makes the baseline faster, the speedup smaller.
-After a warm-up on a tiny case (imports, first calls), the baseline's loop is
-timed best of 3 and its tables best of 2; compaudit best of 3 after a warm-up.
+Target (issues 2 and 9): on the 2-core machine, a synthetic case of N = 50,000
+examples, C = 1,000 classes, K = 30 models per population, one reference and
+five candidates (the paper's pruning grid) and two attributes is audited as
+``audit()`` runs by default (PIEs, class and subgroup tests with Holm, seed
+floors, per-example PIE tests, ``to_report()``) in at most 2 s. In the same run
+and on the same arrays (:mod:`benchmarks.bench_audit_baselines`): today's engine
+(``590637b``, in a subprocess), an authors'-style baseline and a competent
+vectorised one. Timings are reported, not asserted; :func:`verify` asserts that
+the baselines compute compaudit's statistics (PIE flags on examples without a
+modal tie, subgroup counts, p-values to 1e-8). Rows ``cie_*`` time the
+mean-over-pairs CIE at K = 100, N = 1,000,000: the old ``O(K^2 N)`` pair loop
+against the new vote-count computation, with peak memory.
 """
 
 from __future__ import annotations
 
+import gc
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped, unused-ignore]
-from scipy.stats import ttest_ind
-from statsmodels.stats.multitest import multipletests
 
+from benchmarks import bench_audit_baselines as bl
 from benchmarks.common import Timing, best_of, row
 from compaudit.audit import AuditSettings, audit
 from compaudit.population import Population
@@ -56,9 +33,7 @@ from compaudit.population import Population
 __all__ = [
     "LEVELS",
     "BaselineMismatchError",
-    "BaselineResult",
     "SyntheticCase",
-    "baseline",
     "run",
     "synthetic_case",
     "verify",
@@ -67,19 +42,27 @@ __all__ = [
 NAME = "audit"
 LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
 """Compression levels of the five candidates (the paper's pruning fractions)."""
-ATTRIBUTES = ("sex", "age")
+ATTRIBUTES = bl.ATTRIBUTES
 P_TOLERANCE = 1e-8
+FISHER_SAMPLE = 200
+"""PIEs per comparison whose per-example p-value is recomputed with scipy."""
+CIE_TOLERANCE = 1e-9
+"""Relative tolerance between the old and new mean-over-pairs CIE figures."""
 TARGET_SECONDS = 2.0
 TARGET_SPEEDUP = 50.0
+"""Issue 2's target over the authors'-style baseline."""
 
 FULL = {"n": 50_000, "c": 1_000, "k": 30, "sample": 4_000}
 QUICK = {"n": 5_000, "c": 100, "k": 10, "sample": 1_000}
+CIE_FULL = {"n": 1_000_000, "c": 1_000, "k": 100}
+CIE_QUICK = {"n": 20_000, "c": 100, "k": 10}
 
 ERR_MISMATCH = "baseline and compaudit disagree on {what}: {detail}; the comparison is void"
+NOT_MEASURED = "not measured"
 
 
 class BaselineMismatchError(AssertionError):
-    """The baseline and compaudit computed different statistics."""
+    """A baseline (or the old engine's CIE) and compaudit computed different statistics."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,148 +138,12 @@ def synthetic_case(n: int, c: int, k: int, *, seed: int = 0) -> SyntheticCase:
     return SyntheticCase(reference.y, reference, candidates)
 
 
-# -- baseline: the authors' way -------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class BaselineResult:
-    """What the baseline computed, and how long each part took (seconds).
-
-    ``mode_timing`` is the per-image loop timed on ``sample`` examples;
-    ``mode_seconds_full`` its linear extrapolation to all examples.
-    """
-
-    sample: np.ndarray
-    pie_sample: dict[str, np.ndarray]
-    class_p: dict[str, np.ndarray]
-    class_p_holm: dict[str, np.ndarray]
-    subgroups: dict[str, Any]
-    mode_timing: Timing
-    mode_seconds_full: float
-    rest_timing: Timing
-
-    @property
-    def seconds(self) -> float:
-        """Extrapolated total wall time of the baseline at full size."""
-        return self.mode_seconds_full + self.rest_timing.best
-
-    @property
-    def cpu_seconds(self) -> float:
-        """Extrapolated total CPU time of the baseline at full size."""
-        scale = self.mode_seconds_full / self.mode_timing.best
-        return self.mode_timing.best_cpu * scale + self.rest_timing.best_cpu
-
-
-def _baseline_modes(preds: Mapping[str, np.ndarray], sample: np.ndarray) -> dict[str, np.ndarray]:
-    """Modal label of each sampled image in each population: one pandas call per image."""
-    modes: dict[str, np.ndarray] = {}
-    for name, p in preds.items():
-        # Series.mode() returns the modes sorted, so iloc[0] is the smallest tied label.
-        modes[name] = np.array([pd.Series(p[:, i]).mode().iloc[0] for i in sample])
-    return modes
-
-
-def _welch_holm(s_ref: Any, s_cand: Any, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """One scipy Welch call per row (class or subgroup), then Holm via statsmodels."""
-    ref, cand = s_ref.to_numpy(), s_cand.to_numpy()
-    p = np.array([ttest_ind(cand[g], ref[g], equal_var=False).pvalue for g in range(len(ref))])
-    return p, np.asarray(multipletests(p, alpha=alpha, method="holm")[1])
-
-
-def _baseline_rest(
-    case: SyntheticCase, pie_full: Mapping[str, np.ndarray], alpha: float
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
-    """Per-class and per-subgroup tables with pandas groupbys and one scipy call per group.
-
-    Correctness is held wide (one row per image, one column per model), the
-    cheapest pandas layout for these groupbys, so the baseline is not slowed
-    by a long (model, image) frame as the authors' CSVs were.
-    """
-    frame = pd.DataFrame({a: case.reference.attributes[a] for a in ATTRIBUTES})
-    keys = [frame[a] for a in ATTRIBUTES]
-    shifted: dict[str, tuple[Any, Any]] = {}
-    for name, pop in case.populations.items():
-        correct = pd.DataFrame(case.y[:, None] == pop.predictions.T)
-        top1 = correct.mean()  # per model
-        recall = correct.groupby(case.y).mean()  # [class, model]
-        group = correct.groupby(keys).mean()  # [(sex, age), model]
-        shifted[name] = (recall - top1, group - top1)
-
-    class_p: dict[str, np.ndarray] = {}
-    class_holm: dict[str, np.ndarray] = {}
-    subgroups: dict[str, Any] = {}
-    s_ref_c, s_ref_g = shifted["reference"]
-    for name in case.candidates:
-        s_c, s_g = shifted[name]
-        class_p[name], class_holm[name] = _welch_holm(s_ref_c, s_c, alpha)
-        # Paper's Table 1: PIE and non-PIE counts per attribute combination.
-        table = frame.assign(pie=pie_full[name]).groupby(keys)["pie"].agg(["size", "sum"])
-        table.columns = ["n", "n_pie"]
-        table["n_non_pie"] = table["n"] - table["n_pie"]
-        table["pct_pie"] = table["n_pie"] / table["n_pie"].sum() * 100
-        table["pct_non_pie"] = table["n_non_pie"] / table["n_non_pie"].sum() * 100
-        table["pct_growth"] = (table["pct_pie"] / table["pct_non_pie"] - 1) * 100
-        p, p_holm = _welch_holm(s_ref_g, s_g, alpha)
-        table["p_value"] = pd.Series(p, index=s_ref_g.index).reindex(table.index)
-        table["p_adjusted"] = pd.Series(p_holm, index=s_ref_g.index).reindex(table.index)
-        subgroups[name] = table
-    return class_p, class_holm, subgroups
-
-
-def baseline(
-    case: SyntheticCase,
-    *,
-    sample_size: int,
-    pie_elsewhere: Mapping[str, np.ndarray],
-    alpha: float = 0.05,
-    seed: int = 0,
-) -> BaselineResult:
-    """Run the authors'-style baseline, timing its two parts.
-
-    Parameters
-    ----------
-    case : SyntheticCase
-        The populations.
-    sample_size : int
-        Examples on which the per-image modal loop is timed (seeded draw).
-    pie_elsewhere : mapping of str to ndarray of bool
-        PIE masks used for the examples outside the sample, so that the
-        subgroup table is built (and timed) at full size; inside the sample
-        the baseline's own PIEs are used.
-    alpha : float
-        Significance level passed to ``multipletests``.
-    seed : int
-        Seed of the sample.
-    """
-    n = case.y.shape[0]
-    sample = np.sort(np.random.default_rng(seed).choice(n, size=min(sample_size, n), replace=False))
-    preds = {name: pop.predictions for name, pop in case.populations.items()}
-    mode_t, modes = best_of(lambda: _baseline_modes(preds, sample), repeat=3, warmup=0)
-    pie_sample = {name: modes[name] != modes["reference"] for name in case.candidates}
-    pie_full: dict[str, np.ndarray] = {}
-    for name in case.candidates:
-        mask = np.array(pie_elsewhere[name], dtype=bool)
-        mask[sample] = pie_sample[name]
-        pie_full[name] = mask
-    rest_t, (class_p, class_holm, subgroups) = best_of(
-        lambda: _baseline_rest(case, pie_full, alpha), repeat=2, warmup=0
-    )
-    return BaselineResult(
-        sample=sample,
-        pie_sample=pie_sample,
-        class_p=class_p,
-        class_p_holm=class_holm,
-        subgroups=subgroups,
-        mode_timing=mode_t,
-        mode_seconds_full=mode_t.best * n / sample.size,
-        rest_timing=rest_t,
-    )
-
-
-# -- agreement and the benchmark -------------------------------------------------------
+# -- agreement ------------------------------------------------------------------------
 def _mismatch(what: str, detail: str) -> BaselineMismatchError:
     return BaselineMismatchError(ERR_MISMATCH.format(what=what, detail=detail))
 
 
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+def _max_diff(a: Any, b: Any) -> float:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
         return float("inf")
@@ -304,63 +151,303 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a[both] - b[both]).max(initial=0.0))
 
 
-def verify(
-    report: Mapping[str, Any], pie_masks: Mapping[str, np.ndarray], base: BaselineResult
-) -> float:
-    """Raise :class:`BaselineMismatchError` unless baseline and compaudit agree.
+def _check_p(what: str, mine: Any, theirs: Any) -> float:
+    diff = _max_diff(mine, theirs)
+    if not diff <= P_TOLERANCE:
+        raise _mismatch(what, f"max |difference| {diff:.3g}")
+    return diff
 
-    PIE sets must be equal on the sampled examples; subgroup counts equal;
-    raw and Holm-adjusted p-values of classes and subgroups within
-    ``P_TOLERANCE``. Returns the largest p-value difference seen.
+
+def _check_pies(what: str, ours: np.ndarray, theirs: np.ndarray, free: np.ndarray) -> None:
+    differ = int((ours[free] != theirs[free]).sum())
+    if differ:
+        raise _mismatch(what, f"{differ} of {int(free.sum())} tie-free examples differ")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """What :func:`verify` checked; counts are summed over comparisons (``tied``: left out)."""
+
+    max_p_authors: float
+    max_p_competent: float
+    checked_authors: int
+    checked_competent: int
+    tied: int
+    max_p_fisher: float = 0.0
+    checked_fisher: int = 0
+
+
+def verify(
+    case: SyntheticCase,
+    report: Mapping[str, Any],
+    pie_masks: Mapping[str, np.ndarray],
+    authors: bl.AuthorsResult,
+    competent: bl.CompetentResult,
+) -> Agreement:
+    """Raise :class:`BaselineMismatchError` unless both baselines agree with compaudit.
+
+    PIE flags must be equal on every example (all of them for the competent
+    baseline, the timed sample for the authors') where neither population's
+    modal label is tied: there every tie rule gives the same label, and the
+    engine's seeded tie-break, ``scipy.stats.mode`` (smallest) and the
+    authors' ``mode().max()`` (largest) differ only on ties. Subgroup PIE
+    counts must be equal when the baselines count compaudit's PIE flags; raw
+    and Holm-adjusted p-values of classes and subgroups within ``P_TOLERANCE``,
+    and so the per-PIE p-values of a sample of PIEs (``scipy.stats.fisher_exact``
+    on the votes for the pooled modal label, where that label is not tied).
     """
-    worst = 0.0
+    ties = {name: bl.modal_ties(pop.predictions) for name, pop in case.populations.items()}
+    worst_a = worst_c = 0.0
+    checked_a = checked_c = tied = 0
+    nan = float("nan")
     for comp in report["comparisons"]:
         name = comp["candidate"]
-        ours = np.asarray(pie_masks[name])[base.sample]
-        if not np.array_equal(ours, base.pie_sample[name]):
-            detail = f"{name}: {int(ours.sum())} vs {int(base.pie_sample[name].sum())} PIEs"
-            raise _mismatch("PIEs on the sampled examples", detail)
-        nan = float("nan")
-        for key, theirs in (("p_value", base.class_p), ("p_adjusted", base.class_p_holm)):
+        free = ~(ties["reference"] | ties[name])
+        tied += int((~free).sum())
+        mask = np.asarray(pie_masks[name], dtype=bool)
+        a_modes, s = authors.modes_sample, authors.sample
+        _check_pies(
+            f"{name} PIEs (authors')", mask[s], a_modes[name] != a_modes["reference"], free[s]
+        )
+        c_modes = competent.modes
+        _check_pies(f"{name} PIEs (competent)", mask, c_modes[name] != c_modes["reference"], free)
+        checked_a, checked_c = checked_a + int(free[s].sum()), checked_c + int(free.sum())
+        for key, by_a, by_c in (
+            ("p_value", authors.class_p, competent.class_p),
+            ("p_adjusted", authors.class_p_holm, competent.class_p_holm),
+        ):
             mine = np.array([nan if r[key] is None else r[key] for r in comp["classes"]])
-            diff = _max_diff(mine, theirs[name])
-            if not diff <= P_TOLERANCE:
-                raise _mismatch(f"class {key}", f"{name}: max |difference| {diff:.3g}")
-            worst = max(worst, diff)
-        table = base.subgroups[name]
+            worst_a = max(worst_a, _check_p(f"{name} class {key} (authors')", mine, by_a[name]))
+            worst_c = max(worst_c, _check_p(f"{name} class {key} (competent)", mine, by_c[name]))
+        table, vec = authors.subgroups[name], competent.subgroups[name]
+        counts = bl.competent_pie_counts(case, mask)
+        if not len(comp["subgroups"]) == len(table) == len(vec):
+            raise _mismatch("subgroups", f"{len(comp['subgroups'])}, {len(table)}, {len(vec)}")
         for g in comp["subgroups"]:
-            group = tuple(g["group"][a] for a in ATTRIBUTES)
-            theirs_row = table.loc[group]
-            if (int(theirs_row["n"]), int(theirs_row["n_pie"])) != (g["n"], g["n_pie"]):
+            group = tuple(str(g["group"][a]) for a in ATTRIBUTES)
+            t_row = table.loc[group]
+            mine_n = (g["n"], g["n_pie"])
+            if (int(t_row["n"]), int(t_row["n_pie"])) != mine_n or counts[group] != mine_n:
                 raise _mismatch("subgroup PIE counts", f"{name} {group}")
-            for col in ("p_value", "p_adjusted"):
-                diff = abs(float(theirs_row[col]) - g[col])
-                if not diff <= P_TOLERANCE:
-                    raise _mismatch(f"subgroup {col}", f"{name} {group}: {diff:.3g}")
-                worst = max(worst, diff)
-        if len(comp["subgroups"]) != len(table):
-            raise _mismatch("subgroups", f"{len(comp['subgroups'])} vs {len(table)} groups")
-    return worst
+            for i, col in enumerate(("p_value", "p_adjusted"), start=2):
+                mine_p = nan if g[col] is None else g[col]
+                worst_a = max(worst_a, _check_p(f"{name} {group} {col}", mine_p, t_row[col]))
+                worst_c = max(worst_c, _check_p(f"{name} {group} {col}", mine_p, vec[group][i]))
+    worst_f, checked_f = _check_pie_tests(case, report)
+    return Agreement(worst_a, worst_c, checked_a, checked_c, tied, worst_f, checked_f)
 
 
+def _check_pie_tests(case: SyntheticCase, report: Mapping[str, Any]) -> tuple[float, int]:
+    """Per-PIE p-values of up to ``FISHER_SAMPLE`` PIEs per comparison vs scipy's Fisher."""
+    rng = np.random.default_rng(0)
+    worst, checked = 0.0, 0
+    for comp in report["comparisons"]:
+        rows = [e for e in comp["pie"]["examples"] if e.get("p_value") is not None]
+        if not rows:
+            continue
+        rows = [rows[i] for i in rng.permutation(len(rows))[:FISHER_SAMPLE]]
+        ids = np.array([int(e["id"]) for e in rows])
+        cand = case.candidates[comp["candidate"]].predictions[:, ids]
+        theirs = bl.fisher_reference(case.reference.predictions[:, ids], cand)
+        tested = ~np.isnan(theirs)
+        mine = np.array([e["p_value"] for e in rows], dtype=float)
+        worst = max(worst, _check_p("per-PIE Fisher p", mine[tested], theirs[tested]))
+        checked += int(tested.sum())
+    return worst, checked
+
+
+# -- rows --------------------------------------------------------------------------
+NOTES = {
+    "n_classes": "",
+    "n_examples": "1 reference + {levels} candidates, attributes {attrs} (crossed)",
+    "k_per_population": "compression levels {level_list}",
+    "audit_time": "audit() + to_report() with default settings (seed floors, per-example PIE "
+    "tests), {levels} comparisons, {timing} after 1 warm-up; target <= {target} s: {met}",
+    "audit_cpu_time": "process CPU time of the best-CPU repeat (insensitive to other load)",
+    "pie_counts": "per candidate; beyond seed noise (BH): {beyond}",
+    "baseline_time": "authors'-style; extrapolated: per-image modal loop timed on {frac}, "
+    "x{scale:.3g}, plus tables at full size",
+    "baseline_mode_time": "extrapolated from {au.mode_timing.best:.3g} s on {frac} "
+    "(6 populations, one pandas Series.mode() per image), {mode_t}",
+    "baseline_tables_time": "pandas groupbys; {c:,} scipy Welch calls per candidate; "
+    "statsmodels holm; subgroup tables; {rest_t}",
+    "speedup": "baseline_time / audit_time; issue 2's target >= {sp_target:g}x: {sp_met}",
+    "competent_time": "vectorised: scipy.stats.mode, bincount recall tables, one "
+    "ttest_ind(axis=0) per family, statsmodels holm, PIE tables, all at full size, {comp_t} "
+    "after 1 warm-up; no floors, no per-example tests",
+    "speedup_competent": "competent_time / audit_time (below 1: slower than the baseline)",
+    "competent_time_unfrozen": "the same without gc.freeze(): statsmodels' Holm runs gc.collect() "
+    "over this process's heap ({heap:,} objects) on each of its 10 calls; {unfrozen}",
+    "predictions_memory": "{dtype} [K, N] x 6 populations (int64: {int64:.1f} MB)",
+    "max_p_difference": "class and subgroup p (raw, holm) of both baselines vs compaudit "
+    "(authors' {ag.max_p_authors:.2g}, competent {ag.max_p_competent:.2g}), tolerance {tol:g}; "
+    "PIE flags equal on {ag.checked_competent:,} (competent) and {ag.checked_authors:,} "
+    "(authors', sampled) tie-free example-comparisons; {ag.tied:,} with a tied modal label "
+    "on either side not compared; per-PIE p of {ag.checked_fisher:,} sampled PIEs (pooled mode "
+    "not tied) within {ag.max_p_fisher:.2g} of scipy.stats.fisher_exact",
+    "old_engine_time": "compaudit {rev} (git archive), same arrays, in a subprocess, {old_t} "
+    "after 1 warm-up; PIE counts {old_pies} (ties to the smallest label)",
+    "new_over_old": "audit_time / old_engine_time; {extra}",
+    "speedup_old_engine": "baseline_time / old_engine_time (issue 9 measured 74-83x)",
+    "speedup_competent_old_engine": "competent_time / old_engine_time (issue 9: 2.2x)",
+    "old_new_class_p_difference": "largest |class p (new) - p (old)|: both Welch on the same "
+    "scores (reported, not asserted)",
+    "cie_n_examples": "two populations of K = {k}, C = {c:,}",
+    "cie_votes_time": "new agreement.cie ({basis}) from per-example vote counts, {dtype} inputs "
+    "({mb:.0f} MB), subprocess, best of 3 (tracemalloc on)",
+    "cie_votes_peak_memory": "tracemalloc peak of the call beyond its inputs; process VmHWM "
+    "{rss:.0f} MB",
+    "cie_pairs_time": "{rev} agreement.cie, O(K^2 N) pair loop, {dtype} inputs ({mb:.0f} MB), "
+    "subprocess, timed once (tracemalloc on)",
+    "cie_pairs_peak_memory": "tracemalloc peak of the call beyond its inputs; process VmHWM "
+    "{rss:.0f} MB",
+    "cie_speedup": "cie_pairs_time_{dtype} / cie_votes_time_{dtype}",
+    "cie_max_difference": "largest relative difference of count, cie_u, cie_c, "
+    "both_wrong_different, new vs old, both dtypes; tolerance {tol:g}; CIE rate {rate:.4f}",
+}
+EXTRA_WORK = (
+    "the new engine also estimates seed-noise floors from the reference alone ({floors}), "
+    "tests each PIE against the vote counts (Fisher's exact, BH; {pies} PIEs), lists CIE "
+    "examples and breaks modal ties at random with the seed"
+)
+
+
+def _extra_work(report: Mapping[str, Any]) -> str:
+    comps, fl = report["comparisons"], report["comparisons"][0].get("floors") or {}
+    floors = f"{fl.get('n_splits')} disjoint splits of K = {fl.get('k_split')}"
+    floors = floors if fl.get("available") else f"unavailable: {fl.get('reason')}"
+    return EXTRA_WORK.format(floors=floors, pies=sum(cm["pie"]["count"] for cm in comps))
+
+
+def _rows(
+    case: SyntheticCase,
+    timing: Timing,
+    report: Mapping[str, Any],
+    base: tuple[bl.AuthorsResult, bl.CompetentResult, Agreement],
+    old: tuple[Timing, dict[str, Any]] | None,
+    quick: bool,
+    ctx_gc: dict[str, Any],
+) -> list[dict[str, Any]]:
+    authors, competent, agreement = base
+    n, c, k = case.y.shape[0], case.reference.num_classes, case.reference.k
+    comps, t_comp = report["comparisons"], competent.timing
+    pred_bytes = sum(p.predictions.nbytes for p in case.populations.values())
+    ok = "met" if timing.best <= TARGET_SECONDS else "NOT met"
+    ctx: dict[str, Any] = {"ag": agreement, "au": authors, "c": c, "rev": bl.OLD_REV}
+    ctx |= {"levels": len(LEVELS), "level_list": ", ".join(map(str, LEVELS))}
+    ctx |= {"attrs": ", ".join(ATTRIBUTES), "target": f"{TARGET_SECONDS:g}", "tol": P_TOLERANCE}
+    ctx |= {"timing": timing.describe(), "met": "not applicable at quick size" if quick else ok}
+    ctx |= {"beyond": ", ".join(str(cm["pie"].get("n_beyond_noise")) for cm in comps)}
+    ctx |= {"frac": f"{authors.sample.size:,} of {n:,} examples", "scale": n / authors.sample.size}
+    ctx |= {"mode_t": authors.mode_timing.describe(), "rest_t": authors.rest_timing.describe()}
+    ctx |= {"comp_t": t_comp.describe(), "dtype": case.reference.predictions.dtype}
+    ctx |= {"int64": pred_bytes * 8 / case.reference.predictions.dtype.itemsize / 1e6}
+    sp_ok = "met" if authors.seconds / timing.best >= TARGET_SPEEDUP else "NOT met"
+    ctx |= {
+        "sp_target": TARGET_SPEEDUP,
+        "sp_met": "not applicable at quick size" if quick else sp_ok,
+    }
+    ctx |= {"extra": _extra_work(report), "heap": ctx_gc["heap"]}
+    ctx["unfrozen"] = ctx_gc["unfrozen"].describe()
+    values: list[tuple[str, Any, str]] = [
+        ("n_examples", n, ""),
+        ("n_classes", c, ""),
+        ("k_per_population", k, ""),
+        ("audit_time", timing.best, "s"),
+        ("audit_cpu_time", timing.best_cpu, "s"),
+        ("pie_counts", ", ".join(str(cm["pie"]["count"]) for cm in comps), ""),
+        ("baseline_time", authors.seconds, "s"),
+        ("baseline_mode_time", authors.mode_seconds_full, "s"),
+        ("baseline_tables_time", authors.rest_timing.best, "s"),
+        ("speedup", authors.seconds / timing.best, "x"),
+        ("speedup_cpu", authors.cpu_seconds / timing.best_cpu, "x"),
+        ("competent_time", t_comp.best, "s"),
+        ("speedup_competent", t_comp.best / timing.best, "x"),
+        ("speedup_competent_cpu", t_comp.best_cpu / timing.best_cpu, "x"),
+        ("competent_time_unfrozen", ctx_gc["unfrozen"].best, "s"),
+        ("predictions_memory", pred_bytes / 1e6, "MB"),
+        ("max_p_difference", max(agreement.max_p_authors, agreement.max_p_competent), ""),
+    ]
+    if old is not None:
+        t_old, out = old
+        ctx["old_t"], ctx["old_pies"] = t_old.describe(), ", ".join(map(str, out["pie_counts"]))
+        none_nan = [[np.nan if v is None else v for v in r] for r in out["class_p"]]
+        mine = [
+            [np.nan if r["p_value"] is None else r["p_value"] for r in cm["classes"]]
+            for cm in comps
+        ]
+        values += [
+            ("old_engine_time", t_old.best, "s"),
+            ("old_engine_cpu_time", t_old.best_cpu, "s"),
+            ("new_over_old", timing.best / t_old.best, "x"),
+            ("new_over_old_cpu", timing.best_cpu / t_old.best_cpu, "x"),
+            ("speedup_old_engine", authors.seconds / t_old.best, "x"),
+            ("speedup_competent_old_engine", t_comp.best / t_old.best, "x"),
+            ("old_new_class_p_difference", _max_diff(mine, none_nan), ""),
+        ]
+    cpu = "the same in process CPU time (extrapolations likewise)"
+    return [row(NAME, m, v, u, NOTES.get(m, cpu).format(**ctx)) for m, v, u in values]
+
+
+# -- the mean-over-pairs CIE ------------------------------------------------------------
+CIE_KEYS = ("count", "cie_u", "cie_c", "both_wrong_different")
+CIE_DTYPES = ("int64", "uint16")
+"""int64: numpy's default (the issue's measurement); uint16: what ``Population`` stores."""
+
+
+def _cie_rows(tmp: Path, old_tree: Path | None, quick: bool) -> list[dict[str, Any]]:
+    size = CIE_QUICK if quick else CIE_FULL
+    k, n, c = size["k"], size["n"], size["c"]
+    ctx = {"k": k, "n": n, "c": c, "rev": bl.OLD_REV, "tol": CIE_TOLERANCE}
+    rows = [row(NAME, "cie_n_examples", n, "", NOTES["cie_n_examples"].format(**ctx))]
+    rows.append(row(NAME, "cie_k_per_population", k, ""))
+    worst = 0.0
+
+    def add(metric: str, dtype: str, value: Any, unit: str, **extra: Any) -> None:
+        note = NOTES[metric].format(**ctx, **extra, dtype=dtype)
+        rows.append(row(NAME, f"{metric}_{dtype}", value, unit, note))
+
+    for dtype in CIE_DTYPES:
+        npz, nbytes = bl.save_cie_case(tmp / "cie.npz", k=k, n=n, c=c, dtype=dtype)
+        new = bl.cie_pairs(npz, bl.REPO_ROOT, repeat=3)
+        best = int(np.argmin(new["runs"]))
+        ctx |= {"basis": new["basis"], "rate": new["count"] / n}
+        mb, rss = nbytes / 1e6, new["maxrss_kib"] / 2**10
+        add("cie_votes_time", dtype, new["runs"][best], "s", mb=mb)
+        add("cie_votes_peak_memory", dtype, new["peaks"][best] / 1e6, "MB", rss=rss)
+        if old_tree is None:
+            rows.append(row(NAME, f"cie_pairs_time_{dtype}", NOT_MEASURED, "", "no old engine"))
+            continue
+        old = bl.cie_pairs(npz, old_tree, repeat=1)
+        npz.unlink()
+        rel = {key: abs(new[key] - old[key]) / max(abs(old[key]), 1.0) for key in CIE_KEYS}
+        for key, r in rel.items():
+            if not r <= CIE_TOLERANCE:
+                raise _mismatch(f"mean-over-pairs CIE {key}", f"new {new[key]}, old {old[key]}")
+        worst = max(worst, *rel.values())
+        add("cie_pairs_time", dtype, old["runs"][0], "s", mb=mb)
+        add(
+            "cie_pairs_peak_memory",
+            dtype,
+            old["peaks"][0] / 1e6,
+            "MB",
+            rss=old["maxrss_kib"] / 2**10,
+        )
+        add("cie_speedup", dtype, old["runs"][0] / new["runs"][best], "x")
+    if old_tree is not None:
+        rows.append(
+            row(NAME, "cie_max_difference", worst, "", NOTES["cie_max_difference"].format(**ctx))
+        )
+    return rows
+
+
+# -- the benchmark -------------------------------------------------------------------
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    """Time compaudit's audit and the authors'-style baseline on the synthetic grid.
+    """Time compaudit's audit, today's engine and both baselines; return the result rows.
 
-    Parameters
-    ----------
-    quick : bool
-        Smoke-test size (N = 5,000, C = 100, K = 10) instead of ImageNet scale
-        (N = 50,000, C = 1,000, K = 30).
-
-    Returns
-    -------
-    list of dict
-        Result rows (see :func:`benchmarks.common.row`).
-
-    Raises
-    ------
-    BaselineMismatchError
-        When the baseline and compaudit disagree (the timing would be void).
+    ``quick``: N = 5,000, C = 100, K = 10 (CIE: K = 10, N = 20,000) instead of
+    ImageNet scale. Raises :class:`BaselineMismatchError` when a baseline (or
+    the old CIE) and compaudit disagree: the timing would be void.
     """
     size = QUICK if quick else FULL
     n, c, k = size["n"], size["c"], size["k"]
@@ -371,56 +458,34 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         result = audit(case.reference, case.candidates, settings=settings)
         return result.to_report(), result.pie_masks
 
-    timing, (report, pie_masks) = best_of(full_audit, repeat=3, warmup=1)
-
+    with bl.frozen_heap():
+        timing, (report, pie_masks) = best_of(full_audit, repeat=3, warmup=1)
     tiny = synthetic_case(300, 10, 3, seed=1)  # warm-up: pays pandas/scipy/statsmodels imports
-    baseline(tiny, sample_size=50, pie_elsewhere=dict.fromkeys(tiny.candidates, np.zeros(300)))
-    base = baseline(case, sample_size=size["sample"], pie_elsewhere=pie_masks, seed=0)
-    worst = verify(report, pie_masks, base)
+    bl.authors_baseline(
+        tiny, sample_size=50, pie_masks=dict.fromkeys(tiny.candidates, np.zeros(300))
+    )
+    with bl.frozen_heap():
+        authors = bl.authors_baseline(case, sample_size=size["sample"], pie_masks=pie_masks)
+    alpha, min_support = settings.alpha, settings.min_support
+    with bl.frozen_heap():
+        competent = bl.competent_baseline(case, alpha=alpha, min_support=min_support)
+    # The same, paying statsmodels' gc.collect() over this process's heap (see README).
+    unfrozen = bl.competent_baseline(case, alpha=alpha, min_support=min_support)
+    ctx_gc = {"unfrozen": unfrozen.timing, "heap": len(gc.get_objects())}
+    agreement = verify(case, report, pie_masks, authors, competent)
 
-    speedup = base.seconds / timing.best
-    speedup_cpu = base.cpu_seconds / timing.best_cpu
-    pred_bytes = sum(p.predictions.nbytes for p in case.populations.values())
-    as_int64 = pred_bytes * 8 / case.reference.predictions.dtype.itemsize
-    scale = n / base.sample.size
-    frac = f"{base.sample.size:,} of {n:,} examples"
-    pies = ", ".join(str(cmp["pie"]["count"]) for cmp in report["comparisons"])
-    if quick:
-        met = sp_met = "not applicable at quick size"
-    else:
-        met = "met" if timing.best <= TARGET_SECONDS else "NOT met"
-        sp_met = "met" if speedup >= TARGET_SPEEDUP else "NOT met"
-    notes = {
-        "n_examples": f"1 reference + {len(LEVELS)} candidates, attributes {', '.join(ATTRIBUTES)}",
-        "k_per_population": f"compression levels {', '.join(map(str, LEVELS))}",
-        "audit_time": f"audit() + to_report(), {len(LEVELS)} comparisons, "
-        f"{timing.describe()} after 1 warm-up; target <= {TARGET_SECONDS:g} s: {met}",
-        "baseline_time": f"extrapolated: per-image modal loop timed on {frac}, x{scale:.3g}, "
-        "plus tables at full size",
-        "baseline_mode_time": f"extrapolated from {base.mode_timing.best:.3g} s on {frac} "
-        f"(6 populations, one pandas Series.mode() per image), {base.mode_timing.describe()}",
-        "baseline_tables_time": f"pandas groupbys; {c:,} scipy Welch calls per candidate; "
-        f"statsmodels holm; subgroup tables; {base.rest_timing.describe()}",
-        "speedup": f"baseline_time / audit_time; target >= {TARGET_SPEEDUP:g}x: {sp_met}",
-        "audit_cpu_time": "process CPU time of the best-CPU repeat (insensitive to other load)",
-        "speedup_cpu": "the same ratio in CPU time (baseline extrapolated likewise)",
-        "predictions_memory": f"{case.reference.predictions.dtype} [K, N] x 6 populations "
-        f"(int64: {as_int64 / 1e6:.1f} MB)",
-        "max_p_difference": f"class and subgroup p (raw, holm) vs scipy/statsmodels, tolerance "
-        f"{P_TOLERANCE:g}; PIE sets equal on the sample; PIE counts {pies}",
-    }
-    values: list[tuple[str, float | int, str]] = [
-        ("n_examples", n, ""),
-        ("n_classes", c, ""),
-        ("k_per_population", k, ""),
-        ("audit_time", timing.best, "s"),
-        ("baseline_time", base.seconds, "s"),
-        ("baseline_mode_time", base.mode_seconds_full, "s"),
-        ("baseline_tables_time", base.rest_timing.best, "s"),
-        ("speedup", speedup, "x"),
-        ("audit_cpu_time", timing.best_cpu, "s"),
-        ("speedup_cpu", speedup_cpu, "x"),
-        ("predictions_memory", pred_bytes / 1e6, "MB"),
-        ("max_p_difference", worst, ""),
-    ]
-    return [row(NAME, metric, value, unit, notes.get(metric, "")) for metric, value, unit in values]
+    with tempfile.TemporaryDirectory(prefix="compaudit-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        why = ""
+        try:
+            old_tree: Path | None = bl.extract_engine(tmp / "old", bl.OLD_REV)
+        except bl.EngineUnavailableError as exc:
+            old_tree, why = None, str(exc)
+        old: tuple[Timing, dict[str, Any]] | None = None
+        if old_tree is not None:
+            old = bl.old_engine_audit(bl.save_case(case, tmp / "case.npz"), old_tree, repeat=3)
+        cie_rows = _cie_rows(tmp, old_tree, quick)
+    rows = _rows(case, timing, report, (authors, competent, agreement), old, quick, ctx_gc)
+    if old is None:
+        rows.append(row(NAME, "old_engine_time", NOT_MEASURED, "", why))
+    return rows + cie_rows

@@ -14,16 +14,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compaudit.analysis.agreement import TIE_RULE, cie, modal_predictions, subset_top1
+from compaudit._noise import REASON_PAIRED_CIE, column_floors, floor_block, floor_summary
+from compaudit.analysis.agreement import (
+    TIE_RULE,
+    cie,
+    cie_examples,
+    modal_predictions,
+    pie_example_test,
+    subset_top1,
+)
 from compaudit.analysis.shift import ShiftTable, group_accuracy, group_shift
 from compaudit.analysis.subgroups import pie_shares
 from compaudit.analysis.topline import TopLine, correct_matrix, summarize
 from compaudit.population import Population
 
 if TYPE_CHECKING:
+    from compaudit.analysis.floors import SeedFloors
     from compaudit.audit import AuditSettings
 
-__all__ = ["Partition", "Side", "compare"]
+__all__ = ["Context", "GroupSet", "Partition", "Side", "compare"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,10 +47,10 @@ class Side:
     share: np.ndarray
 
     @classmethod
-    def of(cls, name: str, population: Population) -> Side:
-        """Precompute correctness, accuracy and modal predictions."""
+    def of(cls, name: str, population: Population, *, seed: int = 0) -> Side:
+        """Precompute correctness, accuracy and modal predictions (ties broken with ``seed``)."""
         correct = correct_matrix(population.predictions, population.y)
-        modal, share = modal_predictions(population.predictions)
+        modal, share = modal_predictions(population.predictions, seed=seed)
         return cls(name, population, correct, summarize(population, correct=correct), modal, share)
 
     @property
@@ -81,6 +90,7 @@ def _test_fields(t: ShiftTable, i: int) -> dict[str, Any]:
         "statistic": _num(t.statistic[i]),
         "p_value": _num(t.p_value[i]),
         "p_adjusted": _num(t.p_adjusted[i]),
+        "p_worse": _num(t.p_worse[i]),
         "significant": bool(t.significant[i]),
     }
 
@@ -101,42 +111,67 @@ class Partition:
         return cls(codes, keys, order, group_accuracy(ref.correct, codes, len(keys), order=order))
 
 
-def compare(
-    ref: Side,
-    cand: Side,
-    settings: AuditSettings,
-    class_part: Partition,
-    group_part: Partition | None,
-) -> tuple[dict[str, Any], np.ndarray]:
-    pop = ref.population
-    y = class_part.codes
-    pie = ref.modal != cand.modal
-    pie_idx = np.flatnonzero(pie)
-    c = pop.num_classes
+@dataclass(frozen=True, eq=False)
+class GroupSet:
+    """One set of attributes to cross, its partition and its seed-noise floors."""
 
-    classes = group_shift(
+    attributes: tuple[str, ...]
+    part: Partition
+    floors: dict[int, SeedFloors | None]
+    """Floors per candidate K (filled by the audit, shared by candidates of one K)."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What :func:`compare` needs besides the two sides."""
+
+    settings: AuditSettings
+    class_part: Partition
+    group_sets: tuple[GroupSet, ...]
+    class_floors: SeedFloors | None
+    lineage: bool
+
+
+def _shift(
+    ref: Side, cand: Side, part: Partition, testable: np.ndarray, ctx: Context
+) -> ShiftTable:
+    s = ctx.settings
+    return group_shift(
         ref.correct,
         cand.correct,
-        y,
-        c,
+        part.codes,
+        len(part.keys),
         ref_summary=ref.summary_correct,
         cand_summary=cand.summary_correct,
-        testable=np.ones(c, dtype=bool),
-        alpha=settings.alpha,
-        correction=settings.correction,
-        ref_accuracy=class_part.ref_accuracy,
-        order=class_part.order,
+        testable=testable,
+        alpha=s.alpha,
+        correction=s.correction,
+        ref_accuracy=part.ref_accuracy,
+        order=part.order,
+        seed=s.seed,
+        lineage=ctx.lineage,
     )
-    names = [pop.class_name(i) for i in range(c)]
-    class_rows = [
+
+
+def _class_rows(ref: Side, cand: Side, ctx: Context) -> tuple[str, list[dict[str, Any]]]:
+    pop = ref.population
+    c = pop.num_classes
+    classes = _shift(ref, cand, ctx.class_part, np.ones(c, dtype=bool), ctx)
+    floor, exc, p_floor = column_floors(
+        ctx.class_floors, classes.difference, "class_difference", direction="less"
+    )
+    rows = [
         {
             "class": i,
-            "name": names[i],
+            "name": pop.class_name(i),
             "support": support,
             "recall_reference": _num(r),
             "recall_candidate": _num(cd),
             "normalized_recall_difference": _num(d),
             **_test_fields(classes, i),
+            "floor_difference": floor[i],
+            "excess": exc[i],
+            "p_floor": p_floor[i],
         }
         for i, (support, r, cd, d) in enumerate(
             zip(
@@ -148,52 +183,85 @@ def compare(
             )
         )
     ]
+    return classes.test, rows
 
-    subgroup_rows: list[dict[str, Any]] = []
-    if group_part is not None:
-        codes, keys = group_part.codes, group_part.keys
-        g = len(keys)
-        shares = pie_shares(codes, g, pie)
-        shift = group_shift(
-            ref.correct,
-            cand.correct,
-            codes,
-            g,
-            ref_summary=ref.summary_correct,
-            cand_summary=cand.summary_correct,
-            testable=shares["n"] >= settings.min_support,
-            alpha=settings.alpha,
-            correction=settings.correction,
-            ref_accuracy=group_part.ref_accuracy,
-            order=group_part.order,
+
+def _subgroup_rows(
+    ref: Side, cand: Side, pie: np.ndarray, gs: GroupSet, ctx: Context
+) -> list[dict[str, Any]]:
+    codes, keys = gs.part.codes, gs.part.keys
+    g = len(keys)
+    shares = pie_shares(codes, g, pie)
+    shift = _shift(ref, cand, gs.part, shares["n"] >= ctx.settings.min_support, ctx)
+    floors = gs.floors.get(cand.population.k)
+    growth = np.asarray(shares["pct_growth"], dtype=float)
+    f_g, e_g, p_g = column_floors(floors, growth, "group_pct_growth", direction="greater")
+    f_s, e_s, p_s = column_floors(
+        floors,
+        np.asarray(shift.difference, dtype=float),
+        "group_shift_difference",
+        direction="less",
+    )
+    return [
+        {
+            "group": keys[i],
+            "n": int(shares["n"][i]),
+            "n_non_pie": int(shares["n_non_pie"][i]),
+            "n_pie": int(shares["n_pie"][i]),
+            "pct_non_pie": _num(shares["pct_non_pie"][i]),
+            "pct_pie": _num(shares["pct_pie"][i]),
+            "pct_growth": _num(shares["pct_growth"][i]),
+            "top1_reference": float(shift.acc_reference[i]),
+            "top1_candidate": float(shift.acc_candidate[i]),
+            "shift_difference": float(shift.difference[i]),
+            "testable": bool(shift.testable[i]),
+            **_test_fields(shift, i),
+            "floor_pct_growth": f_g[i],
+            "excess_pct_growth": e_g[i],
+            "p_pct_growth": p_g[i],
+            "floor_shift_difference": f_s[i],
+            "excess_shift_difference": e_s[i],
+            "p_shift_floor": p_s[i],
+        }
+        for i in range(g)
+    ]
+
+
+PIE_EXAMPLE_TEST = (
+    "Fisher's exact test on the votes for the pooled modal label, Benjamini-Hochberg "
+    "over the examples that can reach alpha"
+)
+
+
+def _pie_block(ref: Side, cand: Side, pie: np.ndarray, ctx: Context) -> dict[str, Any]:
+    pop = ref.population
+    pie_idx = np.flatnonzero(pie)
+    y = ctx.class_part.codes
+    testable = pop.k >= 2 and cand.population.k >= 2
+    if testable and pie_idx.size:
+        p_raw, p_adj = pie_example_test(
+            pop.predictions,
+            cand.population.predictions,
+            ref.modal,
+            cand.modal,
+            pie,
+            alpha=ctx.settings.alpha,
+            seed=ctx.settings.seed,
         )
-        subgroup_rows = [
-            {
-                "group": keys[i],
-                "n": int(shares["n"][i]),
-                "n_non_pie": int(shares["n_non_pie"][i]),
-                "n_pie": int(shares["n_pie"][i]),
-                "pct_non_pie": _num(shares["pct_non_pie"][i]),
-                "pct_pie": _num(shares["pct_pie"][i]),
-                "pct_growth": _num(shares["pct_growth"][i]),
-                "top1_reference": float(shift.acc_reference[i]),
-                "top1_candidate": float(shift.acc_candidate[i]),
-                "shift_difference": float(shift.difference[i]),
-                "testable": bool(shift.testable[i]),
-                **_test_fields(shift, i),
-            }
-            for i in range(g)
-        ]
-
-    ids = pop.ids
+    else:
+        p_raw = p_adj = np.full(pie_idx.size, np.nan)
+    beyond = np.where(np.isnan(p_adj), False, p_adj <= ctx.settings.alpha)
     # Column-wise tolist() is far cheaper than indexing numpy per PIE.
     columns = (
-        ids[pie_idx].tolist(),
+        pop.ids[pie_idx].tolist(),
         y[pie_idx].tolist(),
         ref.modal[pie_idx].tolist(),
         cand.modal[pie_idx].tolist(),
         ref.share[pie_idx].tolist(),
         cand.share[pie_idx].tolist(),
+        [_num(v) for v in p_raw.tolist()],
+        [_num(v) for v in p_adj.tolist()],
+        beyond.tolist(),
     )
     fields = (
         "id",
@@ -202,30 +270,71 @@ def compare(
         "modal_candidate",
         "share_reference",
         "share_candidate",
+        "p_value",
+        "p_adjusted",
+        "beyond_noise",
     )
     examples = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
+    rate = len(pie_idx) / pop.n
+    return {
+        "count": len(pie_idx),
+        "rate": rate,
+        "tie_rule": TIE_RULE,
+        "floor": floor_block(ctx.class_floors, rate, "pie_rate"),
+        "n_beyond_noise": int(beyond.sum()) if testable else None,
+        "example_test": PIE_EXAMPLE_TEST if testable else None,
+        "examples": examples,
+    }
+
+
+def _cie_block(ref: Side, cand: Side, ctx: Context) -> dict[str, Any]:
+    y = ctx.class_part.codes
+    rp, cp = ref.population.predictions, cand.population.predictions
+    res = cie(rp, cp, y, ref_correct=ref.correct, cand_correct=cand.correct, paired=ctx.lineage)
+    block: dict[str, Any] = res.to_dict()
+    if res.basis == "paired":
+        block["floor"] = {"rate": None, "excess": None, "p_value": None}
+        block["floor_note"] = REASON_PAIRED_CIE
+    else:
+        block["floor"] = floor_block(ctx.class_floors, res.rate, "cie_rate")
+    rows, total = cie_examples(
+        rp,
+        cp,
+        y,
+        ref.population.ids,
+        paired=ctx.lineage,
+        cap=ctx.settings.examples_cap,
+        seed=ctx.settings.seed,
+        modal_reference=ref.modal,
+        modal_candidate=cand.modal,
+    )
+    block["examples"] = rows
+    block["examples_total"] = total
+    return block
+
+
+def compare(ref: Side, cand: Side, ctx: Context) -> tuple[dict[str, Any], np.ndarray]:
+    """One ``comparisons[i]`` object of the report, and the PIE mask."""
+    settings = ctx.settings
+    pie = ref.modal != cand.modal
+    class_test, class_rows = _class_rows(ref, cand, ctx)
+    sets = [
+        {"attributes": list(gs.attributes), "subgroups": _subgroup_rows(ref, cand, pie, gs, ctx)}
+        for gs in ctx.group_sets
+    ]
     t_r, t_c = ref.topline, cand.topline
     comparison = {
         "reference": ref.name,
         "candidate": cand.name,
+        "lineage": "paired" if ctx.lineage else "none",
         "top1_delta": t_c.top1 - t_r.top1,
         "top5_delta": t_c.top5 - t_r.top5
         if t_c.top5 is not None and t_r.top5 is not None
         else None,
-        "class_test": classes.test,
-        "cie": cie(
-            ref.population.predictions,
-            cand.population.predictions,
-            y,
-            ref_correct=ref.correct,
-            cand_correct=cand.correct,
-        ).to_dict(),
-        "pie": {
-            "count": len(pie_idx),
-            "rate": len(pie_idx) / pop.n,
-            "tie_rule": TIE_RULE,
-            "examples": examples,
-        },
+        "class_test": class_test,
+        "floors": floor_summary(ctx.class_floors),
+        "cie": _cie_block(ref, cand, ctx),
+        "pie": _pie_block(ref, cand, pie, ctx),
         "subsets": {
             **{
                 k: v.to_dict()
@@ -234,7 +343,8 @@ def compare(
             "seed": settings.seed,
         },
         "classes": class_rows,
-        "subgroup_attributes": list(settings.attributes),
-        "subgroups": subgroup_rows,
+        "subgroup_attributes": sets[0]["attributes"] if sets else [],
+        "subgroups": sets[0]["subgroups"] if sets else [],
+        "subgroup_sets": sets,
     }
     return comparison, pie

@@ -14,9 +14,10 @@ from typing import Any, Literal
 import numpy as np
 
 from compaudit import __version__
-from compaudit._comparison import Partition, Side, compare
+from compaudit._comparison import Context, GroupSet, Partition, Side, compare
+from compaudit.analysis.floors import SeedFloors, seed_floors
 from compaudit.analysis.stats import Correction
-from compaudit.analysis.subgroups import group_codes
+from compaudit.analysis.subgroups import LABEL_ATTRIBUTE, group_codes
 from compaudit.errors import InputError
 from compaudit.population import Population
 
@@ -38,6 +39,20 @@ ERR_IDS_DIFFER = (
     "same data, in the same order"
 )
 ERR_CLASSES_DIFFER = "{a} has {ca} classes but {b} has {cb}; both must use the same label space"
+ERR_PAIRED_K = (
+    "{cand}: lineage pairing (--paired) needs one candidate member per reference member, "
+    "got {kc} candidate and {kr} reference models; pair a quantized/pruned population with "
+    "the population it was made from, or drop --paired"
+)
+ERR_PAIRED_NAMES = (
+    "{cand}: lineage pairing (--paired) matches members by name, but {missing} have no "
+    "reference member of the same name; give both sides the same member names or order"
+)
+WARN_MISSING_ATTRIBUTE = (
+    "the data have no attribute {name!r} (available: {available}); add it with "
+    "--attributes CSV (an 'id' column plus one column per attribute); subgroup set "
+    "{attrs} was not audited"
+)
 ERR_EMPTY_CLASS = (
     "{src}: class(es) {classes} have no examples, so their recall cannot be tested; "
     "evaluate on data that contains every class, or set empty_classes='skip'"
@@ -63,6 +78,26 @@ class AuditSettings:
         Attributes to cross for the subgroup table (``"label"`` is the true label).
     empty_classes : {"error", "skip"}
         What to do with classes that have no examples.
+    attribute_sets : tuple of tuple of str
+        Several attribute sets, each crossed on its own (e.g. ``(("sex",), ("race",),
+        ("sex", "race"))``). When neither this nor ``attributes`` is given, every
+        attribute the data carry is audited on its own (marginal groups).
+    paired : bool or None
+        Lineage pairing: candidate member k was made from reference member k
+        (post-training quantization, pruning fine-tuned from its weights). True
+        asserts it for every candidate (same K, matched by member name when both
+        sides name their members, else by order); None takes it from the caller
+        (a trainer run directory knows it); False never pairs.
+    floor_splits : int
+        Disjoint splits of the reference population that estimate seed-noise floors.
+    floor_quantile : float
+        Quantile of the seed-noise null reported as the floor (0.95: the 95th
+        percentile in the bad direction).
+    examples_cap : int
+        Most CIE examples listed per comparison (the total is always given).
+    missing_attributes : {"error", "warn"}
+        An attribute set naming an attribute the data lack: an input error, or
+        (a policy's sets) a warning while the sets that exist are audited.
     """
 
     alpha: float = 0.05
@@ -71,6 +106,12 @@ class AuditSettings:
     min_support: int = 30
     attributes: tuple[str, ...] = ()
     empty_classes: Literal["error", "skip"] = "error"
+    attribute_sets: tuple[tuple[str, ...], ...] = ()
+    paired: bool | None = None
+    floor_splits: int = 64
+    floor_quantile: float = 0.95
+    examples_cap: int = 200
+    missing_attributes: Literal["error", "warn"] = "error"
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -79,6 +120,12 @@ class AuditSettings:
             raise InputError(f"correction must be one of {CORRECTIONS}, got {self.correction!r}")
         if self.min_support < 1:
             raise InputError(f"min_support must be at least 1, got {self.min_support}")
+        if self.floor_splits < 1:
+            raise InputError(f"floor_splits must be at least 1, got {self.floor_splits}")
+        if not 0.5 <= self.floor_quantile < 1:
+            raise InputError(f"floor_quantile must lie in [0.5, 1), got {self.floor_quantile}")
+        if self.examples_cap < 0:
+            raise InputError(f"examples_cap must be at least 0, got {self.examples_cap}")
 
     def to_dict(self) -> dict[str, Any]:
         """Report form."""
@@ -88,6 +135,10 @@ class AuditSettings:
             "seed": self.seed,
             "min_support": self.min_support,
             "attributes": list(self.attributes),
+            "attribute_sets": [list(a) for a in self.attribute_sets],
+            "paired": self.paired,
+            "floor_splits": self.floor_splits,
+            "floor_quantile": self.floor_quantile,
         }
 
 
@@ -100,6 +151,7 @@ class AuditResult:
     candidates: list[Side]
     comparisons: list[dict[str, Any]]
     pie_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def class_names(self) -> list[str]:
@@ -127,11 +179,17 @@ class AuditResult:
             "tool": {"name": "compaudit", "version": __version__},
             "verdict": verdict,
             "settings": self.settings.to_dict(),
-            "data": {"n": pop.n, "num_classes": pop.num_classes, "class_names": self.class_names},
+            "data": {
+                "n": pop.n,
+                "num_classes": pop.num_classes,
+                "class_names": self.class_names,
+                "attributes": sorted(pop.attributes),
+            },
             "populations": {s.name: s.to_dict() for s in [self.reference, *self.candidates]},
             "comparisons": self.comparisons,
             "gates": [dict(g) for g in gates],
             "errors": list(errors),
+            "warnings": list(self.warnings),
         }
 
 
@@ -162,12 +220,56 @@ def _merged_attributes(ref: Population, candidates: Sequence[Population]) -> Pop
     return ref.with_attributes(extra) if extra else ref
 
 
+def _attribute_sets(settings: AuditSettings, pop: Population) -> tuple[tuple[str, ...], ...]:
+    """The sets asked for, else every carried attribute on its own (marginal groups)."""
+    if settings.attribute_sets:
+        return settings.attribute_sets
+    if settings.attributes:
+        return (settings.attributes,)
+    return tuple((name,) for name in sorted(pop.attributes))
+
+
+def _lineage_order(ref: Population, cand: Population, name: str) -> np.ndarray:
+    """Candidate member order that pairs member k with reference member k."""
+    if ref.k != cand.k:
+        raise InputError(ERR_PAIRED_K.format(cand=name, kc=cand.k, kr=ref.k))
+    ref_names, cand_names = ref.meta.get("members"), cand.meta.get("members")
+    if (
+        isinstance(ref_names, list)
+        and isinstance(cand_names, list)
+        and len(ref_names) == ref.k
+        and len(cand_names) == cand.k
+        and len(set(ref_names)) == ref.k
+        and set(cand_names) & set(ref_names)
+    ):
+        missing = [n for n in cand_names if n not in ref_names]
+        if missing:
+            raise InputError(ERR_PAIRED_NAMES.format(cand=name, missing=missing[:3]))
+        where = {n: i for i, n in enumerate(cand_names)}
+        return np.asarray([where[n] for n in ref_names], dtype=np.intp)
+    return np.arange(cand.k)
+
+
+def _reorder(pop: Population, order: np.ndarray) -> Population:
+    if np.array_equal(order, np.arange(pop.k)):
+        return pop
+    import dataclasses
+
+    meta = dict(pop.meta)
+    for key in ("members", "model_fingerprints"):
+        if isinstance(meta.get(key), list):
+            meta[key] = [meta[key][i] for i in order]
+    topk = pop.topk[order] if pop.topk is not None else None
+    return dataclasses.replace(pop, predictions=pop.predictions[order], topk=topk, meta=meta)
+
+
 def audit(
     reference: Population,
     candidates: Mapping[str, Population],
     *,
     reference_name: str = "reference",
     settings: AuditSettings | None = None,
+    lineage: Mapping[str, bool] | None = None,
 ) -> AuditResult:
     """Audit candidate populations against a reference population.
 
@@ -181,17 +283,23 @@ def audit(
         Name of the reference in the report.
     settings : AuditSettings, optional
         Statistical settings; defaults to :class:`AuditSettings()`.
+    lineage : mapping of str to bool, optional
+        Per candidate, whether its member k was made from reference member k
+        (a trainer run directory knows this from ``from:``). ``settings.paired``
+        True pairs every candidate, False none.
 
     Returns
     -------
     AuditResult
-        Populations, one comparison per candidate (in the given order).
+        Populations, one comparison per candidate (in the given order), each
+        value beside its seed-noise floor where the reference population has one.
 
     Raises
     ------
     InputError
         When the populations do not describe the same examples, a class is
-        empty (unless skipped), or a requested attribute is missing.
+        empty (unless skipped), a requested attribute is missing, or lineage
+        pairing is asked for populations that cannot be paired.
     """
     settings = settings or AuditSettings()
     if not candidates:
@@ -202,7 +310,17 @@ def audit(
         )
     for cand in candidates.values():
         _check_same_examples(reference, cand)
-    ref_pop = _merged_attributes(reference, list(candidates.values()))
+    paired = {
+        name: bool(settings.paired)
+        if settings.paired is not None
+        else bool((lineage or {}).get(name, False))
+        for name in candidates
+    }
+    cands = {
+        name: _reorder(pop, _lineage_order(reference, pop, name)) if paired[name] else pop
+        for name, pop in candidates.items()
+    }
+    ref_pop = _merged_attributes(reference, list(cands.values()))
     support = np.bincount(ref_pop.y, minlength=ref_pop.num_classes)
     if settings.empty_classes == "error" and (support == 0).any():
         empty = np.flatnonzero(support == 0)
@@ -210,24 +328,59 @@ def audit(
         more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
         raise InputError(ERR_EMPTY_CLASS.format(src=ref_pop.source, classes=listed + more))
 
-    ref_side = Side.of(reference_name, ref_pop)
+    ref_side = Side.of(reference_name, ref_pop, seed=settings.seed)
     y = ref_pop.y.astype(np.intp)
+    class_names = [ref_pop.class_name(i) for i in range(ref_pop.num_classes)]
     class_part = Partition.of(y, list(range(ref_pop.num_classes)), ref_side)
-    group_part = None
-    if settings.attributes:
+    warnings: list[str] = []
+    group_sets: list[GroupSet] = []
+    for attrs in _attribute_sets(settings, ref_pop):
+        available = sorted({*ref_pop.attributes, LABEL_ATTRIBUTE})
+        absent = [a for a in attrs if a not in available]
+        if absent and settings.missing_attributes == "warn":
+            warnings.append(
+                WARN_MISSING_ATTRIBUTE.format(
+                    name=absent[0], available=", ".join(available), attrs=list(attrs)
+                )
+            )
+            continue
         codes, keys = group_codes(
-            ref_pop.attributes,
-            settings.attributes,
-            y=y,
-            class_names=[ref_pop.class_name(i) for i in range(ref_pop.num_classes)],
-            source=ref_pop.source,
+            ref_pop.attributes, attrs, y=y, class_names=class_names, source=ref_pop.source
         )
-        group_part = Partition.of(codes, keys, ref_side)
-    sides = [Side.of(name, pop) for name, pop in candidates.items()]
+        group_sets.append(GroupSet(attrs, Partition.of(codes, keys, ref_side), {}))
+
+    sides = [Side.of(name, pop, seed=settings.seed) for name, pop in cands.items()]
+    class_floors: dict[int, SeedFloors] = {}
+    for k in sorted({s.population.k for s in sides}):
+        floors = class_floors[k] = _floors(ref_pop, y, k, settings)
+        for gs in group_sets:
+            # Each split's PIEs are reused: only the group nulls are recomputed.
+            gs.floors[k] = floors.regroup(gs.part.codes, len(gs.part.keys))
     comparisons: list[dict[str, Any]] = []
     masks: dict[str, np.ndarray] = {}
     for side in sides:
-        comp, pie = compare(ref_side, side, settings, class_part, group_part)
+        ctx = Context(
+            settings=settings,
+            class_part=class_part,
+            group_sets=tuple(group_sets),
+            class_floors=class_floors[side.population.k],
+            lineage=paired[side.name],
+        )
+        comp, pie = compare(ref_side, side, ctx)
         comparisons.append(comp)
         masks[side.name] = pie
-    return AuditResult(settings, ref_side, sides, comparisons, masks)
+    return AuditResult(settings, ref_side, sides, comparisons, masks, warnings)
+
+
+def _floors(ref: Population, y: np.ndarray, k: int, settings: AuditSettings) -> SeedFloors:
+    """Seed-noise floors from the reference population alone, for candidates of K = ``k``."""
+    return seed_floors(
+        ref.predictions,
+        y,
+        k_candidate=k,
+        class_codes=y,
+        n_classes=ref.num_classes,
+        n_splits=settings.floor_splits,
+        seed=settings.seed,
+        quantile=settings.floor_quantile,
+    )

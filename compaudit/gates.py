@@ -2,60 +2,113 @@
 
 Pure functions: :func:`evaluate_gates` reads a ``compaudit.report/v1`` report
 dict and a :class:`~compaudit.policy.Policy` and returns one
-:class:`GateResult` per configured gate per comparison (candidate).
-:func:`decide_verdict` turns the results into ``pass``/``fail``/``error`` and
-:func:`exit_status_for` into the process exit code.
+:class:`GateResult` per configured gate per comparison (candidate), and per
+subgroup set for the subgroup gates. :func:`decide_verdict` turns the
+results into ``pass``/``fail``/``error`` and :func:`exit_status_for` into the
+process exit code.
 
 Gate definitions (``value`` is compared with ``threshold``; a gate passes when
-``value <= threshold`` up to :data:`TOLERANCE`, so equality passes):
+``value <= threshold`` up to :data:`TOLERANCE`, so equality passes). Values
+and thresholds are raw fractions (0.01 is one point); detail sentences write
+rates in percent and drops in percentage points.
 
-``top1_drop``
-    ``-top1_delta`` (positive means the candidate lost accuracy).
-``top5_drop``
-    ``-top5_delta``; unevaluable when the report has no top-5.
+``top1_drop`` / ``top5_drop``
+    ``-top1_delta`` / ``-top5_delta``; top-5 is unevaluable when the report has none.
 ``cie_rate`` / ``cie_u_rate`` / ``pie_rate``
-    ``cie.rate`` / ``cie.cie_u_rate`` / ``pie.rate``.
+    ``cie.rate`` / ``cie.cie_u_rate`` / ``pie.rate``. The detail states the CIE
+    basis: one pair, ``paired`` (mean over the K (parent, child) pairs: what
+    compression changed) or ``mean-over-pairs`` (every reference x candidate
+    pair: mostly seed disagreement).
+``cie_rate_excess`` / ``pie_rate_excess``
+    ``cie.floor.excess`` / ``pie.floor.excess``: the rate minus its seed-noise
+    floor. Unevaluable without a floor (``floors.available`` false, or nulls),
+    and for CIEs on the paired basis (no seed noise to remove: gate ``cie_rate``).
 ``significant_classes``
     Number of classes with ``significant`` and a negative normalized recall
     difference (worse than the overall shift).
 ``class_recall_drop``
-    ``max(0, -min(normalized_recall_difference))`` over all classes, or over
-    significant classes only when ``class_recall_drop_significant_only`` (0
-    when none is significant).
+    ``max(0, -min(normalized_recall_difference))`` over the classes that pass
+    the optional filters (0 when none does): ``class_recall_drop_significant_only``
+    (``significant``) and ``class_recall_drop_beyond_floor``
+    (``normalized_recall_difference < floor_difference``; unevaluable without floors).
 ``subgroups.pie_share_growth``
-    Largest ``pct_growth`` over groups with ``n >= min_support``; a testable
-    group made only of PIEs has unbounded growth and fails.
+    Largest ``pct_growth`` over judged groups (``n >= min_support``, at least
+    ``min_pies`` PIEs, and with ``require_significance`` significantly worse than
+    the overall shift); a judged group made only of PIEs has unbounded growth and fails.
+``subgroups.pie_share_growth_excess``
+    The same over ``excess_pct_growth`` (growth beyond its seed-noise floor, in
+    percentage points of growth); unevaluable without floors.
 ``subgroups.accuracy_gap``
-    Largest ``-shift_difference`` over groups with ``n >= min_support``, where
-    ``shift_difference`` is the group's top-1 change minus the overall change.
+    Largest ``-shift_difference`` over judged groups (``n >= min_support``, and with
+    ``require_significance`` significantly worse); 0 when none is judged.
 
-Subgroup gates need the report's ``subgroup_attributes`` to equal the
-policy's attributes; groups below ``min_support`` are listed as not testable,
-and when no group reaches it the gate is unevaluable. An unevaluable gate
-follows ``on_unevaluable``: ``error`` (verdict error, exit 2), ``fail`` (the
-gate fails) or ``skip-with-warning`` (``passed`` is None, a warning in the
-detail, the verdict is unaffected).
+The subgroup gates run on each set of ``gates.subgroups.attributes`` /
+``attribute_sets`` (see :mod:`compaudit._gates_subgroups`). An unevaluable
+gate follows ``on_unevaluable``: ``error`` (verdict error, exit 2), ``fail``
+(the gate fails) or ``skip-with-warning`` (``passed`` is None, a warning in
+the detail, the verdict is unaffected).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from compaudit.errors import ExitStatus, InputError
-from compaudit.policy import (
-    EffectivePolicy,
-    Gates,
-    Policy,
-    SubgroupGates,
-    required_attributes,
-    settings,
+from compaudit import _gates_subgroups as sub
+from compaudit._gates_classes import (
+    REASON_CLASS_FLOOR_NULL,
+    REASON_NO_CLASSES,
+    class_recall_drop,
+    significant_classes,
 )
+from compaudit._gates_common import (
+    MAX_LISTED,
+    REASON_NO_FLOOR,
+    REASON_NO_FLOOR_KEYS,
+    REASON_NOT_FINITE,
+    Env,
+    Measured,
+    Outcome,
+    Unevaluable,
+    count,
+    finite,
+    floors_missing,
+    is_number,
+    pct,
+    pp,
+    signed_pp,
+)
+from compaudit._gates_subgroups import (
+    REASON_ATTRIBUTES,
+    REASON_GROUP_FLOOR_NULL,
+    REASON_MISSING_ATTRIBUTE,
+    REASON_NO_ATTRIBUTES,
+    REASON_NO_GROWTH,
+    REASON_NO_GROWTH_FLOOR,
+    REASON_NO_SIGNIFICANCE,
+    REASON_NO_SUPPORT,
+)
+from compaudit.errors import ExitStatus, InputError
+from compaudit.policy import EffectivePolicy, Gates, Policy, required_attributes, settings
 
 __all__ = [
+    "MAX_LISTED",
+    # Unevaluable reasons of the private gate modules, re-exported for tests and users.
+    "REASON_ATTRIBUTES",
+    "REASON_CLASS_FLOOR_NULL",
+    "REASON_GROUP_FLOOR_NULL",
+    "REASON_MISSING_ATTRIBUTE",
+    "REASON_NOT_FINITE",
+    "REASON_NO_ATTRIBUTES",
+    "REASON_NO_CLASSES",
+    "REASON_NO_FLOOR",
+    "REASON_NO_FLOOR_KEYS",
+    "REASON_NO_GROWTH",
+    "REASON_NO_GROWTH_FLOOR",
+    "REASON_NO_SIGNIFICANCE",
+    "REASON_NO_SUPPORT",
     "TOLERANCE",
     "GateResult",
     "GateStatus",
@@ -71,9 +124,9 @@ Verdict = Literal["pass", "fail", "error"]
 GateStatus = Literal["passed", "failed", "error", "skipped"]
 TOLERANCE = 1e-12
 """Slack in ``value <= threshold`` so that float round-off at equality passes."""
-MAX_LISTED = 5  # groups/classes named in one detail sentence
 
-# Messages live here so tests can assert them exactly (fairlearn style).
+# Messages live here (or in the private gate modules, re-exported) so tests can
+# assert them exactly (fairlearn style).
 ERR_REPORT_SHAPE = (
     "report {where} does not follow compaudit.report/v1 ({problem}); "
     "regenerate it with this compaudit version"
@@ -86,18 +139,16 @@ UNEVALUABLE_SKIP = (
 REASON_NO_TOP5 = (
     "the report has no top-5 accuracy (fewer than 5 classes, or predictions without scores)"
 )
-REASON_NOT_FINITE = "the report's {key} is not a finite number ({value!r})"
-REASON_NO_CLASSES = "the report lists no classes"
-REASON_NO_ATTRIBUTES = (
-    "the policy names no subgroup attributes; add gates.subgroups.attributes (and pass them "
-    "to the audit with --attributes)"
+REASON_PAIRED_CIE = (
+    "the CIEs are on the paired basis (each child against its own parent), so they already "
+    "count what compression changed and no seed-noise floor applies; gate cie_rate instead"
 )
-REASON_ATTRIBUTES = (
-    "subgroups were computed over {got} but the policy gates {want}; "
-    "run the audit with --attributes {want_csv}"
+REASON_NO_VALUE_FLOOR = "the report gives no floor for the {what}"
+BASIS_PAIRED = "paired: mean over {k} (parent, child) pairs"
+BASIS_MEAN = (
+    "mean over all model pairs: seed disagreement, not what compression changed; "
+    "use lineage (--paired){alternative}"
 )
-REASON_NO_GROWTH = "no testable group has a PIE share growth (pct_growth is null for all)"
-REASON_NO_SUPPORT = "no group reaches min_support {min_support}; not testable: {groups}"
 
 
 _UNEVALUABLE: dict[str, tuple[bool | None, GateStatus, str]] = {
@@ -134,20 +185,8 @@ class GateResult:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
-class _Measured:
-    value: float | None
-    detail: str  # without the threshold; it is appended in one place
-    passed: bool | None = None  # None: decide by value <= threshold
-
-
-@dataclass(frozen=True)
-class _Unevaluable:
-    reason: str
-
-
-_Outcome = _Measured | _Unevaluable
-_GateFn = Callable[[Mapping[str, Any], Gates], _Outcome]
+_GateFn = Callable[[Mapping[str, Any], Gates, Env], list[tuple[str, Outcome]]]
+_Fmt = Callable[[float], str]
 
 
 def evaluate_gates(report: Mapping[str, Any], policy: Policy) -> list[GateResult]:
@@ -156,14 +195,16 @@ def evaluate_gates(report: Mapping[str, Any], policy: Policy) -> list[GateResult
     Parameters
     ----------
     report
-        A ``compaudit.report/v1`` dict (its ``comparisons`` are read).
+        A ``compaudit.report/v1`` dict (its ``comparisons`` are read, and
+        ``data.attributes`` where present, to name missing attributes).
     policy
         The policy; per-candidate overrides are resolved by candidate name.
 
     Returns
     -------
     list[GateResult]
-        One result per configured gate per comparison, in comparison order
+        One result per configured gate per comparison (per subgroup set for the
+        subgroup gates when the policy asks for several), in comparison order
         and then in the order of the gates in this module's docstring.
 
     Raises
@@ -174,17 +215,19 @@ def evaluate_gates(report: Mapping[str, Any], policy: Policy) -> list[GateResult
     results: list[GateResult] = []
     if "comparisons" not in report:
         raise InputError(ERR_REPORT_SHAPE.format(where="top level", problem="no 'comparisons'"))
+    env = _env(report)
     for i, comp in enumerate(report["comparisons"]):
         candidate = comp.get("candidate")
         eff = policy.for_candidate(candidate)
         for name, threshold, fn, fmt in _configured(eff.gates):
             try:
-                outcome = fn(comp, eff.gates)
+                outcomes = fn(comp, eff.gates, env)
             except (KeyError, TypeError) as exc:  # a report that breaks the schema
                 where = f"comparison {candidate!r}" if candidate is not None else f"comparison #{i}"
                 problem = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
                 raise InputError(ERR_REPORT_SHAPE.format(where=where, problem=problem)) from exc
-            results.append(_finish(name, eff, threshold, outcome, fmt))
+            for suffix, outcome in outcomes:
+                results.append(_finish(name + suffix, eff, threshold, outcome, fmt))
     return results
 
 
@@ -219,34 +262,19 @@ def exit_status_for(verdict: Verdict) -> ExitStatus:
 # -- plumbing ----------------------------------------------------------------
 
 
-def _finite(value: Any, key: str) -> float | _Unevaluable:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return _Unevaluable(REASON_NOT_FINITE.format(key=key, value=value))
-    return float(value)
-
-
-def _first_bad(rows: Sequence[Mapping[str, Any]], key: str, label: str) -> _Unevaluable | None:
-    """The first row whose ``key`` is not a finite number, as an unevaluable reason."""
-    for row in rows:
-        bad = _finite(row[key], f"{key} of {label} {row.get('class', row.get('group'))}")
-        if isinstance(bad, _Unevaluable):
-            return bad
-    return None
-
-
-# How a threshold is written in a detail sentence.
-_fraction, _percent, _count = "{:.4f}".format, "{:.1f}%".format, "{:g}".format
+def _env(report: Mapping[str, Any]) -> Env:
+    data = report.get("data")
+    attrs = data.get("attributes") if isinstance(data, Mapping) else None
+    if isinstance(attrs, list) and all(isinstance(a, str) for a in attrs):
+        return Env(available_attributes=tuple(attrs))
+    return Env()
 
 
 def _finish(
-    name: str,
-    eff: EffectivePolicy,
-    threshold: float,
-    outcome: _Outcome,
-    fmt: Callable[[float], str],
+    name: str, eff: EffectivePolicy, threshold: float, outcome: Outcome, fmt: _Fmt
 ) -> GateResult:
     status: GateStatus
-    if isinstance(outcome, _Unevaluable):
+    if isinstance(outcome, Unevaluable):
         value, passed, status, template = None, *_UNEVALUABLE[eff.on_unevaluable]
         detail = template.format(reason=outcome.reason)
     else:
@@ -259,184 +287,123 @@ def _finish(
     return GateResult(name, eff.candidate, value, threshold, passed, detail, status)
 
 
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:MAX_LISTED])
-    more = len(items) - MAX_LISTED
-    return shown + (f" and {more} more" if more > 0 else "")
+def _one(fn: Callable[[Mapping[str, Any], Gates], Outcome]) -> _GateFn:
+    def gate(comp: Mapping[str, Any], gates: Gates, env: Env) -> list[tuple[str, Outcome]]:
+        return [("", fn(comp, gates))]
+
+    return gate
 
 
 # -- top-1 / top-5 / CIE / PIE -----------------------------------------------
 
 
 def _drop(delta_key: str, label: str) -> _GateFn:
-    def gate(comp: Mapping[str, Any], gates: Gates) -> _Outcome:
+    def gate(comp: Mapping[str, Any], gates: Gates) -> Outcome:
         raw = comp[delta_key]
         if raw is None and delta_key == "top5_delta":
-            return _Unevaluable(REASON_NO_TOP5)
-        delta = _finite(raw, delta_key)
-        if isinstance(delta, _Unevaluable):
+            return Unevaluable(REASON_NO_TOP5)
+        delta = finite(raw, delta_key)
+        if isinstance(delta, Unevaluable):
             return delta
         value = -delta
-        return _Measured(value, f"{label} {'fell' if value >= 0 else 'rose'} by {abs(value):.4f}")
+        return Measured(value, f"{label} {'fell' if value >= 0 else 'rose'} by {pp(abs(value))}")
 
-    return gate
+    return _one(gate)
+
+
+def _basis(block: Mapping[str, Any], alternative: str) -> str | None:
+    """How a CIE rate was formed, when that changes what it means."""
+    basis = block.get("basis")
+    if basis == "paired":
+        pairs = block.get("pairs")
+        return BASIS_PAIRED.format(k=len(pairs) if isinstance(pairs, list) and pairs else "the")
+    if basis == "mean-over-pairs":
+        return BASIS_MEAN.format(alternative=alternative)
+    return None
 
 
 def _rate(block: str, key: str, count_key: str, label: str, what: str) -> _GateFn:
-    def gate(comp: Mapping[str, Any], gates: Gates) -> _Outcome:
-        rate = _finite(comp[block][key], f"{block}.{key}")
-        if isinstance(rate, _Unevaluable):
+    def gate(comp: Mapping[str, Any], gates: Gates) -> Outcome:
+        b = comp[block]
+        rate = finite(b[key], f"{block}.{key}")
+        if isinstance(rate, Unevaluable):
             return rate
-        count = comp[block][count_key]
-        noun = "example" if count == 1 else "examples"
-        if comp[block].get("basis") == "mean-over-pairs":
-            # Populations: an expected count for a random (reference, candidate) pair.
-            return _Measured(
-                rate, f"{label} {rate:.4f} ({count:.1f} {noun} {what}, mean over model pairs)"
+        n = b[count_key]
+        noun = "example" if n == 1 else "examples"
+        # Populations: an expected count for a random (or paired) model pair.
+        averaged = b.get("basis") in ("paired", "mean-over-pairs")
+        whole = not averaged and float(n).is_integer()
+        parts = [f"{int(n) if whole else round(float(n), 1)} {noun} {what}"]
+        basis = _basis(b, " or cie_rate_excess" if key == "rate" else "")
+        if basis is not None:
+            parts.append(basis)
+        floor = b.get("floor") if key == "rate" else None
+        if (
+            isinstance(floor, Mapping)
+            and is_number(floor.get("rate"))
+            and is_number(floor.get("excess"))
+        ):
+            parts.append(
+                f"seed-noise floor {pct(floor['rate'])}, excess {signed_pp(floor['excess'])}"
             )
-        return _Measured(rate, f"{label} {rate:.4f} ({count:g} {noun} {what})")
+        beyond = b.get("n_beyond_noise") if block == "pie" else None
+        if isinstance(beyond, int) and not isinstance(beyond, bool):
+            parts.append(f"{beyond} beyond seed noise by the per-example test")
+        return Measured(rate, f"{label} {pct(rate)} ({'; '.join(parts)})")
 
-    return gate
-
-
-# -- classes -----------------------------------------------------------------
-
-
-def _class_label(c: Mapping[str, Any]) -> str:
-    name = c.get("name")
-    return f"{c['class']} ({name})" if name and name != str(c["class"]) else str(c["class"])
+    return _one(gate)
 
 
-def _classes(comp: Mapping[str, Any]) -> list[Mapping[str, Any]] | _Unevaluable:
-    classes: list[Mapping[str, Any]] = list(comp["classes"])
-    if not classes:
-        return _Unevaluable(REASON_NO_CLASSES)
-    return _first_bad(classes, "normalized_recall_difference", "class") or classes
-
-
-def _significant_classes(comp: Mapping[str, Any], gates: Gates) -> _Outcome:
-    classes = _classes(comp)
-    if isinstance(classes, _Unevaluable):
-        return classes
-    worse = [c for c in classes if c["significant"] and c["normalized_recall_difference"] < 0]
-    untested = [_class_label(c) for c in classes if c["p_value"] is None]
-    noun = "class" if len(worse) == 1 else "classes"
-    detail = f"{len(worse)} {noun} significantly worse than the overall shift"
-    if worse:
-        detail += ": " + _listing([_class_label(c) for c in worse])
-    if untested:
-        detail += f"; not tested: {_listing(untested)}"
-    return _Measured(len(worse), detail)
-
-
-def _class_recall_drop(comp: Mapping[str, Any], gates: Gates) -> _Outcome:
-    classes = _classes(comp)
-    if isinstance(classes, _Unevaluable):
-        return classes
-    only_sig = gates.class_recall_drop_significant_only
-    pool = [c for c in classes if c["significant"]] if only_sig else classes
-    among = " among significant classes" if only_sig else ""
-    if not pool:
-        return _Measured(0.0, "no class is significantly worse than the overall shift")
-    worst = min(pool, key=lambda c: float(c["normalized_recall_difference"]))
-    value = max(0.0, -float(worst["normalized_recall_difference"]))
-    if value == 0.0:
-        return _Measured(0.0, f"no class{among} fell behind the overall shift")
-    label = _class_label(worst)
-    return _Measured(value, f"worst normalized recall drop{among} {value:.4f} in class {label}")
-
-
-# -- subgroups ---------------------------------------------------------------
-
-
-def _group_label(group: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in group.items())
-
-
-def _testable(
-    comp: Mapping[str, Any], sub: SubgroupGates | None
-) -> tuple[list[Mapping[str, Any]], str] | _Unevaluable:
-    """Groups with ``n >= min_support`` and a detail suffix naming the others."""
-    if sub is None or not sub.attributes:
-        return _Unevaluable(REASON_NO_ATTRIBUTES)
-    got, want = list(comp["subgroup_attributes"]), list(sub.attributes)
-    if sorted(got) != sorted(want):  # the order of attributes does not change the groups
-        return _Unevaluable(REASON_ATTRIBUTES.format(got=got, want=want, want_csv=",".join(want)))
-    groups: list[Mapping[str, Any]] = list(comp["subgroups"])
-    small = [f"{_group_label(g['group'])} (n={g['n']})" for g in groups if g["n"] < sub.min_support]
-    testable = [g for g in groups if g["n"] >= sub.min_support]
-    if not testable:
-        listed = _listing(small) or "(no groups)"
-        return _Unevaluable(REASON_NO_SUPPORT.format(min_support=sub.min_support, groups=listed))
-    suffix = f"; not testable (n < {sub.min_support}): {_listing(small)}" if small else ""
-    return testable, suffix
-
-
-def _pie_share_growth(comp: Mapping[str, Any], gates: Gates) -> _Outcome:
-    found = _testable(comp, gates.subgroups)
-    if isinstance(found, _Unevaluable):
-        return found
-    testable, suffix = found
-    if comp["pie"]["count"] == 0:
-        return _Measured(None, "no PIEs, so no group is over-represented among them" + suffix, True)
-    min_pies = gates.subgroups.min_pies if gates.subgroups is not None else 0
-    few = [g for g in testable if g["n_pie"] < min_pies]
-    if few:
-        listed = _listing([f"{_group_label(g['group'])} ({g['n_pie']})" for g in few])
-        suffix += f"; too few PIEs to judge growth (< {min_pies}): {listed}"
-    testable = [g for g in testable if g["n_pie"] >= min_pies]
-    if not testable:
-        return _Measured(
-            None, f"no testable group has {min_pies} or more PIEs to judge growth{suffix}", True
+def _excess(block: str, label: str) -> _GateFn:
+    def gate(comp: Mapping[str, Any], gates: Gates) -> Outcome:
+        b = comp[block]
+        if block == "cie" and b.get("basis") == "paired":
+            return Unevaluable(REASON_PAIRED_CIE)
+        if "floor" not in b:
+            return Unevaluable(REASON_NO_FLOOR_KEYS.format(what=f"{block} block"))
+        missing = floors_missing(comp)
+        if missing is not None:
+            return missing
+        floor = b["floor"] if isinstance(b["floor"], Mapping) else {}
+        if floor.get("excess") is None or floor.get("rate") is None:
+            why = floor.get("reason") or REASON_NO_VALUE_FLOOR.format(what=label)
+            return Unevaluable(REASON_NO_FLOOR.format(reason=why))
+        values = [
+            finite(b["rate"], f"{block}.rate"),
+            finite(floor["excess"], f"{block}.floor.excess"),
+            finite(floor["rate"], f"{block}.floor.rate"),
+        ]
+        for checked in values:
+            if isinstance(checked, Unevaluable):
+                return checked
+        rate, excess, level = (float(v) for v in values if isinstance(v, float))
+        p = floor.get("p_value")
+        tested = f", p {p:.2g}" if is_number(p) else ""
+        return Measured(
+            excess,
+            f"{label} {pct(rate)} (seed-noise floor {pct(level)}, "
+            f"excess {signed_pp(excess)}{tested})",
         )
-    # A testable group made only of PIEs has no non-PIE share: its growth is unbounded.
-    unbounded = [
-        _group_label(g["group"]) for g in testable if g["pct_growth"] is None and g["n_pie"]
-    ]
-    if unbounded:
-        return _Measured(
-            None, f"unbounded growth: only PIEs in {_listing(unbounded)}{suffix}", False
-        )
-    measured = [g for g in testable if g["pct_growth"] is not None]
-    if not measured:
-        return _Unevaluable(REASON_NO_GROWTH)
-    bad = _first_bad(measured, "pct_growth", "group")
-    if bad is not None:
-        return bad
-    worst = max(measured, key=lambda g: float(g["pct_growth"]))
-    value = float(worst["pct_growth"])
-    label = _group_label(worst["group"])
-    return _Measured(value, f"largest PIE share growth {value:+.1f}% for {label}{suffix}")
+
+    return _one(gate)
 
 
-def _accuracy_gap(comp: Mapping[str, Any], gates: Gates) -> _Outcome:
-    found = _testable(comp, gates.subgroups)
-    if isinstance(found, _Unevaluable):
-        return found
-    testable, suffix = found
-    bad = _first_bad(testable, "shift_difference", "group")
-    if bad is not None:
-        return bad
-    worst = min(testable, key=lambda g: float(g["shift_difference"]))
-    value = -float(worst["shift_difference"])
-    label = _group_label(worst["group"])
-    return _Measured(value, f"largest extra top-1 drop {value:.4f} for {label}{suffix}")
-
-
-_Fmt = Callable[[float], str]
+# Each gate's name is the path of its threshold in the policy's ``gates``; report order.
 _CIE, _PIE = "changed prediction", "changed modal prediction"
 _U = "right before, wrong after"
-# Each gate's name is the path of its threshold in the policy's ``gates``; report order.
 _GATES: tuple[tuple[str, _GateFn, _Fmt], ...] = (
-    ("top1_drop", _drop("top1_delta", "top-1"), _fraction),
-    ("top5_drop", _drop("top5_delta", "top-5"), _fraction),
-    ("cie_rate", _rate("cie", "rate", "count", "CIE rate", _CIE), _fraction),
-    ("cie_u_rate", _rate("cie", "cie_u_rate", "cie_u", "CIE-U rate", _U), _fraction),
-    ("pie_rate", _rate("pie", "rate", "count", "PIE rate", _PIE), _fraction),
-    ("significant_classes", _significant_classes, _count),
-    ("class_recall_drop", _class_recall_drop, _fraction),
-    ("subgroups.pie_share_growth", _pie_share_growth, _percent),
-    ("subgroups.accuracy_gap", _accuracy_gap, _fraction),
+    ("top1_drop", _drop("top1_delta", "top-1"), pp),
+    ("top5_drop", _drop("top5_delta", "top-5"), pp),
+    ("cie_rate", _rate("cie", "rate", "count", "CIE rate", _CIE), pct),
+    ("cie_rate_excess", _excess("cie", "CIE rate"), pp),
+    ("cie_u_rate", _rate("cie", "cie_u_rate", "cie_u", "CIE-U rate", _U), pct),
+    ("pie_rate", _rate("pie", "rate", "count", "PIE rate", _PIE), pct),
+    ("pie_rate_excess", _excess("pie", "PIE rate"), pp),
+    ("significant_classes", _one(significant_classes), count),
+    ("class_recall_drop", _one(class_recall_drop), pp),
+    ("subgroups.pie_share_growth", sub.pie_share_growth, "{:.1f}%".format),
+    ("subgroups.pie_share_growth_excess", sub.pie_share_growth_excess, "{:.1f} pp".format),
+    ("subgroups.accuracy_gap", sub.accuracy_gap, pp),
 )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
+from rich.markup import escape
 
 from compaudit.audit import AuditResult, AuditSettings, audit
 from compaudit.errors import ExitStatus, InputError
@@ -112,9 +113,23 @@ def _load_dataset(spec: str) -> Dataset:
     return dataset
 
 
+def _lineage(variants: dict[str, Any], name: str, reference: str) -> bool:
+    """Whether a variant derives, through its ``from`` chain, from the reference variant."""
+    seen: set[str] = set()
+    while name in variants and name not in seen:
+        seen.add(name)
+        source = variants[name].source
+        if source == reference:
+            return True
+        if source is None:
+            return False
+        name = source
+    return False
+
+
 def _load_run_dir(
     request: AuditRequest,
-) -> tuple[str, Population, dict[str, Population], Dataset]:
+) -> tuple[str, Population, dict[str, Population], Dataset, dict[str, bool]]:
     """The trainer's run: its dense variant against every other variant, on its eval split."""
     from compaudit.models.base import RunnerSettings
     from compaudit.predictions import predict_population
@@ -137,7 +152,8 @@ def _load_run_dir(
     candidates = {name: predict(name) for name in info.candidates}
     if not candidates:
         raise InputError(f"{request.run_dir}: the run has no variant besides '{info.reference}'")
-    return info.reference, predict(info.reference), candidates, dataset
+    lineage = {name: _lineage(info.variants, name, info.reference) for name in candidates}
+    return info.reference, predict(info.reference), candidates, dataset, lineage
 
 
 def _settings_from_policy(request: AuditRequest) -> tuple[AuditSettings, Any]:
@@ -154,24 +170,23 @@ def _settings_from_policy(request: AuditRequest) -> tuple[AuditSettings, Any]:
 
     policy = load_policy(request.policy)
     wanted = policy_settings(policy)
+    extra: dict[str, Any] = dict(wanted)
+    cli_attrs = tuple(request.subgroup_attributes)
+    sets = () if cli_attrs else tuple(tuple(a) for a in extra.get("attribute_sets", ()))
     settings = AuditSettings(
         alpha=wanted["alpha"],
         correction=wanted["correction"],
         seed=wanted["seed"],
         min_support=wanted["min_support"],
-        attributes=tuple(request.subgroup_attributes) or tuple(wanted["attributes"]),
+        attributes=cli_attrs or tuple(wanted["attributes"]),
+        attribute_sets=sets,
         empty_classes=settings.empty_classes,
+        # An explicit --paired/--unpaired wins over the policy's key.
+        paired=settings.paired if settings.paired is not None else extra.get("paired"),
+        floor_splits=int(extra.get("floor_splits", settings.floor_splits)),
+        floor_quantile=float(extra.get("floor_quantile", settings.floor_quantile)),
     )
     return settings, policy
-
-
-def _available_attributes(reference: Population, candidates: dict[str, Population]) -> set[str]:
-    from compaudit.analysis.subgroups import LABEL_ATTRIBUTE
-
-    names = {LABEL_ATTRIBUTE, *reference.attributes}
-    for pop in candidates.values():
-        names.update(pop.attributes)
-    return names
 
 
 def execute(request: AuditRequest) -> Outcome:
@@ -187,8 +202,9 @@ def execute(request: AuditRequest) -> Outcome:
 
     candidates: dict[str, Population] = {}
     dataset: Dataset | None
+    lineage: dict[str, bool] = {}
     if request.run_dir is not None:
-        ref_name, reference, candidates, dataset = _load_run_dir(request)
+        ref_name, reference, candidates, dataset, lineage = _load_run_dir(request)
     else:
         if not request.reference or not request.candidates:
             raise InputError(ERR_NO_INPUTS)
@@ -208,13 +224,15 @@ def execute(request: AuditRequest) -> Outcome:
             read_attributes_csv(request.attributes_csv, reference.ids)
         )
     if policy is not None and not request.subgroup_attributes:
-        missing = set(settings.attributes) - _available_attributes(reference, candidates)
-        if missing:
-            # The policy's subgroup gates cannot be evaluated: audit without
-            # subgroups and let the gates report it (an error unless the
-            # policy's on_unevaluable says otherwise). Never a silent pass.
-            settings = dataclasses.replace(settings, attributes=())
-    result = audit(reference, candidates, reference_name=ref_name, settings=settings)
+        # A policy attribute the data lack: the sets that exist are still audited,
+        # the missing one is named in a warning and its gates are unevaluable (an
+        # error unless the policy's on_unevaluable says otherwise). Never a silent pass.
+        settings = dataclasses.replace(settings, missing_attributes="warn")
+    result = audit(
+        reference, candidates, reference_name=ref_name, settings=settings, lineage=lineage
+    )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
     gates: list[dict[str, Any]] = []
     verdict: Literal["pass", "fail", "error"] = "pass"

@@ -10,34 +10,54 @@ and :mod:`compaudit.gates` for how each gate is evaluated.
 
 from __future__ import annotations
 
-import difflib
-import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from compaudit._yaml import duplicate_keys, line_of
+from compaudit._policy_files import (
+    ERR_BAD_VALUE,
+    ERR_DUPLICATE_KEY,
+    ERR_NO_TOOL_TABLE,
+    ERR_NOT_FOUND,
+    ERR_NOT_MAPPING,
+    ERR_SUFFIX,
+    ERR_SYNTAX,
+    ERR_UNKNOWN_KEY,
+    Loc,
+    describe,
+    read_policy_data,
+)
 from compaudit.errors import PolicyError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 __all__ = [
+    "ERR_BAD_VALUE",
+    "ERR_DUPLICATE_KEY",
+    "ERR_NOT_FOUND",
+    "ERR_NOT_MAPPING",
+    "ERR_NO_TOOL_TABLE",
+    "ERR_SUFFIX",
+    "ERR_SYNTAX",
+    "ERR_UNKNOWN_KEY",
     "SUPPORTED_VERSIONS",
     "CandidateOverride",
     "Correction",
     "EffectivePolicy",
+    "FloorSettings",
     "Gates",
     "OnUnevaluable",
     "Policy",
     "PolicySettings",
     "SubgroupGates",
+    "attribute_sets",
     "load_policy",
     "policy_json_schema",
     "required_attributes",
@@ -50,29 +70,28 @@ OnUnevaluable = Literal["error", "skip-with-warning", "fail"]
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 DEFAULT_MIN_PIES = 5
 DEFAULT_MIN_SUPPORT = 30
+DEFAULT_FLOOR_SPLITS = 64
+DEFAULT_FLOOR_QUANTILE = 0.95
 
-# Error messages live here so tests can assert them exactly (fairlearn style).
-ERR_NOT_FOUND = "policy file {file} does not exist; check the --policy path"
-ERR_SUFFIX = (
-    "policy file {file} has an unknown extension {suffix!r}; "
-    "write it as .yaml, .yml or .toml (or [tool.compaudit] in pyproject.toml)"
-)
-ERR_SYNTAX = "{file}: not valid {fmt}: {problem}"
-ERR_NO_TOOL_TABLE = "{file} has no [tool.compaudit] table; add one or pass a .yaml/.toml policy"
-ERR_NOT_MAPPING = "{file}: the policy must be a mapping of keys (version, gates, ...), got {got}"
-ERR_DUPLICATE_KEY = "{file}:{line}: key {key!r} appears twice; keep one"
+# Error messages live here (those of reading a file in compaudit._policy_files,
+# re-exported) so tests can assert them exactly (fairlearn style).
 ERR_NO_VERSION = "{file}: the policy has no 'version'; add 'version: 1' at the top"
 ERR_VERSION = (
     "{file}: policy version {version!r} is not supported; this compaudit reads version "
     "{supported}; rewrite the file for version 1 or upgrade compaudit"
 )
 ERR_INVALID = "invalid policy {file}:\n{problems}"
-ERR_UNKNOWN_KEY = "{where}: unknown key {key!r} under {parent}{hint}; allowed keys: {allowed}"
 ERR_OVERRIDE_ATTRIBUTES = (
     "subgroup attributes are shared by every candidate; set them once in "
-    "gates.subgroups.attributes, not per candidate"
+    "gates.subgroups.attributes (or attribute_sets), not per candidate"
 )
-ERR_BAD_VALUE = "{where}: {path}: {msg}"
+ERR_BOTH_ATTRIBUTE_KEYS = (
+    "give either attributes (one set of attributes, crossed) or attribute_sets "
+    "(several sets, each crossed on its own), not both"
+)
+ERR_SET_REPEATS = "attribute set {set} names an attribute twice"
+ERR_SET_EMPTY = "an attribute set must name at least one attribute"
+ERR_SETS_REPEAT = "attribute set {set} is listed twice (the order of attributes does not matter)"
 
 
 class _Strict(BaseModel):
@@ -92,11 +111,21 @@ class SubgroupGates(_Strict):
     """Gates over protected-attribute subgroups (attribute combinations)."""
 
     attributes: list[str] | None = None
-    """Protected attributes whose value combinations form the subgroups."""
+    """Protected attributes whose value combinations form the subgroups (one set)."""
+    attribute_sets: list[list[str]] | None = None
+    """Several attribute sets, each crossed on its own and gated on its own (for example
+    ``[[sex], [race], [sex, race]]``); not together with ``attributes``."""
     min_support: Annotated[int, Field(ge=1)] = DEFAULT_MIN_SUPPORT
     """Groups with fewer examples are listed as not testable, never as fine."""
+    require_significance: bool = True
+    """Judge only groups whose top-1 shift is significantly worse than the overall shift
+    (the audit's subgroup test, after the policy's correction): ``significant`` and a
+    negative ``shift_difference``. False judges every testable group on its size alone."""
     pie_share_growth: Annotated[float, Field(ge=0.0)] | None = None
     """Largest allowed growth (%) of a group's share among PIEs: (pct_pie/pct_non_pie - 1)*100."""
+    pie_share_growth_excess: Annotated[float, Field(ge=0.0)] | None = None
+    """Largest allowed PIE share growth beyond its seed-noise floor, in percentage points of
+    growth (``excess_pct_growth``: growth minus the growth seed noise alone gives)."""
     min_pies: Annotated[int, Field(ge=0)] = DEFAULT_MIN_PIES
     """Groups with fewer PIEs are not judged by ``pie_share_growth``: one PIE more or
     less would move their growth by more than any sensible threshold (listed in the
@@ -110,6 +139,35 @@ class SubgroupGates(_Strict):
         if v is not None and len(set(v)) != len(v):
             raise ValueError("attributes must not repeat")
         return v
+
+    @field_validator("attribute_sets")
+    @classmethod
+    def _unique_sets(cls, v: list[list[str]] | None) -> list[list[str]] | None:
+        if v is None:
+            return v
+        seen: set[frozenset[str]] = set()
+        for attrs in v:
+            shown = "[" + ", ".join(attrs) + "]"
+            if not attrs:
+                raise ValueError(ERR_SET_EMPTY)
+            if len(set(attrs)) != len(attrs):
+                raise ValueError(ERR_SET_REPEATS.format(set=shown))
+            if frozenset(attrs) in seen:
+                raise ValueError(ERR_SETS_REPEAT.format(set=shown))
+            seen.add(frozenset(attrs))
+        return v
+
+    @model_validator(mode="after")
+    def _one_way_to_name_sets(self) -> SubgroupGates:
+        if self.attributes and self.attribute_sets:
+            raise ValueError(ERR_BOTH_ATTRIBUTE_KEYS)
+        return self
+
+    def sets(self) -> list[list[str]]:
+        """The attribute sets the gates judge: ``attribute_sets``, else ``[attributes]``."""
+        if self.attribute_sets:
+            return [list(a) for a in self.attribute_sets]
+        return [list(self.attributes)] if self.attributes else []
 
 
 class Gates(_Strict):
@@ -125,12 +183,21 @@ class Gates(_Strict):
     """Largest allowed share of examples the reference got right and the candidate wrong."""
     pie_rate: _Fraction | None = None
     """Largest allowed share of examples whose modal prediction changed (PIEs)."""
+    pie_rate_excess: _Fraction | None = None
+    """Largest allowed PIE rate beyond its seed-noise floor (``pie.floor.excess``, a
+    fraction: 0.01 is one percentage point); unevaluable without a floor."""
+    cie_rate_excess: _Fraction | None = None
+    """Largest allowed CIE rate beyond its seed-noise floor (``cie.floor.excess``);
+    unevaluable without a floor, and on the paired basis (gate ``cie_rate`` there)."""
     significant_classes: Annotated[int, Field(ge=0)] | None = None
     """Most classes allowed to be significantly worse than the overall shift."""
     class_recall_drop: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     """Largest allowed normalized recall drop of any class."""
     class_recall_drop_significant_only: bool = False
     """Take the worst normalized recall drop only among significant classes."""
+    class_recall_drop_beyond_floor: bool = False
+    """Take the worst normalized recall drop only among classes beyond their seed-noise
+    floor (``normalized_recall_difference < floor_difference``); unevaluable without floors."""
     subgroups: SubgroupGates | None = None
     """Subgroup gates and the attributes they need."""
 
@@ -148,13 +215,20 @@ class CandidateOverride(_Strict):
     def _shared_attributes(cls, v: Gates | None) -> Gates | None:
         # The audit computes one subgroup table for all candidates, so the
         # attributes cannot differ per candidate (min_support and thresholds can).
-        if (
-            v is not None
-            and v.subgroups is not None
-            and "attributes" in v.subgroups.model_fields_set
-        ):
+        sets = {"attributes", "attribute_sets"}
+        if v is not None and v.subgroups is not None and sets & v.subgroups.model_fields_set:
             raise ValueError(ERR_OVERRIDE_ATTRIBUTES)
         return v
+
+
+class FloorSettings(_Strict):
+    """How the audit estimates seed-noise floors from the reference population."""
+
+    n_splits: Annotated[int, Field(ge=1)] = DEFAULT_FLOOR_SPLITS
+    """Disjoint splits of the reference population (each a seed-only comparison)."""
+    quantile: Annotated[float, Field(ge=0.5, lt=1.0)] = DEFAULT_FLOOR_QUANTILE
+    """Quantile of the seed-noise null reported as the floor (0.95: the 95th percentile
+    in the bad direction)."""
 
 
 class Policy(_Strict):
@@ -170,6 +244,11 @@ class Policy(_Strict):
     """Seed of every random choice in the audit."""
     on_unevaluable: OnUnevaluable = "error"
     """A gate that cannot be evaluated: 'error' (exit 2), 'fail' or 'skip-with-warning'."""
+    paired: bool | None = None
+    """Lineage pairing: candidate member k was made from reference member k (true), never
+    pair (false), or take it from the input (null: a trainer run directory knows it)."""
+    floors: FloorSettings = Field(default_factory=FloorSettings)
+    """Seed-noise floor estimation."""
     gates: Gates = Field(default_factory=Gates)
     """Gate thresholds."""
     candidates: dict[str, CandidateOverride] = Field(default_factory=dict)
@@ -217,13 +296,19 @@ class EffectivePolicy:
 
 
 class PolicySettings(TypedDict):
-    """What the audit must compute for the gates; the report's ``settings`` object."""
+    """What the audit must compute for the gates (names as in ``AuditSettings``)."""
 
     alpha: float
     correction: Correction
     seed: int
     min_support: int
     attributes: list[str]
+    """Union of every attribute the subgroup gates need (for availability checks)."""
+    attribute_sets: list[list[str]]
+    """The subgroup sets to audit, each crossed on its own (empty: the audit's default)."""
+    paired: bool | None
+    floor_splits: int
+    floor_quantile: float
 
 
 def settings(policy: Policy) -> PolicySettings:
@@ -235,17 +320,26 @@ def settings(policy: Policy) -> PolicySettings:
         seed=policy.seed,
         min_support=sub.min_support if sub is not None else DEFAULT_MIN_SUPPORT,
         attributes=required_attributes(policy),
+        attribute_sets=attribute_sets(policy),
+        paired=policy.paired,
+        floor_splits=policy.floors.n_splits,
+        floor_quantile=policy.floors.quantile,
     )
+
+
+def attribute_sets(policy: Policy) -> list[list[str]]:
+    """The subgroup sets the policy's gates judge, each crossed on its own (may be empty)."""
+    sub = policy.gates.subgroups
+    return sub.sets() if sub is not None else []
 
 
 def required_attributes(policy: Policy) -> list[str]:
     """Protected attributes the audit's subgroup analysis must use (shared by all candidates).
 
-    Empty when the policy names none; the audit then computes no subgroups and
-    any configured subgroup gate is unevaluable.
+    The union of :func:`attribute_sets`, in order of first appearance. Empty when
+    the policy names none; any configured subgroup gate is then unevaluable.
     """
-    sub = policy.gates.subgroups
-    return list(sub.attributes) if sub is not None and sub.attributes else []
+    return list(dict.fromkeys(a for attrs in attribute_sets(policy) for a in attrs))
 
 
 def unused_overrides(policy: Policy, candidates: list[str]) -> list[str]:
@@ -297,33 +391,7 @@ def load_policy(path: str | Path) -> Policy:
         The file is missing, unparsable, of an unsupported version, or has an
         unknown key or a wrong value (the message names key, file and line).
     """
-    file = Path(path)
-    if not file.is_file():
-        raise PolicyError(ERR_NOT_FOUND.format(file=file))
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(ERR_SYNTAX.format(file=file, fmt="UTF-8 text", problem=exc)) from None
-    suffix = file.suffix.lower()
-    lines: _YamlLines | _TomlLines
-    if suffix in (".yaml", ".yml"):
-        data, lines = _parse_yaml(text, file)
-    elif suffix == ".toml":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise PolicyError(ERR_SYNTAX.format(file=file, fmt="TOML", problem=exc)) from None
-        pyproject = file.name == "pyproject.toml"
-        if pyproject:
-            tool = data.get("tool")
-            data = tool.get("compaudit") if isinstance(tool, dict) else None
-            if data is None:
-                raise PolicyError(ERR_NO_TOOL_TABLE.format(file=file))
-        lines = _TomlLines(text, ("tool", "compaudit") if pyproject else ())
-    else:
-        raise PolicyError(ERR_SUFFIX.format(file=file, suffix=file.suffix))
-    if not isinstance(data, dict):
-        raise PolicyError(ERR_NOT_MAPPING.format(file=file, got=type(data).__name__))
+    file, data, lines = read_policy_data(path)
     if "version" not in data:
         raise PolicyError(ERR_NO_VERSION.format(file=file))
     version = data["version"]
@@ -333,81 +401,8 @@ def load_policy(path: str | Path) -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(err, file, lines) for err in exc.errors()]
+        problems = [describe(err, file, lines, _allowed_keys) for err in exc.errors()]
         raise PolicyError(ERR_INVALID.format(file=file, problems="\n".join(problems))) from None
-
-
-Loc = tuple[int | str, ...]
-
-
-class _YamlLines:
-    """Map a pydantic error location to a 1-based line through yaml node marks."""
-
-    def __init__(self, root: yaml.Node | None) -> None:
-        self.root = root
-
-    def line(self, loc: Loc) -> int | None:
-        return line_of(self.root, loc) if self.root is not None else None
-
-
-class _TomlLines:
-    """Best-effort line of a key in TOML text: find each path part in order."""
-
-    def __init__(self, text: str, prefix: tuple[str, ...]) -> None:
-        # Drop comments (roughly: a '#' outside quotes is rare in policy values).
-        self.lines = [ln.split("#", 1)[0] for ln in text.splitlines()]
-        self.prefix = prefix
-
-    def line(self, loc: Loc) -> int | None:
-        start, found = 0, None
-        for part in (*self.prefix, *loc):
-            if not isinstance(part, str):
-                continue
-            pat = re.compile(rf"(^|[\s.{{,\[])[\"']?{re.escape(part)}[\"']?\s*(=|\]|\.)")
-            for i in range(start, len(self.lines)):
-                if pat.search(self.lines[i]):
-                    start = found = i
-                    break
-            else:
-                break
-        return None if found is None else found + 1
-
-
-def _parse_yaml(text: str, file: Path) -> tuple[Any, _YamlLines]:
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        _check_duplicates(root, file)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(ERR_SYNTAX.format(file=file, fmt="YAML", problem=exc)) from None
-    return data, _YamlLines(root)
-
-
-def _check_duplicates(node: yaml.Node | None, file: Path) -> None:
-    # safe_load keeps the last of two equal keys silently; a policy must not.
-    if node is None:
-        return
-    for path, line in duplicate_keys(node)[:1]:
-        raise PolicyError(ERR_DUPLICATE_KEY.format(file=file, line=line, key=path[-1]))
-
-
-def _describe(err: Any, file: Path, lines: _YamlLines | _TomlLines) -> str:
-    loc: Loc = tuple(err["loc"])
-    line = lines.line(loc)
-    where = f"{file}:{line}" if line is not None else str(file)
-    path = ".".join(str(p) for p in loc) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        key, parent = str(loc[-1]), ".".join(str(p) for p in loc[:-1]) or "the top level"
-        allowed = _allowed_keys(loc[:-1])
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return ERR_UNKNOWN_KEY.format(
-            where=where, key=key, parent=parent, hint=hint, allowed=", ".join(allowed)
-        )
-    msg = err["msg"]
-    if not isinstance(err.get("input"), dict | list):
-        msg += f" (got {err.get('input')!r})"
-    return ERR_BAD_VALUE.format(where=where, path=path, msg=msg)
 
 
 def _allowed_keys(parent: Loc) -> list[str]:
@@ -419,7 +414,9 @@ def _allowed_keys(parent: Loc) -> list[str]:
         elif model is dict:
             model = CandidateOverride
         else:
-            model = {"gates": Gates, "subgroups": SubgroupGates}.get(str(part))
+            model = {"gates": Gates, "subgroups": SubgroupGates, "floors": FloorSettings}.get(
+                str(part)
+            )
             if model is None:
                 return []
     return [] if model is dict else list(model.model_fields)

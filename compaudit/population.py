@@ -49,6 +49,11 @@ ERR_RANGE = (
     "{src}: '{key}' has labels up to {vmax} but there are only {c} classes "
     "(class_names has {c} entries); fix class_names or the labels"
 )
+ERR_TOPK_REPEATED = (
+    "{src}: 'topk' lists label {label} twice in one top-k row (model {model}, example "
+    "{example}; {bad} rows in all); each row must hold k distinct classes, best first, "
+    "as written by argsort of the scores"
+)
 ERR_LENGTH = (
     "{src}: '{key}' has {got} examples but 'y' has {n}; every array must have one entry per example"
 )
@@ -208,6 +213,18 @@ class Population:
                 raise InputError(f"{src}: 'topk' has k = 0 columns")
             if tk.max() >= c:
                 raise InputError(ERR_RANGE.format(src=src, key="topk", vmax=int(tk.max()), c=c))
+            if tk.shape[2] > 1:
+                srt = np.sort(tk, axis=2)
+                rep = (srt[:, :, 1:] == srt[:, :, :-1]).any(axis=2)
+                if rep.any():
+                    m, i = (int(v[0]) for v in np.nonzero(rep))
+                    row = srt[m, i]
+                    label = int(row[1:][row[1:] == row[:-1]][0])
+                    raise InputError(
+                        ERR_TOPK_REPEATED.format(
+                            src=src, label=label, model=m, example=i, bad=int(rep.sum())
+                        )
+                    )
             if not np.array_equal(tk[:, :, 0], preds):
                 bad = int((tk[:, :, 0] != preds).sum())
                 raise InputError(

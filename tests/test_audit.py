@@ -62,7 +62,7 @@ def test_single_models_use_the_paired_test(small_case: dict[str, Any]) -> None:
     one_cand = Population.create(cand.predictions[0], y)
     comp = _comparison(one_ref, one_cand)
     assert comp["class_test"] == "paired"
-    assert {r["test"] for r in comp["classes"]} <= {"paired-exact", "paired-normal"}
+    assert {r["test"] for r in comp["classes"]} <= {"paired-score-normal", "paired-score-bootstrap"}
     assert comp["cie"]["basis"] == "single-pair"
     # Only the damaged class is significantly worse than the overall shift (the
     # others may legitimately beat an overall shift that the damaged class drags down).
@@ -72,8 +72,8 @@ def test_single_models_use_the_paired_test(small_case: dict[str, Any]) -> None:
         if r["significant"] and r["normalized_recall_difference"] < 0
     ]
     assert worse == [3]
-    # mixed: a population against one model is also paired (its modal prediction stands in)
-    assert _comparison(ref, one_cand)["class_test"] == "paired"
+    # A population (K >= 3) against one model: the model against the population's seed spread.
+    assert _comparison(ref, one_cand)["class_test"] == "prediction-interval"
 
 
 def _random_case(seed: int, k_ref: int, k_cand: int) -> tuple[Population, Population]:
@@ -114,15 +114,32 @@ def test_permuting_examples_changes_no_class_result(seed: int, ks: tuple[int, in
 
     a = _comparison(ref, cand, attributes=("g",), min_support=1)
     b = _comparison(permuted(ref), permuted(cand), attributes=("g",), min_support=1)
+    # Modal ties are broken by a seeded draw per example position, so a modal
+    # label can move with the order of examples only where its vote is tied.
+    tied = _has_modal_ties(ref.predictions) or _has_modal_ties(cand.predictions)
     for x, z in zip(_class_key(a), _class_key(b), strict=True):
         assert x[:3] == pytest.approx(z[:3])
         assert x[3] == pytest.approx(z[3], abs=1e-12)
-        assert x[4] == pytest.approx(z[4], rel=1e-9, abs=1e-12)
-        assert x[5] == z[5]
-    assert a["pie"]["count"] == b["pie"]["count"]
-    assert [g["p_value"] for g in a["subgroups"]] == pytest.approx(
-        [g["p_value"] for g in b["subgroups"]]
-    )
+        if not tied:
+            assert x[4] == pytest.approx(z[4], rel=1e-9, abs=1e-12)
+            assert x[5] == z[5]
+    if not tied:
+        assert a["pie"]["count"] == b["pie"]["count"]
+        assert [g["p_value"] for g in a["subgroups"]] == pytest.approx(
+            [g["p_value"] for g in b["subgroups"]]
+        )
+
+
+def _has_modal_ties(predictions: np.ndarray) -> bool:
+    """Whether any example's top vote count is shared by two labels."""
+    k, n = predictions.shape
+    if k == 1:
+        return False
+    counts = np.zeros((n, int(predictions.max()) + 1), dtype=np.int64)
+    for row in predictions:
+        counts[np.arange(n), row] += 1
+    top = counts.max(axis=1)
+    return bool(((counts == top[:, None]).sum(axis=1) > 1).any())
 
 
 @settings(max_examples=15, deadline=None)

@@ -11,6 +11,7 @@ from compaudit.errors import InputError
 from compaudit.population import (
     ERR_EMPTY,
     ERR_NEGATIVE,
+    ERR_TOPK_REPEATED,
     Population,
     load_population,
     save_population,
@@ -64,6 +65,23 @@ def test_topk_first_column_must_equal_predictions() -> None:
     Population.create([[0, 1, 0]], [0, 1, 1], topk=topk)
     with pytest.raises(InputError, match="first column of 'topk' must equal 'predictions'"):
         Population.create([[0, 1, 1]], [0, 1, 1], topk=topk)
+
+
+def test_topk_with_a_repeated_label_is_an_input_error(tmp_path: Path) -> None:
+    preds = [[0, 1, 2], [1, 1, 0]]
+    topk = np.array([[[0, 1], [1, 2], [2, 0]], [[1, 0], [1, 1], [0, 0]]])
+    with pytest.raises(InputError) as exc:
+        Population.create(preds, [0, 1, 1], topk=topk, source="p.npz")
+    assert str(exc.value) == ERR_TOPK_REPEATED.format(
+        src="p.npz", label=1, model=1, example=1, bad=2
+    )
+    assert "\n" not in str(exc.value)
+    # the same through a file: the message names it
+    path = tmp_path / "pop.npz"
+    np.savez(path, predictions=np.array(preds), y=np.array([0, 1, 1]), topk=topk)
+    with pytest.raises(InputError, match=r"pop\.npz: 'topk' lists label 1 twice"):
+        load_population(path)
+    Population.create(preds, [0, 1, 1], topk=topk[:, :, :1])  # k = 1 cannot repeat
 
 
 def test_duplicate_ids() -> None:

@@ -3,71 +3,100 @@
 Modal tie rule
 --------------
 The modal prediction of an example is the label most members predict. When
-several labels share the largest number of votes, the **smallest class index**
-wins. The rule is deterministic, independent of member order, and needs no
-random draw; its vote share is the same whichever tied label is chosen.
+several labels share the largest number of votes, one of them is chosen
+**uniformly at random**: ``numpy.random.default_rng(seed)`` draws one 64-bit
+word ``r[i]`` per example (always ``N`` words, so example ``i``'s draw does not
+depend on the other examples), and each tied label ``l`` gets the key
+``splitmix64(r[i] + (l + 1) * 0x9E3779B97F4A7C15)``, the output of the
+SplitMix64 generator started at a random state; the tied label with the
+largest key wins. So
+
+* the rule is deterministic given the seed and independent of member order
+  (it sees only the vote counts);
+* for every example the keys rank the labels in a (pseudo-)uniformly random
+  order, so each tied label wins with probability ``1 / (number tied)`` and no
+  class index is favoured;
+* the ranking depends only on ``(seed, example, label)``: two populations
+  modalised with the same seed break a shared tie the same way, so two sides
+  tied on the *same* labels never make a PIE by the draw alone (a PIE needs the
+  tied sets to differ). The audit uses its one seed for both sides, and a
+  seed-noise floor should do the same.
+
+The vote share of the modal label is the same whichever tied label is chosen.
+
+CIEs
+----
+:func:`cie` and :func:`cie_examples` count and list the examples a reference
+and a candidate model classify differently (Dam et al.), per model pair:
+exact with one model a side, over the K lineage pairs, or as the mean over
+all ``Kr x Kc`` pairs, from vote counts in ``O((Kr + Kc) N log)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+from compaudit.analysis._modal import _CHUNK_ENTRIES, modal_predictions
+from compaudit.analysis.pie_test import pie_example_test
+from compaudit.errors import InputError
 
 __all__ = [
+    "ERR_PAIRED_K",
     "TIE_RULE",
     "CIEResult",
+    "PairCIE",
     "SubsetTop1",
     "cie",
+    "cie_examples",
     "modal_predictions",
+    "pie_example_test",
     "subset_top1",
 ]
 
-TIE_RULE = "most votes; ties go to the smallest class index"
+TIE_RULE = (
+    "most votes; ties broken uniformly at random by the audit seed (a SplitMix64 key per "
+    "example and label, the same for both sides), independent of member order and class index"
+)
+
+ERR_PAIRED_K = (
+    "lineage pairing compares candidate member k with reference member k, so both sides "
+    "need the same number of models; got {kr} reference and {kc} candidate models. Give one "
+    "candidate per reference member, in the same order, or drop --paired"
+)
 
 
-def modal_predictions(predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Modal label per example and its vote share.
+@dataclass(frozen=True)
+class PairCIE:
+    """CIEs of one (reference member k, candidate member k) pair."""
 
-    Parameters
-    ----------
-    predictions : ndarray of int, shape (K, N)
-        Top-1 labels of K models.
+    n: int
+    count: float
+    cie_u: float
+    cie_c: float
 
-    Returns
-    -------
-    modal : ndarray of shape (N,)
-        The most frequent label per example (ties: smallest label, see module doc).
-    share : ndarray of float, shape (N,)
-        Fraction of the K models that predicted ``modal``.
-    """
-    k = predictions.shape[0]
-    if k == 1:
-        return predictions[0].copy(), np.ones(predictions.shape[1])
-    # Sort each column; the longest run of equal labels is the mode. Scanning
-    # runs in ascending order and replacing only on a strictly longer run
-    # keeps the smallest label among ties. K iterations over N-vectors.
-    s = np.sort(predictions, axis=0)
-    run = np.ones(s.shape[1], dtype=np.int32)
-    best_len = run.copy()
-    best = s[0].copy()
-    for i in range(1, k):
-        same = s[i] == s[i - 1]
-        run = np.where(same, run + 1, 1)
-        longer = run > best_len
-        best_len = np.where(longer, run, best_len)
-        best = np.where(longer, s[i], best)
-    return best, best_len / k
+    def to_dict(self) -> dict[str, float]:
+        """Report form (an entry of ``cie.pairs``)."""
+        return {
+            "count": self.count,
+            "rate": self.count / self.n,
+            "cie_u": self.cie_u,
+            "cie_c": self.cie_c,
+        }
 
 
 @dataclass(frozen=True)
 class CIEResult:
     """Compression Impacted Exemplars (Dam et al.).
 
-    With one model on each side the counts are exact integers (basis
-    ``"single-pair"``). With populations they are the expected counts for a
-    reference and a candidate member drawn at random, averaged over all
-    ``Kr x Kc`` pairs (basis ``"mean-over-pairs"``).
+    ``basis`` says what the counts are: ``"single-pair"`` (one model per
+    side, exact integers), ``"paired"`` (means over the K lineage pairs; the
+    pairs are in ``pairs``) or ``"mean-over-pairs"`` (expected counts for a
+    reference and a candidate member drawn at random, i.e. the mean over all
+    ``Kr x Kc`` pairs).
     """
 
     basis: str
@@ -78,15 +107,17 @@ class CIEResult:
     cie_c: float
     """Candidate right, reference wrong."""
     both_wrong_different: float
+    pairs: tuple[PairCIE, ...] = field(default=())
+    """Per-pair results (basis ``"paired"`` only)."""
 
     @property
     def rate(self) -> float:
         """Share of examples classified differently."""
         return self.count / self.n
 
-    def to_dict(self) -> dict[str, float | str]:
-        """Report form (``cie`` object of schema v1)."""
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        """Report form (``cie`` object of schema v1; ``pairs`` for basis ``"paired"``)."""
+        out: dict[str, Any] = {
             "basis": self.basis,
             "count": self.count,
             "rate": self.rate,
@@ -96,6 +127,54 @@ class CIEResult:
             "cie_c_rate": self.cie_c / self.n,
             "both_wrong_different": self.both_wrong_different,
         }
+        if self.basis == "paired":
+            out["pairs"] = [p.to_dict() for p in self.pairs]
+        return out
+
+
+def _pair_agreement(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Per example, how many of the ``Kr x Kc`` (reference, candidate) pairs agree.
+
+    That is ``sum_l votes_ref(l) * votes_cand(l)``, from one sort per column of
+    the tagged labels ``2 label + side``: a column's runs of equal labels hold
+    ``(n_r + n_c)^2`` ordered member pairs and its runs of equal tags ``n_r^2 +
+    n_c^2``, and the sum of squared run lengths of a sorted column of length
+    ``L`` is ``L^2 - 2 sum_i start_i`` (``start_i``: first row of row ``i``'s
+    run), so agreement is ``sum_i (start_tag_i - start_label_i)``. Time
+    ``O((Kr + Kc) N log(Kr + Kc))``, memory bounded by chunks of examples.
+    """
+    kr, n = ref.shape
+    kt = kr + cand.shape[0]
+    top = int(max(ref.max(initial=0), cand.max(initial=0)))
+    kd = np.uint16 if top < 2**15 else np.uint64
+    it = np.int16 if kt < 2**15 else np.int32
+    rows = np.arange(1, kt, dtype=it)[:, None]
+    agree = np.zeros(n, dtype=np.int64)
+    step = max(1, _CHUNK_ENTRIES // kt)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        tag = np.empty((kt, hi - lo), dtype=kd)
+        tag[:kr] = ref[:, lo:hi]
+        tag[kr:] = cand[:, lo:hi]
+        tag <<= 1
+        tag[kr:] |= 1
+        tag.sort(axis=0)
+        w_tag = (tag[1:] != tag[:-1]).view(np.int8) * rows  # row index where a run starts
+        w_lab = ((tag[1:] ^ tag[:-1]) > 1).view(np.int8) * rows
+        s_tag = np.zeros(hi - lo, dtype=it)
+        s_lab = s_tag.copy()
+        acc = np.zeros(hi - lo, dtype=np.int64)
+        for i in range(kt - 1):
+            np.maximum(s_tag, w_tag[i], out=s_tag)
+            np.maximum(s_lab, w_lab[i], out=s_lab)
+            acc += s_tag
+            acc -= s_lab
+        agree[lo:hi] = acc
+    return agree
+
+
+def _correct(pred: np.ndarray, y: np.ndarray, given: np.ndarray | None) -> np.ndarray:
+    return np.asarray(given if given is not None else pred == y[None, :], dtype=bool)
 
 
 def cie(
@@ -105,6 +184,7 @@ def cie(
     *,
     ref_correct: np.ndarray | None = None,
     cand_correct: np.ndarray | None = None,
+    paired: bool = False,
 ) -> CIEResult:
     """Examples that reference and candidate models classify differently.
 
@@ -114,30 +194,156 @@ def cie(
     y : ndarray of int, shape (N,)
     ref_correct, cand_correct : ndarray of bool, shapes (Kr, N), (Kc, N), optional
         Precomputed correctness (``predictions == y``), to avoid recomputing it.
+    paired : bool
+        Lineage: candidate member k was made from reference member k. Compare
+        member with member (basis ``"paired"``: means over the K pairs, each
+        pair in ``pairs``). Needs ``Kr == Kc``. With one model per side the
+        basis is ``"single-pair"`` either way.
+
+    Raises
+    ------
+    InputError
+        ``paired=True`` with different numbers of models (:data:`ERR_PAIRED_K`).
     """
+    y = np.asarray(y)
     n = y.shape[0]
     kr, kc = ref_predictions.shape[0], cand_predictions.shape[0]
-    if kr == 1 and kc == 1:
-        r, c = ref_predictions[0], cand_predictions[0]
-        differ = r != c
-        r_ok, c_ok = r == y, c == y
-        u = int((r_ok & ~c_ok).sum())
-        g = int((~r_ok & c_ok).sum())
-        total = int(differ.sum())
-        return CIEResult("single-pair", n, float(total), float(u), float(g), float(total - u - g))
-    # Expected disagreement of a random pair: 1 - P(agree). Only the total over
-    # examples is needed, so each reference member's agreements with all
-    # candidate members are counted in one flat pass (memory O(Kc * N)).
-    agree = sum(int(np.count_nonzero(cand_predictions == ref_predictions[i])) for i in range(kr))
-    disagree = float(n - agree / (kr * kc))
-    r_ok = ref_correct if ref_correct is not None else ref_predictions == y
-    c_ok = cand_correct if cand_correct is not None else cand_predictions == y
-    acc_r = np.count_nonzero(r_ok, axis=0) / kr
-    acc_c = np.count_nonzero(c_ok, axis=0) / kc
-    lost = float((acc_r * (1 - acc_c)).sum())
-    gained = float(((1 - acc_r) * acc_c).sum())
-    both = max(disagree - lost - gained, 0.0)
-    return CIEResult("mean-over-pairs", n, disagree, lost, gained, both)
+    if paired and kr != kc:
+        raise InputError(ERR_PAIRED_K.format(kr=kr, kc=kc))
+    r_ok = _correct(ref_predictions, y, ref_correct)
+    c_ok = _correct(cand_predictions, y, cand_correct)
+    if paired or (kr == 1 and kc == 1):
+        count = np.count_nonzero(ref_predictions != cand_predictions, axis=1)
+        u = np.count_nonzero(r_ok & ~c_ok, axis=1)
+        g = np.count_nonzero(~r_ok & c_ok, axis=1)
+        if kr == 1:
+            t, uu, gg = float(count[0]), float(u[0]), float(g[0])
+            return CIEResult("single-pair", n, t, uu, gg, t - uu - gg)
+        pairs = tuple(
+            PairCIE(n, float(a), float(b), float(c)) for a, b, c in zip(count, u, g, strict=True)
+        )
+        m_count, m_u, m_g = float(count.mean()), float(u.mean()), float(g.mean())
+        return CIEResult("paired", n, m_count, m_u, m_g, m_count - m_u - m_g, pairs)
+    changed, lost, gained = (
+        float(v.sum()) / (kr * kc) for v in _expected(r_ok, c_ok, ref_predictions, cand_predictions)
+    )
+    return CIEResult("mean-over-pairs", n, changed, lost, gained, max(changed - lost - gained, 0.0))
+
+
+def _expected(
+    r_ok: np.ndarray, c_ok: np.ndarray, ref: np.ndarray, cand: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per example, how many of the ``Kr x Kc`` pairs differ, are U and are C (integers)."""
+    kr, kc = ref.shape[0], cand.shape[0]
+    hits_r = np.count_nonzero(r_ok, axis=0).astype(np.int64)
+    hits_c = np.count_nonzero(c_ok, axis=0).astype(np.int64)
+    changed = kr * kc - _pair_agreement(ref, cand)
+    return changed, hits_r * (kc - hits_c), (kr - hits_r) * hits_c
+
+
+_KINDS = ("U", "C", "both-wrong")
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def cie_examples(
+    ref_predictions: np.ndarray,
+    cand_predictions: np.ndarray,
+    y: np.ndarray,
+    ids: npt.ArrayLike,
+    *,
+    paired: bool,
+    cap: int = 200,
+    seed: int = 0,
+    modal_reference: np.ndarray | None = None,
+    modal_candidate: np.ndarray | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """The CIE list (Dam et al.'s analysis), capped, and how many there are.
+
+    Rows hold ``id``, ``label``, ``prediction_reference``,
+    ``prediction_candidate`` and ``kind``: ``"U"`` (reference right, candidate
+    wrong), ``"C"`` (candidate right, reference wrong) or ``"both-wrong"``.
+
+    * One model per side: the examples the two predict differently.
+    * ``paired`` (K lineage pairs): an example is listed when it changed in at
+      least one pair; rows add ``n_pairs`` (pairs where it changed), ``n_u``
+      and ``n_c``.
+    * Populations without lineage: an example is listed when at least one of
+      the ``Kr x Kc`` pairs classifies it differently; rows add ``pair_rate``,
+      ``pair_rate_u`` and ``pair_rate_c``, the shares of all pairs that differ
+      on it, are U and are C (its expected CIE, the mean-over-pairs basis).
+
+    For populations the predictions shown are each side's modal ones, and
+    ``kind`` is the majority over the changed pairs (U, C or both wrong);
+    equal counts go to U, then C (conservative: an example forgotten in as
+    many pairs as it was fixed is shown as forgotten). Order: most pairs
+    changed first (largest ``pair_rate`` without lineage), then U, C,
+    both-wrong, then example index.
+
+    Parameters
+    ----------
+    ref_predictions, cand_predictions : ndarray of int, shapes (Kr, N), (Kc, N)
+    y : ndarray of int, shape (N,)
+    ids : array-like, shape (N,)
+        Example ids (ints or strings); rows hold plain Python values.
+    paired : bool
+        Lineage, as in :func:`cie` (needs ``Kr == Kc``).
+    cap : int
+        At most this many rows.
+    seed : int
+        Tie-break seed of the modal predictions (when they are not given).
+    modal_reference, modal_candidate : ndarray of shape (N,), optional
+        Precomputed modal predictions.
+
+    Returns
+    -------
+    rows : list of dict
+    total : int
+        Number of CIEs before the cap.
+    """
+    y = np.asarray(y)
+    id_arr = np.asarray(ids)
+    kr, kc = ref_predictions.shape[0], cand_predictions.shape[0]
+    if paired and kr != kc:
+        raise InputError(ERR_PAIRED_K.format(kr=kr, kc=kc))
+    r_ok = ref_predictions == y[None, :]
+    c_ok = cand_predictions == y[None, :]
+    scale = 1.0
+    if paired or (kr == 1 and kc == 1):
+        changed = np.count_nonzero(ref_predictions != cand_predictions, axis=0)
+        n_u = np.count_nonzero(r_ok & ~c_ok, axis=0)
+        n_c = np.count_nonzero(~r_ok & c_ok, axis=0)
+        names = ("n_pairs", "n_u", "n_c") if kr > 1 else ()
+    else:
+        changed, n_u, n_c = _expected(r_ok, c_ok, ref_predictions, cand_predictions)
+        scale = 1.0 / (kr * kc)
+        names = ("pair_rate", "pair_rate_u", "pair_rate_c")
+    idx = np.flatnonzero(changed > 0)
+    ch, u, c = changed[idx], n_u[idx], n_c[idx]
+    kind = np.argmax(np.stack([u, c, ch - u - c]), axis=0)  # first maximum: U, then C
+    pos = np.lexsort((idx, kind, -ch))[: max(cap, 0)]
+    m_r = modal_reference
+    if m_r is None:
+        m_r = modal_predictions(ref_predictions, seed=seed)[0]
+    m_c = modal_candidate
+    if m_c is None:
+        m_c = modal_predictions(cand_predictions, seed=seed)[0]
+    rows: list[dict[str, Any]] = []
+    for j in pos.tolist():
+        i = int(idx[j])
+        row: dict[str, Any] = {
+            "id": _plain(id_arr[i]),
+            "label": int(y[i]),
+            "prediction_reference": int(m_r[i]),
+            "prediction_candidate": int(m_c[i]),
+            "kind": _KINDS[int(kind[j])],
+        }
+        for name, v in zip(names, (ch[j], u[j], c[j]), strict=False):
+            row[name] = int(v) if scale == 1.0 else float(v) * scale
+        rows.append(row)
+    return rows, int(idx.size)
 
 
 @dataclass(frozen=True)

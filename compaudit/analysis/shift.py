@@ -2,18 +2,29 @@
 
 One machinery serves classes and subgroups. For a partition of the examples
 into G groups it computes, per group, the mean accuracy of both populations,
-the paper's normalized difference, and a test of it:
+the paper's normalized difference, and a test of it. The test depends on what
+the two sides are (``ShiftTable.test``):
 
-* both sides with K >= 2 models: Welch's t-test on the mean-shifted accuracy
-  ``S_k^g = acc_g(model k) - top1(model k)`` of the candidate population
-  against the reference population (Hooker et al.);
-* a single model on either side, where Welch is undefined: the paired test
-  :func:`~compaudit.analysis.stats.paired_shift_test` on the per-example
-  outcomes (lost, gained, unchanged) of the group against the other groups.
-  A side with K >= 2 is represented there by its modal prediction.
+* ``"lineage"``: candidate member k was made from reference member k (same K
+  >= 2): :func:`~compaudit.analysis.stats.paired_population_shift_test` on the
+  K pairs' paired outcomes, the example as the unit;
+* ``"welch"``: both sides are populations of K >= 2 models with spread:
+  Welch's t-test on the mean-shifted accuracy ``S_k^g = acc_g(model k) -
+  top1(model k)`` (Hooker et al.);
+* ``"prediction-interval"``: a reference population of K >= 3 against one
+  candidate model: :func:`~compaudit.analysis.stats.prediction_interval_test`
+  of the candidate's S against the reference's seed spread;
+* ``"paired"``: otherwise (a single model on either side, or lineage with
+  K = 1): :func:`~compaudit.analysis.stats.paired_shift_test` on the
+  per-example outcomes of the two sides as single models (a population by
+  its modal prediction).
 
-Raw p-values of the testable groups form one family and are adjusted
-together (Holm by default).
+A population whose members are all identical has no seed spread: it counts
+as the single model it is (never Welch's p = 0 from two constant samples).
+Columns that Welch or the prediction interval cannot decide (zero spread on
+both sides, or in the reference) are tested by the paired test instead; their
+``method`` says so. Raw p-values of the testable groups form one family and
+are adjusted together (Holm by default).
 """
 
 from __future__ import annotations
@@ -23,7 +34,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from compaudit.analysis.agreement import modal_predictions
-from compaudit.analysis.stats import Correction, adjust_pvalues, paired_shift_test, welch_test
+from compaudit.analysis.stats import (
+    Correction,
+    TestResult,
+    adjust_pvalues,
+    paired_population_shift_test,
+    paired_shift_test,
+    prediction_interval_test,
+    welch_test,
+)
 
 __all__ = ["ShiftTable", "group_accuracy", "group_shift", "summary_correct"]
 
@@ -50,9 +69,9 @@ def group_accuracy(
         return np.asarray(hits / support[None, :])
 
 
-def summary_correct(predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
+def summary_correct(predictions: np.ndarray, y: np.ndarray, *, seed: int = 0) -> np.ndarray:
     """Per-example correctness of one model, or of a population's modal prediction."""
-    modal, _ = modal_predictions(predictions)
+    modal, _ = modal_predictions(predictions, seed=seed)
     return np.asarray(modal == y)
 
 
@@ -60,8 +79,13 @@ def summary_correct(predictions: np.ndarray, y: np.ndarray) -> np.ndarray:
 class ShiftTable:
     """Per-group results; arrays of length G.
 
-    ``method`` is ``"welch"``, ``"paired-exact"``, ``"paired-normal"``, or
-    ``""`` for a group that was not tested (then statistic and p are NaN).
+    ``test`` is ``"welch"``, ``"paired"``, ``"lineage"`` or
+    ``"prediction-interval"``. ``method`` names each group's test
+    (``"welch"``, ``"prediction-interval"``, ``"paired-score-normal"``,
+    ``"paired-score-bootstrap"``, ``"paired-lineage-normal"``,
+    ``"paired-lineage-bootstrap"``), or ``""`` for a group that was not tested
+    (then statistic and both p-values are NaN). ``p_worse`` is the raw
+    one-sided p-value that the group did worse on the candidate side.
     """
 
     test: str
@@ -75,6 +99,12 @@ class ShiftTable:
     p_adjusted: np.ndarray
     significant: np.ndarray
     testable: np.ndarray
+    p_worse: np.ndarray
+
+
+def _single(correct: np.ndarray) -> bool:
+    """Whether a population is one model: K = 1, or every member identical."""
+    return correct.shape[0] == 1 or bool((correct == correct[:1]).all())
 
 
 def group_shift(
@@ -90,6 +120,8 @@ def group_shift(
     correction: Correction,
     ref_accuracy: np.ndarray | None = None,
     order: np.ndarray | None = None,
+    seed: int = 0,
+    lineage: bool = False,
 ) -> ShiftTable:
     """Compare the accuracy shift of each group with the overall shift.
 
@@ -104,6 +136,7 @@ def group_shift(
     ref_summary, cand_summary : ndarray of bool, shape (N,)
         Per-example correctness of each side as one model (the model itself,
         or the modal prediction of a population); used by the paired test.
+        A side whose members are all identical uses its member instead.
     testable : ndarray of bool, shape (G,)
         Groups to test (enough support); the others get NaN and are left
         out of the correction family.
@@ -116,6 +149,11 @@ def group_shift(
         across candidates.
     order : ndarray, optional
         Precomputed ``np.argsort(groups, kind="stable")``.
+    seed : int
+        Seed of the paired tests' bootstrap.
+    lineage : bool
+        Candidate member k was made from reference member k; with Kr == Kc the
+        lineage test is used (K = 1: the paired test of the two models).
     """
     support = np.bincount(groups, minlength=n_groups)
     if order is None:
@@ -126,32 +164,65 @@ def group_shift(
         else group_accuracy(ref_correct, groups, n_groups, order=order)
     )
     acc_c = group_accuracy(cand_correct, groups, n_groups, order=order)
-    top1_r = ref_correct.mean(axis=1)
-    top1_c = cand_correct.mean(axis=1)
-    s_r = acc_r - top1_r[:, None]
-    s_c = acc_c - top1_c[:, None]
+    s_r = acc_r - ref_correct.mean(axis=1)[:, None]
+    s_c = acc_c - cand_correct.mean(axis=1)[:, None]
     difference = s_c.mean(axis=0) - s_r.mean(axis=0)
 
     testable = testable & (support > 0)
-    stat = np.full(n_groups, np.nan)
-    p = np.full(n_groups, np.nan)
+    stat, p, worse = (np.full(n_groups, np.nan) for _ in range(3))
     method = np.full(n_groups, "", dtype=object)
-    welch = ref_correct.shape[0] >= 2 and cand_correct.shape[0] >= 2
-    if welch and testable.any():
-        res = welch_test(s_r[:, testable], s_c[:, testable])
-        stat[testable], p[testable], method[testable] = res.statistic, res.p_value, res.method
-    elif testable.any():
-        # The paired test needs every group non-empty: renumber the non-empty ones.
-        nonempty = support > 0
-        remap = np.cumsum(nonempty) - 1
-        d = cand_summary.astype(np.int8) - ref_summary.astype(np.int8)
-        res = paired_shift_test(d, remap[groups], int(nonempty.sum()))
-        stat[nonempty], p[nonempty], method[nonempty] = res.statistic, res.p_value, res.method
-        stat[~testable], p[~testable], method[~testable] = np.nan, np.nan, ""
+    kr, kc = ref_correct.shape[0], cand_correct.shape[0]
+    one_r, one_c = _single(ref_correct), _single(cand_correct)
+    ref_one = ref_correct[0] if one_r else ref_summary
+    cand_one = cand_correct[0] if one_c else cand_summary
+    nonempty = support > 0
+    remap = np.cumsum(nonempty) - 1  # the paired tests need every group non-empty
+
+    def paired() -> TestResult:
+        d = cand_one.astype(np.int8) - ref_one.astype(np.int8)
+        return paired_shift_test(d, remap[groups], int(nonempty.sum()), seed=seed)
+
+    def put(res: TestResult, where: np.ndarray, cols: np.ndarray) -> None:
+        stat[where], p[where], worse[where] = (
+            res.statistic[cols],
+            res.p_value[cols],
+            res.p_worse[cols],
+        )
+        method[where] = res.method[cols]
+
+    if lineage and kr == kc:
+        test = "paired" if kr == 1 else "lineage"
+    elif not one_r and not one_c:
+        test = "welch"
+    elif not one_r and one_c and kr >= 3:
+        test = "prediction-interval"
+    else:
+        test = "paired"
+    cols = np.flatnonzero(testable)
+    if cols.size:
+        undecided = np.zeros(n_groups, dtype=bool)
+        if test == "lineage":
+            d = cand_correct.astype(np.int8) - ref_correct.astype(np.int8)
+            res = paired_population_shift_test(d, remap[groups], int(nonempty.sum()), seed=seed)
+            put(res, cols, remap[cols])
+        elif test == "paired":
+            put(paired(), cols, remap[cols])
+        else:
+            if test == "welch":
+                res = welch_test(s_r[:, cols], s_c[:, cols])
+                flat = np.isnan(res.df) & (res.statistic != 0)  # two constant samples
+            else:
+                res = prediction_interval_test(s_r[:, cols], s_c[0, cols])
+                flat = res.method == "prediction-interval-degenerate"
+            put(res, cols, np.arange(cols.size))
+            undecided[cols[flat]] = True
+        if undecided.any():
+            where = np.flatnonzero(undecided)
+            put(paired(), where, remap[where])
     p_adj = adjust_pvalues(p, method=correction)
     significant = np.where(np.isnan(p_adj), False, p_adj <= alpha)
     return ShiftTable(
-        test="welch" if welch else "paired",
+        test=test,
         support=support,
         acc_reference=acc_r.mean(axis=0),
         acc_candidate=acc_c.mean(axis=0),
@@ -162,4 +233,5 @@ def group_shift(
         p_adjusted=p_adj,
         significant=significant,
         testable=testable,
+        p_worse=worse,
     )

@@ -1,13 +1,21 @@
-"""Statistical tests of the audit engine: Welch, the paired shift test, p-value corrections.
+"""Statistical tests of the audit engine: Welch, paired score tests, p-value corrections.
 
 Pure numpy/scipy, vectorised over groups (classes or subgroups): one call tests
 every group at once, so 1,000 classes cost one pass over the data.
 
 * :func:`welch_test`: the paper's per-class test when both sides are
   populations of K >= 2 models (Hooker et al., arXiv 1911.05248).
-* :func:`paired_shift_test`: the test for one model on either side, on the
-  per-example paired outcomes of :func:`paired_outcomes`.
+* :func:`paired_shift_test`: one model on each side, on the per-example paired
+  outcomes of :func:`paired_outcomes` (a restricted-MLE score test).
+* :func:`paired_population_shift_test`: K (parent, child) pairs with lineage,
+  combined with the example as the unit.
+* :func:`prediction_interval_test`: one candidate model against a reference
+  population's seed spread.
 * :func:`adjust_pvalues`: Holm (default), Benjamini-Hochberg, Bonferroni or none.
+
+Every result carries a two-sided ``p_value`` and a one-sided ``p_worse``: the
+p-value for "the group did worse on the candidate side" (small when the
+statistic is very negative).
 """
 
 from __future__ import annotations
@@ -19,21 +27,29 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from compaudit.analysis._exact import exact_pvalues, welch_counts
+from compaudit.analysis import _score
 from compaudit.errors import InputError
 
 __all__ = [
     "CORRECTIONS",
     "Correction",
+    "Path",
     "TestResult",
     "adjust_pvalues",
     "paired_outcomes",
+    "paired_population_shift_test",
     "paired_shift_test",
+    "prediction_interval_test",
     "welch_test",
 ]
 
 Correction = Literal["holm", "bh", "bonferroni", "none"]
 CORRECTIONS: tuple[str, ...] = get_args(Correction)
+Path = Literal["auto", "normal", "bootstrap"]
+PATHS: tuple[str, ...] = get_args(Path)
+# The normal reference is used when every tested group (and its rest) expects at
+# least this many changed examples under H0; otherwise the seeded bootstrap.
+NORMAL_MIN_EXPECTED = _score.NORMAL_MIN_EXPECTED
 
 # Error messages live here so tests can assert them exactly (fairlearn style).
 ERR_CORRECTION = (
@@ -63,7 +79,20 @@ ERR_EMPTY_GROUP = (
     "groups {groups} have no examples; drop empty groups (or relabel) before "
     "calling paired_shift_test"
 )
-ERR_MAX_CELLS = "max_exact_cells must be a non-negative integer, got {value!r}"
+ERR_PATH = "unknown reference path {path!r}; use one of 'auto', 'normal', 'bootstrap'"
+ERR_N_BOOT = "n_boot must be a positive integer, got {value!r}"
+ERR_LINEAGE_SHAPE = (
+    "lineage outcomes must be an array of shape [K, N] (one row per (reference, candidate) "
+    "pair) with N equal to the length of groups, got shapes {d} and {g}"
+)
+ERR_PI_SHAPE = (
+    "the prediction-interval test needs reference scores [K, G] and candidate scores [G] "
+    "or [1, G] with the same G, got {a} and {b}"
+)
+ERR_PI_K = (
+    "the prediction-interval test needs at least 3 reference models, got {k}; with "
+    "fewer compare single models with paired_shift_test"
+)
 ERR_CORRECT_SHAPE = (
     "ref_correct and cand_correct must be 1-D arrays of the same length, got shapes {a} and {b}"
 )
@@ -72,22 +101,27 @@ ERR_CORRECT_VALUES = "correctness arrays must hold booleans or 0/1, got values {
 
 @dataclass(frozen=True, eq=False)
 class TestResult:
-    """Per-group result of a two-sided test.
+    """Per-group result of a test.
 
     Attributes
     ----------
     statistic : ndarray of float, shape (G,)
-        Welch t statistic, positive when the group fared better on the
-        candidate side (Welch: mean(b) > mean(a); paired: the group gained
-        relative to the rest). ``+/-inf`` when both sample variances are zero
-        and the means differ.
+        Positive when the group fared better on the candidate side (Welch and
+        prediction interval: candidate above reference; paired: the group gained
+        relative to the rest). Welch gives ``+/-inf`` when both sample variances
+        are zero and the means differ.
     p_value : ndarray of float, shape (G,)
-        Two-sided p-value in ``[0, 1]`` (unadjusted).
+        Two-sided p-value in ``[0, 1]`` (unadjusted); NaN where undefined.
     df : ndarray of float, shape (G,)
-        Welch-Satterthwaite degrees of freedom; NaN where the test has no
-        degrees of freedom (exact permutation rows, degenerate columns).
+        Degrees of freedom of a t reference (Welch-Satterthwaite, or K - 1 of
+        the prediction interval); NaN for the paired tests and degenerate columns.
     method : ndarray of str, shape (G,)
-        ``"welch"``, ``"paired-exact"`` or ``"paired-normal"``.
+        ``"welch"``, ``"paired-score-normal"``, ``"paired-score-bootstrap"``,
+        ``"paired-lineage-normal"``, ``"paired-lineage-bootstrap"``,
+        ``"prediction-interval"`` or ``"prediction-interval-degenerate"``.
+    p_worse : ndarray of float, shape (G,)
+        One-sided p-value that the group did worse on the candidate side
+        (small when the statistic is very negative).
     """
 
     __test__ = False  # not a pytest test class despite the name
@@ -96,6 +130,7 @@ class TestResult:
     p_value: np.ndarray
     df: np.ndarray
     method: np.ndarray
+    p_worse: np.ndarray
 
 
 # -- multiple-testing correction ------------------------------------------------
@@ -172,6 +207,9 @@ def welch_test(a: npt.ArrayLike, b: npt.ArrayLike) -> TestResult:
         gives NaN) is decided by its means: equal means give statistic 0 and
         p 1; different means give ``+/-inf`` and p 0, since two constant
         samples with different values differ beyond any noise. Its df is NaN.
+        ``p_worse`` is the Student-t CDF at the statistic (0 or 1 on
+        degenerate columns); :func:`~compaudit.analysis.shift.group_shift`
+        does not trust degenerate columns and falls back to the paired test.
 
     Raises
     ------
@@ -189,7 +227,16 @@ def welch_test(a: npt.ArrayLike, b: npt.ArrayLike) -> TestResult:
         t = (mb - ma) / np.sqrt(wa + wb)
     t = np.where(np.isnan(t), 0.0, t)  # 0 / 0: equal constant columns
     df = _satterthwaite(wb, wa, np.full(t.shape, kb), np.full(t.shape, ka))
-    return TestResult(t, _two_sided_t(t, df), df, np.full(t.shape, "welch"))
+    ok = np.isfinite(df)
+    worse = np.where(t < 0, 0.0, 1.0)  # degenerate: -inf -> 0; 0 or +inf -> 1
+    worse[ok] = stats.t.cdf(t[ok], df[ok])
+    return TestResult(
+        statistic=t,
+        p_value=_two_sided_t(t, df),
+        df=df,
+        method=np.full(t.shape, "welch"),
+        p_worse=worse,
+    )
 
 
 def _as_scores(x: npt.ArrayLike, name: str) -> np.ndarray:
@@ -227,7 +274,7 @@ def _two_sided_t(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     return np.asarray(np.clip(p, 0.0, 1.0), dtype=np.float64)
 
 
-# -- paired shift test --------------------------------------------------------------
+# -- paired score tests ------------------------------------------------------------
 def paired_outcomes(ref_correct: npt.ArrayLike, cand_correct: npt.ArrayLike) -> np.ndarray:
     """Per-example paired outcome of one reference and one candidate model.
 
@@ -257,59 +304,50 @@ def paired_shift_test(
     groups: npt.ArrayLike,
     n_groups: int,
     *,
-    max_exact_cells: int = 250_000,
+    seed: int = 0,
+    path: Path = "auto",
+    n_boot: int = 4999,
 ) -> TestResult:
     """Did each group's accuracy move more than the rest's did? (one model per side).
 
-    For each group g, the paired outcomes ``d`` of its ``n_g`` examples are
-    compared with those of the other ``N - n_g`` examples by the Welch
-    statistic ``T = (mean_g - mean_rest) / sqrt(s_g^2 / n_g + s_rest^2 / n_rest)``
-    (sample variances, ddof 1); T > 0 when the group gained relative to the rest.
+    Each example is lost (-1), unchanged (0) or gained (+1); group g holds
+    ``n_1`` examples, ``l_1`` lost and ``g_1`` gained, the other examples
+    ``n_2, l_2, g_2``. Each side is a trinomial sample. The null hypothesis is
+    the paper's question turned around: the group's net rate ``delta =
+    P(gain) - P(loss)`` equals the rest's, while each side keeps its own churn
+    ``P(gain) + P(loss)`` (a hard class flips far more examples, in both
+    directions, than an easy one, even under pure seed noise).
 
-    Why studentized. Under pure seed noise a hard class flips far more
-    examples, in both directions, than an easy one: the groups' outcomes are
-    not exchangeable, and a permutation test of the raw mean difference is not
-    calibrated (it flags hard classes far beyond alpha). A permutation test
-    of the studentized statistic is exact when outcomes are exchangeable and
-    asymptotically valid when only the means are equal and the variances
-    differ (Janssen 1997; Chung & Romano 2013, "Exact and asymptotically
-    robust permutation tests"). A sign (McNemar) test of the discordant
-    pairs' direction does not answer the question at all: a class can lose
-    ten times more examples than the others in the same lost/gained proportion.
+    Statistic. ``T = (dhat_1 - dhat_2) / sqrt(V_1 / n_1 + V_2 / n_2)``, the
+    trinomial analogue of the Miettinen-Nurminen / Farrington-Manning score
+    statistic: ``dhat_i = (g_i - l_i) / n_i`` and ``V_i = c_i - delta^2`` is the
+    trinomial variance at the *restricted* MLE (both likelihoods maximised
+    subject to a common delta; each side's churn c_i is refitted). The
+    restricted churn is at least ``|delta|``, so a small group where nothing
+    changed still has ``V_1 >= |delta| (1 - |delta|) > 0`` when the rest moved:
+    "nothing happened" is never the most extreme outcome, as it is for a
+    studentized (Welch) statistic whose variance collapses to zero there.
+    T > 0 when the group gained relative to the rest; T = 0 when both net
+    rates are equal (also when nothing changed anywhere).
 
-    Exact path. Conditioning on the totals (L lost, G gained, U unchanged) and
-    n_g, the group's counts (l, g) are multivariate hypergeometric under the
-    permutation null, ``P(l, g) = C(L, l) C(G, g) C(U, n_g - l - g) / C(N, n_g)``,
-    and T depends on (l, g) only, so p = sum of P over cells with
-    ``|T| >= |T_obs|`` (relative tie slack 1e-9) is the exact permutation
-    p-value. Cells whose l or g marginal probability is below 1e-30 are
-    skipped and that mass (at most 2 (n_g + 1) 1e-30) is added to p, which
-    keeps p conservative. Used when
-    ``(min(L, n_g) + 1) * (min(G, n_g) + 1) <= max_exact_cells``; cells are
-    built once per distinct group size, so 1,000 equal-size classes cost
-    about as much as one.
+    Reference distribution, chosen once per call. "normal" when every group
+    and its rest expect at least ``NORMAL_MIN_EXPECTED`` (10) changed examples
+    under the restricted MLE; otherwise a seeded parametric bootstrap at the
+    restricted MLE for every group: the group's trinomial is enumerated exactly
+    (mass below 1e-15 is added to p, keeping it conservative) against the
+    rest's observed counts plus ``n_boot`` draws, so p resolves well below
+    ``1 / n_boot``; very large groups draw both sides (``(1 + hits) / (n_boot +
+    1)``). ``p_value`` is two-sided (``|T*| >= |T|``), ``p_worse`` one-sided
+    (``T* <= T``). Groups with the same counts share their p-values.
 
-    Large-sample path. Otherwise T is referred to Student's t with
-    Welch-Satterthwaite df, i.e. ``scipy.stats.ttest_ind(d[in_g], d[~in_g],
-    equal_var=False)``.
-
-    Degenerate cells: a side with fewer than 2 examples has variance 0; when
-    both variances are 0, T = 0 for equal means and ``+/-inf`` otherwise
-    (p 0 on the large-sample path). A group holding every example
+    Scope. Only the test examples are random; both models are fixed. That is
+    the right null for a candidate derived from the reference (quantized, or
+    pruned and fine-tuned from its weights). Models trained from different
+    seeds carry class-level differences of their own that this test detects
+    once classes are large; compare retrained models as populations. A
+    permutation of T is no substitute: it assumes exchangeable outcomes, which
+    groups with different churn do not have. A group holding every example
     (``n_groups == 1``) has nothing to differ from: T = 0, p = 1.
-
-    Calibration (tests/analysis/test_calibration.py): under seed noise with
-    one hard class, family-wise false alarms after Holm stay below alpha. The
-    validity is asymptotic: with ~30 examples per class, a hard class was
-    rejected at the 0.01 level about twice as often as nominal.
-
-    Scope. Only the test examples are random here; both models are fixed. That
-    is the right null for a candidate derived from the reference (quantized,
-    or pruned and fine-tuned from its weights). Two models trained from
-    different seeds carry class-level differences of their own, which this
-    test detects once classes are large (examples/calibration: 17.8% family-
-    wise false alarms after Holm between seed-only Fashion-MNIST CNNs with
-    1,000 examples per class); compare retrained models as populations.
 
     Parameters
     ----------
@@ -319,51 +357,139 @@ def paired_shift_test(
         Group index of each example, in ``[0, n_groups)``.
     n_groups : int
         Number of groups G; every group must have at least one example.
-    max_exact_cells : int
-        Largest (l, g) grid for which the exact test is used; 0 forces the
-        large-sample test everywhere.
+    seed : int
+        Seed of the bootstrap draws (common to every group).
+    path : {"auto", "normal", "bootstrap"}
+        Reference distribution; "auto" applies the rule above.
+    n_boot : int
+        Bootstrap draws of the rest (and of large groups).
 
     Returns
     -------
     TestResult
-        One row per group; ``method`` is ``"paired-exact"`` or ``"paired-normal"``.
+        One row per group; ``method`` is ``"paired-score-normal"`` or
+        ``"paired-score-bootstrap"``; ``df`` is NaN.
 
     Raises
     ------
     InputError
-        On invalid outcomes or labels, or a group with no examples.
+        On invalid outcomes, labels, path or n_boot, or a group with no examples.
     """
-    dd, gg = _check_paired(d, groups, n_groups, max_exact_cells)
+    dd, gg = _check_paired(d, groups, n_groups, path, n_boot)
     N = dd.shape[0]
+    n = _group_sizes(gg, n_groups)
+    lost = np.bincount(gg[dd == -1], minlength=n_groups).astype(np.int64)
+    gained = np.bincount(gg[dd == 1], minlength=n_groups).astype(np.int64)
+    counts = np.stack([n, lost, gained, N - n, lost.sum() - lost, gained.sum() - gained], axis=1)
+    return _paired_result(counts[:, 0] == N, "paired-score", path, seed, n_boot, counts=counts)
+
+
+def paired_population_shift_test(
+    d: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    n_groups: int,
+    *,
+    seed: int = 0,
+    path: Path = "auto",
+    n_boot: int = 1999,
+) -> TestResult:
+    """:func:`paired_shift_test` for K (reference, candidate) pairs with lineage.
+
+    Row k of ``d`` holds the paired outcomes of candidate member k against the
+    reference member it was made from. The K pairs are independent models but
+    share the examples, so the example is the unit: its outcome is the mean
+    ``x = (sum_k d_k) / K``, a value on the lattice ``{-1, -1 + 1/K, ..., 1}``,
+    and each side is a multinomial on that lattice. H0: the group's mean
+    outcome equals the rest's, each side keeping its own distribution
+    otherwise. ``T = (xbar_1 - xbar_2) / sqrt(V_1 / n_1 + V_2 / n_2)`` with
+    ``V_i`` the variance about the common mean of side i's restricted MLE
+    (both multinomials maximised subject to a common mean). As for K = 1, a
+    group that did not change gets restricted mass at the lattice end, so its
+    variance cannot collapse. Outcomes of one example correlate across pairs
+    (fragile examples flip in every pair); taking the example as the unit
+    accounts for that without modelling it.
+
+    Reference: "normal" when every group and its rest expect at least 10
+    changed examples (``x != 0``) under the restricted MLE, else a seeded
+    parametric bootstrap drawing both sides from their restricted
+    distributions, ``p = (1 + hits) / (n_boot + 1)`` (so p >= 1 / (n_boot + 1):
+    raise n_boot when Holm runs over many groups). K = 1 is exactly
+    :func:`paired_shift_test`'s statistic (use that: it resolves small p).
+
+    Parameters
+    ----------
+    d : array-like of int in {-1, 0, 1}, shape (K, N)
+        ``paired_outcomes(ref_k, cand_k)`` of every pair, one row per pair.
+    groups, n_groups, seed, path, n_boot
+        As for :func:`paired_shift_test`.
+
+    Returns
+    -------
+    TestResult
+        ``method`` is ``"paired-lineage-normal"`` or ``"paired-lineage-bootstrap"``.
+    """
+    dd = np.asarray(d)
+    gg0 = np.asarray(groups)
+    if dd.ndim != 2 or dd.shape[1] != gg0.shape[0] or dd.shape[0] < 1:
+        raise InputError(ERR_LINEAGE_SHAPE.format(d=dd.shape, g=gg0.shape))
+    K = dd.shape[0]
+    _, gg = _check_paired(dd[0], gg0, n_groups, path, n_boot)
+    x = _check_paired(dd.ravel(), np.zeros(dd.size, dtype=np.intp), 1, path, n_boot)[0]
+    s = x.reshape(dd.shape).sum(axis=0, dtype=np.int64) + K  # lattice index 0..2K
+    n = _group_sizes(gg, n_groups)
+    J = 2 * K + 1
+    c1 = np.bincount(gg * J + s, minlength=n_groups * J).reshape(n_groups, J)
+    c2 = c1.sum(axis=0)[None, :] - c1
+    return _paired_result(n == gg.size, "paired-lineage", path, seed, n_boot, lattice=(c1, c2))
+
+
+def _paired_result(
+    whole: np.ndarray,
+    name: str,
+    path: str,
+    seed: int,
+    n_boot: int,
+    *,
+    counts: np.ndarray | None = None,
+    lattice: tuple[np.ndarray, np.ndarray] | None = None,
+) -> TestResult:
+    """Run the score test on the groups that have a rest; whole groups get T 0, p 1."""
+    G = whole.size
+    t, p, worse = np.zeros(G), np.ones(G), np.ones(G)
+    normal = np.full(G, path != "bootstrap")
+    idx = np.flatnonzero(~whole)
+    if idx.size and counts is not None:
+        t[idx], p[idx], worse[idx], normal[idx] = _score.score_test(
+            counts[idx], path=path, seed=seed, n_boot=n_boot
+        )
+    elif idx.size and lattice is not None:
+        c1, c2 = (c[idx].astype(np.float64) for c in lattice)
+        t[idx], p[idx], worse[idx], normal[idx] = _score.lattice_test(
+            c1, c2, path=path, seed=seed, n_boot=n_boot
+        )
+    if idx.size:  # one path per call: whole groups report the path the others took
+        normal[whole] = normal[idx[0]]
+    method = np.where(normal, f"{name}-normal", f"{name}-bootstrap")
+    return TestResult(statistic=t, p_value=p, df=np.full(G, np.nan), method=method, p_worse=worse)
+
+
+def _group_sizes(gg: np.ndarray, n_groups: int) -> np.ndarray:
     n = np.bincount(gg, minlength=n_groups).astype(np.int64)
     empty = np.flatnonzero(n == 0)
     if empty.size:
         raise InputError(ERR_EMPTY_GROUP.format(groups=empty[:10].tolist()))
-    lost = np.bincount(gg[dd == -1], minlength=n_groups).astype(np.int64)
-    gained = np.bincount(gg[dd == 1], minlength=n_groups).astype(np.int64)
-    L, G = int(lost.sum()), int(gained.sum())
-
-    t_obs, w1, w2 = welch_counts(n.astype(np.float64), np.arange(n_groups), lost, gained, N, L, G)
-    whole = n == N  # a single group: nothing to differ from
-    t_obs[whole] = 0.0
-    exact = ((np.minimum(L, n) + 1) * (np.minimum(G, n) + 1) <= max_exact_cells) | whole
-    df = np.where(exact, np.nan, _satterthwaite(w1, w2, n, N - n))
-    p = _two_sided_t(t_obs, df)
-    idx = np.flatnonzero(exact & ~whole)
-    if idx.size:
-        p[idx] = exact_pvalues(n[idx], t_obs[idx], N, L, G)
-    p[whole] = 1.0
-    method = np.where(exact, "paired-exact", "paired-normal")
-    return TestResult(t_obs, p, df, method)
+    return n
 
 
 def _check_paired(
-    d: npt.ArrayLike, groups: npt.ArrayLike, n_groups: int, max_exact_cells: int
+    d: npt.ArrayLike, groups: npt.ArrayLike, n_groups: int, path: str, n_boot: int
 ) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(n_groups, bool) or not isinstance(n_groups, int | np.integer) or n_groups < 1:
         raise InputError(ERR_N_GROUPS.format(n_groups=n_groups))
-    if not isinstance(max_exact_cells, int | np.integer) or max_exact_cells < 0:
-        raise InputError(ERR_MAX_CELLS.format(value=max_exact_cells))
+    if path not in PATHS:
+        raise InputError(ERR_PATH.format(path=path))
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 1:
+        raise InputError(ERR_N_BOOT.format(value=n_boot))
     dd, gg = np.asarray(d), np.asarray(groups)
     if dd.ndim != 1 or dd.shape != gg.shape:
         raise InputError(ERR_PAIRED_SHAPE.format(d=dd.shape, g=gg.shape))
@@ -374,3 +500,59 @@ def _check_paired(
         lo, hi = (gg.min().item(), gg.max().item())
         raise InputError(ERR_GROUP_LABELS.format(n_groups=n_groups, lo=lo, hi=hi))
     return dd.astype(np.int8), gg.astype(np.intp)
+
+
+# -- prediction interval ------------------------------------------------------------
+def prediction_interval_test(ref_scores: npt.ArrayLike, cand_scores: npt.ArrayLike) -> TestResult:
+    """One candidate model against a reference population's seed spread.
+
+    Per column g, if the candidate were one more member drawn like the Kr
+    reference members, ``t = (c - mean_r) / (s_r sqrt(1 + 1 / Kr))`` would follow
+    Student's t with ``Kr - 1`` df (a prediction interval; normal scores
+    assumed). So the candidate is judged against what retraining alone does to
+    the group, not against example noise only. Kr >= 3.
+
+    Zero spread. A column where every reference member has the same score has
+    ``s_r = 0`` and no usable spread: it gets statistic 0 and p 1 when the
+    candidate has that score too, and otherwise statistic, p and p_worse NaN
+    with method ``"prediction-interval-degenerate"`` (never p = 0 from x / 0);
+    :func:`~compaudit.analysis.shift.group_shift` tests such columns with the
+    paired test instead.
+
+    Parameters
+    ----------
+    ref_scores : array-like of float, shape (Kr, G)
+        Reference scores (``recall_g(model) - top1(model)``), Kr >= 3.
+    cand_scores : array-like of float, shape (G,) or (1, G)
+        The candidate's scores.
+
+    Returns
+    -------
+    TestResult
+        ``method`` ``"prediction-interval"``, ``df`` = Kr - 1; positive
+        statistic when the candidate is above the population.
+    """
+    r = _as_scores(ref_scores, "reference")
+    c = np.asarray(cand_scores, dtype=np.float64)
+    c = c[0] if c.ndim == 2 and c.shape[0] == 1 else c
+    if r.ndim != 2 or c.ndim != 1 or c.shape[0] != r.shape[1]:
+        raise InputError(ERR_PI_SHAPE.format(a=np.shape(ref_scores), b=np.shape(cand_scores)))
+    if not np.isfinite(c).all():
+        raise InputError(ERR_NONFINITE.format(name="candidate"))
+    k = r.shape[0]
+    if k < 3:
+        raise InputError(ERR_PI_K.format(k=k))
+    mean, w = _moments(r)  # w = s^2 / k, exactly 0 on constant columns
+    flat = w == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (c - mean) / np.sqrt(w * k * (1.0 + 1.0 / k))
+    same = flat & (c == mean)
+    t = np.where(same, 0.0, np.where(flat, np.nan, t))
+    df = np.full(t.shape, float(k - 1))
+    p = np.where(same, 1.0, np.nan)
+    worse = p.copy()
+    ok = ~flat
+    p[ok] = 2.0 * stats.t.sf(np.abs(t[ok]), df[ok])
+    worse[ok] = stats.t.cdf(t[ok], df[ok])
+    method = np.where(flat & ~same, "prediction-interval-degenerate", "prediction-interval")
+    return TestResult(statistic=t, p_value=p, df=df, method=method, p_worse=worse)

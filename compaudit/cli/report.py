@@ -108,6 +108,14 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Smallest subgroup that is tested.",
         ),
         click.option(
+            "--paired/--unpaired",
+            "paired",
+            default=None,
+            help="Lineage: candidate member k was made from reference member k (quantized, or "
+            "pruned and fine-tuned from its weights); compare member with member. Same K, matched "
+            "by member name or order. Default: from a run directory's recipe, or the policy.",
+        ),
+        click.option(
             "--batch-size",
             type=click.IntRange(min=1),
             default=None,
@@ -143,6 +151,7 @@ def _request(require_policy: bool, **kw: Any) -> AuditRequest:
             correction=kw["correction"],
             seed=kw["seed"],
             min_support=kw["min_support"],
+            paired=kw["paired"],
         ),
         subgroup_attributes=_split_csv(kw["subgroups"]),
         require_policy=require_policy,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from compaudit.report.terminal import pct, signed_pts
+from compaudit.report.terminal import beyond_floor, floor_text, noise_share, pct, signed_pts
 
 __all__ = [
     "GateOutcome",
@@ -84,17 +84,29 @@ def summary_lines(c: dict[str, Any]) -> list[str]:
     top = f"top-1 Δ {signed_pts(c['top1_delta'])}"
     if c.get("top5_delta") is not None:
         top += f", top-5 Δ {signed_pts(c['top5_delta'])}"
+    beyond = pie.get("n_beyond_noise")
+    pie_noise = "" if beyond is None else f", {beyond} beyond seed noise (per-example test)"
+    n_floor = beyond_floor(classes)
+    lines = [top]
+    if c.get("lineage") == "paired":
+        lines.append("lineage: paired (candidate member k made from reference member k)")
     return [
-        top,
+        *lines,
         f"CIE {pct(cie['rate'])} ({cie['count']:.0f} examples: forgot {cie['cie_u']:.0f}, "
-        f"learned {cie['cie_c']:.0f}; {cie['basis']})",
-        f"PIE {pie['count']} ({pct(pie['rate'])}); top-1 reference/candidate on PIE "
+        f"learned {cie['cie_c']:.0f}; {cie['basis']}); {floor_text(c, 'cie')}",
+        f"PIE {pie['count']} ({pct(pie['rate'])}{pie_noise}); {floor_text(c, 'pie')}",
+        f"top-1 reference/candidate on PIE "
         f"{pct(sub['pie']['top1_reference'], 1)}/{pct(sub['pie']['top1_candidate'], 1)}, "
         f"non-PIE {pct(sub['non_pie']['top1_reference'], 1)}/"
         f"{pct(sub['non_pie']['top1_candidate'], 1)}, random subset of equal size "
         f"{pct(sub['random']['top1_reference'], 1)}/{pct(sub['random']['top1_candidate'], 1)}",
         f"classes significantly worse than the overall shift: {n_worse} of {len(classes)} "
-        f"({n_sig} significant either way; {c['class_test']} test)",
+        f"({n_sig} significant either way; {c['class_test']} test)"
+        + (
+            ""
+            if n_floor is None
+            else f"; {n_floor} below their seed-noise floor ({noise_share(c)})"
+        ),
     ]
 
 

@@ -121,12 +121,14 @@ def _classes_table(classes: Sequence[dict[str, Any]]) -> str:
         worse = r["significant"] and nrd is not None and nrd < 0
         cells = [
             _e(r["name"]), str(r["support"]), pct(r["recall_reference"], 1),
-            pct(r["recall_candidate"], 1), signed_pts(nrd, 1), fmt_p(r["p_value"]),
+            pct(r["recall_candidate"], 1), signed_pts(nrd, 1),
+            signed_pts(r.get("floor_difference"), 1), fmt_p(r["p_value"]),
             fmt_p(r["p_adjusted"]), "yes" if r["significant"] else "no",
         ]  # fmt: skip
         rows.append(("sig-worse" if worse else "", cells))
-    header = ["class", "n", "recall ref", "recall cand", "norm. Δ", "p", "p adj", "significant"]
-    table = _table(header, rows, [False, True, True, True, True, True, True, False])
+    header = ["class", "n", "recall ref", "recall cand", "norm. Δ", "seed floor", "p", "p adj",
+              "significant"]  # fmt: skip
+    table = _table(header, rows, [False, True, True, True, True, True, True, True, False])
     return (
         f"<details><summary>All {len(classes)} classes, worst first</summary>{table}"
         f"{_cut(len(rows), len(classes), 'classes')}</details>"
@@ -141,6 +143,7 @@ def _subgroups(c: dict[str, Any]) -> str:
         cells = [
             _e(group_label(g["group"])), str(g["n"]), str(g["n_non_pie"]), str(g["n_pie"]),
             pct_points(g["pct_non_pie"]), pct_points(g["pct_pie"]), growth,
+            "-" if g.get("floor_pct_growth") is None else f"{g['floor_pct_growth']:+.0f}%",
             pct(g["top1_reference"], 1), pct(g["top1_candidate"], 1),
             signed_pts(g["shift_difference"], 1),
             fmt_p(g["p_adjusted"]) + (" *" if g["significant"] else ""),
@@ -150,13 +153,15 @@ def _subgroups(c: dict[str, Any]) -> str:
         if g["significant"] and g["shift_difference"] < 0:
             cls = "sig-worse"
         rows.append((cls, cells))
-    header = ["group", "n", "n non-PIE", "n PIE", "% non-PIE", "% PIE", "growth", "top-1 ref",
-              "top-1 cand", "shift Δ", "p adj", "testable"]  # fmt: skip
-    numeric = [False] + [True] * 10 + [False]
+    header = ["group", "n", "n non-PIE", "n PIE", "% non-PIE", "% PIE", "growth",
+              "growth floor", "top-1 ref", "top-1 cand", "shift Δ", "p adj",
+              "testable"]  # fmt: skip
+    numeric = [False] + [True] * 11 + [False]
     attrs = " × ".join(_e(a) for a in c["subgroup_attributes"])
     return (
         f"<h3>Subgroups ({attrs})</h3><p class='caption'>% non-PIE and % PIE: the group's share "
         "of all non-PIEs and of all PIEs; growth: relative growth of that share among PIEs; "
+        "growth floor: what seed noise alone gives (disjoint splits of the reference); "
         "shift Δ: the group's top-1 change minus the overall change; * significant after "
         f"correction.</p>{_table(header, rows, numeric)}{_cut(len(rows), len(groups), 'groups')}"
     )
@@ -180,8 +185,15 @@ def _comparison(i: int, c: dict[str, Any], context: ReportContext, report: dict[
         "</p>",
         _classes_table(c["classes"]),
     ]
-    if c["subgroups"]:
-        parts.append(_subgroups(c))
+    for gs in c.get("subgroup_sets") or [
+        {"attributes": c["subgroup_attributes"], "subgroups": c["subgroups"]}
+    ]:
+        if gs["subgroups"]:
+            parts.append(
+                _subgroups(
+                    {**c, "subgroup_attributes": gs["attributes"], "subgroups": gs["subgroups"]}
+                )
+            )
     images, indices = None, None
     if context.images is not None and context.result is not None:
         images = check_images(context.images, context.result.reference.population.n)
@@ -234,6 +246,9 @@ def render_html(report: dict[str, Any], context: ReportContext) -> str:
     if report.get("errors"):
         items = "".join(f"<li>{_e(e)}</li>" for e in report["errors"])
         body.append(f"<section class='errors'><h2>Errors</h2><ul>{items}</ul></section>")
+    if report.get("warnings"):
+        items = "".join(f"<li>{_e(w)}</li>" for w in report["warnings"])
+        body.append(f"<section class='errors'><h2>Warnings</h2><ul>{items}</ul></section>")
     if report["gates"]:
         body.append(f"<section id='gates'><h2>Gates</h2>{_gates(report['gates'])}</section>")
     else:

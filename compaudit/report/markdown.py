@@ -116,18 +116,20 @@ def _classes(c: dict[str, Any]) -> list[str]:
             pct(r["recall_reference"], 1),
             pct(r["recall_candidate"], 1),
             signed_pts(r["normalized_recall_difference"], 1),
+            signed_pts(r.get("floor_difference"), 1),
             fmt_p(r["p_adjusted"]),
             "**yes**" if r["significant"] else "no",
         ]
         for r in worst_classes(c["classes"], MAX_CLASS_ROWS)
     ]
-    header = ["class", "n", "recall ref", "recall cand", "norm. Δ", "p adj", "significant"]
+    header = ["class", "n", "recall ref", "recall cand", "norm. Δ", "seed floor", "p adj",
+              "significant"]  # fmt: skip
     lines = [
         "",
         "**Worst classes** (significantly worse first, then by normalized recall difference)",
         "",
     ]
-    lines += _table(header, "lrrrrrc", rows)
+    lines += _table(header, "lrrrrrrc", rows)
     return lines + _cut_note(len(rows), len(c["classes"]), "classes")
 
 
@@ -143,6 +145,7 @@ def _subgroups(c: dict[str, Any]) -> list[str]:
             pct_points(g["pct_non_pie"]),
             pct_points(g["pct_pie"]),
             "-" if g["pct_growth"] is None else f"{g['pct_growth']:+.0f}%",
+            "-" if g.get("floor_pct_growth") is None else f"{g['floor_pct_growth']:+.0f}%",
             pct(g["top1_reference"], 1),
             pct(g["top1_candidate"], 1),
             signed_pts(g["shift_difference"], 1),
@@ -151,8 +154,8 @@ def _subgroups(c: dict[str, Any]) -> list[str]:
         ]
         for g in ordered[:MAX_GROUP_ROWS]
     ]
-    header = ["group", "n", "non-PIE", "PIE", "% non-PIE", "% PIE", "growth", "top-1 ref",
-              "top-1 cand", "shift Δ", "p adj", "testable"]  # fmt: skip
+    header = ["group", "n", "non-PIE", "PIE", "% non-PIE", "% PIE", "growth", "growth floor",
+              "top-1 ref", "top-1 cand", "shift Δ", "p adj", "testable"]  # fmt: skip
     attrs = " × ".join(esc(a) for a in c["subgroup_attributes"])
     lines = [
         "",
@@ -160,7 +163,7 @@ def _subgroups(c: dict[str, Any]) -> list[str]:
         "\\* significant after correction)",
         "",
     ]
-    lines += _table(header, "lrrrrrrrrrrc", rows)
+    lines += _table(header, "lrrrrrrrrrrrc", rows)
     return lines + _cut_note(len(rows), len(groups), "groups")
 
 
@@ -168,8 +171,13 @@ def _comparison(c: dict[str, Any]) -> list[str]:
     lines = ["", f"### {code(c['candidate'])} vs {code(c['reference'])}", ""]
     lines += [f"- {esc(s)}" for s in summary_lines(c)]
     lines += _classes(c)
-    if c["subgroups"]:
-        lines += _subgroups(c)
+    for gs in c.get("subgroup_sets") or [
+        {"attributes": c["subgroup_attributes"], "subgroups": c["subgroups"]}
+    ]:
+        if gs["subgroups"]:
+            lines += _subgroups(
+                {**c, "subgroup_attributes": gs["attributes"], "subgroups": gs["subgroups"]}
+            )
     return lines
 
 
@@ -198,6 +206,8 @@ def render_markdown(report: dict[str, Any], *, max_bytes: int = MAX_BYTES) -> st
     ]
     if report.get("errors"):
         lines += ["", "### Errors", "", *(f"- {esc(e)}" for e in report["errors"])]
+    if report.get("warnings"):
+        lines += ["", "### Warnings", "", *(f"- {esc(w)}" for w in report["warnings"])]
     if report["gates"]:
         lines += ["", *_gates(report["gates"])]
     lines += ["", *_populations(report)]

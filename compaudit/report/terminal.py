@@ -37,6 +37,35 @@ def fmt_p(p: float | None) -> str:
     return "<1e-4" if p < 1e-4 else f"{p:.4f}"
 
 
+def floor_text(c: dict[str, Any], block: str) -> str:
+    """``"seed floor 2.40%, excess +0.70 pp (p 0.0156)"`` for the PIE or CIE block, or why none."""
+    b = c[block]
+    if b.get("floor_note"):
+        return str(b["floor_note"])
+    floor = b.get("floor") or {}
+    if floor.get("rate") is None:
+        reason = (c.get("floors") or {}).get("reason")
+        return f"no seed floor ({reason})" if reason else "no seed floor"
+    return (
+        f"seed floor {pct(floor['rate'])}, excess {signed_pts(floor['excess'])} "
+        f"(p {fmt_p(floor['p_value'])})"
+    )
+
+
+def noise_share(c: dict[str, Any]) -> str:
+    """How many classes seed noise alone puts beyond a floor, in words."""
+    q = (c.get("floors") or {}).get("quantile") or 0.95
+    return f"seed noise alone puts about {1 - q:.0%} there"
+
+
+def beyond_floor(rows: list[dict[str, Any]], key: str = "excess") -> int | None:
+    """How many rows exceed their seed-noise floor (None when there are no floors)."""
+    vals = [r.get(key) for r in rows]
+    if all(v is None for v in vals):
+        return None
+    return sum(1 for v in vals if v is not None and v > 0)
+
+
 def group_label(group: dict[str, Any]) -> str:
     """``sex=Female, race=Black``."""
     return ", ".join(f"{k}={v}" for k, v in group.items())
@@ -64,11 +93,17 @@ def _comparison(c: dict[str, Any]) -> Group:
     lines.append(f"top-1 Δ {signed_pts(c['top1_delta'])}")
     if c.get("top5_delta") is not None:
         lines.append(f"   top-5 Δ {signed_pts(c['top5_delta'])}")
+    if c.get("lineage") == "paired":
+        lines.append("\nlineage: paired (candidate member k made from reference member k)")
     lines.append(
         f"\nCIE {pct(cie['rate'])} ({cie['count']:.0f}: forgot {cie['cie_u']:.0f}, "
         f"learned {cie['cie_c']:.0f}; {cie['basis']})"
     )
+    lines.append(f"\n  {floor_text(c, 'cie')}", style="dim")
     lines.append(f"\nPIE {pie['count']} ({pct(pie['rate'])})")
+    if pie.get("n_beyond_noise") is not None:
+        lines.append(f"; {pie['n_beyond_noise']} beyond seed noise (per-example test)")
+    lines.append(f"\n  {floor_text(c, 'pie')}", style="dim")
     lines.append(
         f"\ntop-1 ref/cand on PIE {pct(sub['pie']['top1_reference'], 1)}/"
         f"{pct(sub['pie']['top1_candidate'], 1)}, non-PIE "
@@ -82,6 +117,12 @@ def _comparison(c: dict[str, Any]) -> Group:
         style=style,
     )
     lines.append(f" ({n_sig} significant either way; {c['class_test']} test)")
+    n_beyond = beyond_floor(c["classes"])
+    if n_beyond is not None:
+        lines.append(
+            f"\nclasses below their seed-noise floor: {n_beyond} of {len(c['classes'])}"
+            f" ({noise_share(c)})"
+        )
 
     worst = sorted(
         (r for r in c["classes"] if r["normalized_recall_difference"] is not None),
@@ -93,6 +134,7 @@ def _comparison(c: dict[str, Any]) -> Group:
     ct.add_column("recall ref", justify="right")
     ct.add_column("cand", justify="right")
     ct.add_column("norm. Δ", justify="right")
+    ct.add_column("floor", justify="right")
     ct.add_column("p adj", justify="right")
     ct.add_column("sig", justify="center")
     for r in worst:
@@ -102,6 +144,7 @@ def _comparison(c: dict[str, Any]) -> Group:
             pct(r["recall_reference"], 1),
             pct(r["recall_candidate"], 1),
             signed_pts(r["normalized_recall_difference"], 1),
+            signed_pts(r.get("floor_difference"), 1),
             fmt_p(r["p_adjusted"]),
             Text("yes", style="bold red") if r["significant"] else Text("no"),
         )
@@ -184,6 +227,8 @@ def render(report: dict[str, Any], context: ReportContext) -> None:
         )
     if report["gates"]:
         con.print(_gates(report))
+    for warning in report.get("warnings", []):
+        con.print(Text(f"warning: {warning}", style="yellow"))
     for err in report.get("errors", []):
         con.print(Text(f"error: {err}", style="bold magenta"))
 

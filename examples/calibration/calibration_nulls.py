@@ -11,6 +11,8 @@ compaudit rejected, for contrast.
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,7 @@ ALPHA = 0.05
 CORRECTIONS: tuple[Correction, ...] = ("none", "bonferroni", "holm", "bh")
 GATE_CORRECTION: Correction = "holm"  # the audits the policy's gates read (its correction)
 RATES = ("pie_rate", "cie_rate", "cie_u_rate", "top1_drop")
+ERR_DRAWS = "disjoint groups of {k_ref} and {k_cand} need {need} members, have {have}"
 
 
 # -- which members face which -------------------------------------------------------
@@ -118,26 +121,40 @@ def subset(pop: Population, members: np.ndarray) -> Population:
 
 
 def run_audits(
-    pop: Population, draws: np.ndarray, label: str, policy: Policy, *, progress: bool
+    pop: Population,
+    draws: np.ndarray,
+    label: str,
+    policy: Policy,
+    *,
+    progress: bool,
+    settings: AuditSettings | None = None,
 ) -> NullRuns:
-    """Audit group ``draws[i, 1]`` against group ``draws[i, 0]`` under every correction."""
+    """Audit group ``draws[i, 1]`` against group ``draws[i, 0]`` under every correction.
+
+    One engine audit per draw, with ``settings`` (the policy's, as ``compaudit
+    check`` would use them; default alpha :data:`ALPHA` and Holm), whose report
+    the policy's gates read. Raw class p-values do not depend on the correction
+    or on alpha, so the classes each correction flags at :data:`ALPHA` are counted
+    from them exactly as the engine flags them (``adjust_pvalues(p) <= alpha``,
+    untested classes left out of the family).
+    """
     from rich.progress import track
 
+    settings = settings or AuditSettings(alpha=ALPHA, correction=GATE_CORRECTION)
     p_raw: list[list[float]] = []
     n_sig: dict[str, list[int]] = {c: [] for c in CORRECTIONS}
     rates: dict[str, list[float]] = {r: [] for r in RATES}
     fails: dict[str, list[bool]] = {}
     for ref_idx, cand_idx in track(draws, description=label, disable=not progress, transient=True):
         ref, cand = subset(pop, ref_idx), subset(pop, cand_idx)
+        report = audit(ref, {"candidate": cand}, settings=settings).to_report()
+        comp = report["comparisons"][0]
+        for g in evaluate_gates(report, policy):
+            fails.setdefault(g.name, []).append(g.status == "failed")
+        p = np.array([np.nan if c["p_value"] is None else c["p_value"] for c in comp["classes"]])
         for corr in CORRECTIONS:
-            settings = AuditSettings(alpha=ALPHA, correction=corr)
-            report = audit(ref, {"candidate": cand}, settings=settings).to_report()
-            comp = report["comparisons"][0]
-            n_sig[corr].append(sum(c["significant"] for c in comp["classes"]))
-            if corr == GATE_CORRECTION:
-                for g in evaluate_gates(report, policy):
-                    fails.setdefault(g.name, []).append(g.status == "failed")
-        p_raw.append([c["p_value"] for c in comp["classes"]])
+            n_sig[corr].append(int((adjust_pvalues(p, method=corr) <= ALPHA).sum()))
+        p_raw.append(p.tolist())
         for key, value in (
             ("pie_rate", comp["pie"]["rate"]),
             ("cie_rate", comp["cie"]["rate"]),
@@ -236,4 +253,147 @@ def load_members(
         f"members {members[0].index}-{members[-1].index} (seeds {members[0].seed}-"
         f"{members[-1].seed}) of the '{dense.name}' variant of `{shown}`, evaluated on "
         f"`{info.eval_data}` (N = {pop.n:,})"
+    )
+
+
+# -- the policy tables' draws and populations ------------------------------------------
+def policy_draws(
+    n_members: int, k_ref: int, k_cand: int, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` distinct draws of a reference and a disjoint candidate group.
+
+    Returns ``(ref [D, k_ref], cand [D, k_cand])`` with sorted member indices.
+    When there are at most ``count`` distinct draws, all of them (D = that
+    number); else ``count`` distinct seeded ones.
+    """
+    need = k_ref + k_cand
+    if need > n_members:
+        raise ValueError(ERR_DRAWS.format(k_ref=k_ref, k_cand=k_cand, need=need, have=n_members))
+    total = math.comb(n_members, k_ref) * math.comb(n_members - k_ref, k_cand)
+    members = range(n_members)
+    if total <= count:
+        rows = [
+            (r, c)
+            for r in itertools.combinations(members, k_ref)
+            for c in itertools.combinations([m for m in members if m not in r], k_cand)
+        ]
+    else:
+        rng = np.random.default_rng([seed, k_ref, k_cand])
+        seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+        rows = []
+        while len(rows) < count:
+            perm = rng.permutation(n_members)
+            key = (tuple(sorted(perm[:k_ref].tolist())), tuple(sorted(perm[k_ref:need].tolist())))
+            if key not in seen:
+                seen.add(key)
+                rows.append(key)
+    ref = np.array([r for r, _ in rows], dtype=np.intp).reshape(len(rows), k_ref)
+    cand = np.array([c for _, c in rows], dtype=np.intp).reshape(len(rows), k_cand)
+    return ref, cand
+
+
+def with_top1(topk: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """Top-k rows whose first label is ``predictions``: where a damaged top-1 differs,
+    it moves to the front and the other labels keep their order (the label it
+    displaces, usually the true one, becomes second; a label never repeats).
+
+    ``topk`` has shape (K, N, k) and ``predictions`` (K, N).
+    """
+    out = topk.copy()
+    changed = out[..., 0] != predictions
+    rows, w = out[changed], predictions[changed].astype(out.dtype)
+    keep = rows != w[:, None]
+    absent = keep.all(axis=1)
+    keep[absent, -1] = False  # w was not in the row: the last label drops out
+    rest = rows[keep].reshape(rows.shape[0], rows.shape[1] - 1)
+    out[changed] = np.concatenate([w[:, None], rest], axis=1)
+    return out
+
+
+def members(pop: Population, rows: np.ndarray, predictions: np.ndarray | None = None) -> Population:
+    """The population of members ``rows`` (top-k, ids, classes and attributes kept);
+    ``predictions`` replaces their top-1 (a damaged copy; top-k follows it)."""
+    preds = pop.predictions[rows] if predictions is None else predictions
+    topk = pop.topk[rows] if pop.topk is not None else None
+    if topk is not None and predictions is not None:
+        topk = with_top1(topk, preds)
+    return Population.create(
+        preds,
+        pop.y,
+        topk=topk,
+        ids=pop.ids,
+        class_names=pop.class_names,
+        num_classes=pop.num_classes,
+        attributes=pop.attributes,
+        source=pop.source,
+    )
+
+
+def random_group(n: int, size: int, seed: Sequence[int]) -> np.ndarray:
+    """A seeded random set of ``size`` of ``n`` examples, as a mask."""
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed).choice(n, size=size, replace=False)] = True
+    return mask
+
+
+def smallest_cell(
+    attributes: Mapping[str, np.ndarray], names: Sequence[str], min_n: int
+) -> tuple[np.ndarray, str]:
+    """The smallest crossing of ``names`` with at least ``min_n`` examples: its mask
+    and a label such as ``sex=Female, race=Other``."""
+    columns = [np.asarray(attributes[a]).astype(str) for a in names]
+    keys, codes, counts = np.unique(
+        np.stack(columns, axis=1), axis=0, return_inverse=True, return_counts=True
+    )
+    ok = np.flatnonzero(counts >= min_n)
+    if ok.size == 0:
+        raise ValueError(f"no crossing of {list(names)} has {min_n} or more examples")
+    best = int(ok[np.argmin(counts[ok])])
+    label = ", ".join(f"{a}={v}" for a, v in zip(names, keys[best], strict=True))
+    return np.asarray(codes).ravel() == best, label
+
+
+# -- training the populations (resuming) --------------------------------------------------------
+def train_population(recipe_path: Path, run_dir: Path, jobs: int, progress: bool) -> Population:
+    """Train a recipe (resuming) and predict all its reference members on the eval split."""
+    from compaudit.train import train_recipe
+
+    info = train_recipe(recipe_path, run_dir, jobs=jobs, device="cpu", progress=progress)
+    pop, note = load_members(run_dir, info.recipe.k)
+    if pop is None:  # cannot happen after a finished train_recipe; fail closed anyway
+        raise SystemExit(f"calibration: {note}")
+    return pop
+
+
+def train_dense_if_missing(
+    recipe_path: Path, run_dir: Path, probe: str, *, jobs: int, progress: bool, note: str
+) -> None:
+    """Train only the dense variant of a recipe into ``run_dir`` when no run exists there.
+
+    Nothing is trained when the run exists (it may be training elsewhere right
+    now; :func:`load_members` says what is missing) or when the data set
+    ``probe`` cannot be loaded (its rows are then skipped, with the reason).
+    A later full run of the recipe into the same directory resumes.
+    """
+    import sys
+
+    from compaudit.data.loading import load_dataset
+    from compaudit.errors import CompauditError
+    from compaudit.train import load_recipe, train_recipe
+
+    if (run_dir / "manifest.json").is_file():
+        return
+    try:
+        load_dataset(probe)
+    except CompauditError:
+        return
+    recipe = load_recipe(recipe_path)
+    dense = [v for v in recipe.variants if v.kind == "dense"][:1]
+    print(f"training {recipe.k} dense members into {run_dir} ({note})", file=sys.stderr)
+    train_recipe(
+        recipe.model_copy(update={"variants": dense}),
+        run_dir,
+        jobs=jobs,
+        device="cpu",
+        progress=progress,
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from calibration_nulls import (
@@ -19,6 +21,9 @@ from calibration_nulls import (
 
 from compaudit.policy import Policy
 from compaudit.population import Population
+
+if TYPE_CHECKING:
+    from policy_calibration import Cell
 
 
 def pct(x: float, digits: int = 1) -> str:
@@ -223,3 +228,178 @@ def fwer_figure(runs: Sequence[NullRuns], path: Path) -> Path:
     )
     fig.tight_layout()
     return _png(fig, path)
+
+
+# -- the shipped policies on seed noise and planted damage -----------------------------------
+PASS_TARGET = 0.95  # seed-only comparisons a shipped policy must pass
+FAIL_TARGET = 0.90  # planted-damage comparisons a policy that gates the damage must fail
+DAMAGE_WORDS = {"class": "one-class damage", "group": "small-subgroup damage"}
+
+
+def rate_se(p: float, n: int) -> str:
+    """``p`` as a percent with its Monte-Carlo standard error ``sqrt(p (1 - p) / n)``."""
+    return f"{pct(p)} ± {100 * math.sqrt(p * (1 - p) / n):.1f}"
+
+
+def seeing_gates(cell: Cell, kind: str) -> list[str]:
+    """The policy's gates aimed at a kind of damage: class gates for ``class``
+    damage, subgroup gates for ``group`` damage."""
+    if kind == "class":
+        return [g for g in cell.gates if "class" in g and not g.startswith("subgroups.")]
+    return [g for g in cell.gates if g.startswith("subgroups.")]
+
+
+def gate_breakdown(cell: Cell) -> str:
+    """Gates that failed in some draw, most often first; a gate that could not be
+    evaluated (an error verdict) is marked so."""
+    rates = sorted(((cell.gate_rate(g), g) for g in cell.gates), key=lambda t: (-t[0], t[1]))
+    shown = []
+    for r, g in rates:
+        if r > 0:
+            errors = sum(g in e for e in cell.errored) / cell.n
+            note = f" ({pct(errors)} unevaluable)" if errors else ""
+            shown.append(f"`{g}` {pct(r)}{note}")
+    return ", ".join(shown) or "-"
+
+
+def _key(cell: Cell) -> tuple[str, int, int, str]:
+    return cell.dataset, cell.k_ref, cell.k_cand, cell.policy
+
+
+def seed_only_table(cells: Sequence[Cell]) -> str:
+    """Markdown: pass rate of every policy on seed-only comparisons, and what failed."""
+    head = ["dataset", "K_ref vs K_cand", "policy", "n", "pass (± MC s.e.)", "errors"]
+    head += [f">= {pct(PASS_TARGET, 0)}", "gates that failed (share of comparisons)"]
+    rows = [
+        [
+            c.dataset,
+            c.shape,
+            f"`{c.policy}`",
+            str(c.n),
+            rate_se(c.rate("pass"), c.n),
+            pct(c.rate("error")),
+            "yes" if c.rate("pass") >= PASS_TARGET else "**NO**",
+            gate_breakdown(c),
+        ]
+        for c in cells
+        if c.damage.kind == "none"
+    ]
+    return _table(head, rows, left=3)
+
+
+def damage_table(cells: Sequence[Cell], kind: str, main: float) -> str:
+    """Markdown: fail rate per planted magnitude of one kind of damage, per policy,
+    the gates aimed at it, and whether the main magnitude meets the target."""
+    mine = [c for c in cells if c.damage.kind == kind]
+    fractions = sorted({c.damage.fraction for c in mine})
+    by_key: dict[tuple[str, int, int, str], dict[float, Cell]] = {}
+    for c in mine:
+        by_key.setdefault(_key(c), {})[c.damage.fraction] = c
+    head = ["dataset", "K_ref vs K_cand", "policy", "n", "gates aimed at it"]
+    head += [f"fails, {pct(f, 0)} lost" for f in fractions]
+    head += [f">= {pct(FAIL_TARGET, 0)} at {pct(main, 0)}", f"failed gates at {pct(main, 0)}"]
+    rows = []
+    for (dataset, _, _, policy), row in by_key.items():
+        first, top = row[fractions[0]], row[main]
+        aimed = seeing_gates(top, kind)
+        if not aimed:
+            target = "not gated"
+        else:
+            target = "yes" if top.rate("fail") >= FAIL_TARGET else "**NO**"
+        rows.append(
+            [
+                dataset,
+                first.shape,
+                f"`{policy}`",
+                str(first.n),
+                ", ".join(f"`{g}`" for g in aimed) or "none",
+                *(rate_se(row[f].rate("fail"), row[f].n) for f in fractions),
+                target,
+                gate_breakdown(top),
+            ]
+        )
+    return _table(head, rows, left=3)
+
+
+def policy_misses(cells: Sequence[Cell], main: float) -> list[str]:
+    """One sentence per (dataset, shape, policy) that misses a target, naming the gates."""
+    out = []
+    for c in cells:
+        where = f"`{c.policy}` on {c.dataset}, {c.shape}"
+        if c.damage.kind == "none" and c.rate("pass") < PASS_TARGET:
+            out.append(
+                f"{where}: passes {pct(c.rate('pass'))} of {c.n} seed-only comparisons "
+                f"(target {pct(PASS_TARGET, 0)}); failing: {gate_breakdown(c)}."
+            )
+        elif (
+            c.damage.kind != "none"
+            and c.damage.fraction == main
+            and seeing_gates(c, c.damage.kind)
+            and c.rate("fail") < FAIL_TARGET
+        ):
+            out.append(
+                f"{where}: fails only {pct(c.rate('fail'))} of {c.n} comparisons with "
+                f"{DAMAGE_WORDS[c.damage.kind]} ({pct(main, 0)} lost; target "
+                f"{pct(FAIL_TARGET, 0)}); failing: {gate_breakdown(c)}."
+            )
+    return out
+
+
+def policy_verdict(cells: Sequence[Cell], main: float) -> tuple[bool, list[str]]:
+    """Whether every shipped policy meets both targets, and one sentence per miss."""
+    misses = policy_misses(cells, main)
+    return not misses, misses
+
+
+def blind_spots(cells: Sequence[Cell], main: float) -> list[str]:
+    """Which policy has no gate aimed at which damage (not a miss: it does not gate it)."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for c in cells:
+        if (
+            c.damage.kind != "none"
+            and c.damage.fraction == main
+            and not seeing_gates(c, c.damage.kind)
+        ):
+            datasets = seen.setdefault((c.policy, c.damage.kind), [])
+            if c.dataset not in datasets:
+                datasets.append(c.dataset)
+    return [
+        f"`{policy}` has no gate aimed at {DAMAGE_WORDS[kind]} ({', '.join(ds)}): it can "
+        "only catch it through its other gates (see the table)."
+        for (policy, kind), ds in seen.items()
+    ]
+
+
+def policy_section(cells: Sequence[Cell], *, setup: str, main: float, figure: str) -> str:
+    """The RESULTS.md section with the seed-only and planted-damage tables."""
+    return "\n".join(
+        [
+            "## Shipped policies: seed-only comparisons and planted damage",
+            "",
+            "Every comparison below is one `compaudit check` of a candidate against a "
+            "reference, through the engine (the policy's audit settings, `audit`, "
+            "`evaluate_gates`, `decide_verdict`). 'pass'/'fails': share of comparisons with "
+            "that verdict; an error verdict (exit 2, a gate that cannot be evaluated) is "
+            "neither. '± s.e.': Monte-Carlo standard error sqrt(p (1 - p) / n); resampled "
+            "comparisons share members, so it understates the uncertainty.",
+            "",
+            setup,
+            "",
+            f"### Seed-only comparisons (target: pass >= {pct(PASS_TARGET, 0)})",
+            "",
+            seed_only_table(cells),
+            "",
+            f"### One-class damage (target: fail >= {pct(FAIL_TARGET, 0)} where gated)",
+            "",
+            damage_table(cells, "class", main),
+            "",
+            f"### Small-subgroup damage (target: fail >= {pct(FAIL_TARGET, 0)} where gated)",
+            "",
+            damage_table(cells, "group", main),
+            "",
+            *(f"- {s}" for s in blind_spots(cells, main)),
+            "",
+            f"![power curves]({figure})",
+            "",
+        ]
+    )

@@ -1,4 +1,4 @@
-"""Calibration study: does the class test false-alarm on seed noise? (issue 6, item 3)
+"""Calibration study: do the tests and the shipped policies fail on seed noise? (issues 6, 9)
 
 Forty dense MLPs on digits differ only in their seeds. Any two disjoint groups
 of them are two populations "trained the same way with different seeds", so
@@ -9,18 +9,25 @@ family-wise false alarm rate, FWER):
 
 * populations (Welch, the paper's test): K = 5 and K = 10 members a side,
   many seeded resamples, plus the few fully disjoint splits (independent draws);
-* one model a side (the paired test of the CI case): every pair of members,
-  next to the *rejected alternative*, an unstudentized permutation z-test;
+* one model a side (the single-model test of the CI case): every pair of
+  members, next to the *rejected alternative*, an unstudentized permutation z-test;
 * the PIE / CIE rates and the strict-release policy's gates on the same null
-  comparisons: the noise floor a threshold must sit above.
+  comparisons: the noise floor a threshold must sit above;
+* every shipped policy (examples/policies/*.yaml) on seed-only comparisons
+  (must pass >= 95%) and on planted one-class and small-subgroup damage (must
+  fail >= 90% where it gates that damage), on digits, Fashion-MNIST and Adult
+  (policy_calibration.py).
 
 The same on the first 10 dense members of ``runs/fashion-mnist`` (all 126
 distinct 5-vs-5 splits and all 45 pairs); when that run does not exist and the
 data can be found, the dense variant of the Fashion-MNIST study's recipe is
 trained there first (the same members that study trains, 10-20 min on 2
-cores). Writes RESULTS.md and figures/ next to this file.
+cores). Adult's 20 seed-only MLPs (recipe-adult.yaml) are trained into
+``runs/calibration-adult`` (resuming; a minute or two). Writes RESULTS.md and
+figures/ next to this file.
 
-    ./run study calibration [--resamples 1000] [--seed 0] [--run-dir runs/calibration]
+    COMPAUDIT_DATA_DIR=../shared/data ./run study calibration [--resamples 1000]
+        [--policy-resamples 200] [--seed 0] [--run-dir runs/calibration]
 """
 
 from __future__ import annotations
@@ -43,8 +50,12 @@ from calibration_nulls import (
     resample_draws,
     run_audits,
     run_naive,
+    train_dense_if_missing,
+    train_population,
 )
 from calibration_tables import (
+    FAIL_TARGET,
+    PASS_TARGET,
     claim,
     class_table,
     fwer_figure,
@@ -56,6 +67,7 @@ from calibration_tables import (
     pct,
     pvalue_figure,
 )
+from policy_calibration import adult_population, audit_settings, policy_part
 
 from compaudit.policy import Policy, load_policy
 from compaudit.population import Population
@@ -131,6 +143,21 @@ def uncorrected(runs: Sequence[NullRuns]) -> str:
     return f"Without correction at least one class is flagged in {rates} of the comparisons."
 
 
+def _policy_lines(verdict: tuple[bool, Sequence[str]] | None) -> list[str]:
+    """The verdict's first paragraph: do the shipped policies meet both targets?"""
+    if verdict is None:
+        return []
+    ok, misses = verdict
+    return [
+        f"**Shipped policies: every one passes at least {pct(PASS_TARGET, 0)} of seed-only "
+        f"comparisons and fails at least {pct(FAIL_TARGET, 0)} of the planted damage it "
+        f"gates: {_held(ok)}.**",
+        "",
+        *(f"- {s}" for s in misses),
+        *([""] if misses else []),
+    ]
+
+
 def results_markdown(
     *,
     setup: str,
@@ -144,6 +171,8 @@ def results_markdown(
     policy: Policy,
     fmnist_note: str,
     command: str,
+    policy_text: str = "",
+    policy_verdict: tuple[bool, Sequence[str]] | None = None,
 ) -> str:
     """The whole RESULTS.md; every number and verdict is computed from the runs."""
     pop_ok, pop_lines = verdict(welch)
@@ -172,6 +201,7 @@ def results_markdown(
         "",
         "## Verdict",
         "",
+        *_policy_lines(policy_verdict),
         f"**Populations (Welch, the paper's test): Holm keeps the family-wise false alarm "
         f"rate at or under alpha: {_held(pop_ok)}.**",
         "",
@@ -188,6 +218,7 @@ def results_markdown(
         "",
         class_gate_sentence(gate_runs),
         "",
+        *([policy_text] if policy_text else []),
         "## Setup",
         "",
         setup,
@@ -225,7 +256,7 @@ def results_markdown(
         noise_table(gate_runs, policy),
         "",
         f"Every gate of `{rel(POLICY)}` on the same null comparisons (class tests with "
-        f"its correction, {policy.correction}):",
+        f"its settings: alpha {policy.alpha}, {policy.correction}):",
         "",
         gate_table(gate_runs),
         "",
@@ -255,46 +286,6 @@ def results_markdown(
     return "\n".join(out)
 
 
-def _population(run_dir: Path, jobs: int, progress: bool) -> Population:
-    """Train the recipe (resuming) and predict all its members on the eval split."""
-    from compaudit.train import train_recipe
-
-    info = train_recipe(RECIPE, run_dir, jobs=jobs, progress=progress)
-    pop, note = load_members(run_dir, info.recipe.k)
-    if pop is None:  # cannot happen after a finished train_recipe; fail closed anyway
-        raise SystemExit(f"calibration: {note}")
-    return pop
-
-
-def _train_fmnist_dense(run_dir: Path, jobs: int, progress: bool) -> None:
-    """Train the dense variant of the Fashion-MNIST study's recipe when no run exists.
-
-    The members are the ones the Fashion-MNIST study trains (same recipe, same
-    seeds), so running that study later into the same directory resumes and
-    only adds the other variants. Skipped when the data cannot be found.
-    """
-    from compaudit.data.loading import load_dataset
-    from compaudit.errors import CompauditError
-    from compaudit.train import load_recipe, train_recipe
-
-    if (run_dir / "manifest.json").is_file():
-        return
-    try:
-        load_dataset("fashion-mnist:test?limit=1")
-    except CompauditError:
-        return  # load_members says why the rows are skipped
-    recipe = load_recipe(FMNIST_RECIPE)
-    dense = [v for v in recipe.variants if v.kind == "dense"][:1]
-    print(
-        f"training the {recipe.k} dense Fashion-MNIST CNNs into {run_dir} "
-        "(10-20 min on 2 cores; --no-fmnist-training skips them)",
-        file=sys.stderr,
-    )
-    train_recipe(
-        recipe.model_copy(update={"variants": dense}), run_dir, jobs=jobs, progress=progress
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Train (resuming), run every null comparison, write RESULTS.md and figures/."""
     from compaudit._io import atomic_write_text
@@ -302,7 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Calibration study (see RESULTS.md).")
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "calibration")
     parser.add_argument("--fmnist-run-dir", type=Path, default=ROOT / "runs" / "fashion-mnist")
+    parser.add_argument("--adult-run-dir", type=Path, default=ROOT / "runs" / "calibration-adult")
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument(
+        "--policy-resamples", type=int, default=200, help="draws per policy-table shape"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and figures/ go")
@@ -313,16 +308,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="do not train the dense Fashion-MNIST population when it is missing "
         "(its rows are then skipped, and RESULTS.md differs from the committed one)",
     )
+    parser.add_argument(
+        "--no-adult-training",
+        action="store_true",
+        help="do not train the Adult seed-only population (its rows are skipped when missing)",
+    )
     args = parser.parse_args(argv)
     progress = not args.quiet
     start = time.perf_counter()
 
     policy = load_policy(POLICY)
-    pop = _population(args.run_dir, args.jobs, progress)
+    gate_settings = audit_settings(POLICY)  # what `compaudit check --policy` would use
+    pop = train_population(RECIPE, args.run_dir, args.jobs, progress)
     n = pop.k
 
     def audits(p: Population, draws: np.ndarray, label: str) -> NullRuns:
-        return run_audits(p, draws, label, policy, progress=progress)
+        return run_audits(p, draws, label, policy, progress=progress, settings=gate_settings)
 
     samples = args.resamples
     welch = [
@@ -341,10 +342,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     spread = {paired.label: paired_spread(pop, pairs)}
 
     if not args.no_fmnist_training:
-        _train_fmnist_dense(args.fmnist_run_dir, args.jobs, progress)
+        train_dense_if_missing(
+            FMNIST_RECIPE,
+            args.fmnist_run_dir,
+            "fashion-mnist:test?limit=1",
+            jobs=args.jobs,
+            progress=progress,
+            note="10-20 min on 2 cores; --no-fmnist-training skips them",
+        )
     fm_pop, fm_note = load_members(
         args.fmnist_run_dir, FMNIST_MEMBERS, shown=rel(args.fmnist_run_dir)
     )
+    fm_why = fm_note
     fmnist: list[NullRuns] = []
     if fm_pop is not None:
         fm_splits, fm_pairs = all_splits(FMNIST_MEMBERS), all_pairs(FMNIST_MEMBERS)
@@ -379,13 +388,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(seed {args.seed}) of two disjoint groups of K members, for K = 5 and K = 10; "
         f"plus one seeded partition into disjoint groups ({indep[0].draws} comparisons for "
         f"K = 5, {indep[1].draws} for K = 10).\n"
-        f"- Single-model test (paired, the CI case): all {len(pairs)} pairs of distinct "
+        f"- Single-model test (the CI case): all {len(pairs)} pairs of distinct "
         f"members, the lower seed as reference; {indep[2].draws} disjoint pairs as the "
         "independent subset.\n"
-        f"- Each comparison is one `compaudit.audit.audit` call per correction (alpha = "
-        f"{ALPHA}); the rejected z-test is computed by the study on the same pairs."
+        f"- Each comparison is one `compaudit.audit.audit` call with `{rel(POLICY)}`'s "
+        "settings, whose gates are read from its report; the classes each correction flags "
+        f"at alpha = {ALPHA} are counted from its raw p-values exactly as the engine flags "
+        "them (raw p-values do not depend on the correction). The rejected z-test is "
+        "computed by the study on the same pairs."
     )
-    command = f"./run study calibration --resamples {samples} --seed {args.seed}"
+    figures = args.out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    adult = adult_population(
+        args.adult_run_dir,
+        train=not args.no_adult_training,
+        jobs=args.jobs,
+        progress=progress,
+        shown=rel(args.adult_run_dir),
+    )
+    policy_text, policy_ok = policy_part(
+        pop,
+        (fm_pop, fm_why),
+        adult,
+        resamples=args.policy_resamples,
+        seed=args.seed,
+        figure=figures / "policies.png",
+        progress=progress,
+    )
+    command = (
+        f"COMPAUDIT_DATA_DIR=<data> ./run study calibration --resamples {samples} "
+        f"--policy-resamples {args.policy_resamples} --seed {args.seed}"
+    )
     text = results_markdown(
         setup=setup,
         welch=[*welch, *fmnist[:1]],
@@ -398,19 +431,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         policy=policy,
         fmnist_note=fm_note,
         command=command,
+        policy_text=policy_text,
+        policy_verdict=policy_ok,
     )
-    figures = args.out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
     written = [
         pvalue_figure([*welch, paired, naive, *fmnist], figures / "pvalues.png"),
         fwer_figure([*welch, paired, naive, *fmnist], figures / "fwer.png"),
     ]
     results = args.out / "RESULTS.md"
     atomic_write_text(results, text)
-    for path in [results, *written]:
+    for path in [results, *written, figures / "policies.png"]:
         print(f"wrote {path}")
     for runs in ([*welch, *fmnist[:1]], [paired, *fmnist[1:]]):
         print("\n".join(verdict(runs)[1]))
+    print("\n".join(policy_ok[1]) or "shipped policies: both targets met")
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
 

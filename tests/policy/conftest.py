@@ -27,11 +27,25 @@ def report_schema() -> dict[str, Any]:
     return schema
 
 
+_NO_FLOOR = object()
+
+
 def klass(
-    c: int, nrd: float, *, significant: bool = False, p: float | None = 0.5, name: str = ""
+    c: int,
+    nrd: float,
+    *,
+    significant: bool = False,
+    p: float | None = 0.5,
+    name: str = "",
+    floor: Any = _NO_FLOOR,
 ) -> dict[str, Any]:
-    """One row of ``classes`` with normalized recall difference ``nrd``."""
-    return {
+    """One row of ``classes`` with normalized recall difference ``nrd``.
+
+    ``floor`` (a number or None) adds the seed-noise keys: ``floor_difference``
+    (a low quantile, negative), ``excess`` (how far ``nrd`` is beyond it) and
+    ``p_floor``; left out, the row is an old report's.
+    """
+    row = {
         "class": c,
         "name": name or f"c{c}",
         "support": 100,
@@ -44,15 +58,28 @@ def klass(
         "p_adjusted": p,
         "significant": significant,
     }
+    if floor is not _NO_FLOOR:
+        row["floor_difference"] = floor
+        row["excess"] = None if floor is None else floor - nrd
+        row["p_floor"] = None
+    return row
 
 
 def groups(
-    rows: Sequence[tuple[dict[str, Any], int, int, float, float]], top1_delta: float
+    rows: Sequence[tuple[dict[str, Any], int, int, float, float]],
+    top1_delta: float,
+    *,
+    significant: Sequence[dict[str, Any]] = (),
+    p_adjusted: float = 0.5,
+    floor_growth: Any = _NO_FLOOR,
 ) -> list[dict[str, Any]]:
     """Subgroup rows from ``(group, n, n_pie, top1_reference, top1_candidate)``.
 
     Shares follow Hooker et al. Table 1: each group's count as a percentage of
     all PIEs / all non-PIEs, growth = (pct_pie / pct_non_pie - 1) * 100.
+    Groups listed in ``significant`` get ``significant: true`` and p_adj 0.001,
+    the others ``p_adjusted``. ``floor_growth`` (a number or None) adds the
+    seed-noise keys with that floor of the PIE share growth for every group.
     """
     total_pie = sum(r[2] for r in rows)
     total_non = sum(r[1] - r[2] for r in rows)
@@ -76,13 +103,19 @@ def groups(
                 "top1_candidate": cand,
                 "shift_difference": (cand - ref) - top1_delta,
                 "testable": True,
-                "test": None,
+                "test": "paired-exact",
                 "statistic": None,
-                "p_value": None,
-                "p_adjusted": None,
-                "significant": False,
+                "p_value": 0.001 if group in significant else p_adjusted,
+                "p_adjusted": 0.001 if group in significant else p_adjusted,
+                "significant": group in significant,
             }
         )
+        if floor_growth is not _NO_FLOOR:
+            f = floor_growth
+            excess = None if f is None or growth is None else growth - f  # type: ignore[operator]
+            out[-1].update(
+                floor_pct_growth=f, excess_pct_growth=excess, p_pct_growth=None, p_worse=None
+            )
     return out
 
 
@@ -98,10 +131,22 @@ def comparison(
     classes: list[dict[str, Any]] | None = None,
     subgroup_attributes: Sequence[str] = (),
     subgroups: list[dict[str, Any]] | None = None,
+    subgroup_sets: list[tuple[list[str], list[dict[str, Any]]]] | None = None,
+    basis: str = "single-pair",
+    pairs: int = 0,
+    floors: bool | str | None = None,
+    pie_floor: float | None = None,
+    cie_floor: float | None = None,
 ) -> dict[str, Any]:
-    """One comparison; defaults pass every gate of the example policies."""
+    """One comparison; defaults pass every gate of the example policies.
+
+    ``floors``: None leaves out every seed-noise key (an old report); True adds
+    ``floors`` (available) and the PIE/CIE ``floor`` blocks at ``pie_floor`` /
+    ``cie_floor`` (a null floor when None); a string adds ``floors`` as
+    unavailable for that reason, with null floor blocks.
+    """
     subset = {"n": 0, "top1_reference": None, "top1_candidate": None}
-    return {
+    comp = {
         "reference": "reference",
         "candidate": candidate,
         "top1_delta": top1_delta,
@@ -128,13 +173,45 @@ def comparison(
         "subgroup_attributes": list(subgroup_attributes),
         "subgroups": subgroups or [],
     }
+    cie = comp["cie"]
+    if basis != "single-pair":
+        cie["basis"] = basis
+        cie["count"] = cie_rate * n
+    if pairs:
+        cie["pairs"] = [
+            {"count": cie_rate * n, "rate": cie_rate, "cie_u": 0, "cie_c": 0} for _ in range(pairs)
+        ]
+    if subgroup_sets is not None:
+        comp["subgroup_sets"] = [{"attributes": a, "subgroups": rows} for a, rows in subgroup_sets]
+        if subgroup_sets:
+            comp["subgroup_attributes"], comp["subgroups"] = subgroup_sets[0]
+    if floors is not None:
+        available = floors is True
+        comp["floors"] = {
+            "available": available,
+            "reason": None if available else floors,
+            "method": "disjoint-splits",
+            **({"k_split": 2, "n_splits": 64, "quantile": 0.95} if available else {}),
+        }
+        for block, rate, floor in (("pie", pie_rate, pie_floor), ("cie", cie_rate, cie_floor)):
+            has = available and floor is not None
+            comp[block]["floor"] = {
+                "rate": floor if has else None,
+                "excess": rate - floor if has else None,  # type: ignore[operator]
+                "p_value": 0.03 if has else None,
+            }
+    return comp
 
 
 def report(
-    *comparisons: dict[str, Any], gates: list[dict[str, Any]] | None = None
+    *comparisons: dict[str, Any],
+    gates: list[dict[str, Any]] | None = None,
+    validate: bool = True,
+    data_attributes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """A whole report, validated against ``report.schema.json``."""
-    doc = {
+    """A whole report, validated against ``report.schema.json`` unless told not to
+    (an old report's rows may lack keys today's schema requires)."""
+    doc: dict[str, Any] = {
         "schema": "compaudit.report/v1",
         "verdict": "pass",
         "populations": {
@@ -152,8 +229,25 @@ def report(
         "comparisons": list(comparisons),
         "gates": gates or [],
     }
-    jsonschema.Draft202012Validator(report_schema()).validate(doc)
+    if data_attributes is not None:
+        doc["data"] = {"n": 1000, "num_classes": 3, "attributes": list(data_attributes)}
+    if validate:
+        jsonschema.Draft202012Validator(_contract_schema()).validate(doc)
     return doc
+
+
+def _contract_schema() -> dict[str, Any]:
+    """The shipped schema, plus the CIE basis ``paired`` of the issue-9 report keys.
+
+    The contract adds ``paired`` to ``cie.basis``; until the shipped schema lists
+    it, accept it here (a no-op once it does).
+    """
+    schema = report_schema()
+    comp = schema["properties"]["comparisons"]["items"]["properties"]
+    enum = comp["cie"].get("properties", {}).get("basis", {}).get("enum")
+    if isinstance(enum, list) and "paired" not in enum:
+        enum.append("paired")
+    return schema
 
 
 @pytest.fixture

@@ -69,19 +69,67 @@ def example(name: str) -> Path:
     return next(p for p in EXAMPLES if p.name == name)
 
 
+def seed_only(rb: SimpleNamespace, name: str, **kw: Any) -> dict[str, Any]:
+    """Two populations that differ only in seeds: rates at their floors, no class flagged."""
+    defaults: dict[str, Any] = {
+        "top1_delta": -0.001,
+        "top5_delta": None,
+        "cie_rate": 0.061,
+        "cie_u_rate": 0.031,
+        "pie_rate": 0.022,
+        "basis": "mean-over-pairs",
+        "floors": True,
+        "pie_floor": 0.024,
+        "cie_floor": 0.058,
+        "classes": [
+            rb.klass(0, -0.012, p=0.3, floor=-0.02),
+            rb.klass(1, -0.025, p=0.08, floor=-0.03),  # a noisy class, within its floor
+            rb.klass(2, 0.02, floor=-0.02),
+        ],
+    }
+    return rb.comparison(name, **(defaults | kw))  # type: ignore[no-any-return]
+
+
+def failed(report: dict[str, Any], path: Path) -> list[tuple[str | None, str]]:
+    return [
+        (r.candidate, r.name) for r in evaluate_gates(report, load_policy(path)) if not r.passed
+    ]
+
+
 def test_strict_release(rb: SimpleNamespace) -> None:
     path = example("strict-release.yaml")
-    good = rb.comparison("pruned", top1_delta=-0.004, cie_rate=0.02, cie_u_rate=0.012)
-    assert verdict(rb.report(good), path) == ("pass", 0)
-    # The same numbers fail for int8, whose override allows only 0.002 of top-1.
-    int8 = rb.comparison("int8", top1_delta=-0.004, cie_rate=0.02, cie_u_rate=0.012)
-    results = evaluate_gates(rb.report(int8), load_policy(path))
-    assert [r.name for r in results if not r.passed] == ["top1_drop", "cie_rate"]
-    # No top-5 in the report: strict means exit 2, not a silent pass.
-    no_top5 = rb.comparison("pruned", top5_delta=None)
-    assert verdict(rb.report(no_top5), path) == ("error", 2)
-    classes = [rb.klass(0, -0.05, significant=True, p=0.001), rb.klass(1, 0.02)]
-    assert verdict(rb.report(rb.comparison(classes=classes)), path) == ("fail", 1)
+    assert verdict(rb.report(seed_only(rb, "pruned")), path) == ("pass", 0)
+    # One class forgotten: tested, beyond its floor, and it drags the PIE rate over its floor.
+    damaged = seed_only(
+        rb,
+        "pruned",
+        top1_delta=-0.004,
+        pie_rate=0.041,
+        classes=[
+            rb.klass(0, -0.2, significant=True, p=1e-6, floor=-0.02),
+            rb.klass(1, 0.01, floor=-0.03),
+        ],
+    )
+    assert failed(rb.report(damaged), path) == [
+        ("pruned", "pie_rate_excess"),
+        ("pruned", "significant_classes"),
+        ("pruned", "class_recall_drop"),
+    ]
+    # int8 made member by member: judged on its paired CIE rate, which needs no floor.
+    int8 = seed_only(rb, "int8", basis="paired", pairs=4, cie_rate=0.004, cie_u_rate=0.002)
+    assert verdict(rb.report(int8), path) == ("pass", 0)
+    worse = seed_only(rb, "int8", basis="paired", pairs=4, cie_rate=0.02, top1_delta=-0.003)
+    assert failed(rb.report(worse), path) == [("int8", "top1_drop"), ("int8", "cie_rate")]
+    # Unpaired int8 (mean over all pairs) would be failed on seed disagreement, and says so.
+    unpaired = evaluate_gates(rb.report(seed_only(rb, "int8")), load_policy(path))
+    cie = next(r for r in unpaired if r.name == "cie_rate")
+    assert cie.passed is False
+    assert "seed disagreement, not what compression changed" in cie.detail
+    # One model per side: no floor, so the floor gates cannot run; strict means exit 2.
+    single = rb.comparison(
+        "pruned", floors="one model per side", classes=[rb.klass(0, 0.0, floor=None)]
+    )
+    assert verdict(rb.report(single), path) == ("error", 2)
 
 
 def test_advisory(rb: SimpleNamespace) -> None:
@@ -92,6 +140,7 @@ def test_advisory(rb: SimpleNamespace) -> None:
         0.10,
         "skip-with-warning",
     )
+    assert verdict(rb.report(seed_only(rb, "pruned")), path) == ("pass", 0)
     # Two significant drops are within the advisory allowance of three.
     classes = [
         rb.klass(0, -0.05, significant=True, p=0.01),
@@ -100,47 +149,93 @@ def test_advisory(rb: SimpleNamespace) -> None:
     ]
     comp = rb.comparison(top1_delta=-0.02, top5_delta=None, classes=classes)
     results = evaluate_gates(rb.report(comp), policy)
-    assert {r.name: r.status for r in results}["top5_drop"] == "skipped"
+    status = {r.name: r.status for r in results}
+    # No top-5 and no floors (an old or single-model report): skipped with a warning.
+    assert (status["top5_drop"], status["pie_rate_excess"]) == ("skipped", "skipped")
     # The worst drop (0.2) is not significant: only the significant 0.05 counts.
     assert {r.name: r.value for r in results}["class_recall_drop"] == 0.05
     assert decide_verdict(results, []) == "pass"
     assert verdict(rb.report(rb.comparison(top1_delta=-0.05)), path) == ("fail", 1)
 
 
-def test_fairness_review(rb: SimpleNamespace, fairness_comparison: dict[str, Any]) -> None:
+def fairness(rb: SimpleNamespace, significant: list[dict[str, Any]]) -> dict[str, Any]:
+    """sex x race groups; (F, A) lost 3 points beyond the overall change, (F, B) is small."""
+    delta = -0.02
+    rows = [
+        ({"sex": "F", "race": "A"}, 100, 10, 0.90, 0.85),
+        ({"sex": "M", "race": "A"}, 200, 5, 0.90, 0.90),
+        ({"sex": "F", "race": "B"}, 10, 5, 0.90, 0.50),
+    ]
+    return rb.comparison(  # type: ignore[no-any-return]
+        top1_delta=delta,
+        pie_rate=0.02,
+        floors=True,
+        pie_floor=0.015,
+        subgroup_attributes=["sex", "race"],
+        subgroups=rb.groups(rows, delta, significant=significant, p_adjusted=0.3),
+    )
+
+
+def test_fairness_review(rb: SimpleNamespace) -> None:
     path = example("fairness-review.yaml")
-    results = evaluate_gates(rb.report(fairness_comparison), load_policy(path))
+    # A planted disparity the subgroup test finds: (F, A) has +61.1% growth (over 50) and an
+    # extra drop of 3 points (over 2); min_support 50 leaves (F, B) with n = 10 untestable.
+    results = evaluate_gates(
+        rb.report(fairness(rb, [{"sex": "F", "race": "A"}])), load_policy(path)
+    )
     by_name = {r.name: r for r in results}
-    # min_support 50: (F, B) with n = 10 is listed as not testable; (F, A) has +61.1 % growth
-    # (over 50) and an extra drop of 0.03 (over 0.02).
     assert by_name["subgroups.pie_share_growth"].passed is False
     assert "not testable (n < 50): sex=F, race=B (n=10)" in by_name["subgroups.accuracy_gap"].detail
     assert by_name["subgroups.accuracy_gap"].passed is False
     assert decide_verdict(results, []) == "fail"
+    # The same sizes, but not significant (what seed noise does to a hard group): pass, and
+    # the detail names the group as within noise.
+    results = evaluate_gates(rb.report(fairness(rb, [])), load_policy(path))
+    assert decide_verdict(results, []) == "pass"
+    growth = next(r for r in results if r.name == "subgroups.pie_share_growth")
+    assert "(within noise): sex=F, race=A (+61.1%, p_adj 0.3)" in growth.detail
     # Audited without attributes: the subgroup gates cannot run, so the run is an error.
-    plain = rb.comparison(top1_delta=-0.01)
+    plain = rb.comparison(top1_delta=-0.01, floors=True, pie_floor=0.01)
     assert verdict(rb.report(plain), path) == ("error", 2)
+    detail = evaluate_gates(rb.report(plain), load_policy(path))[-1].detail
+    assert "the data have no attribute 'sex' (available: label)" in detail
 
 
 def test_digits_demo(rb: SimpleNamespace) -> None:
     path = example("digits-demo.yaml")
-    light = rb.comparison(
-        "prune30", top1_delta=-0.009, cie_rate=0.06, cie_u_rate=0.035, pie_rate=0.02
+    light = seed_only(rb, "prune-50", top1_delta=-0.009)
+    int8 = seed_only(rb, "int8", basis="paired", pairs=4, cie_rate=0.01)
+    assert verdict(rb.report(light, int8), path) == ("pass", 0)
+    heavy = seed_only(
+        rb,
+        "prune-90",
+        top1_delta=-0.015,
+        cie_rate=0.12,
+        pie_rate=0.06,
+        classes=[
+            rb.klass(9, -0.04, significant=True, p=1e-4, floor=-0.02),
+            rb.klass(1, 0.03, floor=-0.02),
+        ],
     )
-    assert verdict(rb.report(light), path) == ("pass", 0)
-    heavy = rb.comparison(
-        "prune90",
-        top1_delta=-0.08,
-        cie_rate=0.2,
-        cie_u_rate=0.14,
-        pie_rate=0.09,
-        classes=[rb.klass(8, -0.25, significant=True, p=1e-6), rb.klass(1, 0.03)],
-    )
-    results = evaluate_gates(rb.report(heavy), load_policy(path))
-    assert [r.name for r in results if r.passed is False] == [
-        "top1_drop",
-        "cie_rate",
-        "pie_rate",
-        "significant_classes",
-        "class_recall_drop",
+    assert failed(rb.report(heavy), path) == [
+        ("prune-90", "top1_drop"),
+        ("prune-90", "cie_rate_excess"),
+        ("prune-90", "pie_rate_excess"),
+        ("prune-90", "significant_classes"),
+        ("prune-90", "class_recall_drop"),
     ]
+
+
+def test_readme_documents_every_key() -> None:
+    from compaudit.policy import CandidateOverride, FloorSettings, Gates, Policy, SubgroupGates
+
+    readme = (EXAMPLES[0].parent / "README.md").read_text()
+    for model, prefix in [
+        (Policy, ""),
+        (FloorSettings, "floors."),
+        (Gates, ""),
+        (SubgroupGates, "subgroups."),
+        (CandidateOverride, ""),
+    ]:
+        for key in model.model_fields:
+            assert f"`{prefix}{key}`" in readme or f"`{key}`" in readme, key

@@ -35,12 +35,12 @@ def test_top1_drop_value_and_detail(rb: SimpleNamespace) -> None:
         "failed",
     )
     assert r.value == pytest.approx(0.0123, abs=1e-15)
-    assert r.detail == "top-1 fell by 0.0123 (threshold 0.0100)"
+    assert r.detail == "top-1 fell by 1.2 pp (threshold 1.0 pp)"
     up = one(rb.report(rb.comparison(top1_delta=0.002)), policy(top1_drop=0.0))
     assert (up.value, up.passed, up.detail) == (
         -0.002,
         True,
-        "top-1 rose by 0.0020 (threshold 0.0000)",
+        "top-1 rose by 0.20 pp (threshold 0.0 pp)",
     )
 
 
@@ -57,22 +57,22 @@ def test_boundary_equality_passes_with_round_off(rb: SimpleNamespace) -> None:
 
 def test_top5_drop(rb: SimpleNamespace) -> None:
     r = one(rb.report(rb.comparison(top5_delta=-0.02)), policy(top5_drop=0.01))
-    assert (r.value, r.passed, r.detail) == (0.02, False, "top-5 fell by 0.0200 (threshold 0.0100)")
+    assert (r.value, r.passed, r.detail) == (0.02, False, "top-5 fell by 2.0 pp (threshold 1.0 pp)")
 
 
 @pytest.mark.parametrize(
     ("gate", "value", "detail"),
     [
-        ("cie_rate", 0.04, "CIE rate 0.0400 (40 examples changed prediction) (threshold 0.0300)"),
+        ("cie_rate", 0.04, "CIE rate 4.0% (40 examples changed prediction) (threshold 3.0%)"),
         (
             "cie_u_rate",
             0.025,
-            "CIE-U rate 0.0250 (25 examples right before, wrong after) (threshold 0.0300)",
+            "CIE-U rate 2.5% (25 examples right before, wrong after) (threshold 3.0%)",
         ),
         (
             "pie_rate",
             0.015,
-            "PIE rate 0.0150 (15 examples changed modal prediction) (threshold 0.0300)",
+            "PIE rate 1.5% (15 examples changed modal prediction) (threshold 3.0%)",
         ),
     ],
 )
@@ -117,10 +117,15 @@ def test_class_recall_drop_all_and_significant_only(rb: SimpleNamespace) -> None
     report = rb.report(rb.comparison(classes=classes(rb)))
     r = one(report, policy(class_recall_drop=0.1))
     assert (r.value, r.passed) == (0.12, False)
-    assert r.detail == "worst normalized recall drop 0.1200 in class 1 (c1) (threshold 0.1000)"
+    assert r.detail == "worst normalized recall drop 12.0 pp in class 1 (c1) (threshold 10.0 pp)"
     s = one(report, policy(class_recall_drop=0.1, class_recall_drop_significant_only=True))
     assert (s.value, s.passed) == (0.08, True)
-    assert s.detail.startswith("worst normalized recall drop among significant classes 0.0800")
+    # The worst class is left out as not significant, but named.
+    assert s.detail == (
+        "worst normalized recall drop among significant classes 8.0 pp in class 0 (c0); "
+        "over the threshold but within noise: 1 (c1) (drop 12.0 pp, p_adj 0.4) "
+        "(threshold 10.0 pp)"
+    )
 
 
 def test_class_recall_drop_edge_cases(rb: SimpleNamespace) -> None:
@@ -132,7 +137,8 @@ def test_class_recall_drop_edge_cases(rb: SimpleNamespace) -> None:
     assert one(better, policy(class_recall_drop=0.0)).value == 0.0
 
 
-SUB = {"attributes": ["sex", "race"], "min_support": 30}
+# The size-only behaviour (require_significance: false); significance has its own tests.
+SUB = {"attributes": ["sex", "race"], "min_support": 30, "require_significance": False}
 
 
 def test_pie_share_growth(rb: SimpleNamespace, fairness_comparison: dict[str, Any]) -> None:
@@ -161,7 +167,7 @@ def test_accuracy_gap(rb: SimpleNamespace, fairness_comparison: dict[str, Any]) 
     r = one(report, policy(subgroups={**SUB, "accuracy_gap": 0.03}))
     assert r.value == pytest.approx(0.03, abs=1e-15)
     assert r.passed is True
-    assert r.detail.startswith("largest extra top-1 drop 0.0300 for sex=F, race=A; not testable")
+    assert r.detail.startswith("largest extra top-1 drop 3.0 pp for sex=F, race=A; not testable")
     assert one(report, policy(subgroups={**SUB, "accuracy_gap": 0.029})).passed is False
 
 
@@ -171,7 +177,9 @@ def test_pie_share_growth_without_pies_and_all_pie_group(rb: SimpleNamespace) ->
     comp = rb.comparison(
         pie_rate=0.0, subgroup_attributes=["sex"], subgroups=rb.groups(rows, delta)
     )
-    pol = policy(subgroups={"attributes": ["sex"], "pie_share_growth": 0})
+    pol = policy(
+        subgroups={"attributes": ["sex"], "pie_share_growth": 0, "require_significance": False}
+    )
     r = one(rb.report(comp), pol)
     assert (r.value, r.passed) == (None, True)
     assert r.detail.startswith("no PIEs, so no group is over-represented")
@@ -191,7 +199,7 @@ def test_pie_share_growth_ignores_groups_with_too_few_pies(rb: SimpleNamespace) 
     # sex=F: 4 of 30 PIEs (13.3%) against 36 of 470 non-PIEs (7.7%), +73% from four PIEs.
     rows = [({"sex": "F"}, 40, 4, 0.9, 0.9), ({"sex": "M"}, 460, 26, 0.9, 0.9)]
     comp = rb.comparison(pie_rate=0.06, subgroup_attributes=["sex"], subgroups=rb.groups(rows, 0.0))
-    sub = {"attributes": ["sex"], "pie_share_growth": 50}
+    sub = {"attributes": ["sex"], "pie_share_growth": 50, "require_significance": False}
     r = one(rb.report(comp), policy(subgroups=sub))
     assert r.passed is True
     assert "too few PIEs to judge growth (< 5): sex=F (4)" in r.detail
@@ -208,16 +216,21 @@ def test_pie_share_growth_ignores_groups_with_too_few_pies(rb: SimpleNamespace) 
 def test_attributes_order_does_not_matter(
     rb: SimpleNamespace, fairness_comparison: dict[str, Any]
 ) -> None:
-    pol = policy(subgroups={"attributes": ["race", "sex"], "min_support": 30, "accuracy_gap": 0.1})
-    assert one(rb.report(fairness_comparison), pol).passed is True
+    pol = policy(subgroups={**SUB, "attributes": ["race", "sex"], "accuracy_gap": 0.029})
+    r = one(rb.report(fairness_comparison), pol)
+    assert (r.passed, r.value) == (False, pytest.approx(0.03))
 
 
 UNEVALUABLE_CASES = [
     ("top5", g.REASON_NO_TOP5),
     ("no-attributes", g.REASON_NO_ATTRIBUTES),
     (
+        "missing",
+        g.REASON_MISSING_ATTRIBUTE.format(name="age", available="label, race, sex"),
+    ),
+    (
         "mismatch",
-        g.REASON_ATTRIBUTES.format(got=["sex", "race"], want=["age"], want_csv="age"),
+        g.REASON_ATTRIBUTES.format(got="[sex, race]", want="[sex]", want_csv="sex"),
     ),
     (
         "support",
@@ -240,7 +253,12 @@ def unevaluable_setup(
     if case == "nan":
         comp["top1_delta"] = math.nan
         return comp, policy(top1_drop=0.01, **extra)
-    attributes = {"no-attributes": None, "mismatch": ["age"], "support": ["sex", "race"]}[case]
+    attributes = {
+        "no-attributes": None,
+        "missing": ["age"],
+        "mismatch": ["sex"],
+        "support": ["sex", "race"],
+    }[case]
     sub = {"attributes": attributes, "min_support": 500, "accuracy_gap": 0.03}
     return comp, policy(subgroups=sub, **extra)
 
@@ -317,7 +335,7 @@ def test_gate_dicts_follow_the_report_schema(
         "value": 0.02,
         "threshold": 0.01,
         "passed": False,
-        "detail": "top-1 fell by 0.0200 (threshold 0.0100)",
+        "detail": "top-1 fell by 2.0 pp (threshold 1.0 pp)",
         "status": "failed",
     }
     item = rb.schema()["properties"]["gates"]["items"]

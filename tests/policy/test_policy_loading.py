@@ -114,7 +114,13 @@ def test_defaults_of_a_minimal_policy(tmp_path: Path) -> None:
         "seed": 0,
         "min_support": 30,
         "attributes": [],
+        "attribute_sets": [],
+        "paired": None,
+        "floor_splits": 64,
+        "floor_quantile": 0.95,
     }
+    assert (p.paired, p.floors) == (None, pol.FloorSettings(n_splits=64, quantile=0.95))
+    assert p.gates.class_recall_drop_beyond_floor is False
 
 
 def test_unknown_key_names_key_file_and_line_yaml(tmp_path: Path) -> None:
@@ -289,6 +295,10 @@ def test_settings_and_required_attributes(tmp_path: Path) -> None:
         "seed": 7,
         "min_support": 30,
         "attributes": ["sex", "race"],
+        "attribute_sets": [["sex", "race"]],
+        "paired": None,
+        "floor_splits": 64,
+        "floor_quantile": 0.95,
     }
 
 
@@ -300,3 +310,131 @@ def test_json_schema_describes_every_key() -> None:
     gates = schema["$defs"]["Gates"]
     assert gates["additionalProperties"] is False
     assert gates["properties"]["top1_drop"]["description"].startswith("Largest allowed drop")
+
+
+NOISE_YAML = """\
+version: 1
+paired: true
+floors: {n_splits: 32, quantile: 0.9}
+gates:
+  pie_rate_excess: 0.01
+  cie_rate_excess: 0.02
+  class_recall_drop: 0.03
+  class_recall_drop_beyond_floor: true
+  subgroups:
+    attribute_sets: [[sex], [race], [race, sex], [label, sex]]
+    require_significance: false
+    pie_share_growth_excess: 25
+"""
+
+
+def test_noise_floor_keys_and_attribute_sets(tmp_path: Path) -> None:
+    p = load_policy(write(tmp_path, "p.yaml", NOISE_YAML))
+    assert (p.paired, p.floors.n_splits, p.floors.quantile) == (True, 32, 0.9)
+    gates = p.gates
+    assert (gates.pie_rate_excess, gates.cie_rate_excess) == (0.01, 0.02)
+    assert gates.class_recall_drop_beyond_floor is True
+    assert gates.subgroups is not None
+    assert gates.subgroups.require_significance is False
+    assert gates.subgroups.pie_share_growth_excess == 25
+    sets = [["sex"], ["race"], ["race", "sex"], ["label", "sex"]]
+    assert pol.attribute_sets(p) == sets
+    assert pol.required_attributes(p) == ["sex", "race", "label"]  # the union, first seen first
+    wanted = pol.settings(p)
+    assert (wanted["attribute_sets"], wanted["attributes"]) == (sets, ["sex", "race", "label"])
+    assert (wanted["paired"], wanted["floor_splits"], wanted["floor_quantile"]) == (True, 32, 0.9)
+    # The same in TOML.
+    toml = """\
+    version = 1
+    paired = true
+    [floors]
+    n_splits = 32
+    quantile = 0.9
+    [gates]
+    pie_rate_excess = 0.01
+    cie_rate_excess = 0.02
+    class_recall_drop = 0.03
+    class_recall_drop_beyond_floor = true
+    [gates.subgroups]
+    attribute_sets = [["sex"], ["race"], ["race", "sex"], ["label", "sex"]]
+    require_significance = false
+    pie_share_growth_excess = 25
+    """
+    assert load_policy(write(tmp_path, "p.toml", toml)) == p
+
+
+def test_subgroups_default_to_requiring_significance() -> None:
+    assert SubgroupGates().require_significance is True
+    assert SubgroupGates(attributes=["sex"]).sets() == [["sex"]]
+    assert SubgroupGates().sets() == []
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "gates: {subgroups: {attributes: [sex], attribute_sets: [[race]]}}",
+            "gates.subgroups: Value error, " + pol.ERR_BOTH_ATTRIBUTE_KEYS,
+        ),
+        (
+            "gates: {subgroups: {attribute_sets: [[sex, race], [race, sex]]}}",
+            pol.ERR_SETS_REPEAT.format(set="[race, sex]"),
+        ),
+        ("gates: {subgroups: {attribute_sets: [[sex, sex]]}}", "[sex, sex] names an attribute"),
+        ("gates: {subgroups: {attribute_sets: [[]]}}", pol.ERR_SET_EMPTY),
+        ("gates: {subgroups: {attribute_sets: [sex]}}", "gates.subgroups.attribute_sets.0"),
+        ("paired: 'yes'", "paired: Input should be a valid boolean (got 'yes')"),
+        ("floors: {quantile: 1.0}", "floors.quantile: Input should be less than 1"),
+        ("floors: {quantile: 0.4}", "floors.quantile: Input should be greater than or equal"),
+        ("floors: {n_splits: 0}", "floors.n_splits: Input should be greater than or equal to 1"),
+        ("gates: {pie_rate_excess: -0.01}", "gates.pie_rate_excess: Input should be greater"),
+        ("gates: {cie_rate_excess: 2}", "gates.cie_rate_excess: Input should be less than"),
+        ("gates: {class_recall_drop_beyond_floor: 1}", "Input should be a valid boolean"),
+        ("gates: {subgroups: {require_significance: 'no'}}", "valid boolean (got 'no')"),
+    ],
+)
+def test_new_keys_reject_bad_values(tmp_path: Path, line: str, expected: str) -> None:
+    path = write(tmp_path, "p.yaml", f"version: 1\n{line}\n")
+    msg = error_of(path)
+    assert msg.startswith(f"invalid policy {path}:\n{path}:2: ")
+    assert expected in msg
+
+
+def test_unknown_key_under_floors_is_named(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, "p.yaml", "version: 1\nfloors:\n  n_split: 10\n"))
+    assert ":3: unknown key 'n_split' under floors (did you mean 'n_splits'?); " in msg
+    assert msg.endswith("allowed keys: n_splits, quantile")
+
+
+def test_per_candidate_attribute_sets_rejected(tmp_path: Path) -> None:
+    text = """\
+    version: 1
+    gates: {subgroups: {attribute_sets: [[sex]]}}
+    candidates:
+      int8:
+        gates:
+          subgroups: {attribute_sets: [[race]], require_significance: false}
+    """
+    msg = error_of(write(tmp_path, "p.yaml", text))
+    assert "candidates.int8.gates: Value error, " + pol.ERR_OVERRIDE_ATTRIBUTES in msg
+
+
+def test_override_merges_the_new_subgroup_keys(tmp_path: Path) -> None:
+    text = """\
+    version: 1
+    gates:
+      pie_rate_excess: 0.01
+      subgroups: {attribute_sets: [[sex], [race]], accuracy_gap: 0.02}
+    candidates:
+      int8:
+        gates:
+          pie_rate_excess: null
+          cie_rate: 0.01
+          subgroups: {require_significance: false}
+    """
+    p = load_policy(write(tmp_path, "p.yaml", text))
+    int8 = p.for_candidate("int8").gates
+    assert (int8.pie_rate_excess, int8.cie_rate) == (None, 0.01)
+    assert int8.subgroups is not None
+    assert int8.subgroups.sets() == [["sex"], ["race"]]
+    assert (int8.subgroups.require_significance, int8.subgroups.accuracy_gap) == (False, 0.02)

@@ -25,7 +25,7 @@ def test_fixed_report_follows_the_schema(report: dict[str, Any]) -> None:
     validate_report(report)
     assert [g["passed"] for g in report["gates"]] == [False, True, None, True, None]
     assert report["comparisons"][0]["subgroups"], "the fixture must exercise the subgroup table"
-    assert {c["class_test"] for c in report["comparisons"]} == {"welch", "paired"}
+    assert {c["class_test"] for c in report["comparisons"]} == {"welch", "prediction-interval"}
 
 
 def test_terminal_golden(report: dict[str, Any], golden: Golden) -> None:

@@ -206,7 +206,8 @@ def test_a_class_without_recall_renders_everywhere(
     row = report["comparisons"][0]["classes"][2]
     row.update(recall_reference=None, recall_candidate=None, normalized_recall_difference=None)
     row.update(test=None, statistic=None, p_value=None, p_adjusted=None, significant=False)
+    row.update(floor_difference=None, excess=None, p_floor=None)
     text = render_html(report, _ctx(audit_result, images))
     assert text.index(">automobile<") < text.index(">bird<")  # the empty class comes last
-    assert "| bird | 100 | - | - | - | - | no |" in render_markdown(report)
+    assert "| bird | 100 | - | - | - | - | - | no |" in render_markdown(report)
     assert render_junit(report)

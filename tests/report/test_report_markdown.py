@@ -99,6 +99,7 @@ def test_long_tables_are_capped_and_say_so(report: dict[str, Any]) -> None:
     comp["subgroups"] = [
         {**template, "group": {"id": f"g{i}"}} for i in range(md.MAX_GROUP_ROWS + 7)
     ]
+    comp["subgroup_sets"] = [{"attributes": ["id"], "subgroups": comp["subgroups"]}]
     comp["classes"] = [dict(comp["classes"][0], name=f"c{i}", **{"class": i}) for i in range(40)]
     text = render_markdown(report)
     assert f"_7 more groups not shown ({md.MAX_GROUP_ROWS} of {md.MAX_GROUP_ROWS + 7})" in text

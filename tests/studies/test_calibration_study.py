@@ -172,7 +172,8 @@ def test_run_audits_matches_welch_and_counts_every_correction(mods: Mods) -> Non
     for corr in nulls.CORRECTIONS:
         expected_sig = [(adjust_pvalues(r, method=corr) <= 0.05).sum() for r in runs.p_raw]
         assert runs.n_sig[corr].tolist() == expected_sig
-    assert set(runs.gate_fail) >= {"pie_rate", "cie_rate", "significant_classes"}
+    assert {"top1_drop", "significant_classes"} <= set(runs.gate_fail)  # the policy's gates
+    assert all(len(v) == 6 for v in runs.gate_fail.values())
     assert set(runs.rates) == set(nulls.RATES)
     assert ((runs.rates["pie_rate"] >= 0) & (runs.rates["pie_rate"] <= 1)).all()
 
@@ -279,6 +280,43 @@ def test_results_markdown_states_both_verdicts_and_the_caveat_only_on_failure(mo
     assert "median factor (over classes) of 1.75 (max 2.00) on single" in failed
     share = f"{100 * runs.gate_fail['significant_classes'].mean():.1f}% (pairs)"
     assert f"fails on seed noise in {share} of the comparisons." in fine
+
+
+def test_results_markdown_puts_the_policy_verdict_first_and_the_section_before_setup(
+    mods: Mods,
+) -> None:
+    nulls, _, study = mods
+    policy = load_policy(POLICY)
+    pop = seed_population(np.random.default_rng(2), 4)
+    runs = nulls.run_audits(pop, nulls.all_pairs(4), "pairs", policy, progress=False)
+
+    def render(verdict: tuple[bool, list[str]] | None) -> str:
+        text: str = study.results_markdown(
+            setup="- setup",
+            welch=[fake_runs(mods, "pop", [1], 100)],
+            single=[fake_runs(mods, "single", [1], 100)],
+            table_runs=[],
+            naive=fake_runs(mods, "naive", [1] * 40, 100),
+            gate_runs=[runs],
+            classes=[],
+            spread={},
+            policy=policy,
+            fmnist_note="Not run.",
+            command="./run study calibration",
+            policy_text="## Shipped policies\n\n| table |\n" if verdict else "",
+            policy_verdict=verdict,
+        )
+        return text
+
+    assert "Shipped policies" not in render(None)
+    failed = render((False, ["`x` on toy: passes 90.0%."]))
+    head = failed.split("**Populations", 1)[0]
+    assert head.endswith(
+        "at least 90% of the planted damage it gates: DOES NOT HOLD.**\n\n"
+        "- `x` on toy: passes 90.0%.\n\n"
+    )
+    assert failed.index("## Shipped policies") < failed.index("## Setup")
+    assert "gates: HOLDS.**\n\n**Populations" in render((True, []))
 
 
 def test_class_table_and_figures(mods: Mods, tmp_path: Path) -> None:

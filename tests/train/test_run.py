@@ -301,3 +301,22 @@ def test_adding_variants_resumes_and_trains_only_the_new_ones(tmp_path: Path) ->
         assert sha256_file(m.path) == dense_files[m.index]
         assert m.path.stat().st_mtime_ns == dense_mtimes[m.index]  # not retrained
     assert second.variants["int8s"].k == 2
+
+
+def test_report_on_a_run_dir_pairs_derived_variants_by_lineage(trained_run: Path) -> None:
+    """Variants made `from` the reference (directly or through a chain) are paired."""
+    from compaudit.pipeline import AuditRequest, execute
+
+    outcome = execute(AuditRequest(run_dir=trained_run, out=None, formats=()))
+    lineage = {c["candidate"]: c["lineage"] for c in outcome.report["comparisons"]}
+    # int8s, tdyn and half are made from dense; p50 is trained from scratch; int8d from p50.
+    assert lineage == {
+        "p50": "none",
+        "int8s": "paired",
+        "int8d": "none",
+        "tdyn": "paired",
+        "half": "paired",
+    }
+    by_name = {c["candidate"]: c for c in outcome.report["comparisons"]}
+    assert by_name["int8s"]["cie"]["basis"] == "paired"
+    assert by_name["p50"]["cie"]["basis"] == "mean-over-pairs"

@@ -1,0 +1,468 @@
+"""The shipped policies on seed noise and on planted damage (issue 9, item 5).
+
+A seed-only comparison audits a reference group of members against a
+*disjoint* candidate group of the same recipe: nothing but seeds differs, so
+every policy should pass it. A planted-damage comparison takes the same
+candidate group and makes it forget on purpose, in every member:
+
+* ``class``: a fraction of one class's correctly classified examples turned wrong;
+* ``group``: a fraction of one small subgroup's correct examples turned wrong.
+
+Every comparison goes through the real engine exactly as ``compaudit check``
+runs it: the policy's audit settings from :mod:`compaudit.pipeline`,
+:func:`compaudit.audit.audit`, :func:`compaudit.gates.evaluate_gates` and
+:func:`compaudit.gates.decide_verdict`. Policies that ask for the same
+settings share one audit (the audit depends on the settings only), and the
+damaged candidates of one draw are audited together with the seed-only one
+(one comparison each; corrections are per comparison).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from calibration_nulls import (
+    load_members,
+    members,
+    policy_draws,
+    random_group,
+    smallest_cell,
+    train_population,
+)
+from calibration_tables import (
+    DAMAGE_WORDS,
+    FAIL_TARGET,
+    PASS_TARGET,
+    _png,
+    pct,
+    policy_section,
+    policy_verdict,
+)
+
+from compaudit.audit import AuditSettings, audit
+from compaudit.gates import decide_verdict, evaluate_gates
+from compaudit.policy import Policy, load_policy
+from compaudit.policy import settings as policy_settings
+from compaudit.population import Population
+
+DamageKind = Literal["none", "class", "group"]
+GROUP_ATTRIBUTE = "planted_group"  # the random group's attribute on data without real ones
+GROUP_VALUES = ("rest", "planted")
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+POLICIES = ROOT / "examples" / "policies"
+ADULT_RECIPE = HERE / "recipe-adult.yaml"
+ADULT_MEMBERS = 20
+ADULT_GROUP_MIN = 50  # the planted Adult group: the smallest sex x race cell this large
+FRACTIONS = (0.03, 0.1, 0.3)  # planted damage: share of the target's correct examples lost
+MAIN = 0.3  # the magnitude the 90% fail target applies to
+ERR_FRACTION = "a damage fraction must lie in [0, 1], got {fraction}"
+ERR_MASK = "the target mask has {got} entries but there are {n} examples"
+
+
+# -- policies ------------------------------------------------------------------------------
+def shipped_policies(directory: Path) -> dict[str, tuple[Path, Policy]]:
+    """Every ``*.yaml`` policy in ``directory``, by file stem, in name order."""
+    return {p.stem: (p, load_policy(p)) for p in sorted(directory.glob("*.yaml"))}
+
+
+def needed_attributes(policy: Policy) -> set[str]:
+    """Attributes the policy's subgroup analysis needs (every attribute set it names)."""
+    wanted: dict[str, Any] = dict(policy_settings(policy))
+    attributes: list[str] = list(wanted["attributes"])
+    sets: Sequence[Sequence[str]] = wanted.get("attribute_sets") or ()
+    return set(attributes) | {a for s in sets for a in s}
+
+
+def applies(policy: Policy, attributes: Sequence[str]) -> bool:
+    """Whether the data (carrying ``attributes``) have every attribute the policy gates."""
+    return needed_attributes(policy) <= {*attributes, "label"}
+
+
+def audit_settings(path: Path) -> AuditSettings:
+    """The audit settings ``compaudit check --policy PATH`` uses (the pipeline's own
+    translation of a policy, so the study cannot drift from the command)."""
+    from compaudit.pipeline import AuditRequest, _settings_from_policy
+
+    found, _ = _settings_from_policy(AuditRequest(policy=str(path)))
+    return found
+
+
+# -- planted damage -------------------------------------------------------------------------
+def lost_count(n_correct: int, fraction: float) -> int:
+    """How many of ``n_correct`` examples a damage of ``fraction`` turns wrong
+    (``fraction * n`` rounded half up)."""
+    return math.floor(fraction * n_correct + 0.5)
+
+
+def plant_damage(
+    predictions: np.ndarray,
+    y: np.ndarray,
+    target: np.ndarray,
+    fraction: float,
+    *,
+    num_classes: int,
+    seed: int | Sequence[int],
+) -> np.ndarray:
+    """Turn ``fraction`` of each member's correct examples inside ``target`` wrong.
+
+    Compression forgets systematically (the same hard examples in every
+    member), so one seeded priority order over the target's examples is shared
+    by all members: member k loses the first ``lost_count(c_k, fraction)`` of
+    its ``c_k`` correct target examples in that order, each to one wrong label
+    drawn per example (the same in every member). Examples outside ``target``
+    and examples a member already gets wrong are untouched. Orders and labels
+    do not depend on ``fraction``, so a larger damage contains a smaller one.
+
+    Parameters
+    ----------
+    predictions : ndarray of int, shape (K, N)
+        The candidate members' top-1 predictions.
+    y : ndarray of int, shape (N,)
+        True labels.
+    target : ndarray of bool, shape (N,)
+        The examples that may be damaged (one class, or one group).
+    fraction : float
+        Share of each member's correct target examples to turn wrong, in [0, 1].
+    num_classes : int
+        Number of classes (at least 2).
+    seed : int or sequence of int
+        Seed of the priority order and of the wrong labels.
+
+    Returns
+    -------
+    ndarray, shape (K, N)
+        A damaged copy, in the dtype of ``predictions``.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(ERR_FRACTION.format(fraction=fraction))
+    if target.shape != y.shape:
+        raise ValueError(ERR_MASK.format(got=target.shape[0], n=y.shape[0]))
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(np.flatnonzero(target))
+    wrong = (y[idx].astype(np.int64) + rng.integers(1, num_classes, idx.size)) % num_classes
+    out = predictions.copy()
+    for k in range(out.shape[0]):
+        ok = out[k, idx] == y[idx]
+        chosen = np.flatnonzero(ok)[: lost_count(int(ok.sum()), fraction)]
+        out[k, idx[chosen]] = wrong[chosen].astype(out.dtype)
+    return out
+
+
+# -- running ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Damage:
+    """One candidate scenario: seed-only, or a kind of planted damage and its size."""
+
+    kind: DamageKind
+    fraction: float = 0.0
+
+    @property
+    def name(self) -> str:
+        """Candidate name in the audit (never a policy override's name)."""
+        return "seed-only" if self.kind == "none" else f"{self.kind}-{100 * self.fraction:g}pct"
+
+
+@dataclass
+class Cell:
+    """Outcomes of one (dataset, shape, damage, policy) over D draws."""
+
+    dataset: str
+    k_ref: int
+    k_cand: int
+    damage: Damage
+    policy: str
+    verdicts: list[str] = field(default_factory=list)
+    failed: list[frozenset[str]] = field(default_factory=list)  # failed gates per draw
+    errored: list[frozenset[str]] = field(default_factory=list)  # gates that could not be evaluated
+    gates: tuple[str, ...] = ()  # every gate the policy evaluated
+
+    @property
+    def n(self) -> int:
+        """Number of draws D."""
+        return len(self.verdicts)
+
+    @property
+    def shape(self) -> str:
+        """``K_r vs K_c``."""
+        return f"{self.k_ref} vs {self.k_cand}"
+
+    def rate(self, verdict: str) -> float:
+        """Share of draws with ``verdict`` ('pass', 'fail', 'error')."""
+        return sum(v == verdict for v in self.verdicts) / self.n
+
+    def gate_rate(self, gate: str) -> float:
+        """Share of draws in which ``gate`` failed (or could not be evaluated)."""
+        return (
+            sum(gate in f or gate in e for f, e in zip(self.failed, self.errored, strict=True))
+            / self.n
+        )
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One dataset's population and what is planted into it."""
+
+    dataset: str
+    population: Population
+    group: np.ndarray  # bool [N]: the small group, or all False for a per-draw random group
+    group_size: int = 50  # size of the random group when ``group`` is empty
+
+
+def run_cells(
+    setup: Setup,
+    draws: tuple[np.ndarray, np.ndarray],
+    policies: Mapping[str, tuple[Path, Policy]],
+    damages: Sequence[Damage],
+    *,
+    seed: int,
+    progress: bool = False,
+) -> list[Cell]:
+    """Audit every draw's seed-only and damaged candidates under every applicable policy.
+
+    Each draw plants its class damage in one random class and, without a real
+    group, its group damage in a random group of ``setup.group_size`` examples
+    carried as the attribute :data:`GROUP_ATTRIBUTE` (so subgroup analyses can
+    see it). Returns one :class:`Cell` per (damage, policy), in that order.
+    """
+    from rich.progress import track
+
+    pop = setup.population
+    ref_rows, cand_rows = draws
+    real_group = bool(setup.group.any())
+    attrs = [*pop.attributes] if real_group else [*pop.attributes, GROUP_ATTRIBUTE]
+    chosen = {name: pp for name, pp in policies.items() if applies(pp[1], attrs)}
+    groups = settings_groups(chosen)
+    k_ref, k_cand = ref_rows.shape[1], cand_rows.shape[1]
+    cells = {(d, p): Cell(setup.dataset, k_ref, k_cand, d, p) for d in damages for p in chosen}
+    y = pop.y.astype(np.intp)
+    label = f"{setup.dataset}, {k_ref} vs {k_cand}"
+    for i in track(range(len(ref_rows)), description=label, disable=not progress, transient=True):
+        rng_seed = [seed, k_ref, k_cand, i]
+        target_class = int(np.random.default_rng([*rng_seed, 0]).integers(pop.num_classes))
+        group = setup.group if real_group else random_group(pop.n, setup.group_size, [*rng_seed, 1])
+        base = pop if real_group else pop.with_attributes({GROUP_ATTRIBUTE: _group_values(group)})
+        cand = base.predictions[cand_rows[i]]
+        candidates = {}
+        for d in damages:
+            preds = cand
+            if d.kind != "none":
+                target = y == target_class if d.kind == "class" else group
+                seed_d = [*rng_seed, 2 if d.kind == "class" else 3]
+                preds = plant_damage(
+                    cand, y, target, d.fraction, num_classes=pop.num_classes, seed=seed_d
+                )
+            candidates[d.name] = members(base, cand_rows[i], preds)
+        judged = judge(members(base, ref_rows[i]), candidates, groups)
+        for (d, name), cell in cells.items():
+            verdict, failed, errored, cell.gates = judged[(d.name, name)]
+            cell.verdicts.append(verdict)
+            cell.failed.append(failed)
+            cell.errored.append(errored)
+    return list(cells.values())
+
+
+Judgement = tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]
+
+
+def settings_groups(
+    policies: Mapping[str, tuple[Path, Policy]],
+) -> dict[AuditSettings, list[tuple[str, Policy]]]:
+    """Policies by the audit settings ``compaudit check`` would use for them."""
+    groups: dict[AuditSettings, list[tuple[str, Policy]]] = {}
+    for name, (path, policy) in policies.items():
+        groups.setdefault(audit_settings(path), []).append((name, policy))
+    return groups
+
+
+def judge(
+    reference: Population,
+    candidates: Mapping[str, Population],
+    groups: Mapping[AuditSettings, Sequence[tuple[str, Policy]]],
+) -> dict[tuple[str, str], Judgement]:
+    """What ``compaudit check`` decides for each (candidate, policy): the verdict, the
+    gates that failed, the gates that could not be evaluated, and every gate evaluated.
+
+    One audit per distinct settings (all candidates in it, one comparison each),
+    then each policy's gates on that report and one verdict per candidate.
+    """
+    out: dict[tuple[str, str], Judgement] = {}
+    for settings, named in groups.items():
+        report = audit(reference, candidates, settings=settings).to_report()
+        for name, policy in named:
+            results = evaluate_gates(report, policy)
+            for cand in candidates:
+                mine = [g for g in results if g.candidate == cand]
+                out[(cand, name)] = (
+                    decide_verdict(mine, []),
+                    frozenset(g.name for g in mine if g.status == "failed"),
+                    frozenset(g.name for g in mine if g.status == "error"),
+                    tuple(g.name for g in mine),
+                )
+    return out
+
+
+def _group_values(mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, GROUP_VALUES[1], GROUP_VALUES[0])
+
+
+# -- the figure --------------------------------------------------------------------------------
+def power_figure(cells: Sequence[Cell], path: Path) -> Path:
+    """Fail rate against the planted magnitude (0: seed-only), one panel per dataset and
+    kind of damage, one line per policy and shape."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    datasets = list(dict.fromkeys(c.dataset for c in cells))
+    kinds = ("class", "group")
+    fig = Figure(figsize=(4.4 * len(kinds), 2.7 * len(datasets) + 0.6))
+    FigureCanvasAgg(fig)
+    policies = list(dict.fromkeys(c.policy for c in cells))
+    palette = ("#2471a3", "#c0392b", "#27ae60", "#8e44ad", "#d68910", "#5d6d7e")
+    colors = dict(zip(policies, itertools.cycle(palette), strict=False))
+    shapes = list(dict.fromkeys((c.k_ref, c.k_cand) for c in cells))
+    styles = dict(zip(shapes, itertools.cycle(("-", "--", ":")), strict=False))
+    for i, dataset in enumerate(datasets):
+        for j, kind in enumerate(kinds):
+            ax = fig.add_subplot(len(datasets), len(kinds), i * len(kinds) + j + 1)
+            for policy, shape in itertools.product(policies, shapes):
+                sel = sorted(
+                    (
+                        c
+                        for c in cells
+                        if (c.dataset, c.policy, (c.k_ref, c.k_cand)) == (dataset, policy, shape)
+                        and c.damage.kind in ("none", kind)
+                    ),
+                    key=lambda c: c.damage.fraction,
+                )
+                if len(sel) < 2:
+                    continue
+                ax.plot(
+                    [100 * c.damage.fraction for c in sel],
+                    [c.rate("fail") for c in sel],
+                    marker="o",
+                    ms=3,
+                    lw=1,
+                    color=colors[policy],
+                    ls=styles[shape],
+                    label=f"{policy}, {shape[0]} vs {shape[1]}",
+                )
+            ax.axhline(FAIL_TARGET, color="#7f8c8d", lw=0.8, ls="--")
+            ax.axhline(1 - PASS_TARGET, color="#7f8c8d", lw=0.8, ls=":")
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_title(f"{dataset}: {DAMAGE_WORDS[kind]}", fontsize=8)
+            ax.set_xlabel("share of the target's correct examples lost (%)", fontsize=7)
+            ax.set_ylabel("comparisons failed", fontsize=7)
+            ax.tick_params(labelsize=7)
+            if j == 0:
+                ax.legend(fontsize=5.5, frameon=False, loc="center right")
+    fig.suptitle(
+        "Shipped policies: fail rate on seed-only (0%) and planted-damage comparisons "
+        "(dashed: 90% target; dotted: 5% false-fail budget)",
+        fontsize=8.5,
+    )
+    fig.tight_layout()
+    return _png(fig, path)
+
+
+# -- the study's part -------------------------------------------------------------------------
+DAMAGES = (
+    Damage("none"),
+    *(Damage("class", f) for f in FRACTIONS),
+    *(Damage("group", f) for f in FRACTIONS),
+)
+
+
+def adult_population(
+    run_dir: Path, *, train: bool, jobs: int, progress: bool, shown: str
+) -> tuple[Population | None, str]:
+    """The Adult seed-only population (trained, resuming, when the data can be found)."""
+    from compaudit.data.loading import load_dataset
+    from compaudit.errors import CompauditError
+
+    if train:
+        try:
+            load_dataset("adult:test")
+        except CompauditError as exc:
+            return None, f"skipped: {exc}"
+        train_population(ADULT_RECIPE, run_dir, jobs, progress)
+    return load_members(run_dir, ADULT_MEMBERS, shown=shown)
+
+
+def policy_part(
+    digits: Population,
+    fmnist: tuple[Population | None, str],
+    adult: tuple[Population | None, str],
+    *,
+    resamples: int,
+    seed: int,
+    figure: Path,
+    progress: bool,
+) -> tuple[str, tuple[bool, list[str]]]:
+    """Every shipped policy on seed-only and planted-damage comparisons of each data set:
+    the RESULTS.md section (tables and figure) and the verdict. ``fmnist`` and
+    ``adult`` are a population or None, and a note (why not)."""
+    policies = shipped_policies(POLICIES)
+    setups = [(Setup("digits", digits, np.zeros(digits.n, dtype=bool)), ((10, 5), (10, 1)))]
+    fm_pop, fm_note = fmnist
+    skipped = [] if fm_pop is not None else [f"Fashion-MNIST was not run ({fm_note})."]
+    if fm_pop is not None:
+        none = np.zeros(fm_pop.n, dtype=bool)
+        setups.append((Setup("Fashion-MNIST", fm_pop, none), ((6, 3), (6, 1))))
+    adult_pop, adult_note = adult
+    adult_line = f"- Adult: not run ({adult_note})."
+    if adult_pop is None:
+        skipped.append(f"Adult was not run ({adult_note}).")
+    if adult_pop is not None:
+        mask, label = smallest_cell(adult_pop.attributes, ("sex", "race"), ADULT_GROUP_MIN)
+        setups.append((Setup("Adult", adult_pop, mask), ((10, 5), (10, 1))))
+        top1 = (adult_pop.predictions == adult_pop.y).mean(axis=1)
+        adult_line = (
+            f"- Adult: {adult_note}; `{ADULT_RECIPE.relative_to(ROOT)}` (the dense variant of "
+            f"`examples/recipes/adult.yaml` with k = {ADULT_MEMBERS}), top-1 "
+            f"{pct(float(top1.mean()))} +/- {100 * top1.std(ddof=1):.2f} points. The planted "
+            f"group is the smallest sex x race group with at least {ADULT_GROUP_MIN} "
+            f"examples: {label} (n = {int(mask.sum())})."
+        )
+    cells: list[Cell] = []
+    for setup, shapes in setups:
+        for k_ref, k_cand in shapes:
+            draws = policy_draws(setup.population.k, k_ref, k_cand, resamples, seed)
+            cells += run_cells(setup, draws, policies, DAMAGES, seed=seed, progress=progress)
+    written = power_figure(cells, figure)
+    names = ", ".join(f"`{p}`" for p in policies)
+    sizes = ", ".join(f"{100 * f:g}%" for f in FRACTIONS)
+    text = "\n".join(
+        [
+            f"- Policies: every `examples/policies/*.yaml` ({names}) on every data set that "
+            "carries the attributes it gates (`fairness-review`: sex and race, Adult only). "
+            "Candidates are named `seed-only`, `class-<x>pct` and `group-<x>pct`, so no "
+            "per-candidate override (such as `int8`) applies.",
+            f"- Draws: per shape (K_ref vs K_cand), up to {resamples} distinct seeded draws "
+            f"(seed {seed}) of a reference group and a disjoint candidate group of members, "
+            "all of them where there are fewer. K_ref >= 2 K_cand, so seed-noise floors can "
+            "be estimated. Fashion-MNIST has 10 members: 6 vs 3 and 6 vs 1.",
+            f"- Planted damage, in every candidate member, at {sizes} ({100 * MAIN:g}% is "
+            "the magnitude the target applies to): *one class* (a random class per draw) or "
+            "*one small group* loses that share of the member's correctly classified "
+            "examples, each turned into a random wrong label. The same examples in every "
+            "member (one seeded order per draw: compression forgets systematically); a "
+            "larger damage contains the smaller one; top-k rows follow the new top-1. "
+            f"{100 * MAIN:g}% is damage no review may miss (a digit class of ~54 loses ~15 "
+            "examples, the Adult group of 59 about 16); the smaller sizes trace the power "
+            "curve down to what seed noise hides (3%: one or two examples of a digit class).",
+            f"- digits (N = {digits.n}) and Fashion-MNIST: the group is a random "
+            f"{setups[0][0].group_size} examples per draw, carried as the attribute "
+            f"`{GROUP_ATTRIBUTE}` (no shipped policy gates it).",
+            adult_line,
+        ]
+    )
+    section = policy_section(cells, setup=text, main=MAIN, figure=f"figures/{written.name}")
+    ok, misses = policy_verdict(cells, MAIN)
+    return section, (ok and not skipped, [*skipped, *misses])

@@ -1,0 +1,169 @@
+"""The audit's noise machinery end to end: lineage, floors, CIE lists, subgroup sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from compaudit.audit import ERR_PAIRED_K, AuditSettings, audit
+from compaudit.errors import InputError
+from compaudit.population import Population
+
+SCHEMA = json.loads(
+    (Path(__file__).parents[1] / "compaudit" / "report" / "report.schema.json").read_text()
+)
+
+
+def _population_case(
+    seed: int = 0, n: int = 3000, c: int = 10, k: int = 6
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """A reference population with per-example difficulty and model-level skill noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, c, n)
+    difficulty = rng.uniform(0.75, 0.99, n)
+    preds = np.empty((k, n), dtype=np.int64)
+    for i in range(k):
+        skill = rng.normal(0, 0.02, c)[y]
+        ok = rng.random(n) < np.clip(difficulty + skill, 0, 1)
+        preds[i] = np.where(ok, y, (y + rng.integers(1, c, n)) % c)
+    attrs = {
+        "sex": rng.choice(["F", "M"], n),
+        "race": rng.choice(["a", "b", "c"], n, p=[0.7, 0.25, 0.05]),
+    }
+    return preds, y, attrs
+
+
+def _derived(preds: np.ndarray, y: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """Children of each member: a fraction ``rate`` of examples flipped to a wrong label."""
+    rng = np.random.default_rng(seed)
+    flip = rng.random(preds.shape) < rate
+    c = int(y.max()) + 1
+    return np.where(flip, (y + rng.integers(1, c, preds.shape)) % c, preds)
+
+
+def test_lineage_pairs_member_with_member_and_counts_what_compression_changed() -> None:
+    preds, y, attrs = _population_case()
+    child = _derived(preds, y, 0.01, seed=1)
+    ref = Population.create(preds, y, attributes=attrs, source="ref")
+    cand = Population.create(child, y, source="int8")
+    paired = audit(ref, {"int8": cand}, lineage={"int8": True}).to_report()["comparisons"][0]
+    unpaired = audit(ref, {"int8": cand}).to_report()["comparisons"][0]
+    assert paired["lineage"] == "paired"
+    assert unpaired["lineage"] == "none"
+    assert paired["cie"]["basis"] == "paired"
+    assert len(paired["cie"]["pairs"]) == preds.shape[0]
+    # What compression changed (about 1% flipped, some already wrong) vs seed disagreement.
+    expected = float((child != preds).mean())
+    assert paired["cie"]["rate"] == pytest.approx(expected, abs=1e-12)
+    assert unpaired["cie"]["basis"] == "mean-over-pairs"
+    assert unpaired["cie"]["rate"] > 3 * paired["cie"]["rate"]
+    assert paired["class_test"] == "lineage"
+    assert paired["cie"]["examples_total"] > 0
+    assert paired["cie"]["floor"]["rate"] is None
+    assert paired["cie"]["floor_note"]
+
+
+def test_paired_flag_asserts_lineage_and_rejects_different_k() -> None:
+    preds, y, _ = _population_case()
+    ref = Population.create(preds, y)
+    cand = Population.create(preds[:3], y)
+    with pytest.raises(InputError) as err:
+        audit(ref, {"q": cand}, settings=AuditSettings(paired=True))
+    assert str(err.value) == ERR_PAIRED_K.format(cand="q", kc=3, kr=preds.shape[0])
+
+
+def test_lineage_matches_members_by_name() -> None:
+    preds, y, _ = _population_case(k=4)
+    child = _derived(preds, y, 0.005, seed=2)
+    names = [f"member-{i}" for i in range(4)]
+    ref = Population.create(preds, y, meta={"members": names})
+    order = [2, 0, 3, 1]
+    cand = Population.create(child[order], y, meta={"members": [names[i] for i in order]})
+    comp = audit(ref, {"q": cand}, settings=AuditSettings(paired=True)).to_report()
+    pairs = comp["comparisons"][0]["cie"]["pairs"]
+    want = [float((child[i] != preds[i]).mean()) for i in range(4)]
+    assert [p["rate"] for p in pairs] == pytest.approx(want, abs=1e-12)
+
+
+def test_floors_sit_beside_every_gated_value_and_validate() -> None:
+    preds, y, attrs = _population_case(k=10)
+    ref = Population.create(preds, y, attributes=attrs, source="ref")
+    cand_preds, _, _ = _population_case(seed=9, k=5)
+    cand = Population.create(cand_preds, y, source="cand")
+    report = audit(ref, {"cand": cand}).to_report()
+    jsonschema.validate(report, SCHEMA)
+    comp = report["comparisons"][0]
+    assert comp["floors"]["available"] is True
+    assert comp["floors"]["k_split"] == 5
+    assert comp["floors"]["sized_to_candidate"] is True
+    for block in ("pie", "cie"):
+        floor = comp[block]["floor"]
+        assert floor["rate"] is not None
+        assert floor["rate"] > 0
+        assert floor["excess"] == pytest.approx(comp[block]["rate"] - floor["rate"])
+    assert all(r["floor_difference"] is not None for r in comp["classes"])
+    # Subgroups by default: each carried attribute on its own.
+    assert [s["attributes"] for s in comp["subgroup_sets"]] == [["race"], ["sex"]]
+    assert comp["subgroup_attributes"] == ["race"]
+    rows = comp["subgroup_sets"][1]["subgroups"]
+    assert all("floor_pct_growth" in r and "p_worse" in r for r in rows)
+    assert comp["pie"]["n_beyond_noise"] is not None
+
+
+def test_no_floor_with_a_single_reference_model_says_why() -> None:
+    preds, y, _ = _population_case(k=2)
+    ref = Population.create(preds[:1], y)
+    cand = Population.create(_derived(preds[:1], y, 0.01, seed=3), y)
+    report = audit(ref, {"q": cand}).to_report()
+    jsonschema.validate(report, SCHEMA)
+    comp = report["comparisons"][0]
+    assert comp["floors"]["available"] is False
+    assert comp["floors"]["reason"]
+    assert comp["pie"]["floor"] == {"rate": None, "excess": None, "p_value": None}
+    assert comp["pie"]["n_beyond_noise"] is None
+
+
+def test_single_pair_cie_list_matches_a_hand_count() -> None:
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    r = np.array([0, 1, 2, 0, 2, 1, 0, 1])  # wrong at 4, 5
+    c = np.array([0, 2, 2, 1, 1, 0, 0, 1])  # 1: U, 3: U, 4: C, 5: both wrong, different
+    report = audit(
+        Population.create(r[None], y, ids=np.arange(10, 18)),
+        {"q": Population.create(c[None], y, ids=np.arange(10, 18))},
+    ).to_report()
+    cie = report["comparisons"][0]["cie"]
+    kinds = {row["id"]: row["kind"] for row in cie["examples"]}
+    assert kinds == {11: "U", 13: "U", 14: "C", 15: "both-wrong"}
+    assert cie["examples_total"] == 4
+    assert cie["count"] == 4
+
+
+def test_cie_list_is_capped_but_the_total_is_kept() -> None:
+    preds, y, _ = _population_case(k=1)
+    child = _derived(preds, y, 0.05, seed=4)
+    report = audit(
+        Population.create(preds, y),
+        {"q": Population.create(child, y)},
+        settings=AuditSettings(examples_cap=7),
+    ).to_report()
+    cie = report["comparisons"][0]["cie"]
+    assert len(cie["examples"]) == 7
+    assert cie["examples_total"] == int((child != preds).sum())
+
+
+def test_a_missing_policy_attribute_is_named_and_the_others_still_audited() -> None:
+    preds, y, attrs = _population_case(k=4)
+    ref = Population.create(preds, y, attributes={"sex": attrs["sex"]})
+    settings = AuditSettings(attribute_sets=(("sex",), ("race",)), missing_attributes="warn")
+    result = audit(ref, {"q": Population.create(preds[::-1].copy(), y)}, settings=settings)
+    report = result.to_report()
+    assert [s["attributes"] for s in report["comparisons"][0]["subgroup_sets"]] == [["sex"]]
+    assert len(report["warnings"]) == 1
+    assert "no attribute 'race' (available: label, sex)" in report["warnings"][0]
+    assert "--attributes" in report["warnings"][0]
+    with pytest.raises(InputError, match="race"):
+        audit(ref, {"q": Population.create(preds, y)}, settings=AuditSettings(attributes=("race",)))
