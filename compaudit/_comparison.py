@@ -297,6 +297,11 @@ def _cie_block(ref: Side, cand: Side, ctx: Context) -> dict[str, Any]:
         block["floor_note"] = REASON_PAIRED_CIE
     else:
         block["floor"] = floor_block(ctx.class_floors, res.rate, "cie_rate")
+    if res.basis == "mean-over-pairs":
+        # Retrained populations without lineage have no CIE of their own, only an
+        # expected disagreement between random pairs: nothing to list per example.
+        block["examples"], block["examples_total"] = [], None
+        return block
     rows, total = cie_examples(
         rp,
         cp,

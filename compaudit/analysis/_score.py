@@ -67,8 +67,12 @@ _MAX_CELLS = 100_000
 # ... and whose other side is not at least this many times larger (then the other
 # side's noise matters too and most cells would need every draw of it).
 _ENUM_RATIO = 20
-# Draws of the other side when one side is enumerated.
+# Draws of the other side when one side is enumerated; it is enumerated as well
+# when it has at most _EXACT_OTHER candidate cells.
 _REST_DRAWS = 999
+_EXACT_OTHER = 20_000
+# Confidence level of the guard world's churn (see bootstrap_pvalues).
+GUARD_LEVEL = 0.75
 # Candidate cells built at once, and statistics evaluated in one vectorised pass
 # (small enough to stay in cache).
 _CELLS_PER_PASS = 1 << 21
@@ -384,25 +388,23 @@ def _enum_pvalues(
     dp: np.ndarray,
     pos: np.ndarray,
     n2: np.ndarray,
-    rest_l: np.ndarray,
-    rest_g: np.ndarray,
+    pts_l: np.ndarray,
+    pts_g: np.ndarray,
+    w: np.ndarray,
     thr: np.ndarray,
 ) -> np.ndarray:
-    """Probabilities [rows, 3] of the :func:`_events`: exact cells of side 1 x the
-    points of side 2."""
+    """Probabilities [rows, 3] of the :func:`_events`: exact cells of side 1 against
+    weighted points [rows, P] of side 2 (padding repeats a point with weight 0)."""
     owner, cl, cg, prob, left = _cells(n1[rows], p1[rows], dp[rows], pos[rows])
     r = rows[owner]
     # Corners of side 2's box of points: T is increasing in l2 and decreasing in g2,
     # so a cell's event is decided when both corners agree.
-    t_hi = _stat(n1[r], cl, cg, n2[r], rest_l.max(axis=1)[r], rest_g.min(axis=1)[r])
-    t_lo = _stat(n1[r], cl, cg, n2[r], rest_l.min(axis=1)[r], rest_g.max(axis=1)[r])
-    at_hi, at_lo = (
-        _events(t_hi[:, None], thr[r][:, None, :])[:, 0],
-        _events(t_lo[:, None], thr[r][:, None, :])[:, 0],
-    )
+    t_hi = _stat(n1[r], cl, cg, n2[r], pts_l.max(axis=1)[r], pts_g.min(axis=1)[r])
+    t_lo = _stat(n1[r], cl, cg, n2[r], pts_l.min(axis=1)[r], pts_g.max(axis=1)[r])
+    at_hi, at_lo = _events(t_hi, thr[r]), _events(t_lo, thr[r])
     q = (at_hi & at_lo).astype(np.float64)
     und = np.flatnonzero((at_hi != at_lo).any(axis=1))
-    width = rest_l.shape[1]
+    width = pts_l.shape[1]
     step = max(_CHUNK // width, 1)
     for s in range(0, und.size, step):
         cells = und[s : s + step]
@@ -412,12 +414,110 @@ def _enum_pvalues(
             np.repeat(cl[cells], width),
             np.repeat(cg[cells], width),
             np.repeat(n2[cr], width),
-            rest_l[cr].ravel(),
-            rest_g[cr].ravel(),
+            pts_l[cr].ravel(),
+            pts_g[cr].ravel(),
         ).reshape(cells.size, width)
-        q[cells] = _events(t, thr[cr]).mean(axis=1)
+        q[cells] = np.einsum("cpk,cp->ck", _events(t, thr[cr]), w[cr])
     out = np.stack([np.bincount(owner, prob * q[:, k], minlength=rows.size) for k in range(3)])
     return np.asarray(out.T + left[:, None])
+
+
+def _exact_points(
+    n: np.ndarray, p_min: np.ndarray, dp: np.ndarray, pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A side's exact cells as padded points [R, P] with their probabilities, and the
+    mass left out per row."""
+    owner, cl, cg, prob, left = _cells(n, p_min, dp, pos)
+    size = np.bincount(owner, minlength=n.size)
+    _, at = _ragged(size)
+    P = max(int(size.max()), 1)
+    first = np.cumsum(size) - size
+    pts_l = np.repeat(cl[first][:, None], P, axis=1)
+    pts_g = np.repeat(cg[first][:, None], P, axis=1)
+    w = np.zeros((n.size, P))
+    pts_l[owner, at], pts_g[owner, at], w[owner, at] = cl, cg, prob
+    return pts_l, pts_g, w, left
+
+
+def _world_pvalues(
+    c: np.ndarray,
+    thr: np.ndarray,
+    dp: np.ndarray,
+    pos: np.ndarray,
+    q1: np.ndarray,
+    q2: np.ndarray,
+    *,
+    seed: int,
+    n_boot: int,
+    draw_both: bool = True,
+) -> np.ndarray:
+    """Probabilities [R, 3] of the :func:`_events` when side i's minority rate is
+    q_i and the net rate is +/-dp, for rows ``c`` [R, 6] whose side 1 is the
+    smaller one. Rows that need paired draws of both sides are NaN unless
+    ``draw_both``."""
+    n1, n2 = c[:, 0], c[:, 3]
+    R = c.shape[0]
+    prob = np.full((R, 3), np.nan)
+    exact, draws = _scheme(c, dp, q1, q2)
+    bound1 = _cell_bound(n1, 2.0 * q1 + dp)
+    for rows_e, kind in ((np.flatnonzero(exact), "exact"), (np.flatnonzero(draws), "draws")):
+        if not rows_e.size:
+            continue
+        e = rows_e
+        if kind == "exact":  # both sides enumerated: exact at these parameters
+            pts_l, pts_g, w, left2 = _exact_points(n2[e], q2[e], dp[e], pos[e])
+        else:  # the other side's observed counts and draws (so p > 0, as (1 + hits) / (B + 1))
+            u = np.random.default_rng([seed, 2]).random((min(n_boot, _REST_DRAWS), 2))
+            pts_l, pts_g = _draws(n2[e], q2[e], dp[e], pos[e], u)
+            pts_l = np.concatenate([c[e, 4:5], pts_l], axis=1)
+            pts_g = np.concatenate([c[e, 5:6], pts_g], axis=1)
+            w = np.full(pts_l.shape, 1.0 / pts_l.shape[1])
+            left2 = np.zeros(e.size)
+        sub = (n1[e], q1[e], dp[e], pos[e], n2[e], pts_l, pts_g, w, thr[e])
+        chunk = np.cumsum(bound1[e] * max(1.0, pts_l.shape[1] / 64)) // _CELLS_PER_PASS
+        for k in np.unique(chunk):
+            rows = np.flatnonzero(chunk == k)
+            part = tuple(x[rows] if x.ndim else x for x in sub)
+            prob[e[rows]] = _enum_pvalues(np.arange(rows.size), *part) + left2[rows, None]
+    m = np.flatnonzero(~exact & ~draws) if draw_both else np.zeros(0, dtype=np.intp)
+    if m.size:  # paired draws of both sides
+        u = np.random.default_rng([seed, 1]).random((n_boot, 4))
+        l1, g1 = _draws(n1[m], q1[m], dp[m], pos[m], u[:, :2])
+        l2, g2 = _draws(n2[m], q2[m], dp[m], pos[m], u[:, 2:])
+        tb = _stat(
+            np.repeat(n1[m], n_boot),
+            l1.ravel(),
+            g1.ravel(),
+            np.repeat(n2[m], n_boot),
+            l2.ravel(),
+            g2.ravel(),
+        ).reshape(m.size, n_boot)
+        prob[m] = (1.0 + _events(tb, thr[m]).sum(axis=1)) / (n_boot + 1.0)
+    return prob
+
+
+def _scheme(
+    c: np.ndarray, dp: np.ndarray, q1: np.ndarray, q2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose other side is enumerated too, and rows that draw it (the rest
+    draw both sides)."""
+    n1, n2 = c[:, 0], c[:, 3]
+    enum = _cell_bound(n1, 2.0 * q1 + dp) <= _MAX_CELLS
+    exact = enum & (_cell_bound(n2, 2.0 * q2 + dp) <= _EXACT_OTHER)
+    return exact, enum & ~exact & (n1 * _ENUM_RATIO <= n2)
+
+
+def _drawn(c: np.ndarray, dp: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
+    exact, draws = _scheme(c, dp, q1, q2)
+    return np.asarray(~exact & ~draws)
+
+
+def _guard(n: np.ndarray, changed: np.ndarray, q: np.ndarray, dp: np.ndarray) -> np.ndarray:
+    """Minority rate of a side whose churn is raised to the GUARD_LEVEL upper
+    Clopper-Pearson bound of its changed share (never below the restricted MLE)."""
+    up = stats.beta.ppf(GUARD_LEVEL, changed + 1, np.maximum(n - changed, 1))
+    churn = np.maximum(2 * q + dp, np.where(changed < n, np.minimum(up, 1.0), 1.0))
+    return np.asarray(np.maximum((churn - dp) / 2, 0.0))
 
 
 def bootstrap_pvalues(
@@ -431,52 +531,31 @@ def bootstrap_pvalues(
     n_boot: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided and lower (worse) p-values of the distinct rows ``counts`` [R, 6] =
-    (n1, l1, g1, n2, l2, g2) under the parametric bootstrap at the restricted MLE
-    ``(delta, p1, p2)`` (from :func:`restricted_fit`).
+    (n1, l1, g1, n2, l2, g2) under the parametric bootstrap at H0.
 
-    The smaller side is enumerated (a group larger than its rest swaps roles,
-    ``T -> -T``), the other is represented by its observed counts (so p > 0, as
-    in the usual ``(1 + hits) / (B + 1)`` rule) and ``n_boot`` draws from
-    uniforms common to every row.
+    Two null worlds share the restricted net rate ``delta``: the restricted MLE
+    ``(p1, p2)`` and a guard world whose churns are raised to their GUARD_LEVEL
+    upper confidence bounds; each p is the larger of the two (a churn estimated
+    from a handful of changes is often too low, and a low churn makes the
+    reference too narrow). In each world the smaller side is enumerated (a group
+    larger than its rest swaps roles, ``T -> -T``); the other side is enumerated
+    too when small, else represented by its observed counts and draws from
+    uniforms common to every row, or both sides are drawn.
     """
     swap = counts[:, 3] < counts[:, 0]
     c = np.where(swap[:, None], counts[:, [3, 4, 5, 0, 1, 2]], counts).astype(np.float64)
     t = np.where(swap, -t_obs, t_obs)
     q1, q2 = np.where(swap, p2, p1), np.where(swap, p1, p2)
-    n1, n2 = c[:, 0], c[:, 3]
-    R = c.shape[0]
     dp, pos = np.abs(delta), delta >= 0
     tol = _TIE_RTOL * np.abs(t) + _TIE_ATOL
     thr = np.stack([t + tol, t - tol, np.abs(t) - tol], axis=1)
-    prob = np.empty((R, 3))
-    bound = _cell_bound(n1, 2.0 * q1 + dp)
-    enum = (bound <= _MAX_CELLS) & (n1 * _ENUM_RATIO <= n2)
-    rows_e, rows_m = np.flatnonzero(enum), np.flatnonzero(~enum)
-    if rows_e.size:
-        n_rest = min(n_boot, _REST_DRAWS)
-        u_rest = np.random.default_rng([seed, 2]).random((n_rest, 2))
-        rest_l, rest_g = _draws(n2[rows_e], q2[rows_e], dp[rows_e], pos[rows_e], u_rest)
-        rest_l = np.concatenate([c[rows_e, 4:5], rest_l], axis=1)
-        rest_g = np.concatenate([c[rows_e, 5:6], rest_g], axis=1)
-        sub = (n1[rows_e], q1[rows_e], dp[rows_e], pos[rows_e], n2[rows_e])
-        chunk = np.cumsum(bound[rows_e]) // _CELLS_PER_PASS
-        for k in np.unique(chunk):
-            rows = np.flatnonzero(chunk == k)
-            prob[rows_e[rows]] = _enum_pvalues(rows, *sub, rest_l, rest_g, thr[rows_e])
-    if rows_m.size:  # paired draws of both sides
-        m = rows_m
-        u = np.random.default_rng([seed, 1]).random((n_boot, 4))
-        l1, g1 = _draws(n1[m], q1[m], dp[m], pos[m], u[:, :2])
-        l2, g2 = _draws(n2[m], q2[m], dp[m], pos[m], u[:, 2:])
-        tb = _stat(
-            np.repeat(n1[m], n_boot),
-            l1.ravel(),
-            g1.ravel(),
-            np.repeat(n2[m], n_boot),
-            l2.ravel(),
-            g2.ravel(),
-        ).reshape(m.size, n_boot)
-        prob[m] = (1.0 + _events(tb, thr[m]).sum(axis=1)) / (n_boot + 1.0)
+    prob = _world_pvalues(c, thr, dp, pos, q1, q2, seed=seed, n_boot=n_boot)
+    g1 = _guard(c[:, 0], c[:, 1] + c[:, 2], q1, dp)
+    g2 = _guard(c[:, 3], c[:, 4] + c[:, 5], q2, dp)
+    # The guard applies where side 1 is enumerated (few changes on a small side);
+    # paired draws of two comparable sides keep the restricted MLE alone.
+    guard = _world_pvalues(c, thr, dp, pos, g1, g2, seed=seed, n_boot=n_boot, draw_both=False)
+    prob = np.where(_drawn(c, dp, q1, q2)[:, None], prob, np.fmax(prob, guard))
     p_two = np.where(thr[:, 2] <= 0, 1.0, prob[:, 2])
     p_low = np.where(swap, prob[:, 1], prob[:, 0])
     return np.clip(p_two, P_FLOOR, 1.0), np.clip(p_low, P_FLOOR, 1.0)

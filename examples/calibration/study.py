@@ -183,7 +183,8 @@ def results_markdown(
         "The rejected alternative, an unstudentized permutation z-test on the same "
         f"pairs: {naive_text} "
         + (
-            "Studentizing is what keeps the paired test calibrated."
+            "Taking each group's variance under the null (the engine's score test) is what keeps "
+            "the single-model test calibrated."
             if not naive_ok
             else "On this data it stays calibrated too."
         )
@@ -208,8 +209,8 @@ def results_markdown(
         *(f"- {s}" for s in pop_lines),
         f"- {uncorrected(welch)}",
         "",
-        f"**Single models (the paired test): Holm keeps the family-wise false alarm rate at "
-        f"or under alpha: {_held(one_ok)}.**",
+        "**Single models (the single-model test of the CI case): Holm keeps the "
+        f"family-wise false alarm rate at or under alpha: {_held(one_ok)}.**",
         "",
         *(f"- {s}" for s in one_lines),
         f"- {uncorrected(single)}",
@@ -270,8 +271,8 @@ def results_markdown(
         "",
         "![p-values](figures/pvalues.png)",
         "",
-        "Raw class p-values under seed noise. Welch's should be close to uniform. The paired "
-        "test is exact and discrete: with few discordant examples per class its p-values "
+        "Raw class p-values under seed noise. Welch's should be close to uniform. The "
+        "single-model test is discrete: with few changed examples per class its p-values "
         "pile up near 1."
         + (
             f" Where it false-alarms ({', '.join(failed)}) they lean towards 0: the seed "

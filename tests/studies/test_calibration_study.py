@@ -272,10 +272,10 @@ def test_results_markdown_states_both_verdicts_and_the_caveat_only_on_failure(mo
     fine = render([1, 1])
     assert "at or under alpha: HOLDS.**" in fine
     assert "DOES NOT HOLD" not in fine
-    assert "Studentizing is what keeps the paired test calibrated." in fine
+    assert "(the engine's score test) is what keeps the single-model test calibrated." in fine
     assert "Where it fails" not in fine
     failed = render([1] * 9)
-    assert "**Single models (the paired test): Holm keeps the family-wise false alarm " in failed
+    assert "**Single models (the single-model test of the CI case): Holm keeps the " in failed
     assert "or under alpha: DOES NOT HOLD.**" in failed
     assert "median factor (over classes) of 1.75 (max 2.00) on single" in failed
     share = f"{100 * runs.gate_fail['significant_classes'].mean():.1f}% (pairs)"
