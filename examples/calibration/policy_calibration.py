@@ -362,9 +362,9 @@ def power_figure(cells: Sequence[Cell], path: Path) -> Path:
             if j == 0:
                 ax.legend(fontsize=5.5, frameon=False, loc="center right")
     fig.suptitle(
-        "Shipped policies: fail rate on seed-only (0%) and planted-damage comparisons "
-        "(solid: candidate population, dashed: one candidate model; grey: 90% target, "
-        "5% false-fail budget)",
+        "Shipped policies: fail rate on seed-only (0%) and planted-damage comparisons\n"
+        "solid: candidate population, dashed: one candidate model; grey: 90% target and "
+        "5% false-fail budget",
         fontsize=8.5,
     )
     fig.tight_layout()

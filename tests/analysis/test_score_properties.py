@@ -1,0 +1,105 @@
+"""Properties of the single-model score test (compaudit.analysis._score), by hypothesis.
+
+The statistic is monotone in every count; ``p_worse`` never rises when one more
+example of the group is lost (an unchanged one turns lost), all else equal, on
+both reference paths and both bootstrap schemes (the seed is fixed; the
+bootstrap's draws come from shared uniforms through exact binomial quantiles,
+so they move monotonically with the parameters); negating every outcome flips
+T and keeps the two-sided p; reordering examples changes nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from compaudit.analysis import _score
+from compaudit.analysis.stats import paired_shift_test
+
+
+@st.composite
+def two_sides(draw: st.DrawFn, max_group: int = 80, max_rest: int = 2000) -> list[int]:
+    """(n1, l1, g1, n2, l2, g2) with n >= 1 on both sides."""
+    n1 = draw(st.integers(1, max_group))
+    l1 = draw(st.integers(0, n1))
+    g1 = draw(st.integers(0, n1 - l1))
+    n2 = draw(st.integers(1, max_rest))
+    l2 = draw(st.integers(0, min(n2, draw(st.sampled_from([2, 10, 60, n2])))))
+    g2 = draw(st.integers(0, min(n2 - l2, draw(st.sampled_from([2, 10, 60, n2])))))
+    return [n1, l1, g1, n2, l2, g2]
+
+
+def stat(rows: np.ndarray) -> np.ndarray:
+    return _score.score_statistic(*rows.T.astype(np.float64))[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(two_sides(max_group=300, max_rest=20_000))
+def test_statistic_is_monotone_in_every_count(case: list[int]) -> None:
+    base = np.array([case])
+    n1, n2 = case[0], case[3]
+    t0 = stat(base)[0]
+    tol = 1e-9 * max(1.0, abs(t0))
+    moves = [(1, -1), (2, 1), (4, 1), (5, -1)]  # (column, sign of dT) for one more count
+    for col, sign in moves:
+        row = base.copy()
+        row[0, col] += 1
+        if row[0, 1] + row[0, 2] > n1 or row[0, 4] + row[0, 5] > n2:
+            continue
+        assert sign * (stat(row)[0] - t0) >= -tol, (col, case)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(two_sides(), st.sampled_from(["normal", "bootstrap"]), st.integers(0, 3))
+def test_p_worse_never_rises_when_one_more_example_is_lost(
+    case: list[int], path: str, seed: int
+) -> None:
+    n1, l1, g1 = case[:3]
+    assume(l1 + g1 < n1)  # an unchanged example to turn lost
+    rows = np.array([case, [n1, l1 + 1, *case[2:]]])
+    t, _, worse, _ = _score.score_test(rows, path=path, seed=seed, n_boot=199, per_row=True)
+    assert t[1] <= t[0] + 1e-12
+    assert worse[1] <= worse[0], (case, worse.tolist())
+
+
+@settings(max_examples=30, deadline=None)
+@given(two_sides(), st.sampled_from(["normal", "bootstrap"]))
+def test_p_values_are_valid_and_p_worse_is_one_on_the_better_side(
+    case: list[int], path: str
+) -> None:
+    t, p, worse, _ = _score.score_test(np.array([case]), path=path, seed=0, n_boot=99)
+    assert 0 < p[0] <= 1
+    assert 0 < worse[0] <= 1
+    if t[0] >= 0:
+        assert worse[0] == 1.0
+    else:  # T <= t < 0 implies |T| >= |t|: the one-sided p is at most the two-sided
+        assert worse[0] <= p[0] + 1e-12
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 6), st.sampled_from(["auto", "normal"]))
+def test_permutation_and_role_swap_invariance(seed: int, n_groups: int, path: str) -> None:
+    rng = np.random.default_rng(seed)
+    N = int(rng.integers(n_groups * 3, 400))
+    groups = np.concatenate([np.arange(n_groups), rng.integers(0, n_groups, N - n_groups)])
+    d = rng.choice([-1, 0, 1], size=N, p=rng.dirichlet([1, 3, 1]))
+    res = paired_shift_test(d, groups, n_groups, path=path, n_boot=199)  # type: ignore[arg-type]
+    perm = rng.permutation(N)
+    shuffled = paired_shift_test(d[perm], groups[perm], n_groups, path=path, n_boot=199)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(shuffled.statistic, res.statistic)
+    np.testing.assert_array_equal(shuffled.p_value, res.p_value)
+    np.testing.assert_array_equal(shuffled.p_worse, res.p_worse)
+    swapped = paired_shift_test(-d, groups, n_groups, path=path, n_boot=199)  # type: ignore[arg-type]
+    np.testing.assert_allclose(swapped.statistic, -res.statistic, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(swapped.p_value, res.p_value, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=4, deadline=None)
+@given(two_sides(max_group=60, max_rest=600))
+def test_lattice_with_one_pair_is_the_trinomial(case: list[int]) -> None:
+    n1, l1, g1, n2, l2, g2 = case
+    c1 = np.array([[l1, n1 - l1 - g1, g1]], dtype=np.float64)
+    c2 = np.array([[l2, n2 - l2 - g2, g2]], dtype=np.float64)
+    t_lat = _score.lattice_statistic(c1, c2)[0]
+    np.testing.assert_allclose(t_lat, stat(np.array([case])), rtol=1e-9, atol=1e-12)
