@@ -64,16 +64,13 @@ _LOG_CELL_MIN_P = float(np.log(_CELL_MIN_P))
 # Rows whose group side would need more cells than this are bootstrapped by
 # paired Monte-Carlo draws instead of enumeration.
 _MAX_CELLS = 100_000
-# ... and that have at most _DRAW_CELLS candidate cells, or whose other side is
-# at least _ENUM_RATIO times larger (else the other side's noise matters and most
-# of many cells would need every draw of it: both sides are drawn instead).
-_DRAW_CELLS = 20_000
+# ... and whose other side is not at least this many times larger (then the other
+# side's noise matters too and most cells would need every draw of it).
 _ENUM_RATIO = 20
 # Draws of the other side when one side is enumerated; it is enumerated as well
 # when it has at most _EXACT_OTHER candidate cells.
 _REST_DRAWS = 999
 _EXACT_OTHER = 20_000
-_EXACT_PAIRS = 1e8  # bound on candidate cell pairs (about 100x the pairs evaluated)
 # Confidence level of the guard world's churn (see bootstrap_pvalues).
 GUARD_LEVEL = 0.75
 # Candidate cells built at once, and statistics evaluated in one vectorised pass
@@ -505,10 +502,9 @@ def _scheme(
     """Rows whose other side is enumerated too, and rows that draw it (the rest
     draw both sides)."""
     n1, n2 = c[:, 0], c[:, 3]
-    b1, b2 = _cell_bound(n1, 2.0 * q1 + dp), _cell_bound(n2, 2.0 * q2 + dp)
-    enum = b1 <= _MAX_CELLS
-    exact = enum & (b2 <= _EXACT_OTHER) & (b1 * b2 <= _EXACT_PAIRS)
-    return exact, enum & ~exact & ((b1 <= _DRAW_CELLS) | (n1 * _ENUM_RATIO <= n2))
+    enum = _cell_bound(n1, 2.0 * q1 + dp) <= _MAX_CELLS
+    exact = enum & (_cell_bound(n2, 2.0 * q2 + dp) <= _EXACT_OTHER)
+    return exact, enum & ~exact & (n1 * _ENUM_RATIO <= n2)
 
 
 def _drawn(c: np.ndarray, dp: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
@@ -589,10 +585,7 @@ def _lattice_lambda(
     lam is clamped there and the missing mass sits on the lattice end v = -1
     (upper clamp, +1) or v = +1 (lower clamp, -1), as the KKT conditions require.
     """
-    edge = (a[:, 0] == 0) | (a[:, -1] == 0)  # mu = +/-1: a point mass, lam = 0
-    with np.errstate(divide="ignore"):
-        lo = np.where(edge, -1.0, -1.0 / np.where(edge, 1.0, a[:, -1]))
-        hi = np.where(edge, 1.0, -1.0 / np.where(edge, -1.0, a[:, 0]))
+    lo, hi = -1.0 / a[:, -1], -1.0 / a[:, 0]
     f_hi = np.nan_to_num(_psi(cnt, a, hi)[0], nan=-np.inf)
     f_lo = np.nan_to_num(_psi(cnt, a, lo)[0], nan=np.inf)
     clamp = np.where(f_hi >= 0, 1, np.where(f_lo <= 0, -1, 0))
@@ -613,8 +606,7 @@ def _lattice_lambda(
         done = (np.abs(xn - xa) <= 1e-15 * np.maximum(1.0, np.abs(xn))) | (f == 0)
         done |= ha - la <= 1e-15 * np.maximum(1.0, np.abs(xn))
         act = act[~done]
-    lam = np.where(clamp == 1, hi, np.where(clamp == -1, lo, x))
-    return np.where(edge, 0.0, lam), np.where(edge, 0, clamp)
+    return np.where(clamp == 1, hi, np.where(clamp == -1, lo, x)), clamp
 
 
 def _lattice_score(
