@@ -270,5 +270,5 @@ def prediction_interval_size(
         cand = rng.normal(0.0, scale, size=(sims, n_groups))
         p = np.stack([prediction_interval_test(ref[i], cand[i]).p_value for i in range(sims)])
         rate = float(np.mean(p <= alpha))
-        out.append({"k": k, "size": rate, "mc_se": _mc_se(alpha, sims), "sims": sims})
+        out.append({"k": k, "size": rate, "mc_se": _mc_se(alpha, p.size), "tests": p.size})
     return out

@@ -332,13 +332,20 @@ def paired_shift_test(
 
     Reference distribution, chosen once per call. "normal" when every group
     and its rest expect at least ``NORMAL_MIN_EXPECTED`` (10) changed examples
-    under the restricted MLE; otherwise a seeded parametric bootstrap at the
-    restricted MLE for every group: the group's trinomial is enumerated exactly
-    (mass below 1e-15 is added to p, keeping it conservative) against the
-    rest's observed counts plus ``n_boot`` draws, so p resolves well below
-    ``1 / n_boot``; very large groups draw both sides (``(1 + hits) / (n_boot +
-    1)``). ``p_value`` is two-sided (``|T*| >= |T|``), ``p_worse`` one-sided
-    (``T* <= T``). Groups with the same counts share their p-values.
+    under the restricted MLE; otherwise a seeded parametric bootstrap at H0 for
+    every group: the smaller side's trinomial is enumerated exactly (the other
+    one too when both are small, else drawn), so p resolves far below
+    ``1 / n_boot`` (p >= 1e-12, the accuracy of the sums); two comparable
+    sides that are not both small draw both. A churn estimated from a handful
+    of changes is often too low and makes the restricted-MLE reference too
+    narrow, so each bootstrap p is the larger of that world's and a guard's (a
+    world with the churns at their 75% upper confidence bounds, or the normal
+    reference where both sides are drawn); simulated size is then at or under
+    alpha (:mod:`compaudit.analysis.calibration_sim`). ``p_value`` is
+    two-sided (``|T*| >= |T|``); ``p_worse`` one-sided (``T* <= T``) and 1
+    when ``T >= 0`` (no evidence of "worse"; this also keeps it monotone: it
+    never rises when one more example of the group is lost). Groups with the
+    same counts share their p-values.
 
     Scope. Only the test examples are random; both models are fixed. That is
     the right null for a candidate derived from the reference (quantized, or
@@ -362,7 +369,8 @@ def paired_shift_test(
     path : {"auto", "normal", "bootstrap"}
         Reference distribution; "auto" applies the rule above.
     n_boot : int
-        Bootstrap draws of the rest (and of large groups).
+        Paired bootstrap draws where both sides are drawn; the drawn side of an
+        enumerated comparison takes ``min(n_boot, 999)``.
 
     Returns
     -------
