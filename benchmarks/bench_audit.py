@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks import bench_audit_baselines as bl
 from benchmarks.common import Timing, best_of, row
-from compaudit.audit import AuditSettings, audit
+from compaudit.engine import AuditSettings, audit
 from compaudit.population import Population
 
 __all__ = [

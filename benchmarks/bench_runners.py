@@ -9,7 +9,7 @@ the input checks, finite checks, top-k, softmax and writing into preallocated
 outputs; ``postprocess_per_batch`` times that work alone (wall-clock ratios
 on a busy 2-core machine move by a few per cent between runs).
 
-Model: the trainer's small CNN (``compaudit.train.architectures.build("cnn28")``,
+Model: the trainer's small CNN (``compaudit.models.architectures.build("cnn28")``,
 conv 32 - conv 64 - fc 128), **random init** (seed 0): throughput does not
 depend on the weights. Exported to ONNX fp32, quantized to int8 (static, QDQ,
 calibrated on 512 images), and traced to TorchScript. Data: the Fashion-MNIST
@@ -69,7 +69,7 @@ def build_cnn_files(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from compaudit.train.architectures import build
+    from compaudit.models.architectures import build
 
     torch.manual_seed(seed)
     model = build("cnn28").eval()

@@ -31,7 +31,9 @@ from torch.nn import functional as F  # noqa: N812
 
 from benchmarks.common import markdown_table, row
 from compaudit.data.loading import load_dataset
-from compaudit.train import build, load_checkpoint, train_recipe
+from compaudit.models.architectures import build
+from compaudit.models.checkpoint import load_checkpoint
+from compaudit.train import train_recipe
 from compaudit.train.recipe import Recipe, recipe_from_dict
 
 __all__ = ["run"]

@@ -8,6 +8,7 @@ once, in :class:`Side` and :class:`Partition`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,10 +28,26 @@ from compaudit.analysis.shift import ShiftTable, group_accuracy, group_shift
 from compaudit.analysis.subgroups import pie_shares
 from compaudit.analysis.topline import TopLine, correct_matrix, summarize
 from compaudit.population import Population
+from compaudit.results import (
+    CieBlock,
+    CieExample,
+    CiePair,
+    ClassRow,
+    Comparison,
+    Floor,
+    FloorsInfo,
+    GroupRow,
+    GroupSetResult,
+    PieBlock,
+    PieExamples,
+    PopulationSummary,
+    Subset,
+    Subsets,
+)
 
 if TYPE_CHECKING:
     from compaudit.analysis.floors import SeedFloors
-    from compaudit.audit import AuditSettings
+    from compaudit.settings import AuditSettings
 
 __all__ = ["Context", "GroupSet", "Partition", "Side", "compare"]
 
@@ -60,19 +77,19 @@ class Side:
             return np.asarray(self.correct[0])
         return np.asarray(self.modal == self.population.y)
 
-    def to_dict(self) -> dict[str, Any]:
+    def summary(self) -> PopulationSummary:
         """``populations`` entry of the report."""
         t = self.topline
-        return {
-            "k": t.k,
-            "top1": t.top1,
-            "top1_std": t.top1_std,
-            "top5": t.top5,
-            "top5_std": t.top5_std,
-            "top1_per_model": [float(v) for v in t.top1_per_model],
-            "source": self.population.source,
-            "fingerprint": self.population.fingerprint(),
-        }
+        return PopulationSummary(
+            k=t.k,
+            top1=t.top1,
+            top1_std=t.top1_std,
+            top5=t.top5,
+            top5_std=t.top5_std,
+            top1_per_model=tuple(float(v) for v in t.top1_per_model),
+            source=self.population.source,
+            fingerprint=self.population.fingerprint(),
+        )
 
 
 def _num(x: float | np.floating[Any] | None) -> float | None:
@@ -153,26 +170,26 @@ def _shift(
     )
 
 
-def _class_rows(ref: Side, cand: Side, ctx: Context) -> tuple[str, list[dict[str, Any]]]:
+def _class_rows(ref: Side, cand: Side, ctx: Context) -> tuple[str, tuple[ClassRow, ...]]:
     pop = ref.population
     c = pop.num_classes
     classes = _shift(ref, cand, ctx.class_part, np.ones(c, dtype=bool), ctx)
     floor, exc, p_floor = column_floors(
         ctx.class_floors, classes.difference, "class_difference", direction="less"
     )
-    rows = [
-        {
-            "class": i,
-            "name": pop.class_name(i),
-            "support": support,
-            "recall_reference": _num(r),
-            "recall_candidate": _num(cd),
-            "normalized_recall_difference": _num(d),
+    rows = tuple(
+        ClassRow(
+            class_index=i,
+            name=pop.class_name(i),
+            support=support,
+            recall_reference=_num(r),
+            recall_candidate=_num(cd),
+            normalized_recall_difference=_num(d),
             **_test_fields(classes, i),
-            "floor_difference": floor[i],
-            "excess": exc[i],
-            "p_floor": p_floor[i],
-        }
+            floor_difference=floor[i],
+            excess=exc[i],
+            p_floor=p_floor[i],
+        )
         for i, (support, r, cd, d) in enumerate(
             zip(
                 classes.support.tolist(),
@@ -182,13 +199,13 @@ def _class_rows(ref: Side, cand: Side, ctx: Context) -> tuple[str, list[dict[str
                 strict=True,
             )
         )
-    ]
+    )
     return classes.test, rows
 
 
 def _subgroup_rows(
     ref: Side, cand: Side, pie: np.ndarray, gs: GroupSet, ctx: Context
-) -> list[dict[str, Any]]:
+) -> GroupSetResult:
     codes, keys = gs.part.codes, gs.part.keys
     g = len(keys)
     shares = pie_shares(codes, g, pie)
@@ -202,29 +219,30 @@ def _subgroup_rows(
         "group_shift_difference",
         direction="less",
     )
-    return [
-        {
-            "group": keys[i],
-            "n": int(shares["n"][i]),
-            "n_non_pie": int(shares["n_non_pie"][i]),
-            "n_pie": int(shares["n_pie"][i]),
-            "pct_non_pie": _num(shares["pct_non_pie"][i]),
-            "pct_pie": _num(shares["pct_pie"][i]),
-            "pct_growth": _num(shares["pct_growth"][i]),
-            "top1_reference": float(shift.acc_reference[i]),
-            "top1_candidate": float(shift.acc_candidate[i]),
-            "shift_difference": float(shift.difference[i]),
-            "testable": bool(shift.testable[i]),
+    rows = tuple(
+        GroupRow(
+            group=keys[i],
+            n=int(shares["n"][i]),
+            n_non_pie=int(shares["n_non_pie"][i]),
+            n_pie=int(shares["n_pie"][i]),
+            pct_non_pie=_num(shares["pct_non_pie"][i]),
+            pct_pie=_num(shares["pct_pie"][i]),
+            pct_growth=_num(shares["pct_growth"][i]),
+            top1_reference=float(shift.acc_reference[i]),
+            top1_candidate=float(shift.acc_candidate[i]),
+            shift_difference=float(shift.difference[i]),
+            testable=bool(shift.testable[i]),
             **_test_fields(shift, i),
-            "floor_pct_growth": f_g[i],
-            "excess_pct_growth": e_g[i],
-            "p_pct_growth": p_g[i],
-            "floor_shift_difference": f_s[i],
-            "excess_shift_difference": e_s[i],
-            "p_shift_floor": p_s[i],
-        }
+            floor_pct_growth=f_g[i],
+            excess_pct_growth=e_g[i],
+            p_pct_growth=p_g[i],
+            floor_shift_difference=f_s[i],
+            excess_shift_difference=e_s[i],
+            p_shift_floor=p_s[i],
+        )
         for i in range(g)
-    ]
+    )
+    return GroupSetResult(attributes=tuple(gs.attributes), subgroups=rows)
 
 
 PIE_EXAMPLE_TEST = (
@@ -233,7 +251,7 @@ PIE_EXAMPLE_TEST = (
 )
 
 
-def _pie_block(ref: Side, cand: Side, pie: np.ndarray, ctx: Context) -> dict[str, Any]:
+def _pie_block(ref: Side, cand: Side, pie: np.ndarray, ctx: Context) -> PieBlock:
     pop = ref.population
     pie_idx = np.flatnonzero(pie)
     y = ctx.class_part.codes
@@ -263,44 +281,36 @@ def _pie_block(ref: Side, cand: Side, pie: np.ndarray, ctx: Context) -> dict[str
         [_num(v) for v in p_adj.tolist()],
         beyond.tolist(),
     )
-    fields = (
-        "id",
-        "label",
-        "modal_reference",
-        "modal_candidate",
-        "share_reference",
-        "share_candidate",
-        "p_value",
-        "p_adjusted",
-        "beyond_noise",
-    )
-    examples = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
+    examples = PieExamples(dict(zip(PieExamples.COLUMNS, columns, strict=True)))
     rate = len(pie_idx) / pop.n
-    return {
-        "count": len(pie_idx),
-        "rate": rate,
-        "tie_rule": TIE_RULE,
-        "floor": floor_block(ctx.class_floors, rate, "pie_rate"),
-        "n_beyond_noise": int(beyond.sum()) if testable else None,
-        "example_test": PIE_EXAMPLE_TEST if testable else None,
-        "examples": examples,
-    }
+    return PieBlock(
+        count=len(pie_idx),
+        rate=rate,
+        tie_rule=TIE_RULE,
+        floor=Floor(**floor_block(ctx.class_floors, rate, "pie_rate")),
+        n_beyond_noise=int(beyond.sum()) if testable else None,
+        example_test=PIE_EXAMPLE_TEST if testable else None,
+        examples=examples,
+    )
 
 
-def _cie_block(ref: Side, cand: Side, ctx: Context) -> dict[str, Any]:
+def _cie_block(ref: Side, cand: Side, ctx: Context) -> CieBlock:
     y = ctx.class_part.codes
     rp, cp = ref.population.predictions, cand.population.predictions
     res = cie(rp, cp, y, ref_correct=ref.correct, cand_correct=cand.correct, paired=ctx.lineage)
-    block: dict[str, Any] = res.to_dict()
-    if res.basis == "paired":
-        block["floor"] = {"rate": None, "excess": None, "p_value": None}
-        block["floor_note"] = REASON_PAIRED_CIE
-    else:
-        block["floor"] = floor_block(ctx.class_floors, res.rate, "cie_rate")
+    counts = res.to_dict()
+    pairs = counts.pop("pairs", None)
+    block = CieBlock(
+        **counts,
+        pairs=tuple(CiePair(**p) for p in pairs) if pairs is not None else None,
+        floor=Floor()
+        if res.basis == "paired"
+        else Floor(**floor_block(ctx.class_floors, res.rate, "cie_rate")),
+        floor_note=REASON_PAIRED_CIE if res.basis == "paired" else None,
+    )
     if res.basis == "mean-over-pairs":
         # Retrained populations without lineage have no CIE of their own, only an
         # expected disagreement between random pairs: nothing to list per example.
-        block["examples"], block["examples_total"] = [], None
         return block
     rows, total = cie_examples(
         rp,
@@ -313,43 +323,36 @@ def _cie_block(ref: Side, cand: Side, ctx: Context) -> dict[str, Any]:
         modal_reference=ref.modal,
         modal_candidate=cand.modal,
     )
-    block["examples"] = rows
-    block["examples_total"] = total
-    return block
+    return dataclasses.replace(
+        block, examples=tuple(CieExample(**r) for r in rows), examples_total=total
+    )
 
 
-def compare(ref: Side, cand: Side, ctx: Context) -> tuple[dict[str, Any], np.ndarray]:
-    """One ``comparisons[i]`` object of the report, and the PIE mask."""
+def compare(ref: Side, cand: Side, ctx: Context) -> tuple[Comparison, np.ndarray]:
+    """One candidate's :class:`~compaudit.results.Comparison`, and the PIE mask."""
     settings = ctx.settings
     pie = ref.modal != cand.modal
     class_test, class_rows = _class_rows(ref, cand, ctx)
-    sets = [
-        {"attributes": list(gs.attributes), "subgroups": _subgroup_rows(ref, cand, pie, gs, ctx)}
-        for gs in ctx.group_sets
-    ]
+    sets = tuple(_subgroup_rows(ref, cand, pie, gs, ctx) for gs in ctx.group_sets)
     t_r, t_c = ref.topline, cand.topline
-    comparison = {
-        "reference": ref.name,
-        "candidate": cand.name,
-        "lineage": "paired" if ctx.lineage else "none",
-        "top1_delta": t_c.top1 - t_r.top1,
-        "top5_delta": t_c.top5 - t_r.top5
-        if t_c.top5 is not None and t_r.top5 is not None
-        else None,
-        "class_test": class_test,
-        "floors": floor_summary(ctx.class_floors),
-        "cie": _cie_block(ref, cand, ctx),
-        "pie": _pie_block(ref, cand, pie, ctx),
-        "subsets": {
-            **{
-                k: v.to_dict()
-                for k, v in subset_top1(ref.correct, cand.correct, pie, seed=settings.seed).items()
-            },
-            "seed": settings.seed,
-        },
-        "classes": class_rows,
-        "subgroup_attributes": sets[0]["attributes"] if sets else [],
-        "subgroups": sets[0]["subgroups"] if sets else [],
-        "subgroup_sets": sets,
+    subsets = {
+        k: Subset(n=v.n, top1_reference=v.top1_reference, top1_candidate=v.top1_candidate)
+        for k, v in subset_top1(ref.correct, cand.correct, pie, seed=settings.seed).items()
     }
+    comparison = Comparison(
+        reference=ref.name,
+        candidate=cand.name,
+        lineage="paired" if ctx.lineage else "none",
+        top1_delta=t_c.top1 - t_r.top1,
+        top5_delta=t_c.top5 - t_r.top5 if t_c.top5 is not None and t_r.top5 is not None else None,
+        class_test=class_test,
+        floors=FloorsInfo(**floor_summary(ctx.class_floors)),
+        cie=_cie_block(ref, cand, ctx),
+        pie=_pie_block(ref, cand, pie, ctx),
+        subsets=Subsets(**subsets, seed=settings.seed),
+        classes=class_rows,
+        subgroup_attributes=sets[0].attributes if sets else (),
+        subgroups=sets[0].subgroups if sets else (),
+        subgroup_sets=sets,
+    )
     return comparison, pie

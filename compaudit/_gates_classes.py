@@ -1,20 +1,17 @@
 """The class gates (private; documented in :mod:`compaudit.gates`).
 
 ``significant_classes`` counts classes significantly worse than the overall
-shift; ``class_recall_drop`` is the worst normalized recall drop, optionally
-only among significant classes and/or classes beyond their seed-noise floor
-(``normalized_recall_difference < floor_difference``, the floor being a low
+shift (:attr:`~compaudit.results.ClassRow.significantly_worse`);
+``class_recall_drop`` is the worst normalized recall drop, optionally only
+among significant classes and/or classes beyond their seed-noise floor
+(:attr:`~compaudit.results.ClassRow.beyond_floor`, the floor being a low
 quantile of what seed noise alone gives). Classes over the threshold that a
 filter leaves out are named in the detail, never hidden.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from compaudit._gates_common import (
-    REASON_NO_FLOOR_KEYS,
     Measured,
     Outcome,
     Unevaluable,
@@ -27,6 +24,7 @@ from compaudit._gates_common import (
     signed_pp,
 )
 from compaudit.policy import Gates
+from compaudit.results import ClassRow, Comparison
 
 __all__ = ["class_recall_drop", "significant_classes"]
 
@@ -34,70 +32,66 @@ REASON_NO_CLASSES = "the report lists no classes"
 REASON_CLASS_FLOOR_NULL = "no seed-noise floor for class(es) {classes}"
 
 
-def _class_label(c: Mapping[str, Any]) -> str:
-    name = c.get("name")
-    return f"{c['class']} ({name})" if name and name != str(c["class"]) else str(c["class"])
+def _difference(c: ClassRow) -> float:
+    """The normalized recall difference of a row :func:`_classes` checked finite."""
+    assert c.normalized_recall_difference is not None
+    return c.normalized_recall_difference
 
 
-def _classes(comp: Mapping[str, Any]) -> list[Mapping[str, Any]] | Unevaluable:
-    classes: list[Mapping[str, Any]] = list(comp["classes"])
+def _classes(comp: Comparison) -> list[ClassRow] | Unevaluable:
+    classes = list(comp.classes)
     if not classes:
         return Unevaluable(REASON_NO_CLASSES)
-    return first_bad(classes, "normalized_recall_difference", "class") or classes
+    bad = first_bad(
+        (c.normalized_recall_difference, f"normalized_recall_difference of class {c.label}")
+        for c in classes
+    )
+    return bad or classes
 
 
-def significant_classes(comp: Mapping[str, Any], gates: Gates) -> Outcome:
-    """Classes with ``significant`` and a negative normalized recall difference."""
+def significant_classes(comp: Comparison, gates: Gates) -> Outcome:
+    """Classes significantly worse than the overall shift (significant, negative difference)."""
     classes = _classes(comp)
     if isinstance(classes, Unevaluable):
         return classes
-    worse = [c for c in classes if c["significant"] and c["normalized_recall_difference"] < 0]
-    untested = [_class_label(c) for c in classes if c["p_value"] is None]
+    worse = [c for c in classes if c.significantly_worse]
+    untested = [c.label for c in classes if c.p_value is None]
     noun = "class" if len(worse) == 1 else "classes"
     detail = f"{len(worse)} {noun} significantly worse than the overall shift"
     if worse:
-        detail += ": " + listing([_class_label(c) for c in worse])
+        detail += ": " + listing([c.label for c in worse])
     if untested:
         detail += f"; not tested: {listing(untested)}"
     return Measured(len(worse), detail)
 
 
-def _beyond_floor(
-    comp: Mapping[str, Any], classes: list[Mapping[str, Any]], pool: list[Mapping[str, Any]]
-) -> list[Mapping[str, Any]] | Unevaluable:
+def _beyond_floor(comp: Comparison, pool: list[ClassRow]) -> list[ClassRow] | Unevaluable:
     """The classes of ``pool`` whose normalized recall difference is beyond their floor."""
-    if any("floor_difference" not in c for c in classes):
-        return Unevaluable(REASON_NO_FLOOR_KEYS.format(what="class rows"))
     missing = floors_missing(comp)
     if missing is not None:
         return missing
-    lacking = [_class_label(c) for c in pool if not is_number(c["floor_difference"])]
+    lacking = [c.label for c in pool if not is_number(c.floor_difference)]
     if lacking:
         return Unevaluable(REASON_CLASS_FLOOR_NULL.format(classes=listing(lacking)))
-    d = "normalized_recall_difference"
-    return [c for c in pool if c[d] < c["floor_difference"]]
+    return [c for c in pool if c.beyond_floor]
 
 
 def _left_out(
-    classes: list[Mapping[str, Any]],
-    pool: list[Mapping[str, Any]],
-    threshold: float,
-    *,
-    beyond: bool,
+    classes: list[ClassRow], pool: list[ClassRow], threshold: float, *, beyond: bool
 ) -> str:
     """Classes over the threshold that the filters leave out: named, never hidden."""
     named = []
     for c in classes:
-        drop = -float(c["normalized_recall_difference"])
+        drop = -_difference(c)
         if drop <= threshold or any(c is k for k in pool):
             continue
-        floor = c["floor_difference"] if beyond else None
+        floor = c.floor_difference if beyond else None
         at = f", floor {signed_pp(floor)}" if is_number(floor) else ""
-        named.append(f"{_class_label(c)} (drop {pp(drop)}, {p_text(c.get('p_adjusted'))}{at})")
+        named.append(f"{c.label} (drop {pp(drop)}, {p_text(c.p_adjusted)}{at})")
     return f"; over the threshold but within noise: {listing(named)}" if named else ""
 
 
-def class_recall_drop(comp: Mapping[str, Any], gates: Gates) -> Outcome:
+def class_recall_drop(comp: Comparison, gates: Gates) -> Outcome:
     """The worst normalized recall drop among the classes the policy's filters keep."""
     classes = _classes(comp)
     if isinstance(classes, Unevaluable):
@@ -106,9 +100,9 @@ def class_recall_drop(comp: Mapping[str, Any], gates: Gates) -> Outcome:
         gates.class_recall_drop_significant_only,
         gates.class_recall_drop_beyond_floor,
     )
-    pool = [c for c in classes if c["significant"]] if only_sig else classes
+    pool = [c for c in classes if c.significant] if only_sig else classes
     if beyond:
-        found = _beyond_floor(comp, classes, pool)
+        found = _beyond_floor(comp, pool)
         if isinstance(found, Unevaluable):
             return found
         pool = found
@@ -124,12 +118,14 @@ def class_recall_drop(comp: Mapping[str, Any], gates: Gates) -> Outcome:
             which = "significant class" if only_sig else "class"
             return Measured(0.0, f"no {which} falls beyond its seed-noise floor{noise}")
         return Measured(0.0, f"no class is significantly worse than the overall shift{noise}")
-    worst = min(pool, key=lambda c: float(c["normalized_recall_difference"]))
-    value = max(0.0, -float(worst["normalized_recall_difference"]))
+    worst = min(pool, key=_difference)
+    value = max(0.0, -_difference(worst))
     if value == 0.0:
         return Measured(0.0, f"no class{among} fell behind the overall shift{noise}")
-    label = _class_label(worst)
-    floor = f" (seed-noise floor {signed_pp(worst['floor_difference'])})" if beyond else ""
+    floor = ""
+    if beyond and worst.floor_difference is not None:
+        floor = f" (seed-noise floor {signed_pp(worst.floor_difference)})"
     return Measured(
-        value, f"worst normalized recall drop{among} {pp(value)} in class {label}{floor}{noise}"
+        value,
+        f"worst normalized recall drop{among} {pp(value)} in class {worst.label}{floor}{noise}",
     )

@@ -9,18 +9,17 @@ fractions; only the sentence converts.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
+
+from compaudit.results import Comparison
 
 MAX_LISTED = 5  # groups/classes named in one detail sentence
 
 REASON_NOT_FINITE = "the report's {key} is not a finite number ({value!r})"
 REASON_NO_FLOOR = "no seed-noise floor: {reason}"
 REASON_FLOORS_UNKNOWN = "the audit computed none"
-REASON_NO_FLOOR_KEYS = (
-    "the report's {what} carries no seed-noise floor; regenerate it with this compaudit version"
-)
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,10 @@ def is_number(x: Any) -> TypeGuard[float]:
     return isinstance(finite(x, ""), float)
 
 
-def first_bad(rows: Sequence[Mapping[str, Any]], key: str, label: str) -> Unevaluable | None:
-    """The first row whose ``key`` is not a finite number, as an unevaluable reason."""
-    for row in rows:
-        bad = finite(row[key], f"{key} of {label} {row.get('class', row.get('group'))}")
+def first_bad(values: Iterable[tuple[float | None, str]]) -> Unevaluable | None:
+    """The first ``(value, key)`` whose value is not a finite number, as an unevaluable reason."""
+    for value, key in values:
+        bad = finite(value, key)
         if isinstance(bad, Unevaluable):
             return bad
     return None
@@ -70,16 +69,11 @@ def listing(items: Sequence[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def floors_missing(comp: Mapping[str, Any]) -> Unevaluable | None:
-    """The reason the comparison has no seed-noise floors, or None when it has them.
-
-    Reads ``comparison.floors.available`` / ``reason``; a report without a
-    ``floors`` object is left to the caller (its value keys are then absent).
-    """
-    floors = comp.get("floors")
-    if isinstance(floors, Mapping) and floors.get("available") is False:
+def floors_missing(comp: Comparison) -> Unevaluable | None:
+    """The reason the comparison has no seed-noise floors, or None when it has them."""
+    if not comp.floors.available:
         return Unevaluable(
-            REASON_NO_FLOOR.format(reason=floors.get("reason") or REASON_FLOORS_UNKNOWN)
+            REASON_NO_FLOOR.format(reason=comp.floors.reason or REASON_FLOORS_UNKNOWN)
         )
     return None
 

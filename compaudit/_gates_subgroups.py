@@ -8,16 +8,16 @@ name carries the set: ``subgroups.accuracy_gap[sex,race]``.
 
 By default (``require_significance``) a group counts only when the audit's
 subgroup test found it significantly worse than the overall shift
-(``significant`` and ``shift_difference < 0``, after the policy's
-correction): seed noise alone moves a hard group's PIE share by hundreds of
-percent. Groups over the threshold that are not significantly worse are
-named in the detail, never hidden.
+(:attr:`~compaudit.results.GroupRow.significantly_worse`: ``significant`` and
+``shift_difference < 0``, after the policy's correction): seed noise alone
+moves a hard group's PIE share by hundreds of percent. Groups over the
+threshold that are not significantly worse are named in the detail, never
+hidden.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from compaudit._gates_common import (
     Env,
@@ -35,6 +35,7 @@ from compaudit._gates_common import (
 )
 from compaudit.analysis.subgroups import LABEL_ATTRIBUTE
 from compaudit.policy import Gates, SubgroupGates
+from compaudit.results import Comparison, GroupRow
 
 __all__ = ["accuracy_gap", "pie_share_growth", "pie_share_growth_excess"]
 
@@ -51,38 +52,26 @@ REASON_MISSING_ATTRIBUTE = (
 )
 REASON_NO_GROWTH = "no testable group has a PIE share growth (pct_growth is null for all)"
 REASON_NO_SUPPORT = "no group reaches min_support {min_support}; not testable: {groups}"
-REASON_NO_SIGNIFICANCE = (
-    "the report's subgroup rows carry no significance test ('significant'); regenerate the "
-    "report with this compaudit version, or set gates.subgroups.require_significance: false"
-)
-REASON_NO_GROWTH_FLOOR = (
-    "the report's subgroup rows carry no seed-noise floor ('excess_pct_growth'); "
-    "regenerate the report with this compaudit version"
-)
 REASON_GROUP_FLOOR_NULL = "no seed-noise floor for the PIE share growth of {groups}"
 
 NOISE = "; over the threshold but not significantly worse (within noise): {groups}"
 NONE_WORSE = "no group is significantly worse than the overall shift"
 SIGNIFICANT = " among significantly worse groups"
 
-Row = Mapping[str, Any]
-_SetGate = Callable[[Mapping[str, Any], list[Row], SubgroupGates], Outcome]
-GateFn = Callable[[Mapping[str, Any], Gates, Env], list[tuple[str, Outcome]]]
-
-
-def _label(group: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in group.items())
+Row = GroupRow
+_SetGate = Callable[[Comparison, list[Row], SubgroupGates], Outcome]
+GateFn = Callable[[Comparison, Gates, Env], list[tuple[str, Outcome]]]
 
 
 def _shown(attrs: Sequence[str]) -> str:
     return "[" + ", ".join(attrs) + "]"
 
 
-def _report_sets(comp: Mapping[str, Any]) -> list[tuple[list[str], list[Row]]]:
-    if "subgroup_sets" in comp:
-        return [(list(s["attributes"]), list(s["subgroups"])) for s in comp["subgroup_sets"]]
-    attrs = list(comp["subgroup_attributes"])
-    return [(attrs, list(comp["subgroups"]))] if attrs else []
+def _report_sets(comp: Comparison) -> list[tuple[list[str], list[Row]]]:
+    if comp.subgroup_sets:
+        return [(list(s.attributes), list(s.subgroups)) for s in comp.subgroup_sets]
+    attrs = list(comp.subgroup_attributes)  # a report of the first schema version
+    return [(attrs, list(comp.subgroups))] if attrs else []
 
 
 def _not_computed(
@@ -105,7 +94,7 @@ def _not_computed(
 def _per_set(gate: _SetGate) -> GateFn:
     """Run ``gate`` on each subgroup set the policy asks for."""
 
-    def run(comp: Mapping[str, Any], gates: Gates, env: Env) -> list[tuple[str, Outcome]]:
+    def run(comp: Comparison, gates: Gates, env: Env) -> list[tuple[str, Outcome]]:
         sub = gates.subgroups
         wanted = sub.sets() if sub is not None else []
         if sub is None or not wanted:
@@ -125,8 +114,8 @@ def _per_set(gate: _SetGate) -> GateFn:
 
 def _testable(rows: list[Row], sub: SubgroupGates) -> tuple[list[Row], str] | Unevaluable:
     """Groups with ``n >= min_support`` and a detail suffix naming the others."""
-    small = [f"{_label(g['group'])} (n={g['n']})" for g in rows if g["n"] < sub.min_support]
-    testable = [g for g in rows if g["n"] >= sub.min_support]
+    small = [f"{g.label} (n={g.n})" for g in rows if g.n < sub.min_support]
+    testable = [g for g in rows if g.n >= sub.min_support]
     if not testable:
         listed = listing(small) or "(no groups)"
         return Unevaluable(REASON_NO_SUPPORT.format(min_support=sub.min_support, groups=listed))
@@ -138,13 +127,15 @@ def _split(testable: list[Row], sub: SubgroupGates) -> tuple[list[Row], list[Row
     """The groups that count (significantly worse, or all) and the others."""
     if not sub.require_significance:
         return testable, []
-    if any("significant" not in g for g in testable):
-        return Unevaluable(REASON_NO_SIGNIFICANCE)
-    bad = first_bad(testable, "shift_difference", "group")
+    bad = _shift_bad(testable)
     if bad is not None:
         return bad
-    worse = [g for g in testable if g["significant"] is True and g["shift_difference"] < 0]
+    worse = [g for g in testable if g.significantly_worse]
     return worse, [g for g in testable if not any(g is w for w in worse)]
+
+
+def _shift_bad(rows: list[Row]) -> Unevaluable | None:
+    return first_bad((g.shift_difference, f"shift_difference of group {g.label}") for g in rows)
 
 
 def _noise(others: list[Row], over: Callable[[Row], str | None]) -> str:
@@ -154,27 +145,32 @@ def _noise(others: list[Row], over: Callable[[Row], str | None]) -> str:
         shown = over(g)
         if shown is None:
             continue
-        note = p_text(g.get("p_adjusted"))
-        if g.get("significant") is True:
+        note = p_text(g.p_adjusted)
+        if g.significant:
             note += ", better than overall"
-        named.append(f"{_label(g['group'])} ({shown}, {note})")
+        named.append(f"{g.label} ({shown}, {note})")
     return NOISE.format(groups=listing(named)) if named else ""
 
 
 def _unbounded(g: Row) -> bool:
     # A group made only of PIEs has no non-PIE share: its growth is unbounded.
-    return g["pct_growth"] is None and bool(g["n_pie"])
+    return g.pct_growth is None and bool(g.n_pie)
 
 
 def _growth_pool(
-    comp: Mapping[str, Any], rows: list[Row], sub: SubgroupGates, key: str, threshold: float
+    comp: Comparison,
+    rows: list[Row],
+    sub: SubgroupGates,
+    value_of: Callable[[Row], float | None],
+    shown: Callable[[float], str],
+    threshold: float,
 ) -> tuple[list[Row], str] | Measured | Unevaluable:
     """Shared steps of both growth gates: the groups to judge, or an early outcome."""
     found = _testable(rows, sub)
     if isinstance(found, Unevaluable):
         return found
     testable, suffix = found
-    if comp["pie"]["count"] == 0:
+    if comp.pie.count == 0:
         return Measured(None, "no PIEs, so no group is over-represented among them" + suffix, True)
     split = _split(testable, sub)
     if isinstance(split, Unevaluable):
@@ -184,91 +180,108 @@ def _growth_pool(
     def over(g: Row) -> str | None:
         if _unbounded(g):
             return "unbounded growth"
-        value = g.get(key)
-        if g["n_pie"] < sub.min_pies or value is None or not value > threshold:
+        value = value_of(g)
+        if g.n_pie < sub.min_pies or value is None or not value > threshold:
             return None
-        return growth(value) if key == "pct_growth" else f"{growth_pp(value)} beyond the floor"
+        return shown(value)
 
     suffix = _noise(others, over) + suffix
     if sub.require_significance and not counted:
         return Measured(None, NONE_WORSE + suffix, True)
-    few = [g for g in counted if g["n_pie"] < sub.min_pies]
+    few = [g for g in counted if g.n_pie < sub.min_pies]
     if few:
-        listed = listing([f"{_label(g['group'])} ({g['n_pie']})" for g in few])
+        listed = listing([f"{g.label} ({g.n_pie})" for g in few])
         suffix += f"; too few PIEs to judge growth (< {sub.min_pies}): {listed}"
-    counted = [g for g in counted if g["n_pie"] >= sub.min_pies]
+    counted = [g for g in counted if g.n_pie >= sub.min_pies]
     which = "significantly worse group" if sub.require_significance else "testable group"
     if not counted:
         return Measured(None, f"no {which} has {sub.min_pies} or more PIEs{suffix}", True)
-    unbounded = [_label(g["group"]) for g in counted if _unbounded(g)]
+    unbounded = [g.label for g in counted if _unbounded(g)]
     if unbounded:
         return Measured(None, f"unbounded growth: only PIEs in {listing(unbounded)}{suffix}", False)
     return counted, suffix
 
 
-def _pie_share_growth(comp: Mapping[str, Any], rows: list[Row], sub: SubgroupGates) -> Outcome:
+def _growth_of(g: Row) -> float | None:
+    return g.pct_growth
+
+
+def _excess_of(g: Row) -> float | None:
+    return g.excess_pct_growth
+
+
+def _beyond(value: float) -> str:
+    return f"{growth_pp(value)} beyond the floor"
+
+
+def _measured(
+    rows: list[Row], value_of: Callable[[Row], float | None], key: str
+) -> tuple[Row, float] | Unevaluable:
+    """The row with the largest finite ``value_of`` (every value must be finite)."""
+    values = [(g, v) for g in rows if (v := value_of(g)) is not None]
+    bad = first_bad((v, f"{key} of group {g.label}") for g, v in values)
+    if bad is not None:
+        return bad
+    return max(values, key=lambda gv: gv[1])
+
+
+def _pie_share_growth(comp: Comparison, rows: list[Row], sub: SubgroupGates) -> Outcome:
     assert sub.pie_share_growth is not None  # configured
-    pool = _growth_pool(comp, rows, sub, "pct_growth", sub.pie_share_growth)
+    pool = _growth_pool(comp, rows, sub, _growth_of, growth, sub.pie_share_growth)
     if not isinstance(pool, tuple):
         return pool
     counted, suffix = pool
-    measured = [g for g in counted if g["pct_growth"] is not None]
+    measured = [g for g in counted if g.pct_growth is not None]
     if not measured:
         return Unevaluable(REASON_NO_GROWTH)
-    bad = first_bad(measured, "pct_growth", "group")
-    if bad is not None:
-        return bad
-    worst = max(measured, key=lambda g: float(g["pct_growth"]))
-    value = float(worst["pct_growth"])
+    found = _measured(measured, _growth_of, "pct_growth")
+    if isinstance(found, Unevaluable):
+        return found
+    worst, value = found
     among = SIGNIFICANT if sub.require_significance else ""
     return Measured(
-        value,
-        f"largest PIE share growth{among} {growth(value)} for {_label(worst['group'])}{suffix}",
+        value, f"largest PIE share growth{among} {growth(value)} for {worst.label}{suffix}"
     )
 
 
-def _pie_share_growth_excess(
-    comp: Mapping[str, Any], rows: list[Row], sub: SubgroupGates
-) -> Outcome:
+def _pie_share_growth_excess(comp: Comparison, rows: list[Row], sub: SubgroupGates) -> Outcome:
     assert sub.pie_share_growth_excess is not None  # configured
-    if any("excess_pct_growth" not in g for g in rows):
-        return Unevaluable(REASON_NO_GROWTH_FLOOR)
     no_floor = floors_missing(comp)
     if no_floor is not None:
         return no_floor
-    pool = _growth_pool(comp, rows, sub, "excess_pct_growth", sub.pie_share_growth_excess)
+    pool = _growth_pool(comp, rows, sub, _excess_of, _beyond, sub.pie_share_growth_excess)
     if not isinstance(pool, tuple):
         return pool
     counted, suffix = pool
-    measured = [g for g in counted if g["pct_growth"] is not None]
+    measured = [g for g in counted if g.pct_growth is not None]
     if not measured:
         return Unevaluable(REASON_NO_GROWTH)
-    lacking = [_label(g["group"]) for g in measured if g["excess_pct_growth"] is None]
+    lacking = [g.label for g in measured if g.excess_pct_growth is None]
     if lacking:
         return Unevaluable(REASON_GROUP_FLOOR_NULL.format(groups=listing(lacking)))
-    bad = first_bad(measured, "excess_pct_growth", "group")
-    if bad is not None:
-        return bad
-    worst = max(measured, key=lambda g: float(g["excess_pct_growth"]))
-    value = float(worst["excess_pct_growth"])
+    found = _measured(measured, _excess_of, "excess_pct_growth")
+    if isinstance(found, Unevaluable):
+        return found
+    worst, value = found
     among = SIGNIFICANT if sub.require_significance else ""
-    floor = worst.get("floor_pct_growth")
-    against = f", floor {growth(floor)}" if isinstance(floor, int | float) else ""
+    floor = worst.floor_pct_growth
+    against = f", floor {growth(floor)}" if floor is not None else ""
+    assert worst.pct_growth is not None  # measured
     return Measured(
         value,
         f"largest PIE share growth beyond the seed-noise floor{among} {growth_pp(value)} "
-        f"for {_label(worst['group'])} (growth {growth(worst['pct_growth'])}{against}){suffix}",
+        f"for {worst.label} (growth {growth(worst.pct_growth)}{against}){suffix}",
     )
 
 
-def _accuracy_gap(comp: Mapping[str, Any], rows: list[Row], sub: SubgroupGates) -> Outcome:
+def _accuracy_gap(comp: Comparison, rows: list[Row], sub: SubgroupGates) -> Outcome:
     assert sub.accuracy_gap is not None  # configured
     threshold = sub.accuracy_gap
     found = _testable(rows, sub)
     if isinstance(found, Unevaluable):
         return found
     testable, suffix = found
-    bad = first_bad(testable, "shift_difference", "group")
+    bad = _shift_bad(testable)
     if bad is not None:
         return bad
     split = _split(testable, sub)
@@ -277,15 +290,15 @@ def _accuracy_gap(comp: Mapping[str, Any], rows: list[Row], sub: SubgroupGates) 
     counted, others = split
 
     def over(g: Row) -> str | None:
-        extra = -float(g["shift_difference"])
+        extra = -g.shift_difference
         return f"extra drop {pp(extra)}" if extra > threshold else None
 
     suffix = _noise(others, over) + suffix
     if not counted:
         return Measured(0.0, NONE_WORSE + suffix)
-    worst = min(counted, key=lambda g: float(g["shift_difference"]))
-    value = -float(worst["shift_difference"])
-    label = _label(worst["group"])
+    worst = min(counted, key=lambda g: g.shift_difference)
+    value = -worst.shift_difference
+    label = worst.label
     among = SIGNIFICANT if sub.require_significance else ""
     drop = pp(value) if value >= 0 else f"{signed_pp(value)} (every group beat the overall change)"
     return Measured(value, f"largest extra top-1 drop{among} {drop} for {label}{suffix}")

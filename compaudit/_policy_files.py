@@ -18,6 +18,7 @@ import yaml
 
 from compaudit._yaml import duplicate_keys, line_of
 from compaudit.errors import PolicyError
+from compaudit.settings import SettingValueError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -148,6 +149,10 @@ def describe(err: Any, file: Path, lines: Lines, allowed_keys: Callable[[Loc], l
         return ERR_UNKNOWN_KEY.format(
             where=where, key=key, parent=parent, hint=hint, allowed=", ".join(allowed)
         )
+    error = (err.get("ctx") or {}).get("error")
+    if isinstance(error, SettingValueError):
+        # A shared setting validator (compaudit.settings): its sentence names the value.
+        return ERR_BAD_VALUE.format(where=where, path=path, msg=error)
     msg = err["msg"]
     if not isinstance(err.get("input"), dict | list):
         msg += f" (got {err.get('input')!r})"

@@ -2,6 +2,10 @@
 
 Every error a user can cause is a :class:`CompauditError`; the CLI turns it
 into a one-line message and exit code 2. Messages name the file and the fix.
+Any other exception is a bug: the CLI reports it as an internal error, also
+with exit code 2 (never 1, which means a gate failed). Things worth telling
+but not fatal are :class:`CompauditWarning` warnings (``warnings.warn``),
+which the CLI renders as ``compaudit: warning: ...`` and ``-q`` hides.
 """
 
 from __future__ import annotations
@@ -44,3 +48,11 @@ class PolicyError(CompauditError):
 
 class PluginError(CompauditError):
     """A plugin that failed to load or misbehaved (named in the message)."""
+
+
+class CompauditWarning(UserWarning):
+    """Something the audit could not do, or did differently, without failing.
+
+    Library code warns with this category rather than printing; the CLI
+    renders each as one ``compaudit: warning: ...`` line (hidden by ``-q``).
+    """

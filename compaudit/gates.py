@@ -1,11 +1,15 @@
 """Policy gates over an audit report, and the one place exit codes are decided.
 
-Pure functions: :func:`evaluate_gates` reads a ``compaudit.report/v1`` report
-dict and a :class:`~compaudit.policy.Policy` and returns one
-:class:`GateResult` per configured gate per comparison (candidate), and per
-subgroup set for the subgroup gates. :func:`decide_verdict` turns the
-results into ``pass``/``fail``/``error`` and :func:`exit_status_for` into the
-process exit code.
+Pure functions: :func:`evaluate_gates` reads a typed
+:class:`~compaudit.results.AuditReport` (or its ``compaudit.report/v1`` dict)
+and a :class:`~compaudit.policy.Policy` and returns one :class:`GateResult`
+per configured gate per comparison (candidate), and per subgroup set for the
+subgroup gates. Gates read the report's objects (:class:`~compaudit.results.Comparison`
+and its rows), never string keys; "significantly worse" is
+:attr:`~compaudit.results.ClassRow.significantly_worse` /
+:attr:`~compaudit.results.GroupRow.significantly_worse`. :func:`decide_verdict`
+turns the results into ``pass``/``fail``/``error`` and :func:`exit_status_for`
+into the process exit code.
 
 Gate definitions (``value`` is compared with ``threshold``; a gate passes when
 ``value <= threshold`` up to :data:`TOLERANCE`, so equality passes). Values
@@ -21,11 +25,11 @@ rates in percent and drops in percentage points.
     pair: mostly seed disagreement).
 ``cie_rate_excess`` / ``pie_rate_excess``
     ``cie.floor.excess`` / ``pie.floor.excess``: the rate minus its seed-noise
-    floor. Unevaluable without a floor (``floors.available`` false, or nulls),
+    floor. Unevaluable without a floor (``floors.available`` false, or null or absent),
     and for CIEs on the paired basis (no seed noise to remove: gate ``cie_rate``).
 ``significant_classes``
-    Number of classes with ``significant`` and a negative normalized recall
-    difference (worse than the overall shift).
+    Number of classes significantly worse than the overall shift (``significant``
+    and a negative normalized recall difference).
 ``class_recall_drop``
     ``max(0, -min(normalized_recall_difference))`` over the classes that pass
     the optional filters (0 when none does): ``class_recall_drop_significant_only``
@@ -53,8 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from compaudit import _gates_subgroups as sub
 from compaudit._gates_classes import (
@@ -66,7 +69,6 @@ from compaudit._gates_classes import (
 from compaudit._gates_common import (
     MAX_LISTED,
     REASON_NO_FLOOR,
-    REASON_NO_FLOOR_KEYS,
     REASON_NOT_FINITE,
     Env,
     Measured,
@@ -86,12 +88,23 @@ from compaudit._gates_subgroups import (
     REASON_MISSING_ATTRIBUTE,
     REASON_NO_ATTRIBUTES,
     REASON_NO_GROWTH,
-    REASON_NO_GROWTH_FLOOR,
-    REASON_NO_SIGNIFICANCE,
     REASON_NO_SUPPORT,
 )
-from compaudit.errors import ExitStatus, InputError
+from compaudit.errors import ExitStatus
 from compaudit.policy import EffectivePolicy, Gates, Policy, required_attributes, settings
+from compaudit.results import (
+    ERR_SHAPE,
+    AuditReport,
+    CieBlock,
+    Comparison,
+    Floor,
+    GateResult,
+    GateStatus,
+    Verdict,
+)
+
+if TYPE_CHECKING:
+    from compaudit.engine import AuditResult
 
 __all__ = [
     "MAX_LISTED",
@@ -104,10 +117,7 @@ __all__ = [
     "REASON_NO_ATTRIBUTES",
     "REASON_NO_CLASSES",
     "REASON_NO_FLOOR",
-    "REASON_NO_FLOOR_KEYS",
     "REASON_NO_GROWTH",
-    "REASON_NO_GROWTH_FLOOR",
-    "REASON_NO_SIGNIFICANCE",
     "REASON_NO_SUPPORT",
     "TOLERANCE",
     "GateResult",
@@ -116,21 +126,17 @@ __all__ = [
     "decide_verdict",
     "evaluate_gates",
     "exit_status_for",
+    "judge",
     "required_attributes",
     "settings",
 ]
 
-Verdict = Literal["pass", "fail", "error"]
-GateStatus = Literal["passed", "failed", "error", "skipped"]
 TOLERANCE = 1e-12
 """Slack in ``value <= threshold`` so that float round-off at equality passes."""
 
 # Messages live here (or in the private gate modules, re-exported) so tests can
 # assert them exactly (fairlearn style).
-ERR_REPORT_SHAPE = (
-    "report {where} does not follow compaudit.report/v1 ({problem}); "
-    "regenerate it with this compaudit version"
-)
+ERR_REPORT_SHAPE = ERR_SHAPE  # raised by AuditReport.from_dict; kept under its old name
 UNEVALUABLE_ERROR = "cannot be evaluated: {reason}"
 UNEVALUABLE_FAIL = "cannot be evaluated, counted as failed (on_unevaluable: fail): {reason}"
 UNEVALUABLE_SKIP = (
@@ -158,45 +164,19 @@ _UNEVALUABLE: dict[str, tuple[bool | None, GateStatus, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """The outcome of one gate for one candidate comparison.
-
-    ``passed`` is None when the gate could not be evaluated (``status`` then
-    says whether that is an ``error`` or was ``skipped``; with
-    ``on_unevaluable: fail`` it is False and ``status`` is ``failed``).
-    """
-
-    name: str
-    candidate: str | None
-    value: float | None
-    threshold: float | None
-    passed: bool | None
-    detail: str
-    status: GateStatus
-
-    def __post_init__(self) -> None:
-        expected = {"passed": True, "failed": False, "error": None, "skipped": None}
-        if self.passed is not expected[self.status]:
-            raise ValueError(f"GateResult status {self.status!r} with passed={self.passed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report's gate object (``compaudit.report/v1``; ``status`` is an extra key)."""
-        return dataclasses.asdict(self)
-
-
-_GateFn = Callable[[Mapping[str, Any], Gates, Env], list[tuple[str, Outcome]]]
+_GateFn = Callable[[Comparison, Gates, Env], list[tuple[str, Outcome]]]
 _Fmt = Callable[[float], str]
 
 
-def evaluate_gates(report: Mapping[str, Any], policy: Policy) -> list[GateResult]:
+def evaluate_gates(report: AuditReport | Mapping[str, Any], policy: Policy) -> list[GateResult]:
     """Evaluate every configured gate on every comparison of ``report``.
 
     Parameters
     ----------
     report
-        A ``compaudit.report/v1`` dict (its ``comparisons`` are read, and
-        ``data.attributes`` where present, to name missing attributes).
+        The typed report (its ``comparisons`` are read, and ``data.attributes``
+        where present, to name missing attributes), or its ``compaudit.report/v1``
+        dict, which is parsed once with :meth:`AuditReport.from_dict`.
     policy
         The policy; per-candidate overrides are resolved by candidate name.
 
@@ -210,25 +190,46 @@ def evaluate_gates(report: Mapping[str, Any], policy: Policy) -> list[GateResult
     Raises
     ------
     InputError
-        The report lacks a key the gates read.
+        A report dict that does not follow ``compaudit.report/v1``
+        (:data:`ERR_REPORT_SHAPE`, naming where).
     """
+    if not isinstance(report, AuditReport):
+        report = AuditReport.from_dict(report)
+    env = Env(report.data.attributes if report.data is not None else None)
     results: list[GateResult] = []
-    if "comparisons" not in report:
-        raise InputError(ERR_REPORT_SHAPE.format(where="top level", problem="no 'comparisons'"))
-    env = _env(report)
-    for i, comp in enumerate(report["comparisons"]):
-        candidate = comp.get("candidate")
-        eff = policy.for_candidate(candidate)
+    for comp in report.comparisons:
+        eff = policy.for_candidate(comp.candidate)
         for name, threshold, fn, fmt in _configured(eff.gates):
-            try:
-                outcomes = fn(comp, eff.gates, env)
-            except (KeyError, TypeError) as exc:  # a report that breaks the schema
-                where = f"comparison {candidate!r}" if candidate is not None else f"comparison #{i}"
-                problem = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
-                raise InputError(ERR_REPORT_SHAPE.format(where=where, problem=problem)) from exc
-            for suffix, outcome in outcomes:
+            for suffix, outcome in fn(comp, eff.gates, env):
                 results.append(_finish(name + suffix, eff, threshold, outcome, fmt))
     return results
+
+
+def judge(
+    result: AuditResult,
+    policy: Policy | None,
+    *,
+    settings_report: Mapping[str, Any] | None = None,
+) -> AuditReport:
+    """The typed report of an audit, gated by ``policy``: the one path from an
+    audit to a verdict (the command line and :func:`compaudit.audit` both take it).
+
+    Without a policy nothing is gated and the verdict is ``ungated``. The gates
+    judge with the settings the audit ran with (an explicit ``--min-support``
+    too). ``settings_report`` (every value and its source) replaces the
+    report's ``settings`` when given.
+    """
+    from compaudit.policy import with_settings
+
+    gates: list[GateResult] = []
+    verdict: Verdict = "ungated"
+    if policy is not None:
+        gates = evaluate_gates(result.report(), with_settings(policy, result.settings))
+        verdict = decide_verdict(gates, [])
+    document = result.report(gates=gates, verdict=verdict)
+    if settings_report is not None:
+        document = dataclasses.replace(document, settings=dict(settings_report))
+    return document
 
 
 def decide_verdict(gates: Sequence[GateResult], errors: Sequence[str]) -> Verdict:
@@ -236,6 +237,8 @@ def decide_verdict(gates: Sequence[GateResult], errors: Sequence[str]) -> Verdic
 
     An error outranks a failed gate: a run that could not check everything is
     not a plain failure. Skipped gates (``skip-with-warning``) count for neither.
+    Never ``ungated``: that is the verdict of a run without a policy, which
+    does not call this.
     """
     if errors or any(g.status == "error" for g in gates):
         return "error"
@@ -248,11 +251,13 @@ _EXIT: dict[str, ExitStatus] = {
     "pass": ExitStatus.OK,
     "fail": ExitStatus.GATE_FAILED,
     "error": ExitStatus.ERROR,
+    "ungated": ExitStatus.OK,
 }
 
 
 def exit_status_for(verdict: Verdict) -> ExitStatus:
-    """Exit code of a verdict: 0 pass, 1 fail, 2 error (the only place this is decided)."""
+    """Exit code of a verdict: 0 pass (and ungated), 1 fail, 2 error (the only place
+    this is decided)."""
     try:
         return _EXIT[verdict]
     except KeyError:
@@ -260,14 +265,6 @@ def exit_status_for(verdict: Verdict) -> ExitStatus:
 
 
 # -- plumbing ----------------------------------------------------------------
-
-
-def _env(report: Mapping[str, Any]) -> Env:
-    data = report.get("data")
-    attrs = data.get("attributes") if isinstance(data, Mapping) else None
-    if isinstance(attrs, list) and all(isinstance(a, str) for a in attrs):
-        return Env(available_attributes=tuple(attrs))
-    return Env()
 
 
 def _finish(
@@ -284,11 +281,19 @@ def _finish(
             passed = value <= threshold + TOLERANCE
         status = "passed" if passed else "failed"
         detail = f"{outcome.detail} (threshold {fmt(threshold)})"
-    return GateResult(name, eff.candidate, value, threshold, passed, detail, status)
+    return GateResult(
+        name=name,
+        candidate=eff.candidate,
+        value=value,
+        threshold=threshold,
+        passed=passed,
+        detail=detail,
+        status=status,
+    )
 
 
-def _one(fn: Callable[[Mapping[str, Any], Gates], Outcome]) -> _GateFn:
-    def gate(comp: Mapping[str, Any], gates: Gates, env: Env) -> list[tuple[str, Outcome]]:
+def _one(fn: Callable[[Comparison, Gates], Outcome]) -> _GateFn:
+    def gate(comp: Comparison, gates: Gates, env: Env) -> list[tuple[str, Outcome]]:
         return [("", fn(comp, gates))]
 
     return gate
@@ -297,108 +302,143 @@ def _one(fn: Callable[[Mapping[str, Any], Gates], Outcome]) -> _GateFn:
 # -- top-1 / top-5 / CIE / PIE -----------------------------------------------
 
 
-def _drop(delta_key: str, label: str) -> _GateFn:
-    def gate(comp: Mapping[str, Any], gates: Gates) -> Outcome:
-        raw = comp[delta_key]
-        if raw is None and delta_key == "top5_delta":
-            return Unevaluable(REASON_NO_TOP5)
-        delta = finite(raw, delta_key)
-        if isinstance(delta, Unevaluable):
-            return delta
-        value = -delta
-        return Measured(value, f"{label} {'fell' if value >= 0 else 'rose'} by {pp(abs(value))}")
-
-    return _one(gate)
+def _top1_drop(comp: Comparison, gates: Gates) -> Outcome:
+    return _drop(comp.top1_delta, "top1_delta", "top-1")
 
 
-def _basis(block: Mapping[str, Any], alternative: str) -> str | None:
+def _top5_drop(comp: Comparison, gates: Gates) -> Outcome:
+    if comp.top5_delta is None:
+        return Unevaluable(REASON_NO_TOP5)
+    return _drop(comp.top5_delta, "top5_delta", "top-5")
+
+
+def _drop(raw: float, key: str, label: str) -> Outcome:
+    delta = finite(raw, key)
+    if isinstance(delta, Unevaluable):
+        return delta
+    value = -delta
+    return Measured(value, f"{label} {'fell' if value >= 0 else 'rose'} by {pp(abs(value))}")
+
+
+def _basis(cie: CieBlock, alternative: str) -> str | None:
     """How a CIE rate was formed, when that changes what it means."""
-    basis = block.get("basis")
-    if basis == "paired":
-        pairs = block.get("pairs")
-        return BASIS_PAIRED.format(k=len(pairs) if isinstance(pairs, list) and pairs else "the")
-    if basis == "mean-over-pairs":
+    if cie.basis == "paired":
+        return BASIS_PAIRED.format(k=len(cie.pairs) if cie.pairs else "the")
+    if cie.basis == "mean-over-pairs":
         return BASIS_MEAN.format(alternative=alternative)
     return None
 
 
-def _rate(block: str, key: str, count_key: str, label: str, what: str) -> _GateFn:
-    def gate(comp: Mapping[str, Any], gates: Gates) -> Outcome:
-        b = comp[block]
-        rate = finite(b[key], f"{block}.{key}")
-        if isinstance(rate, Unevaluable):
-            return rate
-        n = b[count_key]
-        noun = "example" if n == 1 else "examples"
-        # Populations: an expected count for a random (or paired) model pair.
-        averaged = b.get("basis") in ("paired", "mean-over-pairs")
-        whole = not averaged and float(n).is_integer()
-        parts = [f"{int(n) if whole else round(float(n), 1)} {noun} {what}"]
-        basis = _basis(b, " or cie_rate_excess" if key == "rate" else "")
-        if basis is not None:
-            parts.append(basis)
-        floor = b.get("floor") if key == "rate" else None
-        if (
-            isinstance(floor, Mapping)
-            and is_number(floor.get("rate"))
-            and is_number(floor.get("excess"))
-        ):
-            parts.append(
-                f"seed-noise floor {pct(floor['rate'])}, excess {signed_pp(floor['excess'])}"
-            )
-        beyond = b.get("n_beyond_noise") if block == "pie" else None
-        if isinstance(beyond, int) and not isinstance(beyond, bool):
-            parts.append(f"{beyond} beyond seed noise by the per-example test")
-        return Measured(rate, f"{label} {pct(rate)} ({'; '.join(parts)})")
-
-    return _one(gate)
+def _rate(
+    raw: float,
+    key: str,
+    n: float,
+    label: str,
+    what: str,
+    *,
+    averaged: bool = False,
+    basis: str | None = None,
+    floor: Floor | None = None,
+    beyond: int | None = None,
+) -> Outcome:
+    """A rate gate: ``n`` examples (an expected count when ``averaged`` over model pairs)."""
+    rate = finite(raw, key)
+    if isinstance(rate, Unevaluable):
+        return rate
+    noun = "example" if n == 1 else "examples"
+    whole = not averaged and float(n).is_integer()
+    parts = [f"{int(n) if whole else round(float(n), 1)} {noun} {what}"]
+    if basis is not None:
+        parts.append(basis)
+    if floor is not None and is_number(floor.rate) and is_number(floor.excess):
+        parts.append(f"seed-noise floor {pct(floor.rate)}, excess {signed_pp(floor.excess)}")
+    if beyond is not None:
+        parts.append(f"{beyond} beyond seed noise by the per-example test")
+    return Measured(rate, f"{label} {pct(rate)} ({'; '.join(parts)})")
 
 
-def _excess(block: str, label: str) -> _GateFn:
-    def gate(comp: Mapping[str, Any], gates: Gates) -> Outcome:
-        b = comp[block]
-        if block == "cie" and b.get("basis") == "paired":
-            return Unevaluable(REASON_PAIRED_CIE)
-        if "floor" not in b:
-            return Unevaluable(REASON_NO_FLOOR_KEYS.format(what=f"{block} block"))
-        missing = floors_missing(comp)
-        if missing is not None:
-            return missing
-        floor = b["floor"] if isinstance(b["floor"], Mapping) else {}
-        if floor.get("excess") is None or floor.get("rate") is None:
-            why = floor.get("reason") or REASON_NO_VALUE_FLOOR.format(what=label)
-            return Unevaluable(REASON_NO_FLOOR.format(reason=why))
-        values = [
-            finite(b["rate"], f"{block}.rate"),
-            finite(floor["excess"], f"{block}.floor.excess"),
-            finite(floor["rate"], f"{block}.floor.rate"),
-        ]
-        for checked in values:
-            if isinstance(checked, Unevaluable):
-                return checked
-        rate, excess, level = (float(v) for v in values if isinstance(v, float))
-        p = floor.get("p_value")
-        tested = f", p {p:.2g}" if is_number(p) else ""
-        return Measured(
-            excess,
-            f"{label} {pct(rate)} (seed-noise floor {pct(level)}, "
-            f"excess {signed_pp(excess)}{tested})",
-        )
-
-    return _one(gate)
+def _cie_rate(comp: Comparison, gates: Gates) -> Outcome:
+    cie = comp.cie
+    return _rate(
+        cie.rate,
+        "cie.rate",
+        cie.count,
+        "CIE rate",
+        _CIE,
+        averaged=cie.basis != "single-pair",
+        basis=_basis(cie, " or cie_rate_excess"),
+        floor=cie.floor,
+    )
 
 
-# Each gate's name is the path of its threshold in the policy's ``gates``; report order.
+def _cie_u_rate(comp: Comparison, gates: Gates) -> Outcome:
+    cie = comp.cie
+    return _rate(
+        cie.cie_u_rate,
+        "cie.cie_u_rate",
+        cie.cie_u,
+        "CIE-U rate",
+        _U,
+        averaged=cie.basis != "single-pair",
+        basis=_basis(cie, ""),
+    )
+
+
+def _pie_rate(comp: Comparison, gates: Gates) -> Outcome:
+    pie = comp.pie
+    return _rate(
+        pie.rate,
+        "pie.rate",
+        pie.count,
+        "PIE rate",
+        _PIE,
+        floor=pie.floor,
+        beyond=pie.n_beyond_noise,
+    )
+
+
+def _excess(rate: float, floor: Floor, block: str, label: str) -> Outcome:
+    """``floor.excess`` of a rate, or why there is none."""
+    if floor.excess is None or floor.rate is None:
+        return Unevaluable(REASON_NO_FLOOR.format(reason=REASON_NO_VALUE_FLOOR.format(what=label)))
+    values = [
+        finite(rate, f"{block}.rate"),
+        finite(floor.excess, f"{block}.floor.excess"),
+        finite(floor.rate, f"{block}.floor.rate"),
+    ]
+    for checked in values:
+        if isinstance(checked, Unevaluable):
+            return checked
+    rate, excess, level = (float(v) for v in values if isinstance(v, float))
+    tested = f", p {floor.p_value:.2g}" if is_number(floor.p_value) else ""
+    return Measured(
+        excess,
+        f"{label} {pct(rate)} (seed-noise floor {pct(level)}, excess {signed_pp(excess)}{tested})",
+    )
+
+
+def _cie_rate_excess(comp: Comparison, gates: Gates) -> Outcome:
+    if comp.cie.basis == "paired":
+        return Unevaluable(REASON_PAIRED_CIE)
+    return floors_missing(comp) or _excess(comp.cie.rate, comp.cie.floor, "cie", "CIE rate")
+
+
+def _pie_rate_excess(comp: Comparison, gates: Gates) -> Outcome:
+    return floors_missing(comp) or _excess(comp.pie.rate, comp.pie.floor, "pie", "PIE rate")
+
+
 _CIE, _PIE = "changed prediction", "changed modal prediction"
 _U = "right before, wrong after"
+
+# Each gate's name is the path of its threshold in the policy's ``gates``; report order.
 _GATES: tuple[tuple[str, _GateFn, _Fmt], ...] = (
-    ("top1_drop", _drop("top1_delta", "top-1"), pp),
-    ("top5_drop", _drop("top5_delta", "top-5"), pp),
-    ("cie_rate", _rate("cie", "rate", "count", "CIE rate", _CIE), pct),
-    ("cie_rate_excess", _excess("cie", "CIE rate"), pp),
-    ("cie_u_rate", _rate("cie", "cie_u_rate", "cie_u", "CIE-U rate", _U), pct),
-    ("pie_rate", _rate("pie", "rate", "count", "PIE rate", _PIE), pct),
-    ("pie_rate_excess", _excess("pie", "PIE rate"), pp),
+    ("top1_drop", _one(_top1_drop), pp),
+    ("top5_drop", _one(_top5_drop), pp),
+    ("cie_rate", _one(_cie_rate), pct),
+    ("cie_rate_excess", _one(_cie_rate_excess), pp),
+    ("cie_u_rate", _one(_cie_u_rate), pct),
+    ("pie_rate", _one(_pie_rate), pct),
+    ("pie_rate_excess", _one(_pie_rate_excess), pp),
     ("significant_classes", _one(significant_classes), count),
     ("class_recall_drop", _one(class_recall_drop), pp),
     ("subgroups.pie_share_growth", sub.pie_share_growth, "{:.1f}%".format),

@@ -3,31 +3,43 @@
 :func:`execute` loads the populations (predictions files or models run on
 ``--data``), joins attributes, runs the audit with the policy's settings,
 evaluates the gates, decides the verdict and writes every chosen format.
+Warnings go through :mod:`warnings` (:class:`~compaudit.errors.CompauditWarning`),
+never straight to the terminal; the CLI renders them. With
+``AuditRequest.error_report`` a failed run still leaves an error report.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.markup import escape
 
-from compaudit.audit import AuditResult, AuditSettings, audit
-from compaudit.errors import ExitStatus, InputError
+from compaudit.engine import AuditResult, AuditSettings, audit
+from compaudit.errors import CompauditError, CompauditWarning, ExitStatus, InputError
 from compaudit.population import Population
 from compaudit.report.base import ReportContext
 
 if TYPE_CHECKING:
     from compaudit.data.base import Dataset
+    from compaudit.policy import Policy
+    from compaudit.settings import Resolved
 
-__all__ = ["AuditRequest", "Outcome", "execute", "parse_named_spec"]
+__all__ = ["AuditRequest", "Outcome", "error_document", "execute", "parse_named_spec"]
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_FORMATS = ("terminal", "json")
+ERROR_FORMATS = ("json", "markdown", "junit")
+"""What a failed run with ``error_report`` still writes, whatever ``formats`` were asked for."""
+WARN_ERROR_REPORT = "could not write the error report ({what}): {reason}"
+WARN_UNUSED_OVERRIDE = "policy override '{name}' matches no candidate"
 ERR_DUPLICATE_NAME = "two candidates are named '{name}'; name them apart with NAME=SPEC"
 ERR_NO_INPUTS = (
     "nothing to audit: give --reference and at least one --candidate, or a trainer run directory"
@@ -43,21 +55,30 @@ def parse_named_spec(text: str, default_name: str | None = None) -> tuple[str, s
     """Split ``[NAME=]SPEC`` into ``(name, spec)``.
 
     A ``NAME=`` prefix is recognised only when NAME has no path separator and
-    the whole text is not an existing path. Without a name, the file stem (or
-    directory name) is used, or ``default_name`` when given.
+    the whole text is not an existing path. Without a name (and without
+    ``default_name``), the file name less the longest suffix a registered
+    model loader or the predictions format declares names it
+    (``m/int8.pth`` -> ``int8``); a directory is named by itself, and a glob
+    by the nearest directory above it without glob characters
+    (``models/p50/*.onnx`` -> ``p50``), never by the pattern.
     """
+    from compaudit.models.spec import model_suffixes
+    from compaudit.predictions import PREDICTIONS_SUFFIXES
+
     if "=" in text and not Path(text).exists():
         name, spec = text.split("=", 1)
         if name and "/" not in name and os.sep not in name:
             return name, spec
     if default_name is not None:
         return default_name, text
+    suffixes = sorted({*model_suffixes(), *PREDICTIONS_SUFFIXES}, key=len, reverse=True)
     p = Path(text.rstrip("/"))
     stem = p.name
-    for suffix in (".npz", ".onnx", ".pt2", ".pt", ".ckpt"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
+    fit = next((s for s in suffixes if stem.lower().endswith(s)), "")
+    stem = stem[: len(stem) - len(fit)]
+    if any(ch in stem for ch in "*?["):
+        folders = [d for d in reversed(p.absolute().parent.parts) if d not in ("/", ".", "..")]
+        stem = next((d for d in folders if not any(ch in d for ch in "*?[")), "")
     return stem or text, text
 
 
@@ -73,8 +94,15 @@ class AuditRequest:
     policy: str | None = None
     out: Path | None = Path("compaudit-report")
     formats: Sequence[str] = DEFAULT_FORMATS
-    settings: AuditSettings = field(default_factory=AuditSettings)
-    subgroup_attributes: Sequence[str] = ()
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Explicit settings by name (:data:`compaudit.settings.SETTINGS`): the command-line
+    flags given. They win over the policy, ``pyproject.toml`` and the defaults."""
+    settings: AuditSettings | None = None
+    """A library caller's settings: each field that differs from its default counts as
+    explicit (like ``overrides``); the others fall through to the policy and pyproject."""
+    pyproject_from: Path | None = None
+    """Look for ``[tool.compaudit]`` in the closest ``pyproject.toml`` at or above this
+    directory (the CLI passes the working directory); None: no pyproject layer."""
     require_policy: bool = False
     cache: bool = True
     batch_size: int | None = None
@@ -83,6 +111,10 @@ class AuditRequest:
     activations per batch, so this keeps the report equal to the manifest)."""
     device: str = "cpu"
     console: Console | None = None
+    error_report: bool = False
+    """On an error, still write report.json (verdict ``error``, the message in
+    ``errors``), report.md and junit.xml under ``out``, and append the Markdown
+    to ``$GITHUB_STEP_SUMMARY`` when it is set, then raise (``check`` sets it)."""
 
 
 @dataclass
@@ -142,9 +174,20 @@ def _load_run_dir(
     dataset = _load_dataset(request.data or info.eval_data)
     batch_size = request.batch_size or info.recipe.training.eval_batch_size
     settings = RunnerSettings(batch_size=batch_size, device=request.device)
+    # The ONNX exports beside the checkpoints run 3-5x faster; one stands in for
+    # its checkpoint only where the trainer verified it (MemberInfo.verified_file):
+    # on CPU, on the run's own eval split, at the trainer's batch size. Elsewhere,
+    # and for members without a verified export (dynamic-quantized torch models
+    # have none), the canonical file is run, as the manifest's metrics were.
+    verified = (
+        request.device == "cpu"
+        and batch_size == info.recipe.training.eval_batch_size
+        and dataset.fingerprint() == info.manifest.get("data", {}).get("eval_fingerprint")
+    )
 
     def predict(variant: str) -> Population:
-        paths = [str(p) for p in info.variants[variant].paths]
+        members = info.variants[variant].members
+        paths = [str(m.verified_file() if verified else m.path) for m in members]
         return predict_population(
             paths, dataset, settings=settings, cache=request.cache, name=variant
         )
@@ -156,48 +199,221 @@ def _load_run_dir(
     return info.reference, predict(info.reference), candidates, dataset, lineage
 
 
-def _settings_from_policy(request: AuditRequest) -> tuple[AuditSettings, Any]:
-    settings = request.settings
-    if request.policy is None:
-        if request.require_policy:
-            raise InputError("check needs a policy: pass --policy FILE (see examples/policies/)")
-        attrs = tuple(request.subgroup_attributes)
-        if attrs and attrs != settings.attributes:
-            settings = dataclasses.replace(settings, attributes=attrs)
-        return settings, None
-    from compaudit.policy import load_policy
-    from compaudit.policy import settings as policy_settings
+def _resolve_settings(request: AuditRequest) -> tuple[Resolved, Policy | None]:
+    """The one settings path: explicit > policy > pyproject.toml > defaults."""
+    from compaudit.settings import SETTINGS, Layer, find_pyproject, pyproject_layer, resolve
 
-    policy = load_policy(request.policy)
-    wanted = policy_settings(policy)
-    extra: dict[str, Any] = dict(wanted)
-    cli_attrs = tuple(request.subgroup_attributes)
-    sets = () if cli_attrs else tuple(tuple(a) for a in extra.get("attribute_sets", ()))
-    settings = AuditSettings(
-        alpha=wanted["alpha"],
-        correction=wanted["correction"],
-        seed=wanted["seed"],
-        min_support=wanted["min_support"],
-        attributes=cli_attrs or tuple(wanted["attributes"]),
-        attribute_sets=sets,
-        empty_classes=settings.empty_classes,
-        # An explicit --paired/--unpaired wins over the policy's key.
-        paired=settings.paired if settings.paired is not None else extra.get("paired"),
-        floor_splits=int(extra.get("floor_splits", settings.floor_splits)),
-        floor_quantile=float(extra.get("floor_quantile", settings.floor_quantile)),
-    )
-    return settings, policy
+    explicit = dict(request.overrides)
+    if request.settings is not None:
+        for setting in SETTINGS:
+            value = getattr(request.settings, setting.name)
+            if value != setting.default:
+                explicit.setdefault(setting.name, value)
+    layers = [Layer("cli", explicit)]
+    policy = None
+    if request.policy is not None:
+        from compaudit.policy import load_policy, policy_layer
+
+        policy = load_policy(request.policy)
+        layers.append(policy_layer(policy, Path(request.policy)))
+    elif request.require_policy:
+        raise InputError("check needs a policy: pass --policy FILE (see examples/policies/)")
+    if request.pyproject_from is not None:
+        found = find_pyproject(request.pyproject_from)
+        if found is not None:
+            layers.append(pyproject_layer(*found))
+    return resolve(*layers), policy
+
+
+def _settings_from_policy(request: AuditRequest) -> tuple[AuditSettings, Policy | None]:
+    """The settings ``request`` audits with, and its policy (see :func:`_resolve_settings`)."""
+    resolved, policy = _resolve_settings(request)
+    return resolved.settings, policy
 
 
 def execute(request: AuditRequest) -> Outcome:
-    """Load, audit, gate and report. Raises ``CompauditError`` on unusable input."""
+    """Load, audit, gate and report.
+
+    Parameters
+    ----------
+    request : AuditRequest
+        The parsed inputs, settings and output formats.
+
+    Returns
+    -------
+    Outcome
+        The report, the audit result, the exit status and the files written.
+
+    Raises
+    ------
+    CompauditError
+        Unusable input (any other exception is a bug). With
+        ``request.error_report`` the error report is written first (see
+        :func:`write_error_report`), so CI shows why the run failed.
+
+    Warns
+    -----
+    CompauditWarning
+        Each of the audit's warnings, and policy overrides that match no candidate.
+    """
+    partial: dict[str, Any] = {}
+    try:
+        return _execute(request, partial)
+    except Exception as exc:
+        if request.error_report:
+            write_error_report(request, exc, partial.get("report"))
+        raise
+
+
+def error_message(exc: BaseException) -> str:
+    """The one-line message of ``exc`` as the CLI prints it (an unexpected one is named)."""
+    text = " ".join(str(exc).split("\n")).strip()
+    if isinstance(exc, CompauditError):
+        return text
+    kind = type(exc).__qualname__
+    return f"internal error: {kind}: {text}" if text else f"internal error: {kind}"
+
+
+def error_document(
+    message: str,
+    report: dict[str, Any] | None = None,
+    *,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``compaudit.report/v1`` document with verdict ``error`` and ``message`` in ``errors``.
+
+    Parameters
+    ----------
+    message : str
+        Why the run failed.
+    report : dict, optional
+        The report of a run that failed after its audit (writing a format, for
+        example): it is kept, with the verdict and errors changed. Without it
+        the document is minimal: no populations, comparisons or gates.
+    settings : mapping, optional
+        The report's ``settings`` for a minimal document (as far as they
+        could be resolved, see :func:`write_error_report`).
+
+    Returns
+    -------
+    dict
+        A document that follows ``report.schema.json``.
+    """
+    from compaudit import __version__
+    from compaudit.report.base import report_schema
+
+    if report is not None:
+        return {**report, "verdict": "error", "errors": [*report.get("errors", []), message]}
+    return {
+        "schema": report_schema()["properties"]["schema"]["const"],
+        "tool": {"name": "compaudit", "version": __version__},
+        "verdict": "error",
+        **({"settings": dict(settings)} if settings else {}),
+        "populations": {},
+        "comparisons": [],
+        "gates": [],
+        "errors": [message],
+        "warnings": [],
+    }
+
+
+def write_error_report(
+    request: AuditRequest, exc: BaseException, report: dict[str, Any] | None = None
+) -> list[Path]:
+    """Write :data:`ERROR_FORMATS` for a failed run, and the step summary; never raise.
+
+    Parameters
+    ----------
+    request : AuditRequest
+        Where to write (``out``; nothing is written there when it is None).
+    exc : BaseException
+        The error; its message goes in ``errors`` (see :func:`error_message`).
+    report : dict, optional
+        The report, when the run failed after its audit.
+
+    Returns
+    -------
+    list of Path
+        The files written (each atomically: a reader never sees half a file).
+
+    Warns
+    -----
+    CompauditWarning
+        For each file that could not be written (the original error is what
+        the caller raises).
+    """
+    from compaudit.results import AuditReport
+
+    document = error_document(error_message(exc), report, settings=_error_settings(request))
+    doc = AuditReport.from_dict(document)  # reporters read the typed report
+    context = ReportContext(console=request.console or Console(stderr=True))
+    written: list[Path] = []
+    try:
+        from compaudit.plugins import get_registry
+
+        reporters = get_registry().reporters()
+    except Exception as err:
+        warnings.warn(
+            WARN_ERROR_REPORT.format(what="reporters", reason=err), CompauditWarning, stacklevel=2
+        )
+        return written
+    if request.out is not None:
+        for fmt in ERROR_FORMATS:
+            try:
+                request.out.mkdir(parents=True, exist_ok=True)
+                path = reporters[fmt].write(doc, out_dir=request.out, context=context)
+            except Exception as err:
+                reason = f"{type(err).__name__}: {err}"
+                warnings.warn(
+                    WARN_ERROR_REPORT.format(what=fmt, reason=reason),
+                    CompauditWarning,
+                    stacklevel=2,
+                )
+                continue
+            if path is not None:
+                _log.info("wrote %s (error report)", path)
+                written.append(path)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary and "markdown" in reporters:
+        try:
+            reporters["markdown"].append_step_summary(doc, Path(summary), context=context)
+        except Exception as err:
+            reason = f"{type(err).__name__}: {err}"
+            warnings.warn(
+                WARN_ERROR_REPORT.format(what="GITHUB_STEP_SUMMARY", reason=reason),
+                CompauditWarning,
+                stacklevel=2,
+            )
+    return written
+
+
+def _error_settings(request: AuditRequest) -> dict[str, Any]:
+    """The settings of an error report: resolved as far as they can be.
+
+    When the policy is what failed, the settings are resolved without it
+    (``files.policy`` is then null); the defaults when even that fails.
+    """
+    for req in (request, dataclasses.replace(request, policy=None, require_policy=False)):
+        try:
+            resolved, _ = _resolve_settings(req)
+            return dict(resolved.to_report())
+        except Exception as err:
+            _log.debug("settings of the error report: %s: %s", type(err).__name__, err)
+    try:
+        return AuditSettings().to_dict()
+    except Exception:
+        return {}
+
+
+def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     from compaudit.plugins import get_registry
 
     reporters = get_registry().reporters()
     for fmt in request.formats:
         if fmt not in reporters:
             raise InputError(ERR_UNKNOWN_FORMAT.format(fmt=fmt, known=", ".join(sorted(reporters))))
-    settings, policy = _settings_from_policy(request)
+    resolved, policy = _resolve_settings(request)
+    settings = resolved.settings
     console = request.console or Console()
 
     candidates: dict[str, Population] = {}
@@ -223,32 +439,27 @@ def execute(request: AuditRequest) -> Outcome:
         reference = reference.with_attributes(
             read_attributes_csv(request.attributes_csv, reference.ids)
         )
-    if policy is not None and not request.subgroup_attributes:
-        # A policy attribute the data lack: the sets that exist are still audited,
-        # the missing one is named in a warning and its gates are unevaluable (an
-        # error unless the policy's on_unevaluable says otherwise). Never a silent pass.
-        settings = dataclasses.replace(settings, missing_attributes="warn")
+    # A policy attribute the data lack: the sets that exist are still audited, the
+    # missing one is named in a warning and its gates are unevaluable (an error unless
+    # the policy's on_unevaluable says otherwise); resolve() sets missing_attributes.
     result = audit(
         reference, candidates, reference_name=ref_name, settings=settings, lineage=lineage
     )
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        warnings.warn(warning, CompauditWarning, stacklevel=3)
 
-    gates: list[dict[str, Any]] = []
-    verdict: Literal["pass", "fail", "error"] = "pass"
-    status = ExitStatus.OK
+    from compaudit.gates import exit_status_for, judge
+
     if policy is not None:
-        from compaudit.gates import decide_verdict, evaluate_gates, exit_status_for
         from compaudit.policy import unused_overrides
 
         for name in unused_overrides(policy, list(candidates)):
-            console.print(f"[yellow]warning:[/] policy override '{name}' matches no candidate")
-        draft = result.to_report()
-        gate_results = evaluate_gates(draft, policy)
-        gates = [g.to_dict() for g in gate_results]
-        verdict = decide_verdict(gate_results, [])
-        status = exit_status_for(verdict)
-    report = result.to_report(gates=gates, verdict=verdict)
+            warnings.warn(WARN_UNUSED_OVERRIDE.format(name=name), CompauditWarning, stacklevel=3)
+    # Reporters get the typed report; ``settings``: every value, its source and the files.
+    typed = judge(result, policy, settings_report=resolved.to_report())
+    status = exit_status_for(typed.verdict)
+    report = typed.to_dict()
+    partial["report"] = report  # what an error report keeps if writing fails
 
     images = None
     if dataset is not None and dataset.images is not None and dataset.n == reference.n:
@@ -267,10 +478,10 @@ def execute(request: AuditRequest) -> Outcome:
     if request.out is not None:
         request.out.mkdir(parents=True, exist_ok=True)
     for fmt in request.formats:
-        path = reporters[fmt].write(report, out_dir=request.out, context=context)
+        path = reporters[fmt].write(typed, out_dir=request.out, context=context)
         if path is not None:
             written.append(path)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary and "markdown" in reporters:
-        reporters["markdown"].append_step_summary(report, Path(summary), context=context)
+        reporters["markdown"].append_step_summary(typed, Path(summary), context=context)
     return Outcome(report, result, status, written)

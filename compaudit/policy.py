@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from compaudit import settings as _s
 from compaudit._policy_files import (
     ERR_BAD_VALUE,
     ERR_DUPLICATE_KEY,
@@ -37,13 +39,26 @@ from compaudit._policy_files import (
     read_policy_data,
 )
 from compaudit.errors import PolicyError
+from compaudit.settings import (
+    ERR_BOTH_ATTRIBUTE_KEYS,
+    ERR_SET_EMPTY,
+    ERR_SET_REPEATS,
+    ERR_SETS_REPEAT,
+    Layer,
+    Setting,
+    Source,
+)
 
 __all__ = [
     "ERR_BAD_VALUE",
+    "ERR_BOTH_ATTRIBUTE_KEYS",
     "ERR_DUPLICATE_KEY",
     "ERR_NOT_FOUND",
     "ERR_NOT_MAPPING",
     "ERR_NO_TOOL_TABLE",
+    "ERR_SETS_REPEAT",
+    "ERR_SET_EMPTY",
+    "ERR_SET_REPEATS",
     "ERR_SUFFIX",
     "ERR_SYNTAX",
     "ERR_UNKNOWN_KEY",
@@ -60,18 +75,21 @@ __all__ = [
     "attribute_sets",
     "load_policy",
     "policy_json_schema",
+    "policy_layer",
     "required_attributes",
     "settings",
     "unused_overrides",
+    "with_settings",
 ]
 
 Correction = Literal["holm", "bh", "bonferroni", "none"]
 OnUnevaluable = Literal["error", "skip-with-warning", "fail"]
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 DEFAULT_MIN_PIES = 5
-DEFAULT_MIN_SUPPORT = 30
-DEFAULT_FLOOR_SPLITS = 64
-DEFAULT_FLOOR_QUANTILE = 0.95
+# The audit settings a policy may set take default and validator from compaudit.settings.
+DEFAULT_MIN_SUPPORT: int = _s.MIN_SUPPORT.default
+DEFAULT_FLOOR_SPLITS: int = _s.FLOOR_SPLITS.default
+DEFAULT_FLOOR_QUANTILE: float = _s.FLOOR_QUANTILE.default
 
 # Error messages live here (those of reading a file in compaudit._policy_files,
 # re-exported) so tests can assert them exactly (fairlearn style).
@@ -85,13 +103,22 @@ ERR_OVERRIDE_ATTRIBUTES = (
     "subgroup attributes are shared by every candidate; set them once in "
     "gates.subgroups.attributes (or attribute_sets), not per candidate"
 )
-ERR_BOTH_ATTRIBUTE_KEYS = (
-    "give either attributes (one set of attributes, crossed) or attribute_sets "
-    "(several sets, each crossed on its own), not both"
-)
-ERR_SET_REPEATS = "attribute set {set} names an attribute twice"
-ERR_SET_EMPTY = "an attribute set must name at least one attribute"
-ERR_SETS_REPEAT = "attribute set {set} is listed twice (the order of attributes does not matter)"
+# ERR_BOTH_ATTRIBUTE_KEYS, ERR_SET_EMPTY, ERR_SET_REPEATS and ERR_SETS_REPEAT come from
+# compaudit.settings (the validators every source shares).
+
+
+def _checked(setting: Setting) -> Any:
+    """Pydantic metadata running ``setting``'s validator (None passes: key left unset)."""
+
+    def check(value: Any) -> Any:
+        return value if value is None else setting.pydantic_check(value)
+
+    return AfterValidator(check)
+
+
+def _bounds(setting: Setting) -> Any:
+    """The setting's bounds in the policy's JSON Schema."""
+    return Field(json_schema_extra=dict(setting.json_schema))
 
 
 class _Strict(BaseModel):
@@ -110,12 +137,14 @@ _Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 class SubgroupGates(_Strict):
     """Gates over protected-attribute subgroups (attribute combinations)."""
 
-    attributes: list[str] | None = None
+    attributes: Annotated[list[str] | None, _checked(_s.ATTRIBUTES)] = None
     """Protected attributes whose value combinations form the subgroups (one set)."""
-    attribute_sets: list[list[str]] | None = None
+    attribute_sets: Annotated[list[list[str]] | None, _checked(_s.ATTRIBUTE_SETS)] = None
     """Several attribute sets, each crossed on its own and gated on its own (for example
     ``[[sex], [race], [sex, race]]``); not together with ``attributes``."""
-    min_support: Annotated[int, Field(ge=1)] = DEFAULT_MIN_SUPPORT
+    min_support: Annotated[int, _checked(_s.MIN_SUPPORT), _bounds(_s.MIN_SUPPORT)] = (
+        DEFAULT_MIN_SUPPORT
+    )
     """Groups with fewer examples are listed as not testable, never as fine."""
     require_significance: bool = True
     """Judge only groups whose top-1 shift is significantly worse than the overall shift
@@ -132,30 +161,6 @@ class SubgroupGates(_Strict):
     gate's detail, never hidden)."""
     accuracy_gap: _Fraction | None = None
     """Largest allowed extra top-1 drop of a group beyond the overall drop."""
-
-    @field_validator("attributes")
-    @classmethod
-    def _unique(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None and len(set(v)) != len(v):
-            raise ValueError("attributes must not repeat")
-        return v
-
-    @field_validator("attribute_sets")
-    @classmethod
-    def _unique_sets(cls, v: list[list[str]] | None) -> list[list[str]] | None:
-        if v is None:
-            return v
-        seen: set[frozenset[str]] = set()
-        for attrs in v:
-            shown = "[" + ", ".join(attrs) + "]"
-            if not attrs:
-                raise ValueError(ERR_SET_EMPTY)
-            if len(set(attrs)) != len(attrs):
-                raise ValueError(ERR_SET_REPEATS.format(set=shown))
-            if frozenset(attrs) in seen:
-                raise ValueError(ERR_SETS_REPEAT.format(set=shown))
-            seen.add(frozenset(attrs))
-        return v
 
     @model_validator(mode="after")
     def _one_way_to_name_sets(self) -> SubgroupGates:
@@ -224,9 +229,13 @@ class CandidateOverride(_Strict):
 class FloorSettings(_Strict):
     """How the audit estimates seed-noise floors from the reference population."""
 
-    n_splits: Annotated[int, Field(ge=1)] = DEFAULT_FLOOR_SPLITS
+    n_splits: Annotated[int, _checked(_s.FLOOR_SPLITS), _bounds(_s.FLOOR_SPLITS)] = (
+        DEFAULT_FLOOR_SPLITS
+    )
     """Disjoint splits of the reference population (each a seed-only comparison)."""
-    quantile: Annotated[float, Field(ge=0.5, lt=1.0)] = DEFAULT_FLOOR_QUANTILE
+    quantile: Annotated[float, _checked(_s.FLOOR_QUANTILE), _bounds(_s.FLOOR_QUANTILE)] = (
+        DEFAULT_FLOOR_QUANTILE
+    )
     """Quantile of the seed-noise null reported as the floor (0.95: the 95th percentile
     in the bad direction)."""
 
@@ -236,15 +245,15 @@ class Policy(_Strict):
 
     version: Literal[1]
     """Policy file format version; only 1 exists."""
-    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    alpha: Annotated[float, _checked(_s.ALPHA), _bounds(_s.ALPHA)] = _s.ALPHA.default
     """Significance level of the class and subgroup tests."""
-    correction: Correction = "holm"
+    correction: Annotated[Correction, _checked(_s.CORRECTION)] = _s.CORRECTION.default
     """Multiple-testing correction over classes (and groups)."""
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, _checked(_s.SEED), _bounds(_s.SEED)] = _s.SEED.default
     """Seed of every random choice in the audit."""
     on_unevaluable: OnUnevaluable = "error"
     """A gate that cannot be evaluated: 'error' (exit 2), 'fail' or 'skip-with-warning'."""
-    paired: bool | None = None
+    paired: Annotated[bool | None, _checked(_s.PAIRED)] = _s.PAIRED.default
     """Lineage pairing: candidate member k was made from reference member k (true), never
     pair (false), or take it from the input (null: a trainer run directory knows it)."""
     floors: FloorSettings = Field(default_factory=FloorSettings)
@@ -325,6 +334,57 @@ def settings(policy: Policy) -> PolicySettings:
         floor_splits=policy.floors.n_splits,
         floor_quantile=policy.floors.quantile,
     )
+
+
+def policy_layer(policy: Policy, file: Path | None = None, *, source: Source = "policy") -> Layer:
+    """The audit settings ``policy`` sets itself (keys left out fall through to lower sources).
+
+    Each :data:`compaudit.settings.SETTINGS` entry with a policy key path is
+    taken when every key on that path was written in the file. The subgroup
+    sets come as in :func:`settings`: ``attributes`` is the union of
+    ``attribute_sets``.
+    """
+    values: dict[str, Any] = {}
+    for setting in _s.SETTINGS:
+        if setting.policy is None or setting.name in _s.SUBGROUP_SETTINGS:
+            continue
+        node: Any = policy
+        for part in setting.policy:
+            if node is None or part not in node.model_fields_set:
+                break
+            node = getattr(node, part)
+        else:
+            values[setting.name] = node
+    if attribute_sets(policy):
+        values["attributes"] = required_attributes(policy)
+        values["attribute_sets"] = attribute_sets(policy)
+    return Layer(source, values, file)
+
+
+def with_settings(policy: Policy, audit_settings: _s.AuditSettings) -> Policy:
+    """``policy`` with its audit settings replaced by the values the audit runs with.
+
+    An explicit ``--min-support`` (or ``--alpha``...) over a policy then judges
+    the gates with the same value the audit used. Subgroup attribute sets and
+    per-candidate overrides are left as the policy wrote them.
+    """
+    out = policy
+    for setting in _s.SETTINGS:
+        if setting.policy is None or setting.name in _s.SUBGROUP_SETTINGS:
+            continue
+        out = _replace(out, setting.policy, getattr(audit_settings, setting.name))
+    return out
+
+
+def _replace(model: Any, path: tuple[str, ...], value: Any) -> Any:
+    head, rest = path[0], path[1:]
+    current = getattr(model, head)
+    if not rest:
+        return model if current == value else model.model_copy(update={head: value})
+    if current is None:
+        return model  # e.g. min_support without a subgroups table: nothing to judge
+    child = _replace(current, rest, value)
+    return model if child is current else model.model_copy(update={head: child})
 
 
 def attribute_sets(policy: Policy) -> list[list[str]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +16,13 @@ from typing import Any
 import numpy as np
 
 from compaudit.cache import PredictionCache, cache_key
+from compaudit.comparable import (
+    ERR_DIFFERENT_DATA,
+    ERR_DIFFERENT_EXAMPLES,
+    ERR_DIFFERENT_PREPROCESSING,
+    check_same_examples,
+    plain_json,
+)
 from compaudit.data.base import Dataset
 from compaudit.errors import InputError, ModelError
 from compaudit.models.base import MemberSpec, Prediction, Runner, RunnerSettings
@@ -32,10 +38,14 @@ __all__ = [
     "ERR_MODEL_PREPROCESSING",
     "ERR_NOT_PREDICTIONS",
     "ERR_RUNNER_OUTPUT",
+    "PREDICTIONS_SUFFIXES",
     "check_comparable",
     "load_population_spec",
     "predict_population",
 ]
+
+PREDICTIONS_SUFFIXES = (".npz",)
+"""Suffixes of predictions files (``compaudit predict`` output), beside the model loaders'."""
 
 ERR_DATA_REQUIRED = (
     "{spec}: --data is required to run models; give the dataset, or a predictions .npz "
@@ -57,26 +67,10 @@ ERR_MODEL_PREPROCESSING = (
     "{model}: the model was trained on data prepared as {model_prep} but the dataset {data} "
     "is prepared as {data_prep}; load the data with the model's preprocessing"
 )
-ERR_DIFFERENT_EXAMPLES = (
-    "{a} and {b} are not predictions on the same examples ({what}); predict both on the same --data"
-)
-ERR_DIFFERENT_PREPROCESSING = (
-    "{a} and {b} were computed on data prepared differently ({what}); "
-    "re-run both with the same --data so they see identical inputs"
-)
-ERR_DIFFERENT_DATA = (
-    "{a} and {b} were computed on different datasets (dataset fingerprints {fa:.12} vs "
-    "{fb:.12}); re-run both with the same --data"
-)
 
 
 def _spec_label(spec: str | Sequence[str]) -> str:
     return spec if isinstance(spec, str) else " ".join(str(s) for s in spec)
-
-
-def _plain_json(obj: Any) -> Any:
-    """Round-trip through JSON so tuples/lists and numpy scalars compare equal."""
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
 def _check_model_meta(runner: Runner, dataset: Dataset) -> None:
@@ -94,13 +88,13 @@ def _check_model_meta(runner: Runner, dataset: Dataset) -> None:
         )
     prep = meta.get("preprocessing")
     want = dataset.preprocessing.to_dict()
-    if prep is not None and _plain_json(prep) != _plain_json(want):
+    if prep is not None and plain_json(prep) != plain_json(want):
         raise InputError(
             ERR_MODEL_PREPROCESSING.format(
                 model=runner.name,
-                model_prep=_plain_json(prep),
+                model_prep=plain_json(prep),
                 data=dataset.name,
-                data_prep=_plain_json(want),
+                data_prep=plain_json(want),
             )
         )
 
@@ -237,7 +231,7 @@ def predict_population(
 
 def _is_predictions_file(spec: str) -> bool:
     p = Path(spec)
-    if p.suffix.lower() != ".npz" or not p.is_file():
+    if p.suffix.lower() not in PREDICTIONS_SUFFIXES or not p.is_file():
         return False
     try:
         with zipfile.ZipFile(p) as zf:
@@ -306,47 +300,7 @@ def _dataset_view(dataset: Dataset) -> Population:
     )
 
 
-def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
-    if a.shape != b.shape:
-        return False
-    if a.dtype.kind in "iub" and b.dtype.kind in "iub":
-        return bool(np.array_equal(a, b))
-    return bool(np.array_equal(a.astype(str), b.astype(str)))
-
-
-def _prep_diff(pa: Mapping[str, Any], pb: Mapping[str, Any]) -> str:
-    keys = sorted(set(pa) | set(pb))
-    return ", ".join(f"{k}: {pa.get(k)!r} vs {pb.get(k)!r}" for k in keys if pa.get(k) != pb.get(k))
-
-
 def check_comparable(a: Population, b: Population) -> None:
-    """Raise unless ``a`` and ``b`` are predictions on the same, identically prepared examples.
-
-    Parameters
-    ----------
-    a, b : Population
-
-    Raises
-    ------
-    InputError
-        Different number of examples, labels or ids; or both record a
-        preprocessing or a dataset fingerprint and these differ. The message
-        names both sources and what differs.
-    """
-    src = {"a": a.source, "b": b.source}
-    if a.n != b.n:
-        raise InputError(ERR_DIFFERENT_EXAMPLES.format(**src, what=f"N = {a.n} vs {b.n}"))
-    if not np.array_equal(a.y, b.y):
-        bad = int((a.y.astype(np.int64) != b.y.astype(np.int64)).sum())
-        what = f"labels differ on {bad} of {a.n} examples"
-        raise InputError(ERR_DIFFERENT_EXAMPLES.format(**src, what=what))
-    if not _same_values(np.asarray(a.ids), np.asarray(b.ids)):
-        raise InputError(ERR_DIFFERENT_EXAMPLES.format(**src, what="example ids differ"))
-    pa, pb = a.meta.get("preprocessing"), b.meta.get("preprocessing")
-    if isinstance(pa, Mapping) and isinstance(pb, Mapping):
-        ja, jb = _plain_json(pa), _plain_json(pb)
-        if ja != jb:
-            raise InputError(ERR_DIFFERENT_PREPROCESSING.format(**src, what=_prep_diff(ja, jb)))
-    fa, fb = a.meta.get("dataset_fingerprint"), b.meta.get("dataset_fingerprint")
-    if fa and fb and fa != fb:
-        raise InputError(ERR_DIFFERENT_DATA.format(**src, fa=str(fa), fb=str(fb)))
+    """Raise unless ``a`` and ``b`` are predictions on the same, identically prepared
+    examples: :func:`compaudit.population.check_same_examples` (the one rule)."""
+    check_same_examples(a, b, classes=False)

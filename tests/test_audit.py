@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,12 @@ from hypothesis import strategies as st
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from compaudit.audit import (
+from compaudit.comparable import (
+    ERR_DIFFERENT_DATA,
+    ERR_DIFFERENT_EXAMPLES,
+    ERR_DIFFERENT_PREPROCESSING,
+)
+from compaudit.engine import (
     ERR_EMPTY_CLASS,
     ERR_NO_CANDIDATES,
     AuditSettings,
@@ -204,8 +210,11 @@ def test_bad_inputs_fail_closed(small_case: dict[str, Any]) -> None:
         audit(ref, {})
     assert str(exc.value) == ERR_NO_CANDIDATES
     shorter = Population.create(cand.predictions[:, :-1], y[:-1], source="short.npz")
-    with pytest.raises(InputError, match=r"ref\.npz has 2000 examples but short\.npz has 1999"):
+    with pytest.raises(InputError) as exc:
         audit(ref, {"c": shorter})
+    assert str(exc.value) == ERR_DIFFERENT_EXAMPLES.format(
+        a="ref.npz", b="short.npz", what="N = 2000 vs 1999"
+    )
     other_y = Population.create(cand.predictions, np.roll(y, 1), source="rolled.npz")
     with pytest.raises(
         InputError, match=r"ref\.npz and rolled\.npz are not predictions on the same examples"
@@ -215,6 +224,41 @@ def test_bad_inputs_fail_closed(small_case: dict[str, Any]) -> None:
         audit(ref, {"c": cand}, settings=AuditSettings(attributes=("race",)))
     with pytest.raises(InputError, match="alpha must lie in"):
         AuditSettings(alpha=1.5)
+
+
+def test_one_same_examples_rule_ids_on_one_side_only(small_case: dict[str, Any]) -> None:
+    # A side without ids means positions 0..N-1: a candidate whose ids run in
+    # reverse order is not on the same examples (it was audited silently before).
+    ref, cand, y = small_case["reference"], small_case["candidate"], small_case["y"]
+    reversed_ids = Population.create(
+        cand.predictions, y, ids=np.arange(y.size)[::-1], source="rev.npz"
+    )
+    with pytest.raises(InputError) as exc:
+        audit(ref, {"c": reversed_ids})
+    assert str(exc.value) == ERR_DIFFERENT_EXAMPLES.format(
+        a="ref.npz", b="rev.npz", what="example ids differ"
+    )
+    same_ids = Population.create(cand.predictions, y, ids=np.arange(y.size), source="ids.npz")
+    assert audit(ref, {"c": same_ids}).comparisons[0].candidate == "c"
+
+
+def test_one_same_examples_rule_preprocessing(small_case: dict[str, Any]) -> None:
+    # Both files record their preprocessing: they must agree, as for model runs.
+    ref, cand = small_case["reference"], small_case["candidate"]
+    a = dataclasses.replace(ref, meta={"preprocessing": {"scale": 1 / 16}})
+    b = dataclasses.replace(cand, meta={"preprocessing": {"scale": 1 / 255}})
+    with pytest.raises(InputError) as exc:
+        audit(a, {"c": b})
+    assert str(exc.value) == ERR_DIFFERENT_PREPROCESSING.format(
+        a="ref.npz", b="cand.npz", what=f"scale: {1 / 16!r} vs {1 / 255!r}"
+    )
+    fa = dataclasses.replace(ref, meta={"dataset_fingerprint": "a" * 64})
+    fb = dataclasses.replace(cand, meta={"dataset_fingerprint": "b" * 64})
+    with pytest.raises(InputError) as exc:
+        audit(fa, {"c": fb})
+    assert str(exc.value) == ERR_DIFFERENT_DATA.format(
+        a="ref.npz", b="cand.npz", fa="a" * 64, fb="b" * 64
+    )
 
 
 def test_empty_class_where_a_test_is_asked() -> None:

@@ -9,7 +9,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from compaudit.audit import ERR_PAIRED_K, AuditSettings, audit
+from compaudit.engine import ERR_PAIRED_K, AuditSettings, audit
 from compaudit.errors import InputError
 from compaudit.population import Population
 

@@ -52,6 +52,33 @@ def test_report_writes_schema_v1_and_prints_summary(files: dict[str, Path], tmp_
     assert "Worst classes" in res.output
 
 
+def test_report_without_a_policy_says_not_gated_in_every_format(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    from compaudit.report._common import NOT_GATED
+
+    out = tmp_path / "out"
+    res = invoke(
+        "report", "-r", str(files["ref"]), "-c", str(files["cand"]),
+        "-f", "terminal,json,markdown,html,junit", "--out", str(out),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    validate_report(report)
+    assert report["verdict"] == "ungated"
+    assert report["gates"] == []
+    assert "compaudit NOT GATED" in res.output
+    assert NOT_GATED in res.output
+    markdown = (out / "report.md").read_text("utf-8")
+    assert markdown.startswith("## compaudit: ➖ NOT GATED")
+    html = (out / "report.html").read_text("utf-8")
+    assert "<span class='badge b-ungated'>NOT GATED</span>" in html
+    assert NOT_GATED in html
+    for text in (res.output, markdown, html):
+        assert "PASS" not in text
+    assert "<skipped message=" in (out / "junit.xml").read_text("utf-8")
+
+
 def test_attributes_csv_is_joined_by_id(
     files: dict[str, Path], tmp_path: Path, small_case: dict[str, Any]
 ) -> None:
@@ -120,7 +147,7 @@ def test_mismatched_lengths_exit_2(files: dict[str, Path], tmp_path: Path) -> No
     save_population(Population.create([[0, 1, 1]], [0, 1, 1]), other)
     res = invoke("report", "-r", str(files["ref"]), "-c", str(other), "--out", str(tmp_path / "o"))
     assert res.exit_code == 2
-    assert "has 2000 examples but" in res.output
+    assert "not predictions on the same examples (N = 2000 vs 3)" in res.output
 
 
 def test_unknown_attribute_and_format_exit_2(files: dict[str, Path], tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from compaudit import plugins
 from compaudit.cli import build_cli
+from compaudit.errors import PluginError
 
 PLUGIN = '''
 from compaudit.plugins import hookimpl
@@ -22,10 +23,16 @@ class CSVReporter:
     filename = "classes.csv"
 
     def write(self, report, *, out_dir, context):
-        rows = ["candidate,class,normalized_recall_difference"]
-        for c in report["comparisons"]:
-            for r in c["classes"]:
-                rows.append(f"{c['candidate']},{r['class']},{r['normalized_recall_difference']}")
+        # ``report`` is the typed AuditReport; to_dict() is the report.json document.
+        rows = ["candidate,class,normalized_recall_difference,verdict"]
+        for c in report.comparisons:
+            for r in c.classes:
+                rows.append(
+                    f"{c.candidate},{r.class_index},{r.normalized_recall_difference},"
+                    f"{report.verdict}"
+                )
+        doc = report.to_dict()
+        assert doc["verdict"] == report.verdict
         path = out_dir / self.filename
         path.write_text("\\n".join(rows) + "\\n")
         return path
@@ -116,8 +123,39 @@ def test_a_plugin_reporter_and_command_work_end_to_end(site: Path, tmp_path: Pat
     )
     assert res.exit_code == 0, res.output
     lines = (tmp_path / "out/classes.csv").read_text().splitlines()
-    assert lines[0] == "candidate,class,normalized_recall_difference"
+    assert lines[0] == "candidate,class,normalized_recall_difference,verdict"
     assert len(lines) == 3
+    assert lines[1].startswith("c,0,")
+    assert lines[1].endswith(",ungated")  # no policy: not gated
     res = CliRunner().invoke(cli, ["hello"])
     assert res.exit_code == 0
     assert res.output == "hello from a plugin\n"
+
+
+class _Claim:
+    """Claims specs with its suffixes (any spec when it has none), unless ``claims`` is False."""
+
+    def __init__(self, name: str, suffixes: tuple[str, ...] = (), claims: bool = True) -> None:
+        self.name, self.suffixes, self.claims = name, suffixes, claims
+
+    def matches(self, spec: str) -> bool:
+        fits = not self.suffixes or any(spec.lower().endswith(s.lower()) for s in self.suffixes)
+        return self.claims and fits
+
+
+def test_the_resolution_rule() -> None:
+    """Longest declared suffix wins; no fitting suffix ranks 0; a tie for the top is an error."""
+    onnx, int8 = _Claim("onnx", (".onnx",)), _Claim("int8", (".INT8.onnx",))
+    anything, shy = _Claim("anything"), _Claim("shy", (".onnx",), claims=False)
+    assert plugins.specificity(int8, "m/a.int8.ONNX") == len(".int8.onnx")
+    assert plugins.specificity(anything, "m/a.onnx") == 0
+    assert plugins.resolve("a.int8.onnx", [onnx, int8, anything], kind="x") is int8
+    assert plugins.resolve("a.onnx", [anything, onnx, shy], kind="x") is onnx
+    assert plugins.resolve("a.txt", [onnx, shy], kind="x") is None
+    tied = plugins.best_matches("a.txt", [anything, _Claim("b"), onnx])
+    assert [p.name for p in tied] == ["anything", "b"]
+    with pytest.raises(PluginError) as exc:
+        plugins.resolve("a.txt", [_Claim("b"), anything], kind="dataset providers")
+    assert str(exc.value) == plugins.ERR_TIE.format(
+        spec="a.txt", kind="dataset providers", a="'anything'", b="'b'"
+    )

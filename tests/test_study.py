@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from compaudit.audit import AuditSettings, audit
+from compaudit.engine import AuditSettings, audit
 from compaudit.study import (
     level_rows,
     markdown_table,

@@ -45,7 +45,7 @@ the guards the simulated size is at or under alpha (calibration_sim).
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 __all__ = [
     "NORMAL_MIN_EXPECTED",
@@ -224,7 +224,8 @@ def score_statistic(
 
 
 def _normal(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return 2.0 * stats.norm.sf(np.abs(t)), stats.norm.cdf(t)
+    # stats.norm.sf(x) is special.ndtr(-x) and stats.norm.cdf special.ndtr, bit for bit.
+    return 2.0 * special.ndtr(-np.abs(t)), special.ndtr(t)
 
 
 def _choose(expected: np.ndarray, path: str, per_row: bool) -> np.ndarray:
@@ -525,7 +526,8 @@ def _drawn(c: np.ndarray, dp: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.
 def _guard(n: np.ndarray, changed: np.ndarray, q: np.ndarray, dp: np.ndarray) -> np.ndarray:
     """Minority rate of a side whose churn is raised to the GUARD_LEVEL upper
     Clopper-Pearson bound of its changed share (never below the restricted MLE)."""
-    up = stats.beta.ppf(GUARD_LEVEL, changed + 1, np.maximum(n - changed, 1))
+    # stats.beta.ppf(q, a, b), bit for bit, without importing scipy.stats
+    up = special.betaincinv(changed + 1, np.maximum(n - changed, 1), GUARD_LEVEL)
     churn = np.maximum(2 * q + dp, np.where(changed < n, np.minimum(up, 1.0), 1.0))
     return np.asarray(np.maximum((churn - dp) / 2, 0.0))
 
@@ -567,7 +569,7 @@ def bootstrap_pvalues(
     guard = _world_pvalues(c, thr, dp, pos, g1, g2, seed=seed, n_boot=n_boot, draw_both=False)
     # Where both sides are drawn (two comparable sides, not both small), the
     # normal reference guards instead: the larger of the two p-values.
-    normal = np.stack([stats.norm.cdf(t), stats.norm.sf(t), 2.0 * stats.norm.sf(np.abs(t))], axis=1)
+    normal = np.stack([special.ndtr(t), special.ndtr(-t), 2.0 * special.ndtr(-np.abs(t))], axis=1)
     prob = np.where(_drawn(c, dp, q1, q2)[:, None], np.maximum(prob, normal), np.fmax(prob, guard))
     p_two = np.where(thr[:, 2] <= 0, 1.0, prob[:, 2])
     p_low = np.where(swap, prob[:, 1], prob[:, 0])

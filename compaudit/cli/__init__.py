@@ -1,79 +1,509 @@
 """The ``compaudit`` command line: a thin shell over the library.
 
-Each command parses, makes one library call, renders, and exits with an
-:class:`~compaudit.errors.ExitStatus` decided in :func:`run_command`.
-Commands live in sibling modules and are added in :func:`build_cli`.
+Each command parses, makes one library call, renders, and returns an
+:class:`~compaudit.errors.ExitStatus`. The process exit code is decided in one
+place, :func:`decide_exit`, run by the ``main`` of the group and of every
+built-in command (so a command invoked on its own exits the same way):
+
+* 0 every gate passed, 1 a gate failed, 2 anything else: a
+  :class:`~compaudit.errors.CompauditError` (one ``compaudit: error:`` line),
+  a usage error, an interrupt, or an unexpected exception (one
+  ``compaudit: internal error:`` line and the command that shows its
+  traceback). Click's own exceptions (exit code 1 by default) become 2;
+  ``ctx.exit(code)`` and ``sys.exit(code)`` keep their code.
+* ``-v/--verbose`` shows debug logging and tracebacks; ``-q/--quiet`` hides
+  warnings, progress and ``wrote ...`` lines. Both are accepted before the
+  command name and after it (after it wins).
+* Library code warns (:class:`~compaudit.errors.CompauditWarning`) and logs
+  (logger ``compaudit``) instead of printing; the CLI renders both on stderr
+  as ``compaudit: warning: ...`` lines.
+
+Built-in commands are listed in :data:`COMMANDS` and imported only when run
+(or when their own help is shown), so ``compaudit --help`` and
+``compaudit --version`` load neither torch, scipy nor numpy. Plugins add
+commands through the ``register_commands`` hook of installed entry points.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
+import logging
+import shlex
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, TextIO, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from compaudit import __version__
-from compaudit.errors import CompauditError, ExitStatus
+from compaudit.errors import CompauditError, CompauditWarning, ExitStatus
+
+__all__ = [
+    "COMMANDS",
+    "CompauditCommand",
+    "CompauditGroup",
+    "LazyCommand",
+    "build_cli",
+    "command",
+    "decide_exit",
+    "fail",
+    "is_quiet",
+    "main",
+    "output_options",
+    "run_command",
+    "verbosity",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Modules that define ``command`` (one click command) or ``commands`` (a list).
-COMMAND_MODULES: tuple[str, ...] = (
-    "compaudit.cli.report",
-    "compaudit.cli.predict",
-    "compaudit.cli.plugins",
-    "compaudit.cli.schema",
-    "compaudit.cli.train",
-    "compaudit.cli.demo",
+LOGGER = "compaudit"
+"""Library modules log under this logger (``logging.getLogger(__name__)``)."""
+ERR_INTERNAL = "internal error: {kind}: {message}"
+HINT_INTERNAL = (
+    "this is a bug in compaudit; please report it with the traceback that `{command}` shows"
+)
+HINT_INTERNAL_VERBOSE = "this is a bug in compaudit; please report it with the traceback above"
+ERR_VERBOSE_AND_QUIET = "give -v/--verbose or -q/--quiet, not both"
+ERR_PLUGIN_COMMANDS = "plugin commands not loaded: {reason}"
+MSG_INTERRUPTED = "interrupted"
+
+QUIET, NORMAL, VERBOSE = -1, 0, 1
+_LOG_LEVELS = {QUIET: logging.ERROR, NORMAL: logging.INFO, VERBOSE: logging.DEBUG}
+_VERBOSITY: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "compaudit_verbosity", default=NORMAL
 )
 
 
+class LazyCommand(NamedTuple):
+    """A built-in command known by name before its module is imported."""
+
+    module: str
+    attribute: str
+    help: str
+    """Short help for ``compaudit --help`` (a test keeps it equal to the command's)."""
+
+
+COMMANDS: dict[str, LazyCommand] = {
+    "check": LazyCommand(
+        "compaudit.cli.report",
+        "check_command",
+        "Gate a release: exit 0 when every gate passes, 1 when one fails, 2 on error.",
+    ),
+    "demo": LazyCommand(
+        "compaudit.cli.demo",
+        "command",
+        "Train a small real population (dense, two pruning levels, int8) and audit it.",
+    ),
+    "plugins": LazyCommand(
+        "compaudit.cli.plugins",
+        "command",
+        "List registered plugins (built-in and installed) and the hooks they implement.",
+    ),
+    "predict": LazyCommand(
+        "compaudit.cli.predict",
+        "command",
+        "Run the models in SPEC (files, globs, directories, module:factory) on --data.",
+    ),
+    "report": LazyCommand(
+        "compaudit.cli.report",
+        "report_command",
+        "Audit candidates against the reference and write the report.",
+    ),
+    "schema": LazyCommand(
+        "compaudit.cli.schema",
+        "command",
+        "Print the JSON Schema of a policy file or of report.json.",
+    ),
+    "train": LazyCommand(
+        "compaudit.cli.train",
+        "command",
+        "Train dense, pruned and quantized populations from a RECIPE (YAML).",
+    ),
+}
+"""Built-in commands by name: where each lives and its one-line help."""
+
+
+# -- verbosity -----------------------------------------------------------------
+
+
+def verbosity() -> int:
+    """The verbosity of the command being run: -1 with ``-q``, 1 with ``-v``, else 0."""
+    return _VERBOSITY.get()
+
+
+def is_quiet() -> bool:
+    """Whether ``-q/--quiet`` was given (no warnings, progress or ``wrote`` lines)."""
+    return verbosity() <= QUIET
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    name = param.name or ""
+    if not value or ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
+        return
+    other = "quiet" if name == "verbose" else "verbose"
+    if ctx.get_parameter_source(other) is ParameterSource.COMMANDLINE:
+        raise click.UsageError(ERR_VERBOSE_AND_QUIET, ctx=ctx)
+    level = VERBOSE if name == "verbose" else QUIET
+    _VERBOSITY.set(level)
+    logging.getLogger(LOGGER).setLevel(_LOG_LEVELS[level])
+
+
+_VERBOSE_HELP = "Show debug messages, and the traceback of an error."
+_QUIET_HELP = "Hide warnings and progress; errors and results still show."
+
+
+def _output_params() -> list[click.Parameter]:
+    return [
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbosity,
+            help=_VERBOSE_HELP,
+        ),
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbosity,
+            help=_QUIET_HELP,
+        ),
+    ]
+
+
+def output_options(fn: F) -> F:
+    """Add ``-v/--verbose`` and ``-q/--quiet`` to a click command (a decorator).
+
+    The built-in commands get them from :func:`command`; a plugin command may
+    use this decorator so that the flags work after its name too (before it,
+    on the ``compaudit`` group, they always work).
+    """
+    fn = click.option(
+        "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_verbosity, help=_QUIET_HELP
+    )(fn)
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_verbosity,
+        help=_VERBOSE_HELP,
+    )(fn)
+
+
+# -- rendering library warnings and logs -----------------------------------------
+
+
+class _EchoHandler(logging.Handler):
+    """``compaudit: <level>: <message>`` on stderr (INFO without a level)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+            click.echo(f"compaudit: {level}{record.getMessage()}", err=True)
+            if record.exc_info and verbosity() >= VERBOSE:
+                click.echo("".join(traceback.format_exception(*record.exc_info)).rstrip(), err=True)
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _rendering() -> Iterator[None]:
+    """Render library warnings and ``compaudit`` log records while a command runs."""
+    logger = logging.getLogger(LOGGER)
+    handler = _EchoHandler()
+    saved_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(_LOG_LEVELS[verbosity()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", CompauditWarning)
+        show_other = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if is_quiet() and issubclass(category, UserWarning):
+                return
+            if issubclass(category, CompauditWarning):
+                click.echo(f"compaudit: warning: {message}", err=True)
+            else:
+                show_other(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(saved_level)
+
+
+# -- the one exit decision ---------------------------------------------------------
+
+
 def fail(message: str) -> ExitStatus:
-    """Print an error line to stderr and return the error status."""
+    """Print ``compaudit: error: <message>`` to stderr and return the error status."""
     click.echo(f"compaudit: error: {message}", err=True)
     return ExitStatus.ERROR
 
 
-def run_command(fn: Callable[[], ExitStatus | int | None]) -> None:
-    """Run a command body; map library errors to exit code 2 (fail closed)."""
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+
+
+def _internal_error(exc: Exception, *, argv: Sequence[str], prog: str) -> ExitStatus:
+    verbose = verbosity() >= VERBOSE
+    if verbose:
+        click.echo(_traceback(exc), err=True)
+    message = " ".join(str(exc).split("\n")).strip()
+    kind = type(exc).__qualname__
+    line = ERR_INTERNAL.format(kind=kind, message=message) if message else f"internal error: {kind}"
+    click.echo(f"compaudit: {line}", err=True)
+    if verbose:
+        hint = HINT_INTERNAL_VERBOSE
+    else:
+        hint = HINT_INTERNAL.format(command=shlex.join([*prog.split(), "-v", *argv]))
+    click.echo(f"compaudit: {hint}", err=True)
+    return ExitStatus.ERROR
+
+
+def status_of(value: object) -> int:
+    """The exit code of what a command returned (None: 0; an int is kept)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int):
+        return int(ExitStatus.OK)
     try:
-        status = fn()
+        return int(ExitStatus(value))
+    except ValueError:
+        return int(value)  # a plugin's own ctx.exit(code)
+
+
+def decide_exit(call: Callable[[], Any], *, argv: Sequence[str], prog: str) -> int:
+    """Run ``call`` (a click ``main`` in non-standalone mode) and decide the exit code.
+
+    Parameters
+    ----------
+    call : callable
+        Runs the command line and returns the command's value (an
+        :class:`ExitStatus`, None for 0, or the code of a ``ctx.exit``).
+    argv : sequence of str
+        The arguments, for the hint that reproduces an internal error.
+    prog : str
+        The program as invoked (``compaudit`` or ``python -m compaudit``).
+
+    Returns
+    -------
+    int
+        0 pass, 1 a gate failed, 2 a usage, input or internal error or an
+        interrupt (another code only from a plugin's explicit exit).
+    """
+    try:
+        return status_of(call())
     except CompauditError as exc:
-        status = fail(str(exc))
-    except KeyboardInterrupt:
-        click.echo("compaudit: interrupted", err=True)
-        status = ExitStatus.ERROR
-    sys.exit(int(status if status is not None else ExitStatus.OK))
+        if verbosity() >= VERBOSE:
+            click.echo(_traceback(exc), err=True)
+        fail(str(exc))
+        return int(exc.exit_status)
+    except click.ClickException as exc:
+        exc.show()  # usage errors are 2 already; click's default of 1 means "gate failed" here
+        return int(ExitStatus.ERROR)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo(f"compaudit: {MSG_INTERRUPTED}", err=True)
+        return int(ExitStatus.ERROR)
+    except Exception as exc:
+        return int(_internal_error(exc, argv=argv, prog=prog))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="compaudit")
-def cli() -> None:
-    """Audit compressed neural networks against their reference model."""
+def _main(
+    command: click.Command,
+    base_main: Callable[..., Any],
+    args: Sequence[str] | None,
+    prog_name: str | None,
+    complete_var: str | None,
+    standalone_mode: bool,
+    windows_expand_args: bool,
+    extra: Mapping[str, Any],
+) -> Any:
+    argv = list(sys.argv[1:] if args is None else args)
+    prog = prog_name or command.name or "compaudit"
+    token = _VERBOSITY.set(NORMAL)
+    try:
+        with _rendering():
+            code = decide_exit(
+                lambda: base_main(
+                    args, prog_name, complete_var, False, windows_expand_args, **extra
+                ),
+                argv=argv,
+                prog=prog,
+            )
+    finally:
+        _VERBOSITY.reset(token)
+    if standalone_mode:
+        sys.exit(code)
+    return code
 
 
-def build_cli() -> click.Group:
-    """Attach built-in commands and plugin commands to the group."""
-    for modname in COMMAND_MODULES:
+def run_command(fn: Callable[[], ExitStatus | int | None]) -> ExitStatus:
+    """Run a command body and return its status (None is OK).
+
+    Exceptions are not caught here: they reach :func:`decide_exit`, which
+    maps them to exit code 2.
+    """
+    status = fn()
+    return ExitStatus.OK if status is None else ExitStatus(status)
+
+
+# -- commands and the group ----------------------------------------------------------
+
+
+class CompauditCommand(click.Command):
+    """A command whose exit code is decided by :func:`decide_exit`, also when run alone."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command; exit (or return, not standalone) with the decided code."""
+        return _main(
+            self,
+            super().main,
+            args,
+            prog_name,
+            complete_var,
+            standalone_mode,
+            windows_expand_args,
+            extra,
+        )
+
+
+def command(name: str, **attrs: Any) -> Callable[[Callable[..., Any]], CompauditCommand]:
+    """``click.command`` for built-in commands: :class:`CompauditCommand` plus ``-v``/``-q``."""
+
+    def decorate(fn: Callable[..., Any]) -> CompauditCommand:
+        cmd = click.command(name, cls=CompauditCommand, **attrs)(fn)
+        cmd.params.extend(_output_params())
+        return cmd
+
+    return decorate
+
+
+def _load_plugin_commands() -> dict[str, click.Command]:
+    """Commands that installed plugins add (entry points only: no built-in plugin imports)."""
+    from compaudit.plugins import Registry
+
+    group = click.Group()
+    try:
+        Registry(builtins=False).add_commands(group)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, CompauditError) else f"{type(exc).__name__}: {exc}"
+        warnings.warn(ERR_PLUGIN_COMMANDS.format(reason=reason), CompauditWarning, stacklevel=2)
+    return dict(group.commands)
+
+
+class CompauditGroup(click.Group):
+    """The ``compaudit`` group: lazy built-in commands, plugin commands, one exit decision.
+
+    Lookup order: commands added with ``add_command``, then plugin commands
+    (so a plugin may replace a built-in, as before), then :data:`COMMANDS`.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, LazyCommand] | None = None, **kw: Any):
+        super().__init__(*args, **kw)
+        self.lazy: dict[str, LazyCommand] = dict(COMMANDS if lazy is None else lazy)
+        self._plugin_commands: dict[str, click.Command] | None = None
+
+    def plugin_commands(self) -> dict[str, click.Command]:
+        """Commands added by plugins, loaded once per group."""
+        if self._plugin_commands is None:
+            self._plugin_commands = _load_plugin_commands()
+        return self._plugin_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, without importing the built-in command modules."""
+        return sorted({*self.commands, *self.plugin_commands(), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command named ``cmd_name``, importing its module if it is a built-in."""
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        plugin = self.plugin_commands().get(cmd_name)
+        if plugin is not None:
+            return plugin
+        spec = self.lazy.get(cmd_name)
+        if spec is None:
+            return None
+        logging.getLogger(__name__).debug("importing %s for '%s'", spec.module, cmd_name)
         try:
-            module = importlib.import_module(modname)
+            module = importlib.import_module(spec.module)
         except ModuleNotFoundError as exc:
-            if exc.name == modname:
-                continue  # command not written yet in this checkout
+            if exc.name == spec.module:
+                return None  # command not written yet in this checkout
             raise
-        for cmd in getattr(module, "commands", None) or [module.command]:
-            cli.add_command(cmd)
-    from compaudit.plugins import get_registry
+        cmd: click.Command = getattr(module, spec.attribute)
+        return cmd
 
-    try:
-        get_registry().add_commands(cli)
-    except CompauditError as exc:
-        click.echo(f"compaudit: warning: {exc}", err=True)
-    return cli
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help``, from :data:`COMMANDS` for the built-ins."""
+        rows: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            cmd = self.commands.get(name) or self.plugin_commands().get(name)
+            if cmd is None:  # a stand-in that only knows the help, not the module
+                cmd = click.Command(name, help=self.lazy[name].help)
+            if not cmd.hidden:
+                rows.append((name, cmd))
+        if not rows:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command line; exit (or return, not standalone) with the decided code."""
+        return _main(
+            self,
+            super().main,
+            args,
+            prog_name,
+            complete_var,
+            standalone_mode,
+            windows_expand_args,
+            extra,
+        )
 
 
-def main() -> None:
-    """Console-script entry point."""
-    build_cli()(prog_name="compaudit")
+def build_cli() -> CompauditGroup:
+    """A fresh ``compaudit`` group (built-in commands load when used; plugins when listed)."""
+    group = CompauditGroup(
+        name="compaudit",
+        help="Audit compressed neural networks against their reference model.",
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+        params=_output_params(),
+    )
+    click.version_option(__version__, prog_name="compaudit")(group)
+    return group
+
+
+def main(prog_name: str = "compaudit") -> None:
+    """Console-script entry point (``python -m compaudit`` passes its own ``prog_name``)."""
+    build_cli().main(prog_name=prog_name)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from compaudit.cli import command as cli_command
 from compaudit.cli import run_command
 from compaudit.errors import ExitStatus
 
 
-@click.command("demo")
+@cli_command("demo")
 @click.option(
     "--out",
     "-o",
@@ -29,7 +30,7 @@ from compaudit.errors import ExitStatus
 )
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
-def command(out: Path, dataset: str, jobs: int, device: str) -> None:
+def command(out: Path, dataset: str, jobs: int, device: str) -> ExitStatus:
     """Train a small real population (dense, two pruning levels, int8) and audit it."""
     from compaudit.demo import demo_exit_status, run_demo
 
@@ -45,4 +46,4 @@ def command(out: Path, dataset: str, jobs: int, device: str) -> None:
         )
         return demo_exit_status(result.outcome)
 
-    run_command(body)
+    return run_command(body)

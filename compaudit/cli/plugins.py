@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from compaudit import plugins
+from compaudit.cli import command as cli_command
 from compaudit.cli import run_command
 from compaudit.errors import ExitStatus
 
@@ -20,8 +21,8 @@ __all__ = ["ERR_BROKEN", "command"]
 ERR_BROKEN = "{n} plugin(s) failed to load: {names}; reinstall or uninstall them"
 
 
-@click.command("plugins")
-def command() -> None:
+@cli_command("plugins")
+def command() -> ExitStatus:
     """List registered plugins (built-in and installed) and the hooks they implement."""
 
     def body() -> ExitStatus:
@@ -55,4 +56,4 @@ def command() -> None:
             return ExitStatus.ERROR
         return ExitStatus.OK
 
-    run_command(body)
+    return run_command(body)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
+from compaudit.cli import command as cli_command
 from compaudit.cli import run_command
 from compaudit.errors import ExitStatus
 
 __all__ = ["command"]
 
 
-@click.command("predict")
+@cli_command("predict")
 @click.argument("spec", nargs=-1, required=True)
 @click.option("--data", "data", required=True, help="Dataset spec, e.g. digits:test or data.npz.")
 @click.option(
@@ -48,7 +49,7 @@ def command(
     device: str,
     no_cache: bool,
     outputs_probabilities: bool,
-) -> None:
+) -> ExitStatus:
     """Run the models in SPEC (files, globs, directories, module:factory) on --data.
 
     Writes K models x N examples of top-k predictions to --out, with the
@@ -86,4 +87,4 @@ def command(
             click.echo(f"  {member}: top-1 {acc:.4f}")
         return ExitStatus.OK
 
-    run_command(body)
+    return run_command(body)

@@ -8,19 +8,56 @@ from typing import Any
 
 import click
 
-from compaudit.audit import CORRECTIONS, AuditSettings
-from compaudit.cli import run_command
+from compaudit.cli import command as cli_command
+from compaudit.cli import is_quiet, run_command
 from compaudit.errors import ExitStatus
 from compaudit.pipeline import DEFAULT_FORMATS, AuditRequest, Outcome, execute
+from compaudit.report.base import format_name
+from compaudit.settings import SETTINGS, Setting, SettingValueError
 
 
 def _split_csv(values: tuple[str, ...]) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
+def setting_option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The command-line flag of ``setting``: its help, type and validator, default None.
+
+    None (an empty tuple for ``--subgroups``) means "not given": the policy,
+    ``pyproject.toml`` or the setting's default then decides.
+    """
+
+    def validate(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if isinstance(value, tuple):  # --subgroups ATTR[,ATTR], repeatable
+            value = tuple(_split_csv(value)) or None
+        if value is None:
+            return None
+        try:
+            setting.validate(value)
+        except SettingValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        return value
+
+    help_text = setting.help
+    if setting.default is not None and not isinstance(setting.default, tuple):
+        help_text += f" [default: {setting.default}]"
+    kw: dict[str, Any] = {"default": None, "callback": validate, "help": help_text}
+    if isinstance(setting.default, tuple):
+        kw.update(multiple=True, metavar="ATTR[,ATTR]")
+    elif setting.choices is not None:
+        kw["type"] = click.Choice(setting.choices)
+    elif isinstance(setting.default, bool) or setting.default is None:
+        pass  # a --flag/--no-flag pair
+    elif isinstance(setting.default, float):
+        kw["type"] = click.FLOAT
+    else:
+        kw["type"] = click.INT
+    return click.option(*setting.cli, setting.dest, **kw)
+
+
 def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ``report`` and ``check`` (the design's contract)."""
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path)),
         click.option(
             "--reference",
@@ -52,19 +89,12 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Protected attributes: a CSV with an 'id' column and one column per attribute.",
         ),
         click.option(
-            "--subgroups",
-            "-g",
-            multiple=True,
-            metavar="ATTR[,ATTR]",
-            help="Attributes to cross in the subgroup table ('label' is the true label). "
-            "Default: the policy's subgroup attributes.",
-        ),
-        click.option(
             "--policy",
             "-p",
             metavar="FILE",
             type=click.Path(dir_okay=False),
-            help="Policy file (YAML, TOML or pyproject.toml).",
+            help="Policy file (YAML, TOML or pyproject.toml). Settings: an explicit flag beats "
+            "the policy, which beats [tool.compaudit] in the closest pyproject.toml.",
         ),
         click.option(
             "--out",
@@ -83,38 +113,7 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Any of terminal, json, md, markdown, html, junit. "
             f"Default: {','.join(DEFAULT_FORMATS)}.",
         ),
-        click.option(
-            "--alpha",
-            type=click.FloatRange(0, 1, min_open=True, max_open=True),
-            default=0.05,
-            show_default=True,
-            help="Significance level (a policy overrides it).",
-        ),
-        click.option(
-            "--correction",
-            type=click.Choice(CORRECTIONS),
-            default="holm",
-            show_default=True,
-            help="Multiple-testing correction (a policy overrides it).",
-        ),
-        click.option(
-            "--seed", type=int, default=0, show_default=True, help="Seed of every random choice."
-        ),
-        click.option(
-            "--min-support",
-            type=click.IntRange(min=1),
-            default=30,
-            show_default=True,
-            help="Smallest subgroup that is tested.",
-        ),
-        click.option(
-            "--paired/--unpaired",
-            "paired",
-            default=None,
-            help="Lineage: candidate member k was made from reference member k (quantized, or "
-            "pruned and fine-tuned from its weights); compare member with member. Same K, matched "
-            "by member name or order. Default: from a run directory's recipe, or the policy.",
-        ),
+        *(setting_option(s) for s in SETTINGS if s.cli),
         click.option(
             "--batch-size",
             type=click.IntRange(min=1),
@@ -134,9 +133,7 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _request(require_policy: bool, **kw: Any) -> AuditRequest:
-    formats = [("markdown" if f == "md" else f) for f in _split_csv(kw["formats"])] or list(
-        DEFAULT_FORMATS
-    )
+    formats = [format_name(f) for f in _split_csv(kw["formats"])] or list(DEFAULT_FORMATS)
     return AuditRequest(
         reference=kw["reference"],
         candidates=list(kw["candidates"]),
@@ -146,15 +143,11 @@ def _request(require_policy: bool, **kw: Any) -> AuditRequest:
         policy=kw["policy"],
         out=kw["out"],
         formats=list(dict.fromkeys(formats)),
-        settings=AuditSettings(
-            alpha=kw["alpha"],
-            correction=kw["correction"],
-            seed=kw["seed"],
-            min_support=kw["min_support"],
-            paired=kw["paired"],
-        ),
-        subgroup_attributes=_split_csv(kw["subgroups"]),
+        # Only the flags given: the policy, pyproject.toml and defaults fill the rest.
+        overrides={s.name: kw[s.dest] for s in SETTINGS if s.cli and kw[s.dest] is not None},
+        pyproject_from=Path.cwd(),
         require_policy=require_policy,
+        error_report=require_policy,  # check: CI still gets report.json, report.md, junit.xml
         cache=not kw["no_cache"],
         batch_size=kw["batch_size"],
         device=kw["device"],
@@ -162,7 +155,7 @@ def _request(require_policy: bool, **kw: Any) -> AuditRequest:
 
 
 def _done(outcome: Outcome) -> None:
-    for path in outcome.written:
+    for path in () if is_quiet() else outcome.written:
         click.echo(f"wrote {path}", err=True)
     gates = outcome.report["gates"]
     if gates:
@@ -177,9 +170,9 @@ def _done(outcome: Outcome) -> None:
         click.echo(line + ")", err=True)
 
 
-@click.command("report")
+@cli_command("report")
 @audit_options
-def report_command(**kw: Any) -> None:
+def report_command(**kw: Any) -> ExitStatus:
     """Audit candidates against the reference and write the report.
 
     Give --reference and --candidate (predictions files, models or
@@ -195,16 +188,25 @@ def report_command(**kw: Any) -> None:
         _done(outcome)
         return ExitStatus.OK
 
-    run_command(body)
+    return run_command(body)
 
 
-@click.command("check")
+@cli_command("check")
 @audit_options
 @click.option(
-    "--exit-zero", is_flag=True, help="Advisory run: report, but exit 0 even when a gate fails."
+    "--exit-zero",
+    is_flag=True,
+    help="Advisory run: report, but exit 0 even when a gate fails (errors still exit 2).",
 )
-def check_command(exit_zero: bool, **kw: Any) -> None:
-    """Gate a release: exit 0 when every gate passes, 1 when one fails, 2 on error."""
+def check_command(exit_zero: bool, **kw: Any) -> ExitStatus:
+    """Gate a release: exit 0 when every gate passes, 1 when one fails, 2 on error.
+
+    --exit-zero turns only 1 into 0: an unusable input, or a gate that cannot
+    be evaluated (unless the policy's on_unevaluable allows it), still exits 2.
+    On an error, --out still gets report.json (verdict error, the message in
+    errors), report.md and junit.xml (one error case), and the Markdown goes
+    to $GITHUB_STEP_SUMMARY when it is set, so CI shows why.
+    """
 
     def body() -> ExitStatus:
         outcome = execute(_request(True, **kw))
@@ -213,7 +215,7 @@ def check_command(exit_zero: bool, **kw: Any) -> None:
             return ExitStatus.OK
         return outcome.status
 
-    run_command(body)
+    return run_command(body)
 
 
 commands = [report_command, check_command]

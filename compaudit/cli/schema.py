@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from compaudit.cli import command as cli_command
 from compaudit.cli import run_command
 from compaudit.errors import ExitStatus
 from compaudit.policy import policy_json_schema
@@ -29,13 +30,13 @@ def report_json_schema() -> dict[str, Any]:
 _SCHEMAS = {"policy": policy_json_schema, "report": report_json_schema}
 
 
-@click.command("schema")
+@cli_command("schema")
 @click.argument("name", type=click.Choice(sorted(_SCHEMAS)))
-def command(name: str) -> None:
+def command(name: str) -> ExitStatus:
     """Print the JSON Schema of a policy file or of report.json."""
 
     def body() -> ExitStatus:
         click.echo(json.dumps(_SCHEMAS[name](), indent=2))
         return ExitStatus.OK
 
-    run_command(body)
+    return run_command(body)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from compaudit.cli import run_command
+from compaudit.cli import command as cli_command
+from compaudit.cli import is_quiet, run_command
 from compaudit.errors import ExitStatus
 
 __all__ = ["command"]
 
 
-@click.command("train")
+@cli_command("train")
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--out",
@@ -43,10 +44,9 @@ __all__ = ["command"]
     help="Torch threads per member (default: 1 for small models, else torch's choice; "
     "CPU count / jobs in a pool).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def command(
-    recipe: Path, out_dir: Path | None, jobs: int, device: str, threads: int | None, quiet: bool
-) -> None:
+    recipe: Path, out_dir: Path | None, jobs: int, device: str, threads: int | None
+) -> ExitStatus:
     """Train dense, pruned and quantized populations from a RECIPE (YAML).
 
     Writes one checkpoint (and ONNX export) per member plus a manifest to the
@@ -60,7 +60,7 @@ def command(
         from compaudit.train.progress import summary_table
 
         info = train_recipe(
-            recipe, out_dir, jobs=jobs, device=device, progress=not quiet, threads=threads
+            recipe, out_dir, jobs=jobs, device=device, progress=not is_quiet(), threads=threads
         )
         Console().print(summary_table(info))
         # Plain echo: a path must never be wrapped (people copy the command).
@@ -68,4 +68,4 @@ def command(
         click.echo(f"audit it with: compaudit report {info.run_dir}")
         return ExitStatus.OK
 
-    run_command(body)
+    return run_command(body)

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -112,8 +112,15 @@ class Dataset:
         return h.hexdigest()
 
 
+@runtime_checkable
 class DatasetProvider(Protocol):
-    """What a dataset plugin registers (``register_datasets`` hook)."""
+    """What a dataset plugin registers (``register_datasets`` hook).
+
+    Several providers claiming one spec are resolved by
+    :func:`compaudit.plugins.best_matches` (the longest declared ``suffixes``
+    wins). The built-ins declare none, so two of them claiming a spec is a
+    tie, reported as ambiguous (pick one with ``?provider=NAME``).
+    """
 
     name: str
     """Short name, e.g. ``"digits"``, ``"npz"``, ``"csv"``."""

@@ -7,9 +7,10 @@ A data spec is ``NAME_OR_PATH[:SPLIT][?key=value&...]``:
 * a built-in name with an optional split (default ``test``): ``digits``,
   ``fashion-mnist:train``, ``adult:test?path=/data/adult``.
 
-Loaders are plugins (hook ``register_datasets``); the first whose
-``matches(spec)`` is true loads it. When several match, ``?provider=NAME``
-picks one.
+Loaders are plugins (hook ``register_datasets``); the one whose
+``matches(spec)`` is true loads it. When several match, the plugin rule
+decides (:func:`compaudit.plugins.best_matches`: the longest declared suffix
+wins); a tie is ambiguous and ``?provider=NAME`` picks one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from compaudit.data._common import check_dataset, compact
 from compaudit.data._spec import parse_data_spec
-from compaudit.data.base import Dataset
+from compaudit.data.base import Dataset, DatasetProvider
 from compaudit.data.tables import read_csv_columns
 from compaudit.errors import DataNotFoundError, InputError
 
@@ -91,22 +92,22 @@ def load_dataset(
         A path that does not exist, or a built-in dataset not found (listing
         every place searched).
     """
-    if registry is None:
-        from compaudit.plugins import get_registry
+    from compaudit.plugins import best_matches, get_registry
 
+    if registry is None:
         registry = get_registry()
     base, split, merged = parse_data_spec(spec)
     merged.update(options or {})
     forced = merged.pop("provider", None)
     target = base if split is None else f"{base}:{split}"
-    providers = registry.datasets()
+    providers: dict[str, DatasetProvider] = registry.providers("register_datasets", DatasetProvider)
     if forced is not None:
         if forced not in providers:
             names = ", ".join(sorted(providers))
             raise InputError(ERR_NO_PROVIDER.format(spec=spec, provider=forced, names=names))
         chosen = [forced]
     else:
-        chosen = [name for name, p in providers.items() if p.matches(target)]
+        chosen = [p.name for p in best_matches(target, providers.values())]
     if not chosen:
         if ("/" in base or base.startswith(".")) and not Path(base).exists():
             raise DataNotFoundError(ERR_NO_SUCH_PATH.format(spec=spec, path=base))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -28,12 +28,17 @@ class Prediction:
 
 @dataclass(frozen=True)
 class RunnerSettings:
-    """Settings that change what a runner computes (part of the cache key)."""
+    """Settings that change what a runner computes (part of the cache key).
+
+    ``progress`` is the exception: it only shows or hides the progress bar
+    (the trainer hides it under its own display) and is not in :meth:`key`.
+    """
 
     batch_size: int = 256
     k: int = 5
     device: str = "cpu"  # "cpu" | "cuda"
     outputs_probabilities: bool = False
+    progress: bool = True
 
     def key(self) -> dict[str, Any]:
         """The fields that affect results.
@@ -50,6 +55,7 @@ class RunnerSettings:
         }
 
 
+@runtime_checkable
 class Runner(Protocol):
     """A loaded model."""
 
@@ -68,10 +74,22 @@ class Runner(Protocol):
         ...
 
 
+@runtime_checkable
 class ModelLoader(Protocol):
-    """What a model-loader plugin registers (``register_model_loaders`` hook)."""
+    """What a model-loader plugin registers (``register_model_loaders`` hook).
+
+    When several loaders match one spec, the one declaring the longest
+    matching suffix reads it; a tie is an error (:func:`compaudit.plugins.resolve`).
+    A loader may also have ``fingerprint(path, *, options=None) -> str``
+    (the model's sha256 without loading it), which lets the prediction cache
+    answer without loading the model.
+    """
 
     name: str
+    suffixes: tuple[str, ...]
+    """File suffixes read, lower-case with the dot (``(".pt", ".pth")``); ``()``
+    for loaders of specs that are not files (``module:factory``). They also
+    name candidates: ``m/int8.pth`` is called ``int8``."""
 
     def matches(self, path: str) -> bool:
         """Whether this loader understands the file or spec ``path``."""

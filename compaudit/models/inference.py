@@ -135,10 +135,10 @@ def topk_from_scores(
     return idx, probs.astype(np.float32)
 
 
-def _progress(n: int) -> Progress:
-    """A transient bar on stderr; off when stderr is not a terminal or ``n`` is small."""
+def _progress(n: int, *, wanted: bool = True) -> Progress:
+    """A transient bar on stderr; off unless ``wanted``, stderr is a terminal and ``n`` is large."""
     console = Console(stderr=True)
-    enabled = n >= PROGRESS_MIN_EXAMPLES and sys.stderr.isatty() and console.is_terminal
+    enabled = wanted and n >= PROGRESS_MIN_EXAMPLES and sys.stderr.isatty() and console.is_terminal
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -171,7 +171,7 @@ def run_batches(
     run_batch : callable
         Scores ``[B, C]`` for one batch ``x[i:i + B]``.
     settings : RunnerSettings
-        ``batch_size``, ``k`` and ``outputs_probabilities`` are used here.
+        ``batch_size``, ``k``, ``outputs_probabilities`` and ``progress`` are used here.
     num_classes : int, optional
         Expected score width; checked on the first batch.
     batch_size : int, optional
@@ -195,7 +195,7 @@ def run_batches(
     prob_out: np.ndarray | None = None
     k = width = 0
     nonfinite = 0
-    with _progress(n) as progress:
+    with _progress(n, wanted=settings.progress) as progress:
         task = progress.add_task(Path(str(model)).name, total=n)
         for start in range(0, n, bs):
             stop = min(start + bs, n)

@@ -12,16 +12,15 @@ import numpy as np
 from compaudit._io import sha256_file
 from compaudit.errors import DataNotFoundError, ModelError
 from compaudit.models.base import Prediction, RunnerSettings
+from compaudit.models.device import check_device, no_cuda
 from compaudit.models.inference import describe_array, run_batches, short_error
 
 __all__ = [
     "ERR_INPUT_MISMATCH",
     "ERR_MISSING",
-    "ERR_NO_CUDA",
     "ERR_ONNX_INPUTS",
     "ERR_ONNX_RUN",
     "ERR_ONNX_UNREADABLE",
-    "ERR_UNKNOWN_DEVICE",
     "OnnxLoader",
     "OnnxRunner",
 ]
@@ -43,11 +42,6 @@ ERR_ONNX_RUN = (
     "{path}: onnxruntime failed on input {got} ({reason}); the model expects "
     "input '{name}' as {expected}"
 )
-ERR_NO_CUDA = (
-    "{path}: --device cuda needs onnxruntime's CUDAExecutionProvider, but this onnxruntime "
-    "offers only {providers}; install onnxruntime-gpu or use --device cpu"
-)
-ERR_UNKNOWN_DEVICE = "{path}: unknown device '{device}'; use 'cpu' or 'cuda'"
 
 # ONNX tensor element types and the numpy dtype to feed for each.
 _ONNX_DTYPES: dict[str, np.dtype[Any]] = {
@@ -67,31 +61,26 @@ def _format_shape(shape: Sequence[Any]) -> str:
 
 
 def _providers(path: Path, device: str) -> list[str]:
-    import onnxruntime as ort
-
-    if device == "cpu":
+    if check_device(device, subject=path, backend="onnxruntime") == "cpu":
         return ["CPUExecutionProvider"]
-    if device == "cuda":
-        available = ort.get_available_providers()
-        if "CUDAExecutionProvider" not in available:
-            raise ModelError(ERR_NO_CUDA.format(path=path, providers=available))
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise ModelError(ERR_UNKNOWN_DEVICE.format(path=path, device=device))
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
-def _session(path: Path, device: str) -> Any:
+def _session(path: Path, device: str, threads: int | None = None) -> Any:
     import onnxruntime as ort
 
     providers = _providers(path, device)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only; warnings would bury the progress bar
+    if threads is not None:
+        options.intra_op_num_threads = threads
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Exception subclasses
         raise ModelError(ERR_ONNX_UNREADABLE.format(path=path, reason=short_error(exc))) from exc
     if device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
         # onnxruntime silently falls back to CPU when the CUDA libraries are missing.
-        raise ModelError(ERR_NO_CUDA.format(path=path, providers=session.get_providers()))
+        raise no_cuda(path, "onnxruntime", list(session.get_providers()))
     return session
 
 
@@ -136,14 +125,21 @@ class OnnxRunner:
     device : {"cpu", "cuda"}
         Execution provider to start with; :meth:`predict` switches when the
         settings ask for another device.
+    threads : int, optional
+        onnxruntime intra-op threads (default: its own choice, every core);
+        the trainer passes its per-job share so parallel jobs do not
+        oversubscribe the machine.
     """
 
-    def __init__(self, path: Path, fingerprint: str, device: str = "cpu") -> None:
+    def __init__(
+        self, path: Path, fingerprint: str, device: str = "cpu", threads: int | None = None
+    ) -> None:
         self.path = path
         self.name = path.stem
         self.fingerprint = fingerprint
         self._device = device
-        self._session = _session(path, device)
+        self._threads = threads
+        self._session = _session(path, device, threads)
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             names = ", ".join(i.name for i in inputs)
@@ -206,7 +202,7 @@ class OnnxRunner:
             unusable outputs; the message names the file.
         """
         if settings.device != self._device:
-            self._session = _session(self.path, settings.device)
+            self._session = _session(self.path, settings.device, self._threads)
             self._device = settings.device
         x = np.ascontiguousarray(x)
         fixed = self._check_input(x)
@@ -255,7 +251,18 @@ class OnnxLoader:
         return onnx_fingerprint(p)
 
     def load(self, path: str, *, options: Mapping[str, Any] | None = None) -> OnnxRunner:
-        """Start an onnxruntime session (``options["device"]``: ``"cpu"`` or ``"cuda"``)."""
+        """Start an onnxruntime session.
+
+        Options: ``device`` (``"cpu"`` or ``"cuda"``) and ``threads``
+        (intra-op threads; neither changes what the model computes).
+        """
+        opts = options or {}
         p = Path(path)
         fp = self.fingerprint(path)
-        return OnnxRunner(p, fp, device=str((options or {}).get("device", "cpu")))
+        threads = opts.get("threads")
+        return OnnxRunner(
+            p,
+            fp,
+            device=str(opts.get("device", "cpu")),
+            threads=int(threads) if threads is not None else None,
+        )

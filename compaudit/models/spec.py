@@ -22,11 +22,16 @@ __all__ = [
     "ERR_EMPTY_SPEC",
     "ERR_NO_LOADER",
     "ERR_NO_SUCH_MODEL",
+    "HOOK",
     "find_loader",
     "load_member",
     "member_fingerprint",
+    "model_loaders",
+    "model_suffixes",
     "resolve_members",
 ]
+
+HOOK = "register_model_loaders"
 
 ERR_EMPTY_SPEC = (
     "{spec}: no model files found (looked for {suffixes}); give a model file, a glob such as "
@@ -44,31 +49,43 @@ ERR_NO_LOADER = (
 _GLOB_CHARS = frozenset("*?[")
 
 
-def _loaders() -> list[ModelLoader]:
-    # Later registrations (third-party plugins) are tried first.
-    return list(reversed(list(plugins.get_registry().model_loaders().values())))
+def model_loaders() -> dict[str, ModelLoader]:
+    """The registered model loaders by name, each checked against :class:`ModelLoader`."""
+    found: dict[str, ModelLoader] = plugins.get_registry().providers(HOOK, ModelLoader)
+    return found
+
+
+def model_suffixes() -> tuple[str, ...]:
+    """Every file suffix a registered model loader declares, longest first."""
+    found = {s.lower() for loader in model_loaders().values() for s in loader.suffixes}
+    return tuple(sorted(found, key=lambda s: (-len(s), s)))
 
 
 def _known_suffixes() -> str:
-    found: list[str] = []
-    for loader in _loaders():
-        found.extend(getattr(loader, "suffixes", ()))
-    return ", ".join(sorted(set(found))) or "none"
+    return ", ".join(sorted(model_suffixes())) or "none"
 
 
 def find_loader(path: str) -> ModelLoader | None:
-    """The loader that understands ``path`` (a file or a ``module:factory``), if any."""
-    for loader in _loaders():
-        if loader.matches(path):
-            return loader
-    return None
+    """The loader that reads ``path`` (a file or a ``module:factory``), if any.
+
+    Raises
+    ------
+    PluginError
+        Two loaders claim ``path`` equally specifically
+        (the rule: :func:`compaudit.plugins.resolve`).
+    """
+    registry = plugins.get_registry()
+    loaders: dict[str, ModelLoader] = registry.providers(HOOK, ModelLoader)
+    return plugins.resolve(
+        path, loaders.values(), kind="model loaders", origin=lambda n: registry.origin(HOOK, n)
+    )
 
 
 def _is_non_file_spec(spec: str) -> bool:
     """A spec some loader reads without a file (``module:factory``); file loaders
     declare ``suffixes``, so a missing ``x.onnx`` is reported as missing."""
     loader = find_loader(spec)
-    return loader is not None and not getattr(loader, "suffixes", ())
+    return loader is not None and not loader.suffixes
 
 
 def _expand_one(spec: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""PyTorch models: TorchScript, ``torch.export`` programs, trainer checkpoints, factories.
+"""PyTorch models: TorchScript, ``torch.export`` programs, checkpoints, factories.
 
 torch is imported inside functions so that listing plugins or reading a
 predictions file does not pay for it.
@@ -23,6 +23,7 @@ import numpy as np
 from compaudit._io import sha256_file
 from compaudit.errors import CompauditError, DataNotFoundError, ModelError
 from compaudit.models.base import Prediction, RunnerSettings
+from compaudit.models.device import check_device
 from compaudit.models.inference import describe_array, run_batches, short_error
 
 if TYPE_CHECKING:
@@ -33,13 +34,10 @@ __all__ = [
     "ERR_FACTORY",
     "ERR_MISSING",
     "ERR_NOT_TORCHSCRIPT",
-    "ERR_NO_CUDA",
-    "ERR_NO_TRAINER",
     "ERR_NO_WEIGHTS",
     "ERR_PT2_UNREADABLE",
     "ERR_TORCH_INPUT",
     "ERR_TS_UNREADABLE",
-    "ERR_UNKNOWN_DEVICE",
     "ERR_WEIGHTS",
     "CheckpointLoader",
     "ExportedProgramLoader",
@@ -70,8 +68,6 @@ ERR_BAD_OUTPUT = (
     "{path}: the model returned {kind}; it must return class scores [batch, classes] "
     "(a tensor, a tuple whose first item is one, or a dict with 'logits')"
 )
-ERR_NO_CUDA = "{path}: --device cuda was given but torch sees no CUDA device; use --device cpu"
-ERR_UNKNOWN_DEVICE = "{path}: unknown device '{device}'; use 'cpu' or 'cuda'"
 ERR_NO_WEIGHTS = (
     "{spec}: a module:factory model needs its weights; give --weights FILE "
     "(a state dict saved with torch.save(model.state_dict(), FILE))"
@@ -80,7 +76,6 @@ ERR_FACTORY = (
     "{spec}: {reason}; give an importable 'package.module:function' returning a torch.nn.Module"
 )
 ERR_WEIGHTS = "{spec}: the weights in {weights} do not fit the model the factory built ({reason})"
-ERR_NO_TRAINER = "{path}: reading trainer checkpoints needs compaudit.train ({reason})"
 
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -88,13 +83,7 @@ _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 def _device(path: object, device: str) -> torch.device:
     import torch
 
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ModelError(ERR_NO_CUDA.format(path=path))
-        return torch.device("cuda")
-    raise ModelError(ERR_UNKNOWN_DEVICE.format(path=path, device=device))
+    return torch.device(check_device(device, subject=path, backend="torch"))
 
 
 def _scores(path: object, out: Any) -> torch.Tensor:
@@ -266,19 +255,18 @@ class ExportedProgramLoader(_FileLoader):
 
 
 class CheckpointLoader(_FileLoader):
-    """Checkpoints written by compaudit's trainer (``.ckpt``)."""
+    """compaudit checkpoints (``.ckpt``, :mod:`compaudit.models.checkpoint`)."""
 
     name = "checkpoint"
     suffixes = (".ckpt",)
 
     def load(self, path: str, *, options: Mapping[str, Any] | None = None) -> TorchRunner:
-        """Rebuild the model with :func:`compaudit.train.checkpoint.load_checkpoint`."""
+        """Rebuild the model with :func:`compaudit.models.checkpoint.load_checkpoint`."""
+        # Imported here: the checkpoint module imports torch.
+        from compaudit.models.checkpoint import load_checkpoint
+
         p = _check_file(path)
         fp = sha256_file(p)
-        try:
-            from compaudit.train.checkpoint import load_checkpoint
-        except ImportError as exc:
-            raise ModelError(ERR_NO_TRAINER.format(path=p, reason=short_error(exc))) from exc
         module, info = load_checkpoint(p)
         meta = {"format": "checkpoint", "path": str(p), **info}
         return TorchRunner(module, path=str(p), name=p.stem, fingerprint=fp, meta=meta)
@@ -297,6 +285,7 @@ class FactoryLoader:
     """``package.module:factory`` plus ``options["weights"]`` (a state dict file)."""
 
     name = "module-factory"
+    suffixes: tuple[str, ...] = ()  # not a file: matched by pattern
 
     def matches(self, path: str) -> bool:
         """Whether ``path`` looks like ``package.module:function``."""

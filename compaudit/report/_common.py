@@ -1,28 +1,76 @@
-"""Selections and wording shared by the file reporters (Markdown, JUnit, HTML).
+"""Numbers, selections and wording shared by every reporter.
 
-Numbers are formatted by the terminal reporter's helpers so that every format
-says the same thing the same way.
+Reporters read the typed :class:`~compaudit.results.AuditReport`; the rules
+(significantly worse, worst first, beyond the floor) live on those objects
+in :mod:`compaudit.results`, never here. This module only formats them, so
+that every format says the same thing the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from compaudit.report.terminal import beyond_floor, floor_text, noise_share, pct, signed_pts
+from compaudit.results import (
+    AuditReport,
+    Comparison,
+    GateResult,
+    GroupSetResult,
+    PieExamples,
+    Verdict,
+)
 
 __all__ = [
+    "NOT_GATED",
+    "VERDICT_WORD",
     "GateOutcome",
+    "floor_text",
+    "fmt_p",
     "fmt_value",
     "gallery_order",
     "gate_outcome",
+    "header_facts",
+    "noise_share",
+    "pct",
     "pct_points",
+    "signed_pts",
+    "subgroup_sets",
     "summary_lines",
-    "worst_classes",
 ]
 
 GateOutcome = Literal["pass", "FAIL", "error", "skipped"]
-VERDICT_WORD = {"pass": "PASS", "fail": "FAIL", "error": "ERROR"}
+VERDICT_WORD: dict[Verdict, str] = {
+    "pass": "PASS",
+    "fail": "FAIL",
+    "error": "ERROR",
+    "ungated": "NOT GATED",
+}
+NOT_GATED = "NOT GATED: no policy given; nothing was gated"
+"""What every format says in the verdict's place when no policy was given."""
+
+_OUTCOME: dict[str, GateOutcome] = {
+    "passed": "pass",
+    "failed": "FAIL",
+    "error": "error",
+    "skipped": "skipped",
+}
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    """A fraction as a percentage string ("-" when missing)."""
+    return "-" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def signed_pts(x: float | None, digits: int = 2) -> str:
+    """A signed difference of fractions in percentage points."""
+    return "-" if x is None else f"{100 * x:+.{digits}f} pp"
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value, compact."""
+    if p is None:
+        return "-"
+    return "<1e-4" if p < 1e-4 else f"{p:.4f}"
 
 
 def fmt_value(x: float | None) -> str:
@@ -35,73 +83,84 @@ def pct_points(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}%"
 
 
-def gate_outcome(gate: dict[str, Any]) -> GateOutcome:
-    """What a gate came to.
+def gate_outcome(gate: GateResult) -> GateOutcome:
+    """What a gate came to, as the reports word it.
 
-    ``passed`` None is an ``error`` (the run fails closed) unless the gate
-    module marked it ``skipped`` because the policy said so explicitly.
+    An unevaluable gate is an ``error`` (the run fails closed) unless the
+    gate module marked it ``skipped`` because the policy said so explicitly.
     """
-    passed = gate["passed"]
-    if passed is True:
-        return "pass"
-    if passed is False:
-        return "FAIL"
-    return "skipped" if gate.get("status") == "skipped" else "error"
+    return _OUTCOME[gate.status]
 
 
-def _nrd(row: dict[str, Any]) -> float:
-    value = row["normalized_recall_difference"]
-    return float("inf") if value is None else float(value)
+def floor_text(c: Comparison, block: Literal["cie", "pie"]) -> str:
+    """``"seed floor 2.40%, excess +0.70 pp (p 0.0156)"`` for the PIE or CIE block, or why none."""
+    if block == "cie" and c.cie.floor_note:
+        return c.cie.floor_note
+    floor = c.cie.floor if block == "cie" else c.pie.floor
+    if floor.rate is None:
+        reason = c.floors.reason
+        return f"no seed floor ({reason})" if reason else "no seed floor"
+    return (
+        f"seed floor {pct(floor.rate)}, excess {signed_pts(floor.excess)} "
+        f"(p {fmt_p(floor.p_value)})"
+    )
 
 
-def worst_classes(classes: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """Classes significantly worse than the overall shift first, then the rest, worst first."""
-
-    def key(row: dict[str, Any]) -> tuple[bool, float]:
-        return (not (row["significant"] and _nrd(row) < 0), _nrd(row))
-
-    return sorted(classes, key=key)[:limit]
+def noise_share(c: Comparison) -> str:
+    """How many classes seed noise alone puts beyond a floor, in words."""
+    q = c.floors.quantile or 0.95
+    return f"seed noise alone puts about {1 - q:.0%} there"
 
 
-def gallery_order(examples: Sequence[dict[str, Any]]) -> list[int]:
+def gallery_order(examples: PieExamples | Sequence[Mapping[str, Any]]) -> list[int]:
     """Positions of PIE examples, most confident flips first.
 
     Highest candidate vote share first, then highest reference share; the
     sort is stable, so equal shares keep the report's (example) order.
     """
-    return sorted(
-        range(len(examples)),
-        key=lambda i: (-examples[i]["share_candidate"], -examples[i]["share_reference"]),
+    if isinstance(examples, PieExamples):
+        if not len(examples):
+            return []
+        cand, ref = examples.columns["share_candidate"], examples.columns["share_reference"]
+    else:
+        cand = [e["share_candidate"] for e in examples]
+        ref = [e["share_reference"] for e in examples]
+    return sorted(range(len(cand)), key=lambda i: (-cand[i], -ref[i]))
+
+
+def subgroup_sets(c: Comparison) -> tuple[GroupSetResult, ...]:
+    """The comparison's attribute sets (a report of the first schema version has one)."""
+    return c.subgroup_sets or (
+        GroupSetResult(attributes=c.subgroup_attributes, subgroups=c.subgroups),
     )
 
 
-def summary_lines(c: dict[str, Any]) -> list[str]:
+def summary_lines(c: Comparison) -> list[str]:
     """Plain sentences summing up one comparison (no markup)."""
-    cie, pie, sub = c["cie"], c["pie"], c["subsets"]
-    classes = c["classes"]
-    n_worse = sum(1 for r in classes if r["significant"] and _nrd(r) < 0)
-    n_sig = sum(1 for r in classes if r["significant"])
-    top = f"top-1 Δ {signed_pts(c['top1_delta'])}"
-    if c.get("top5_delta") is not None:
-        top += f", top-5 Δ {signed_pts(c['top5_delta'])}"
-    beyond = pie.get("n_beyond_noise")
+    cie, pie, sub = c.cie, c.pie, c.subsets
+    n_worse = len(c.significantly_worse_classes)
+    n_sig = sum(1 for r in c.classes if r.significant)
+    top = f"top-1 Δ {signed_pts(c.top1_delta)}"
+    if c.top5_delta is not None:
+        top += f", top-5 Δ {signed_pts(c.top5_delta)}"
+    beyond = pie.n_beyond_noise
     pie_noise = "" if beyond is None else f", {beyond} beyond seed noise (per-example test)"
-    n_floor = beyond_floor(classes)
+    n_floor = c.classes_beyond_floor
     lines = [top]
-    if c.get("lineage") == "paired":
+    if c.lineage == "paired":
         lines.append("lineage: paired (candidate member k made from reference member k)")
     return [
         *lines,
-        f"CIE {pct(cie['rate'])} ({cie['count']:.0f} examples: forgot {cie['cie_u']:.0f}, "
-        f"learned {cie['cie_c']:.0f}; {cie['basis']}); {floor_text(c, 'cie')}",
-        f"PIE {pie['count']} ({pct(pie['rate'])}{pie_noise}); {floor_text(c, 'pie')}",
+        f"CIE {pct(cie.rate)} ({cie.count:.0f} examples: forgot {cie.cie_u:.0f}, "
+        f"learned {cie.cie_c:.0f}; {cie.basis}); {floor_text(c, 'cie')}",
+        f"PIE {pie.count} ({pct(pie.rate)}{pie_noise}); {floor_text(c, 'pie')}",
         f"top-1 reference/candidate on PIE "
-        f"{pct(sub['pie']['top1_reference'], 1)}/{pct(sub['pie']['top1_candidate'], 1)}, "
-        f"non-PIE {pct(sub['non_pie']['top1_reference'], 1)}/"
-        f"{pct(sub['non_pie']['top1_candidate'], 1)}, random subset of equal size "
-        f"{pct(sub['random']['top1_reference'], 1)}/{pct(sub['random']['top1_candidate'], 1)}",
-        f"classes significantly worse than the overall shift: {n_worse} of {len(classes)} "
-        f"({n_sig} significant either way; {c['class_test']} test)"
+        f"{pct(sub.pie.top1_reference, 1)}/{pct(sub.pie.top1_candidate, 1)}, "
+        f"non-PIE {pct(sub.non_pie.top1_reference, 1)}/"
+        f"{pct(sub.non_pie.top1_candidate, 1)}, random subset of equal size "
+        f"{pct(sub.random.top1_reference, 1)}/{pct(sub.random.top1_candidate, 1)}",
+        f"classes significantly worse than the overall shift: {n_worse} of {len(c.classes)} "
+        f"({n_sig} significant either way; {c.class_test} test)"
         + (
             ""
             if n_floor is None
@@ -110,17 +169,17 @@ def summary_lines(c: dict[str, Any]) -> list[str]:
     ]
 
 
-def header_facts(report: dict[str, Any], escape: Callable[[str], str]) -> list[str]:
+def header_facts(report: AuditReport, escape: Callable[[str], str]) -> list[str]:
     """The one-line facts under a report's title (examples, settings, tool), escaped."""
-    data, settings = report.get("data", {}), report.get("settings", {})
+    data, settings, tool = report.data, report.settings, report.tool
     facts = []
-    if data:
-        facts.append(f"{data['n']} examples, {data['num_classes']} classes")
+    if data is not None:
+        facts.append(f"{data.n} examples, {data.num_classes} classes")
     if settings:
         facts.append(
             f"alpha {settings['alpha']} ({escape(str(settings['correction']))}), "
             f"seed {settings['seed']}"
         )
-    if "tool" in report:
-        facts.append(f"{escape(report['tool']['name'])} {escape(report['tool']['version'])}")
+    if tool:
+        facts.append(f"{escape(str(tool['name']))} {escape(str(tool['version']))}")
     return facts

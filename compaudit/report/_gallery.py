@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +18,10 @@ import numpy as np
 
 from compaudit.errors import InputError
 from compaudit.report._common import gallery_order
+from compaudit.results import PieExamples
 
 if TYPE_CHECKING:
-    from compaudit.audit import AuditResult
+    from compaudit.engine import AuditResult
 
 __all__ = ["GALLERY_CAP", "TABLE_CAP", "check_images", "pie_gallery", "pie_indices"]
 
@@ -51,9 +52,7 @@ def check_images(images: np.ndarray, n: int) -> np.ndarray:
     return images
 
 
-def pie_indices(
-    result: AuditResult, candidate: str, examples: Sequence[dict[str, Any]]
-) -> list[int | None]:
+def pie_indices(result: AuditResult, candidate: str, examples: PieExamples) -> list[int | None]:
     """Example index (row of the images) of each PIE, in ``examples`` order.
 
     The candidate's PIE mask gives the indices directly when it agrees with
@@ -62,7 +61,7 @@ def pie_indices(
     """
     ids = result.reference.population.ids
     mask = result.pie_masks.get(candidate)
-    wanted = [str(e["id"]) for e in examples]
+    wanted = [str(v) for v in examples.columns.get("id", ())]
     if mask is not None:
         idx = np.flatnonzero(mask)
         if len(idx) == len(examples) and [str(v) for v in ids[idx].tolist()] == wanted:
@@ -88,7 +87,7 @@ def _pred(label: str, name: str, share: float | None, correct: bool) -> str:
     return f"<div class='{cls}'>{label} <b>{escape(name)}</b>{share_txt}</div>"
 
 
-def _card(e: dict[str, Any], names: dict[int, str], image: np.ndarray | None) -> str:
+def _card(e: Mapping[str, Any], names: dict[int, str], image: np.ndarray | None) -> str:
     label = int(e["label"])
     ref, cand = int(e["modal_reference"]), int(e["modal_candidate"])
     if image is None:
@@ -107,7 +106,7 @@ def _card(e: dict[str, Any], names: dict[int, str], image: np.ndarray | None) ->
     )
 
 
-def _row(e: dict[str, Any], names: dict[int, str]) -> str:
+def _row(e: Mapping[str, Any], names: dict[int, str]) -> str:
     label = int(e["label"])
     ref, cand = int(e["modal_reference"]), int(e["modal_candidate"])
 
@@ -123,7 +122,7 @@ def _row(e: dict[str, Any], names: dict[int, str]) -> str:
 
 
 def pie_gallery(
-    examples: Sequence[dict[str, Any]],
+    examples: PieExamples,
     names: dict[int, str],
     *,
     images: np.ndarray | None,
@@ -133,8 +132,8 @@ def pie_gallery(
 
     Parameters
     ----------
-    examples : sequence of dict
-        The comparison's ``pie.examples``.
+    examples : PieExamples
+        The comparison's ``pie.examples`` (rows are built only for those shown).
     names : dict of int to str
         Class names by index.
     images : ndarray or None

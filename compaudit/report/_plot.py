@@ -1,27 +1,163 @@
 """The per-class figure of the paper: normalized recall difference, one bar per class.
 
 Drawn with matplotlib's object API (no pyplot state, Agg canvas), imported
-lazily so that reports without HTML never load matplotlib.
+lazily so that reports without HTML never load matplotlib. Each kind of mark
+is one vectorised artist (every bar in one ``PolyCollection``, every star in
+one ``scatter``), names are plain texts rather than tick labels, and margins
+are fixed rather than solved by a layout engine: a figure costs about the same
+at 10 or at 10,000 classes.
+
+Up to :data:`SUMMARY_OVER` classes, every class is a named bar. Above, the
+figure says so and draws :data:`WORST_SHOWN` classes as named bars (the
+significantly worse ones first, then the lowest others, sorted) beside a
+histogram of every class on the same scale.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["BETTER", "NEUTRAL", "WORSE", "class_plot_png"]
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["BETTER", "NEUTRAL", "SUMMARY_OVER", "WORSE", "WORST_SHOWN", "class_plot_png"]
 
 WORSE = "#c0392b"
 BETTER = "#2471a3"
 NEUTRAL = "#b8bcc0"
-MAX_TICK_LABELS = 60  # above this, only significant classes are named
+SUMMARY_OVER = 60
+"""More classes than this: :data:`WORST_SHOWN` of them as bars, all of them in a histogram."""
+WORST_SHOWN = 30
+HIST_BINS = 40
 NAME_CHARS = 18
+HEIGHT = 4.2  # inches
+YLIM = 1.18  # y limits: this times the largest |difference|
+KINDS = (
+    (WORSE, "* significantly worse"),
+    (BETTER, "* significantly better"),
+    (NEUTRAL, "not significant"),
+)
+# Average character width and line height as fractions of the font size (DejaVu Sans).
+_CHAR_W, _CHAR_H = 0.62, 1.2
+_PNG = {"compress_level": 3}  # zlib level 3: as small as the default 6 here, and faster
 
 
 def _label(name: str) -> str:
     short = name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
     return short.replace("$", r"\$")  # a "$" pair would switch matplotlib to mathtext
+
+
+def _rects(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> np.ndarray:
+    """Vertices ``[n, 4, 2]`` of the rectangles ``[x0, x1] x [y0, y1]``."""
+    corners = [(x0, y0), (x0, y1), (x1, y1), (x1, y0)]
+    return np.stack([np.stack(c, axis=-1) for c in corners], axis=1)
+
+
+def _spines(ax: Axes, grid: Literal["x", "y"]) -> None:
+    ax.grid(axis=grid, color="#e5e7e9", linewidth=0.6)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _bars(ax: Axes, values: np.ndarray, colors: Sequence[str], span: float) -> None:
+    """Bar ``i`` at x = i (one collection); a star beyond each coloured (significant) bar."""
+    from matplotlib.collections import PolyCollection
+
+    n = values.size
+    x = np.arange(n, dtype=float)
+    half = 0.4 if n < 200 else 0.5
+    verts = _rects(x - half, x + half, np.zeros(n), values)
+    ax.add_collection(PolyCollection(list(verts), facecolors=colors, linewidths=0, zorder=2))
+    sig = np.array([c != NEUTRAL for c in colors], dtype=bool)
+    if sig.any():
+        v = values[sig]
+        y = v + np.where(v < 0, -0.07, 0.07) * span
+        ax.scatter(x[sig], y, s=36, c=np.array(colors)[sig], marker=(6, 2, 0), linewidths=1.4)
+    ax.axhline(0.0, color="black", linewidth=0.8, zorder=2)
+    ax.set_xlim(-0.7, n - 0.3)
+    ax.set_ylim(-YLIM * span, YLIM * span)
+    ax.set_ylabel("normalized recall difference (pp)")
+    _spines(ax, "y")
+
+
+def _names(fig: Figure, ax: Axes, labels: Sequence[str]) -> float:
+    """Name bar ``i`` with ``labels[i]``; return the height in inches the names take below.
+
+    Plain texts under the axes, not tick labels: a tick is five artists, and
+    creating and drawing them was most of a figure's cost.
+    """
+    from matplotlib.transforms import blended_transform_factory, offset_copy
+
+    n = len(labels)
+    size = 9 if n <= 30 else 7
+    ax.set_xticks([])
+    under = offset_copy(
+        blended_transform_factory(ax.transData, ax.transAxes), fig=fig, y=-4, units="points"
+    )
+    style: dict[str, Any] = {"fontsize": size, "transform": under, "va": "top", "clip_on": False}
+    upright = n <= 30 and max(map(len, labels), default=0) <= 4  # short names read best upright
+    style |= {"ha": "center"} if upright else {"rotation": 60, "ha": "right"}
+    if not upright:
+        style["rotation_mode"] = "anchor"
+    for i, text in enumerate(labels):
+        ax.text(i, 0, text, **style)
+    if upright:
+        return (_CHAR_H * size + 8) / 72
+    longest = max(map(len, labels), default=0)
+    return (longest * _CHAR_W * size * 0.866 + _CHAR_H * size * 0.5 + 8) / 72  # at 60 degrees
+
+
+def _histogram(ax: Axes, values: np.ndarray, colors: Sequence[str], span: float) -> None:
+    """Horizontal histogram of every class, stacked by kind, on the bars' y scale."""
+    from matplotlib.collections import PolyCollection
+
+    edges = np.linspace(-YLIM * span, YLIM * span, HIST_BINS + 1)
+    kinds = np.array(colors)
+    left = np.zeros(HIST_BINS)
+    verts, faces = [], []
+    for color, _ in KINDS:
+        counts = np.histogram(values[kinds == color], bins=edges)[0].astype(float)
+        keep = counts > 0
+        verts.append(_rects(left[keep], (left + counts)[keep], edges[:-1][keep], edges[1:][keep]))
+        faces += [color] * int(keep.sum())
+        left = left + counts
+    ax.add_collection(
+        PolyCollection(list(np.concatenate(verts)), facecolors=faces, linewidths=0, zorder=2)
+    )
+    ax.axhline(0.0, color="black", linewidth=0.8, zorder=2)
+    ax.set_xlim(0, max(1.0, float(left.max())) * 1.05)
+    ax.set_ylim(edges[0], edges[-1])
+    ax.set_yticks([])
+    ax.set_xlabel("classes", fontsize=9)
+    ax.tick_params(labelsize=8)
+    _spines(ax, "x")
+
+
+def _shown(values: np.ndarray, colors: Sequence[str]) -> np.ndarray:
+    """Indices (sorted by value) of the classes drawn as bars in a summary figure:
+    the significantly worse first, then the lowest others, :data:`WORST_SHOWN` in all."""
+    worse = np.array([c == WORSE for c in colors], dtype=bool)
+    order = np.lexsort((values, ~worse))  # worse first, each part by value
+    return np.sort(order[:WORST_SHOWN])  # values are sorted, so index order is value order
+
+
+def _summary_note(n: int, shown: int, worse: int) -> str:
+    if worse == 0:
+        which = f"the {shown} lowest"
+    elif worse < shown:
+        which = f"the {worse} significantly worse and the lowest others, {shown} in all"
+    else:
+        which = f"the {shown} lowest of the {worse} significantly worse"
+    return (
+        f"{n} classes, too many for a bar each: {which}, sorted; "
+        "every class in the histogram on the right"
+    )
 
 
 def class_plot_png(classes: Sequence[dict[str, Any]], *, title: str, dpi: int = 110) -> bytes:
@@ -30,7 +166,8 @@ def class_plot_png(classes: Sequence[dict[str, Any]], *, title: str, dpi: int = 
     Parameters
     ----------
     classes : sequence of dict
-        The comparison's ``classes`` rows (``compaudit.report/v1``).
+        The comparison's ``classes`` rows (``compaudit.report/v1``); rows without
+        a normalized recall difference are left out.
     title : str
         Figure title.
     dpi : int
@@ -39,7 +176,10 @@ def class_plot_png(classes: Sequence[dict[str, Any]], *, title: str, dpi: int = 
     Returns
     -------
     bytes
-        A PNG image.
+        A PNG image. Up to :data:`SUMMARY_OVER` classes, every class as a named
+        bar. Above, :data:`WORST_SHOWN` named bars (the significantly worse
+        classes first, then the lowest others) and, on the same scale, a
+        histogram of all classes, as the figure states.
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -49,50 +189,40 @@ def class_plot_png(classes: Sequence[dict[str, Any]], *, title: str, dpi: int = 
         key=lambda r: r["normalized_recall_difference"],
     )
     n = len(rows)
-    values = [100.0 * r["normalized_recall_difference"] for r in rows]
+    values = np.array([100.0 * r["normalized_recall_difference"] for r in rows], dtype=float)
     colors = [
         (WORSE if v < 0 else BETTER) if r["significant"] else NEUTRAL
         for r, v in zip(rows, values, strict=True)
     ]
-    width = max(8.0, min(13.0, 2.0 + 0.3 * n))
-    fig = Figure(figsize=(width, 4.2), dpi=dpi, layout="constrained")
-    ax = fig.add_subplot()
-    x = list(range(n))
-    ax.bar(x, values, color=colors, width=0.8 if n < 200 else 1.0, linewidth=0)
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    span = max((abs(v) for v in values), default=1.0) or 1.0
-    for i, (r, v) in enumerate(zip(rows, values, strict=True)):
-        if r["significant"]:
-            offset = 0.03 * span
-            y = v - offset if v < 0 else v + offset
-            ax.text(i, y, "*", ha="center", va="top" if v < 0 else "bottom", fontsize=12,
-                    color=WORSE if v < 0 else BETTER, fontweight="bold")  # fmt: skip
-    ax.set_ylim(-1.18 * span, 1.18 * span)
-    ax.set_xlim(-0.7, n - 0.3)
-    if n <= MAX_TICK_LABELS:
-        labels = [_label(r["name"]) for r in rows]
-        if n <= 30 and max(map(len, labels), default=0) <= 4:  # short names read best upright
-            ax.set_xticks(x, labels, fontsize=9)
-        else:
-            ax.set_xticks(x, labels, rotation=60, ha="right", rotation_mode="anchor",
-                          fontsize=9 if n <= 30 else 7)  # fmt: skip
+    span = float(np.abs(values).max(initial=0.0)) or 1.0
+    summary = n > SUMMARY_OVER
+    shown = _shown(values, colors) if summary else np.arange(n)
+
+    width = 13.0 if summary else max(8.0, min(13.0, 2.0 + 0.3 * n))
+    fig = Figure(figsize=(width, HEIGHT), dpi=dpi)
+    if summary:
+        ax, hist = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
     else:
-        sig = [i for i, r in enumerate(rows) if r["significant"]][:MAX_TICK_LABELS]
-        ax.set_xticks(sig, [_label(rows[i]["name"]) for i in sig], rotation=90, fontsize=7)
-        ax.set_xlabel(f"{n} classes, sorted; significant ones named")
-    ax.set_ylabel("normalized recall difference (pp)")
-    ax.set_title(title, fontsize=11, loc="left")
-    ax.grid(axis="y", color="#e5e7e9", linewidth=0.6)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    kinds = [
-        (WORSE, "* significantly worse", any(c == WORSE for c in colors)),
-        (BETTER, "* significantly better", any(c == BETTER for c in colors)),
-        (NEUTRAL, "not significant", any(c == NEUTRAL for c in colors)),
+        ax, hist = fig.add_subplot(), None
+    _bars(ax, values[shown], [colors[i] for i in shown], span)
+    below = _names(fig, ax, [_label(rows[i]["name"]) for i in shown])
+    counts = {color: colors.count(color) for color, _ in KINDS}
+    handles = [
+        Patch(color=color, label=f"{label} ({counts[color]})" if summary else label)
+        for color, label in KINDS
+        if counts[color]
     ]
-    handles = [Patch(color=color, label=label) for color, label, present in kinds if present]
     ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=False)
+    left = 0.75 / width
+    if hist is not None:
+        _histogram(hist, values, colors, span)
+        fig.text(left, 0.08 / HEIGHT, _summary_note(n, shown.size, counts[WORSE]), fontsize=9)
+        below += 0.25
+    fig.subplots_adjust(
+        left=left, right=1 - 0.2 / width, top=1 - 0.3 / HEIGHT,
+        bottom=min(0.6, (below + 0.1) / HEIGHT), wspace=0.04,
+    )  # fmt: skip
+    fig.suptitle(title, fontsize=11, x=left, ha="left", y=1 - 0.06 / HEIGHT, va="top")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.savefig(buf, format="png", metadata={"Software": None}, pil_kwargs=_PNG)
     return buf.getvalue()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from compaudit.plugins import hookimpl
+from compaudit.report.base import Reporter
 from compaudit.report.html import HTMLReporter
 from compaudit.report.json_report import JSONReporter
 from compaudit.report.junit import JUnitReporter
@@ -13,13 +12,12 @@ from compaudit.report.terminal import TerminalReporter
 
 
 @hookimpl
-def register_reporters() -> list[Any]:
-    """Terminal, JSON, Markdown, JUnit and HTML reporters."""
-    reporters: list[Any] = [
+def register_reporters() -> list[Reporter]:
+    """Terminal, JSON, Markdown, JUnit and HTML reporters (each reads the typed report)."""
+    return [
         TerminalReporter(),
         JSONReporter(),
         MarkdownReporter(),
         JUnitReporter(),
         HTMLReporter(),
     ]
-    return reporters

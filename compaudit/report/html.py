@@ -13,22 +13,26 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from compaudit._io import atomic_write_text
 from compaudit.errors import InputError
 from compaudit.report._common import (
+    NOT_GATED,
     VERDICT_WORD,
+    fmt_p,
     fmt_value,
     gate_outcome,
     header_facts,
+    pct,
     pct_points,
+    signed_pts,
+    subgroup_sets,
     summary_lines,
 )
 from compaudit.report._gallery import check_images, pie_gallery, pie_indices
 from compaudit.report._plot import class_plot_png
 from compaudit.report.base import ReportContext
-from compaudit.report.terminal import fmt_p, group_label, pct, signed_pts
+from compaudit.results import AuditReport, Comparison, GateResult, GroupSetResult
 
 __all__ = ["HTMLReporter", "render_html"]
 
@@ -70,94 +74,78 @@ def _cut(shown: int, total: int, what: str) -> str:
     return f"<p class='note'>Showing {shown} of {total} {what}; report.json has them all.</p>"
 
 
-def _gates(gates: Sequence[dict[str, Any]]) -> str:
+def _gates(gates: Sequence[GateResult]) -> str:
     rows = []
     for g in gates:
         res = gate_outcome(g)
         cells = [
-            _e(g["name"]),
-            _e(g.get("candidate") or "-"),
-            fmt_value(g["value"]),
-            fmt_value(g["threshold"]),
+            _e(g.name),
+            _e(g.candidate or "-"),
+            fmt_value(g.value),
+            fmt_value(g.threshold),
             f"<span class='res-{res}'>{_e(res)}</span>",
-            f"<span class='detail'>{_e(g['detail'])}</span>",
+            f"<span class='detail'>{_e(g.detail)}</span>",
         ]
         rows.append((f"r-{res}", cells))
     header = ["gate", "candidate", "value", "threshold", "result", "detail"]
     return _table(header, rows, [False, False, True, True, False, False])
 
 
-def _populations(report: dict[str, Any]) -> str:
+def _populations(report: AuditReport) -> str:
     rows = [
         (
             "",
-            [
-                _e(name),
-                str(p["k"]),
-                pct(p["top1"]),
-                pct(p["top1_std"]),
-                pct(p.get("top5")),
-                _e(p.get("source", "")),
-            ],
+            [_e(name), str(p.k), pct(p.top1), pct(p.top1_std), pct(p.top5), _e(p.source)],
         )
-        for name, p in report["populations"].items()
+        for name, p in report.populations.items()
     ]
     header = ["population", "K", "top-1", "± std", "top-5", "source"]
     return _table(header, rows, [False, True, True, True, True, False])
 
 
-def _classes_table(classes: Sequence[dict[str, Any]]) -> str:
-    # Classes without a recall (empty, skipped) go last.
-    ordered = sorted(
-        classes,
-        key=lambda r: (
-            r["normalized_recall_difference"] is None,
-            r["normalized_recall_difference"] or 0.0,
-        ),
-    )
+def _classes_table(c: Comparison) -> str:
+    # Worst first, as in every format; classes without a recall (empty, skipped) go last.
     rows = []
-    for r in ordered[:MAX_CLASS_ROWS]:
-        nrd = r["normalized_recall_difference"]
-        worse = r["significant"] and nrd is not None and nrd < 0
+    for r in c.worst_classes(MAX_CLASS_ROWS):
         cells = [
-            _e(r["name"]), str(r["support"]), pct(r["recall_reference"], 1),
-            pct(r["recall_candidate"], 1), signed_pts(nrd, 1),
-            signed_pts(r.get("floor_difference"), 1), fmt_p(r["p_value"]),
-            fmt_p(r["p_adjusted"]), "yes" if r["significant"] else "no",
+            _e(r.name), str(r.support), pct(r.recall_reference, 1),
+            pct(r.recall_candidate, 1), signed_pts(r.normalized_recall_difference, 1),
+            signed_pts(r.floor_difference, 1), fmt_p(r.p_value),
+            fmt_p(r.p_adjusted), "yes" if r.significant else "no",
         ]  # fmt: skip
-        rows.append(("sig-worse" if worse else "", cells))
+        rows.append(("sig-worse" if r.significantly_worse else "", cells))
     header = ["class", "n", "recall ref", "recall cand", "norm. Δ", "seed floor", "p", "p adj",
               "significant"]  # fmt: skip
     table = _table(header, rows, [False, True, True, True, True, True, True, True, False])
     return (
-        f"<details><summary>All {len(classes)} classes, worst first</summary>{table}"
-        f"{_cut(len(rows), len(classes), 'classes')}</details>"
+        f"<details><summary>All {len(c.classes)} classes, worst first</summary>{table}"
+        f"{_cut(len(rows), len(c.classes), 'classes')}</details>"
     )
 
 
-def _subgroups(c: dict[str, Any]) -> str:
-    groups = c["subgroups"]
+def _subgroups(gs: GroupSetResult) -> str:
+    groups = gs.subgroups
     rows = []
     for g in groups[:MAX_GROUP_ROWS]:
-        growth = "-" if g["pct_growth"] is None else f"{g['pct_growth']:+.0f}%"
+        growth = "-" if g.pct_growth is None else f"{g.pct_growth:+.0f}%"
         cells = [
-            _e(group_label(g["group"])), str(g["n"]), str(g["n_non_pie"]), str(g["n_pie"]),
-            pct_points(g["pct_non_pie"]), pct_points(g["pct_pie"]), growth,
-            "-" if g.get("floor_pct_growth") is None else f"{g['floor_pct_growth']:+.0f}%",
-            pct(g["top1_reference"], 1), pct(g["top1_candidate"], 1),
-            signed_pts(g["shift_difference"], 1),
-            fmt_p(g["p_adjusted"]) + (" *" if g["significant"] else ""),
-            "yes" if g["testable"] else "no",
+            _e(g.label), str(g.n), str(g.n_non_pie), str(g.n_pie),
+            pct_points(g.pct_non_pie), pct_points(g.pct_pie), growth,
+            "-" if g.floor_pct_growth is None else f"{g.floor_pct_growth:+.0f}%",
+            pct(g.top1_reference, 1), pct(g.top1_candidate, 1),
+            signed_pts(g.shift_difference, 1),
+            fmt_p(g.p_adjusted) + (" *" if g.significant else ""),
+            "yes" if g.testable else "no",
         ]  # fmt: skip
-        cls = "untestable" if not g["testable"] else ""
-        if g["significant"] and g["shift_difference"] < 0:
+        cls = "untestable" if not g.testable else ""
+        if g.significantly_worse:
             cls = "sig-worse"
         rows.append((cls, cells))
     header = ["group", "n", "n non-PIE", "n PIE", "% non-PIE", "% PIE", "growth",
               "growth floor", "top-1 ref", "top-1 cand", "shift Δ", "p adj",
               "testable"]  # fmt: skip
     numeric = [False] + [True] * 11 + [False]
-    attrs = " × ".join(_e(a) for a in c["subgroup_attributes"])
+    attrs = " × ".join(_e(a) for a in gs.attributes)
     return (
         f"<h3>Subgroups ({attrs})</h3><p class='caption'>% non-PIE and % PIE: the group's share "
         "of all non-PIEs and of all PIEs; growth: relative growth of that share among PIEs; "
@@ -167,11 +155,11 @@ def _subgroups(c: dict[str, Any]) -> str:
     )
 
 
-def _comparison(i: int, c: dict[str, Any], context: ReportContext, report: dict[str, Any]) -> str:
-    cand, ref = c["candidate"], c["reference"]
-    settings = report.get("settings", {})
-    names = {int(r["class"]): str(r["name"]) for r in c["classes"]}
-    png = class_plot_png(c["classes"], title=f"{cand} vs {ref}")
+def _comparison(i: int, c: Comparison, context: ReportContext, report: AuditReport) -> str:
+    cand, ref = c.candidate, c.reference
+    settings = report.settings
+    names = {r.class_index: r.name for r in c.classes}
+    png = class_plot_png([r.to_dict() for r in c.classes], title=f"{cand} vs {ref}")
     uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     summary = "".join(f"<li>{_e(s)}</li>" for s in summary_lines(c))
     parts = [
@@ -181,40 +169,32 @@ def _comparison(i: int, c: dict[str, Any], context: ReportContext, report: dict[
         f"<img class='plot' src='{uri}' alt='normalized recall difference per class, {_e(cand)}'>",
         "<p class='caption'>Each class's recall change minus the model's overall top-1 change, "
         f"in percentage points, sorted; * significant after {_e(settings.get('correction', '?'))}"
-        f" correction at alpha {_e(settings.get('alpha', '?'))} ({_e(c['class_test'])} test)."
+        f" correction at alpha {_e(settings.get('alpha', '?'))} ({_e(c.class_test)} test)."
         "</p>",
-        _classes_table(c["classes"]),
+        _classes_table(c),
     ]
-    for gs in c.get("subgroup_sets") or [
-        {"attributes": c["subgroup_attributes"], "subgroups": c["subgroups"]}
-    ]:
-        if gs["subgroups"]:
-            parts.append(
-                _subgroups(
-                    {**c, "subgroup_attributes": gs["attributes"], "subgroups": gs["subgroups"]}
-                )
-            )
+    parts += [_subgroups(gs) for gs in subgroup_sets(c) if gs.subgroups]
     images, indices = None, None
     if context.images is not None and context.result is not None:
         images = check_images(context.images, context.result.reference.population.n)
-        indices = pie_indices(context.result, cand, c["pie"]["examples"])
+        indices = pie_indices(context.result, cand, c.pie.examples)
     parts.append(
-        f"<h3>Pruning Identified Exemplars ({c['pie']['count']})</h3><p class='caption'>Examples "
+        f"<h3>Pruning Identified Exemplars ({c.pie.count})</h3><p class='caption'>Examples "
         "whose modal candidate prediction differs from the modal reference prediction, with "
-        f"vote shares; ties: {_e(c['pie']['tie_rule'])}.</p>"
+        f"vote shares; ties: {_e(c.pie.tie_rule)}.</p>"
     )
-    parts.append(pie_gallery(c["pie"]["examples"], names, images=images, indices=indices))
+    parts.append(pie_gallery(c.pie.examples, names, images=images, indices=indices))
     parts.append("</section>")
     return "".join(parts)
 
 
-def render_html(report: dict[str, Any], context: ReportContext) -> str:
+def render_html(report: AuditReport, context: ReportContext) -> str:
     """Render ``report`` as one self-contained HTML page.
 
     Parameters
     ----------
-    report : dict
-        A ``compaudit.report/v1`` document.
+    report : AuditReport
+        The typed report (:meth:`compaudit.engine.AuditResult.report`).
     context : ReportContext
         ``images`` and ``result`` enable the PIE thumbnails; ``sources`` are
         listed in the header.
@@ -230,11 +210,11 @@ def render_html(report: dict[str, Any], context: ReportContext) -> str:
         When ``context.images`` are not uint8 ``[N, H, W(, 3)]`` with one
         image per example.
     """
-    verdict = report["verdict"]
+    verdict = report.verdict
     facts = header_facts(report, lambda s: s)  # escaped where the page joins them
     sources = " · ".join(f"{k}: {v}" for k, v in context.sources.items() if v)
     nav = "".join(
-        f"<a href='#cand-{i}'>{_e(c['candidate'])}</a>" for i, c in enumerate(report["comparisons"])
+        f"<a href='#cand-{i}'>{_e(c.candidate)}</a>" for i, c in enumerate(report.comparisons)
     )
     body = [
         f"<header class='top v-{_e(verdict)}'><h1>compaudit "
@@ -243,20 +223,25 @@ def render_html(report: dict[str, Any], context: ReportContext) -> str:
         f"<p class='meta'>{_e(sources)}</p>" if sources else "",
         f"<nav>{nav}</nav></header>",
     ]
-    if report.get("errors"):
-        items = "".join(f"<li>{_e(e)}</li>" for e in report["errors"])
+    if report.errors:
+        items = "".join(f"<li>{_e(e)}</li>" for e in report.errors)
         body.append(f"<section class='errors'><h2>Errors</h2><ul>{items}</ul></section>")
-    if report.get("warnings"):
-        items = "".join(f"<li>{_e(w)}</li>" for w in report["warnings"])
+    if report.warnings:
+        items = "".join(f"<li>{_e(w)}</li>" for w in report.warnings)
         body.append(f"<section class='errors'><h2>Warnings</h2><ul>{items}</ul></section>")
-    if report["gates"]:
-        body.append(f"<section id='gates'><h2>Gates</h2>{_gates(report['gates'])}</section>")
+    if report.gates:
+        body.append(f"<section id='gates'><h2>Gates</h2>{_gates(report.gates)}</section>")
+    elif verdict == "ungated":
+        body.append(
+            f"<p class='not-gated'><b>{_e(NOT_GATED)}</b> (give a policy with "
+            "<code>--policy FILE</code> to gate).</p>"
+        )
     else:
-        body.append("<p class='muted'>No policy gates were evaluated (no --policy).</p>")
+        body.append("<p class='muted'>No gates were evaluated.</p>")
     body.append(f"<section id='populations'><h2>Populations</h2>{_populations(report)}</section>")
-    body += [_comparison(i, c, context, report) for i, c in enumerate(report["comparisons"])]
+    body += [_comparison(i, c, context, report) for i, c in enumerate(report.comparisons)]
     body.append(
-        f"<footer>{_e(report.get('schema', ''))} · generated by compaudit; the machine-readable "
+        f"<footer>{_e(report.schema)} · generated by compaudit; the machine-readable "
         "findings are in report.json.</footer>"
     )
     return (
@@ -274,7 +259,7 @@ class HTMLReporter:
     filename: str | None = "report.html"
 
     def write(
-        self, report: dict[str, Any], *, out_dir: Path | None, context: ReportContext
+        self, report: AuditReport, *, out_dir: Path | None, context: ReportContext
     ) -> Path | None:
         """Write ``out_dir/report.html``; an output directory is required."""
         if out_dir is None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from compaudit._io import atomic_write_text
 from compaudit.report.base import ReportContext, validate_report
+from compaudit.results import AuditReport
 
 
 def dumps(report: dict[str, Any]) -> str:
@@ -22,13 +23,15 @@ class JSONReporter:
     filename: str | None = "report.json"
 
     def write(
-        self, report: dict[str, Any], *, out_dir: Path | None, context: ReportContext
+        self, report: AuditReport, *, out_dir: Path | None, context: ReportContext
     ) -> Path | None:
-        """Validate and write ``out_dir/report.json`` atomically."""
-        validate_report(report)
+        """Validate ``report.to_dict()`` and write it to ``out_dir/report.json`` atomically."""
+        doc = report.to_dict()
+        validate_report(doc)
+        text = dumps(doc)
         if out_dir is None:
-            context.console.print_json(dumps(report))
+            context.console.print_json(text)
             return None
         path = out_dir / "report.json"
-        atomic_write_text(path, dumps(report))
+        atomic_write_text(path, text)
         return path

@@ -4,7 +4,9 @@ A failed gate is a ``<failure>`` whose message carries the measured value and
 the threshold; a gate that could not be evaluated is an ``<error>`` (the run
 fails closed). ``<skipped>`` is used only for a gate the policy explicitly
 allowed to be skipped (``on_unevaluable: skip-with-warning``), never for a
-failure. Without gates, each candidate gets one passing ``audit`` case.
+failure. Without gates, each candidate gets one ``audit`` case: skipped
+when no policy was given (verdict ``ungated``: nothing was gated, so nothing
+may read as passed), passing when a policy had no gates.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from compaudit._io import atomic_write_bytes
-from compaudit.report._common import fmt_value, gate_outcome
+from compaudit.report._common import NOT_GATED, fmt_value, gate_outcome
 from compaudit.report.base import ReportContext
+from compaudit.results import AuditReport, GateResult
 
 __all__ = ["JUnitReporter", "render_junit"]
 
@@ -39,16 +41,16 @@ def _classname(candidate: str | None) -> str:
     return SUITE if candidate is None else f"{SUITE}.{_clean(candidate)}"
 
 
-def _gate_case(gate: dict[str, Any]) -> tuple[ET.Element, str]:
-    name = _clean(gate["name"])
-    case = ET.Element("testcase", classname=_classname(gate.get("candidate")), name=name)
+def _gate_case(gate: GateResult) -> tuple[ET.Element, str]:
+    name = _clean(gate.name)
+    case = ET.Element("testcase", classname=_classname(gate.candidate), name=name)
     case.set("time", "0")
-    detail = _clean(gate["detail"])
+    detail = _clean(gate.detail)
     outcome = gate_outcome(gate)
-    value, threshold = fmt_value(gate["value"]), fmt_value(gate["threshold"])
+    value, threshold = fmt_value(gate.value), fmt_value(gate.threshold)
     if outcome == "FAIL":
         # on_unevaluable: fail gives a failure without a measured value.
-        template = FAILURE_UNMEASURED if gate["value"] is None else FAILURE_MESSAGE
+        template = FAILURE_UNMEASURED if gate.value is None else FAILURE_MESSAGE
         msg = template.format(name=name, value=value, threshold=threshold)
         ET.SubElement(case, "failure", message=msg, type="GateFailed").text = detail
     elif outcome == "error":
@@ -78,24 +80,28 @@ def _suite(name: str, cases: Sequence[tuple[ET.Element, str]]) -> ET.Element:
     return suite
 
 
-def _cases_without_gates(report: dict[str, Any], candidate: str) -> list[tuple[ET.Element, str]]:
+def _cases_without_gates(report: AuditReport, candidate: str) -> list[tuple[ET.Element, str]]:
     case = ET.Element("testcase", classname=_classname(candidate), name=NO_GATES_CASE, time="0")
-    verdict = report["verdict"]
+    verdict = report.verdict
     if verdict == "pass":
         return [(case, "pass")]
+    if verdict == "ungated":
+        # Nothing was gated: neither green nor red in a CI test view.
+        ET.SubElement(case, "skipped", message=NOT_GATED)
+        return [(case, "skipped")]
     # Fail closed: a non-passing verdict must not read as green in CI.
     tag, outcome = ("failure", "FAIL") if verdict == "fail" else ("error", "error")
     ET.SubElement(case, tag, message=VERDICT_MESSAGE.format(verdict=verdict))
     return [(case, outcome)]
 
 
-def render_junit(report: dict[str, Any]) -> bytes:
+def render_junit(report: AuditReport) -> bytes:
     """Render ``report`` as JUnit XML (UTF-8 bytes with an XML declaration).
 
     Parameters
     ----------
-    report : dict
-        A ``compaudit.report/v1`` document.
+    report : AuditReport
+        The typed report (:meth:`compaudit.engine.AuditResult.report`).
 
     Returns
     -------
@@ -105,15 +111,15 @@ def render_junit(report: dict[str, Any]) -> bytes:
         the report's errors.
     """
     by_candidate: dict[str | None, list[tuple[ET.Element, str]]] = {
-        c["candidate"]: [] for c in report["comparisons"]
+        c.candidate: [] for c in report.comparisons
     }
-    for gate in report["gates"]:
-        by_candidate.setdefault(gate.get("candidate"), []).append(_gate_case(gate))
-    if not report["gates"]:
+    for gate in report.gates:
+        by_candidate.setdefault(gate.candidate, []).append(_gate_case(gate))
+    if not report.gates:
         for cand in by_candidate:
             if cand is not None:
                 by_candidate[cand] = _cases_without_gates(report, cand)
-    for i, err in enumerate(report.get("errors", []), start=1):
+    for i, err in enumerate(report.errors, start=1):
         case = ET.Element("testcase", classname=SUITE, name=f"error {i}", time="0")
         ET.SubElement(case, "error", message=_clean(err), type="AuditError")
         by_candidate.setdefault(None, []).append((case, "error"))
@@ -140,7 +146,7 @@ class JUnitReporter:
     filename: str | None = "junit.xml"
 
     def write(
-        self, report: dict[str, Any], *, out_dir: Path | None, context: ReportContext
+        self, report: AuditReport, *, out_dir: Path | None, context: ReportContext
     ) -> Path | None:
         """Write ``out_dir/junit.xml`` (print it when ``out_dir`` is None)."""
         body = render_junit(report)

@@ -9,21 +9,24 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from compaudit._io import atomic_write_text
 from compaudit.errors import InputError
 from compaudit.report._common import (
+    NOT_GATED,
     VERDICT_WORD,
+    fmt_p,
     fmt_value,
     gate_outcome,
     header_facts,
+    pct,
     pct_points,
+    signed_pts,
+    subgroup_sets,
     summary_lines,
-    worst_classes,
 )
 from compaudit.report.base import ReportContext
-from compaudit.report.terminal import fmt_p, group_label, pct, signed_pts
+from compaudit.results import AuditReport, Comparison, GateResult, GroupSetResult
 
 __all__ = ["MarkdownReporter", "render_markdown"]
 
@@ -41,7 +44,7 @@ TRUNCATED = (
     "_The summary was cut at {kept} of {total} bytes (GitHub's limit is 1 MiB); see report.json._"
 )
 
-VERDICT_ICON = {"pass": "✅", "fail": "❌", "error": "⚠️"}
+VERDICT_ICON = {"pass": "✅", "fail": "❌", "error": "⚠️", "ungated": "➖"}
 OUTCOME_CELL = {
     "pass": "✅ pass",
     "FAIL": "❌ **FAIL**",
@@ -75,19 +78,19 @@ def _cut_note(shown: int, total: int, what: str) -> list[str]:
     return ["", f"_{total - shown} more {what} not shown ({shown} of {total}); see report.json._"]
 
 
-def _gates(gates: Sequence[dict[str, Any]]) -> list[str]:
+def _gates(gates: Sequence[GateResult]) -> list[str]:
     shown = list(gates)
     if len(shown) > MAX_GATE_ROWS:  # never hide a failure behind the cap
         bad = [g for g in shown if gate_outcome(g) != "pass"]
         shown = (bad + [g for g in shown if gate_outcome(g) == "pass"])[:MAX_GATE_ROWS]
     rows = [
         [
-            code(g["name"]),
-            code(g["candidate"]) if g.get("candidate") else "-",
-            fmt_value(g["value"]),
-            fmt_value(g["threshold"]),
+            code(g.name),
+            code(g.candidate) if g.candidate else "-",
+            fmt_value(g.value),
+            fmt_value(g.threshold),
             OUTCOME_CELL[gate_outcome(g)],
-            esc(g["detail"]),
+            esc(g.detail),
         ]
         for g in shown
     ]
@@ -96,10 +99,10 @@ def _gates(gates: Sequence[dict[str, Any]]) -> list[str]:
     return lines + _cut_note(len(shown), len(gates), "gates")
 
 
-def _populations(report: dict[str, Any]) -> list[str]:
+def _populations(report: AuditReport) -> list[str]:
     rows = [
-        [code(name), str(p["k"]), pct(p["top1"]), pct(p["top1_std"]), pct(p.get("top5"))]
-        for name, p in report["populations"].items()
+        [code(name), str(p.k), pct(p.top1), pct(p.top1_std), pct(p.top5)]
+        for name, p in report.populations.items()
     ]
     return [
         "### Populations",
@@ -108,19 +111,19 @@ def _populations(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def _classes(c: dict[str, Any]) -> list[str]:
+def _classes(c: Comparison) -> list[str]:
     rows = [
         [
-            esc(r["name"]),
-            str(r["support"]),
-            pct(r["recall_reference"], 1),
-            pct(r["recall_candidate"], 1),
-            signed_pts(r["normalized_recall_difference"], 1),
-            signed_pts(r.get("floor_difference"), 1),
-            fmt_p(r["p_adjusted"]),
-            "**yes**" if r["significant"] else "no",
+            esc(r.name),
+            str(r.support),
+            pct(r.recall_reference, 1),
+            pct(r.recall_candidate, 1),
+            signed_pts(r.normalized_recall_difference, 1),
+            signed_pts(r.floor_difference, 1),
+            fmt_p(r.p_adjusted),
+            "**yes**" if r.significant else "no",
         ]
-        for r in worst_classes(c["classes"], MAX_CLASS_ROWS)
+        for r in c.worst_classes(MAX_CLASS_ROWS)
     ]
     header = ["class", "n", "recall ref", "recall cand", "norm. Δ", "seed floor", "p adj",
               "significant"]  # fmt: skip
@@ -130,33 +133,33 @@ def _classes(c: dict[str, Any]) -> list[str]:
         "",
     ]
     lines += _table(header, "lrrrrrrc", rows)
-    return lines + _cut_note(len(rows), len(c["classes"]), "classes")
+    return lines + _cut_note(len(rows), len(c.classes), "classes")
 
 
-def _subgroups(c: dict[str, Any]) -> list[str]:
-    groups = c["subgroups"]
-    ordered = sorted(groups, key=lambda g: (not g["testable"], g["shift_difference"]))
+def _subgroups(gs: GroupSetResult) -> list[str]:
+    groups = gs.subgroups
+    ordered = sorted(groups, key=lambda g: (not g.testable, g.shift_difference))
     rows = [
         [
-            esc(group_label(g["group"])),
-            str(g["n"]),
-            str(g["n_non_pie"]),
-            str(g["n_pie"]),
-            pct_points(g["pct_non_pie"]),
-            pct_points(g["pct_pie"]),
-            "-" if g["pct_growth"] is None else f"{g['pct_growth']:+.0f}%",
-            "-" if g.get("floor_pct_growth") is None else f"{g['floor_pct_growth']:+.0f}%",
-            pct(g["top1_reference"], 1),
-            pct(g["top1_candidate"], 1),
-            signed_pts(g["shift_difference"], 1),
-            fmt_p(g["p_adjusted"]) + (" **\\***" if g["significant"] else ""),
-            "yes" if g["testable"] else "no",
+            esc(g.label),
+            str(g.n),
+            str(g.n_non_pie),
+            str(g.n_pie),
+            pct_points(g.pct_non_pie),
+            pct_points(g.pct_pie),
+            "-" if g.pct_growth is None else f"{g.pct_growth:+.0f}%",
+            "-" if g.floor_pct_growth is None else f"{g.floor_pct_growth:+.0f}%",
+            pct(g.top1_reference, 1),
+            pct(g.top1_candidate, 1),
+            signed_pts(g.shift_difference, 1),
+            fmt_p(g.p_adjusted) + (" **\\***" if g.significant else ""),
+            "yes" if g.testable else "no",
         ]
         for g in ordered[:MAX_GROUP_ROWS]
     ]
     header = ["group", "n", "non-PIE", "PIE", "% non-PIE", "% PIE", "growth", "growth floor",
               "top-1 ref", "top-1 cand", "shift Δ", "p adj", "testable"]  # fmt: skip
-    attrs = " × ".join(esc(a) for a in c["subgroup_attributes"])
+    attrs = " × ".join(esc(a) for a in gs.attributes)
     lines = [
         "",
         f"**Subgroups** ({attrs}; worst shift first; % of all non-PIEs / all PIEs; "
@@ -167,27 +170,23 @@ def _subgroups(c: dict[str, Any]) -> list[str]:
     return lines + _cut_note(len(rows), len(groups), "groups")
 
 
-def _comparison(c: dict[str, Any]) -> list[str]:
-    lines = ["", f"### {code(c['candidate'])} vs {code(c['reference'])}", ""]
+def _comparison(c: Comparison) -> list[str]:
+    lines = ["", f"### {code(c.candidate)} vs {code(c.reference)}", ""]
     lines += [f"- {esc(s)}" for s in summary_lines(c)]
     lines += _classes(c)
-    for gs in c.get("subgroup_sets") or [
-        {"attributes": c["subgroup_attributes"], "subgroups": c["subgroups"]}
-    ]:
-        if gs["subgroups"]:
-            lines += _subgroups(
-                {**c, "subgroup_attributes": gs["attributes"], "subgroups": gs["subgroups"]}
-            )
+    for gs in subgroup_sets(c):
+        if gs.subgroups:
+            lines += _subgroups(gs)
     return lines
 
 
-def render_markdown(report: dict[str, Any], *, max_bytes: int = MAX_BYTES) -> str:
+def render_markdown(report: AuditReport, *, max_bytes: int = MAX_BYTES) -> str:
     """Render ``report`` as GitHub-flavoured Markdown.
 
     Parameters
     ----------
-    report : dict
-        A ``compaudit.report/v1`` document.
+    report : AuditReport
+        The typed report (:meth:`compaudit.engine.AuditResult.report`).
     max_bytes : int
         Largest UTF-8 size of the result; a longer document is cut at a line
         boundary and ends with a note saying so.
@@ -197,21 +196,23 @@ def render_markdown(report: dict[str, Any], *, max_bytes: int = MAX_BYTES) -> st
     str
         The Markdown text, ending with a newline.
     """
-    verdict = report["verdict"]
+    verdict = report.verdict
     facts = header_facts(report, esc)
     lines = [
         f"## compaudit: {VERDICT_ICON[verdict]} {VERDICT_WORD[verdict]}",
         "",
         " · ".join(facts),
     ]
-    if report.get("errors"):
-        lines += ["", "### Errors", "", *(f"- {esc(e)}" for e in report["errors"])]
-    if report.get("warnings"):
-        lines += ["", "### Warnings", "", *(f"- {esc(w)}" for w in report["warnings"])]
-    if report["gates"]:
-        lines += ["", *_gates(report["gates"])]
+    if verdict == "ungated" and not report.gates:
+        lines += ["", f"> **{esc(NOT_GATED)}** (give a policy with `--policy FILE` to gate)."]
+    if report.errors:
+        lines += ["", "### Errors", "", *(f"- {esc(e)}" for e in report.errors)]
+    if report.warnings:
+        lines += ["", "### Warnings", "", *(f"- {esc(w)}" for w in report.warnings)]
+    if report.gates:
+        lines += ["", *_gates(report.gates)]
     lines += ["", *_populations(report)]
-    for c in report["comparisons"]:
+    for c in report.comparisons:
         lines += _comparison(c)
     text = "\n".join(lines) + "\n"
     return _fit(text, max_bytes)
@@ -234,7 +235,7 @@ class MarkdownReporter:
     filename: str | None = "report.md"
 
     def write(
-        self, report: dict[str, Any], *, out_dir: Path | None, context: ReportContext
+        self, report: AuditReport, *, out_dir: Path | None, context: ReportContext
     ) -> Path | None:
         """Write ``out_dir/report.md`` atomically (print it when ``out_dir`` is None)."""
         text = render_markdown(report)
@@ -246,7 +247,7 @@ class MarkdownReporter:
         return path
 
     def append_step_summary(
-        self, report: dict[str, Any], path: Path, *, context: ReportContext
+        self, report: AuditReport, path: Path, *, context: ReportContext
     ) -> None:
         """Append the Markdown report to ``path`` (GitHub's ``$GITHUB_STEP_SUMMARY``).
 

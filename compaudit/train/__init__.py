@@ -4,18 +4,16 @@ Public surface (everything else is private to the sub-modules):
 
 * :func:`train_recipe` -- train a recipe into a run directory (resumable);
 * :func:`load_run` / :class:`RunInfo` -- read a run directory back;
-* :func:`load_recipe` / :class:`Recipe` -- validated YAML recipes;
-* :func:`build` -- built-in architectures by name;
-* :func:`save_checkpoint` / :func:`load_checkpoint` -- the ``.ckpt`` format
-  that the model runners load.
+* :func:`load_recipe` / :class:`Recipe` -- validated YAML recipes.
+
+The architectures and the ``.ckpt`` format the trainer writes belong to the
+models layer (:mod:`compaudit.models.architectures`,
+:mod:`compaudit.models.checkpoint`), which reads them without the trainer.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from compaudit.train.architectures import build
-from compaudit.train.checkpoint import load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
     from compaudit.train.manifest import MemberInfo, RunInfo, VariantInfo, load_run
@@ -27,11 +25,8 @@ __all__ = [
     "Recipe",
     "RunInfo",
     "VariantInfo",
-    "build",
-    "load_checkpoint",
     "load_recipe",
     "load_run",
-    "save_checkpoint",
     "train_recipe",
 ]
 
@@ -47,7 +42,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that loading a checkpoint does not import the whole trainer.
+    # Lazy, so that importing one sub-module does not import the whole trainer (torch).
     if name in _LAZY:
         import importlib
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from torch import nn
 
-from compaudit.train.recipe import PruneConfig, QuantizeConfig
+if TYPE_CHECKING:
+    # Annotations only: so that the registry (which the recipe consults for
+    # plugin methods) can check these contracts without importing the recipe or torch.
+    from torch import nn
+
+    from compaudit.train.recipe import PruneConfig, QuantizeConfig
 
 __all__ = [
+    "Compressor",
     "Executor",
     "MemberJob",
     "MemberResult",
@@ -47,6 +52,15 @@ class PruningSession(Protocol):
         ...
 
 
+@runtime_checkable
+class Compressor(Protocol):
+    """What the ``register_compressors`` hook returns: a pruner or a quantizer."""
+
+    name: str
+    kind: Literal["prune", "quantize"]
+
+
+@runtime_checkable
 class Pruner(Protocol):
     """A pruning compressor (``kind == "prune"``), named by ``prune.method``."""
 
@@ -84,6 +98,7 @@ class QuantizedFiles:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@runtime_checkable
 class Quantizer(Protocol):
     """A post-training quantization compressor (``kind == "quantize"``)."""
 
@@ -144,6 +159,7 @@ class ProgressEvent:
 ProgressFn = Callable[[ProgressEvent], None]
 
 
+@runtime_checkable
 class Executor(Protocol):
     """Runs member jobs somewhere (this process, a pool, a cluster)."""
 

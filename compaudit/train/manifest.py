@@ -30,6 +30,7 @@ from compaudit.train.recipe import Recipe, recipe_from_dict
 
 __all__ = [
     "MANIFEST",
+    "ONNX_AGREEMENT",
     "RUN_FORMAT",
     "MemberInfo",
     "RunInfo",
@@ -194,6 +195,11 @@ def record_member(
 
 
 # -- reading a run ----------------------------------------------------------------
+ONNX_AGREEMENT = "onnx_eval_agreement"
+"""Metric: share of eval examples where a member's ONNX export predicts the
+top-1 label its canonical (``.ckpt``) file does, both run on CPU."""
+
+
 @dataclass(frozen=True)
 class MemberInfo:
     """One finished member."""
@@ -202,10 +208,22 @@ class MemberInfo:
     index: int
     seed: int
     path: Path
-    """The canonical model file (what the audit loads)."""
+    """The canonical model file (what the manifest's metrics were computed on)."""
     files: dict[str, Path]
     metrics: dict[str, Any]
     timings: dict[str, float]
+
+    def verified_file(self) -> Path:
+        """The fastest file known to predict the canonical file's top-1 on the eval split.
+
+        That is the ONNX export beside a ``.ckpt`` when the trainer measured
+        :data:`ONNX_AGREEMENT` = 1.0 for it (on CPU, at the recipe's eval
+        batch size), else :attr:`path`.
+        """
+        onnx = self.files.get("onnx")
+        if onnx is not None and onnx != self.path and self.metrics.get(ONNX_AGREEMENT) == 1.0:
+            return onnx
+        return self.path
 
 
 @dataclass(frozen=True)

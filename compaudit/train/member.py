@@ -20,7 +20,10 @@ from torch import nn
 from compaudit._io import sha256_file
 from compaudit.data.base import Dataset
 from compaudit.errors import ModelError
-from compaudit.train.architectures import build
+from compaudit.models.architectures import build
+from compaudit.models.base import MemberSpec, RunnerSettings
+from compaudit.models.checkpoint import load_checkpoint, save_checkpoint
+from compaudit.models.spec import load_member
 from compaudit.train.base import (
     MemberJob,
     MemberResult,
@@ -28,8 +31,8 @@ from compaudit.train.base import (
     ProgressFn,
     SourceMember,
 )
-from compaudit.train.checkpoint import load_checkpoint, save_checkpoint
-from compaudit.train.export import INPUT_NAME, export_onnx
+from compaudit.train.export import export_onnx
+from compaudit.train.manifest import ONNX_AGREEMENT
 from compaudit.train.quantization import draw_calibration
 from compaudit.train.recipe import Recipe, VariantConfig, recipe_from_dict
 from compaudit.train.registry import pruners, quantizers
@@ -37,8 +40,6 @@ from compaudit.train.trainer import (
     auto_threads,
     complete_arch_kwargs,
     deterministic,
-    predict_logits,
-    top1,
     train_model,
 )
 
@@ -72,17 +73,30 @@ def load_data(recipe: Recipe) -> tuple[Dataset, Dataset]:
     )
 
 
-def _onnx_logits(path: Path, x: np.ndarray, batch_size: int) -> np.ndarray:
-    import onnxruntime as ort
+def predict_top1(
+    path: Path, splits: tuple[Dataset, ...], *, batch_size: int, device: str
+) -> list[np.ndarray]:
+    """Top-1 labels of the model file ``path`` on each split, through the model runners.
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    out = [
-        session.run(None, {INPUT_NAME: np.ascontiguousarray(x[i : i + batch_size])})[0]
-        for i in range(0, x.shape[0], batch_size)
+    The file is loaded by the loader ``compaudit report`` uses for it and run
+    by the same inference loop (:func:`compaudit.models.inference.run_batches`),
+    so the manifest's metrics are what the report computes from the same file
+    with the same batch size and device. onnxruntime gets this job's share of
+    threads (``torch.get_num_threads()``), so parallel jobs do not oversubscribe.
+    """
+    member = MemberSpec(
+        path=str(path), name=path.stem, options={"threads": torch.get_num_threads()}
+    )
+    runner = load_member(member, RunnerSettings(device=device))
+    settings = RunnerSettings(batch_size=batch_size, k=1, device=device, progress=False)
+    return [
+        np.asarray(runner.predict(d.x, settings, num_classes=d.num_classes).topk[:, 0])
+        for d in splits
     ]
-    return np.concatenate(out).astype(np.float32)
+
+
+def _top1(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(pred == y))
 
 
 def _ckpt_args(recipe: Recipe, arch_kwargs: dict[str, Any], data: Dataset) -> dict[str, Any]:
@@ -143,37 +157,30 @@ def _train_member(
         metrics.update(session.finalize())
 
     t = time.perf_counter()
-    bs = recipe.training.eval_batch_size
-    eval_logits = predict_logits(model, evalset.x, batch_size=bs, device=job.device)
-    metrics["train_top1"] = top1(
-        predict_logits(model, train.x, batch_size=bs, device=job.device), train.y
-    )
-    metrics["eval_top1"] = top1(eval_logits, evalset.y)
-    timings["eval_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
     model.cpu()
     stem = member_stem(job.run_dir, variant.name, job.member)
+    ckpt, onnx_path = stem.with_suffix(".ckpt"), stem.with_suffix(".onnx")
     meta = {"variant": variant.name, "member": job.member, "seed": seed, "recipe": recipe.name}
     if "sparsity" in metrics:
         meta["sparsity"] = metrics["sparsity"]
     save_checkpoint(
-        stem.with_suffix(".ckpt"),
-        model,
-        quantization=None,
-        meta=meta,
-        **_ckpt_args(recipe, arch_kwargs, train),
+        ckpt, model, quantization=None, meta=meta, **_ckpt_args(recipe, arch_kwargs, train)
     )
-    export_onnx(model, train.x[:1], stem.with_suffix(".onnx"))
+    export_onnx(model, train.x[:1], onnx_path)
     timings["export_s"] = time.perf_counter() - t
-    # The ONNX file must compute what the checkpoint does: record their agreement.
-    onnx_pred = np.argmax(_onnx_logits(stem.with_suffix(".onnx"), evalset.x, bs), axis=1)
-    metrics["onnx_eval_agreement"] = float(np.mean(onnx_pred == np.argmax(eval_logits, axis=1)))
+
+    # Evaluate the files as saved (on the training device), not the model in memory.
+    t = time.perf_counter()
+    bs = recipe.training.eval_batch_size
+    train_pred, eval_pred = predict_top1(ckpt, (train, evalset), batch_size=bs, device=job.device)
+    metrics["train_top1"] = _top1(train_pred, train.y)
+    metrics["eval_top1"] = _top1(eval_pred, evalset.y)
+    timings["eval_s"] = time.perf_counter() - t
+    # The ONNX file must compute what the checkpoint does: record their agreement
+    # (``compaudit report`` runs the ONNX file in its place only when it is 1.0).
+    metrics[ONNX_AGREEMENT] = _agreement(onnx_path, evalset, eval_pred, bs)
     return {
-        "files": {
-            "ckpt": _rel(stem.with_suffix(".ckpt"), job),
-            "onnx": _rel(stem.with_suffix(".onnx"), job),
-        },
+        "files": {"ckpt": _rel(ckpt, job), "onnx": _rel(onnx_path, job)},
         "canonical": "ckpt",
         "metrics": metrics,
         "timings": timings,
@@ -215,26 +222,29 @@ def _quantize_member(
     t = time.perf_counter()
     bs = recipe.training.eval_batch_size
     canonical = Path(out.files[out.canonical])
-
-    def logits(x: np.ndarray) -> np.ndarray:
-        if out.canonical == "onnx":
-            return _onnx_logits(canonical, x, bs)
-        loaded, _ = load_checkpoint(canonical)
-        return predict_logits(loaded, x, batch_size=bs)
-
+    # Quantized members are evaluated on CPU (dynamic-quantized layers are CPU-only).
+    train_pred, eval_pred = predict_top1(canonical, (train, evalset), batch_size=bs, device="cpu")
     metrics: dict[str, Any] = {
-        "train_top1": top1(logits(train.x), train.y),
-        "eval_top1": top1(logits(evalset.x), evalset.y),
+        "train_top1": _top1(train_pred, train.y),
+        "eval_top1": _top1(eval_pred, evalset.y),
         "source_sparsity": float(info.get("meta", {}).get("sparsity", 0.0)),
         **out.meta,
     }
     timings["eval_s"] = time.perf_counter() - t
+    if "onnx" in out.files and out.canonical != "onnx":  # fp16: a .ckpt and its export
+        metrics[ONNX_AGREEMENT] = _agreement(Path(out.files["onnx"]), evalset, eval_pred, bs)
     return {
         "files": {k: _rel(Path(v), job) for k, v in out.files.items()},
         "canonical": out.canonical,
         "metrics": metrics,
         "timings": timings,
     }
+
+
+def _agreement(onnx_path: Path, evalset: Dataset, canonical_pred: np.ndarray, bs: int) -> float:
+    """Share of eval examples where the ONNX export's top-1 is the canonical file's (CPU)."""
+    (onnx_pred,) = predict_top1(onnx_path, (evalset,), batch_size=bs, device="cpu")
+    return float(np.mean(onnx_pred == canonical_pred))
 
 
 def _rel(path: Path, job: MemberJob) -> str:

@@ -28,8 +28,8 @@ import numpy as np
 
 from compaudit._io import atomic_path
 from compaudit.errors import ModelError
+from compaudit.models.checkpoint import apply_quantization_structure, save_checkpoint
 from compaudit.train.base import QuantizedFiles, SourceMember
-from compaudit.train.checkpoint import apply_quantization_structure, save_checkpoint
 from compaudit.train.export import INPUT_NAME, export_onnx, quiet
 from compaudit.train.recipe import QuantizeConfig
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from compaudit._yaml import duplicate_keys, key_name, line_of
 from compaudit.errors import InputError
-from compaudit.train.architectures import ARCHITECTURES
+from compaudit.models.architectures import ARCHITECTURES
 
 __all__ = [
     "ArchitectureConfig",

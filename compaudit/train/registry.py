@@ -1,48 +1,64 @@
-"""Typed lookups of the trainer's plugins (built-ins first, then the registry's)."""
+"""Typed lookups of the trainer's plugins (compressors and executors).
+
+Built-ins register through the plugin registry like any plugin
+(:data:`compaudit.plugins.BUILTIN_PLUGINS` lists ``compaudit.train.builtin``),
+so this module needs no import of them: the trainer's modules form no cycle.
+A plugin provider with a built-in's name replaces it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from compaudit.errors import InputError
-from compaudit.train import builtin
-from compaudit.train.base import Executor, Pruner, Quantizer
+from compaudit.errors import InputError, PluginError
+from compaudit.plugins import get_registry
+from compaudit.train.base import Compressor, Executor, Pruner, Quantizer
 
 __all__ = ["compressors", "executor", "executors", "pruners", "quantizers"]
 
 ERR_NO_EXECUTOR = "unknown executor '{name}'; known: {known}"
+ERR_KIND = "compressor '{name}' (plugin {plugin}) has kind '{kind}' but is not a {contract}"
+
+_COMPRESSORS = "register_compressors"
 
 
-def _merged(hook: str) -> dict[str, Any]:
-    # Built-ins are listed directly so that they work even where the plugin
-    # manager does not (yet) register compaudit.train.builtin; registry entries
-    # (third-party plugins) override them by name.
-    from compaudit.plugins import get_registry
-
-    found = {c.name: c for c in getattr(builtin, hook)()}
-    registry = get_registry()
-    found.update(registry.compressors() if hook == "register_compressors" else registry.executors())
+def compressors() -> dict[str, Compressor]:
+    """Every compressor by name."""
+    found: dict[str, Compressor] = get_registry().providers(_COMPRESSORS, Compressor)
     return found
 
 
-def compressors() -> dict[str, Any]:
-    """Every compressor by name."""
-    return _merged("register_compressors")
+def _of_kind(kind: str, contract: Any) -> dict[str, Any]:
+    # ``contract`` is a Protocol (mypy does not take one as ``type[T]``); callers annotate.
+    out: dict[str, Any] = {}
+    for name, c in compressors().items():
+        if c.kind != kind:
+            continue
+        if not isinstance(c, contract):
+            plugin = get_registry().origin(_COMPRESSORS, name)
+            raise PluginError(
+                ERR_KIND.format(name=name, plugin=plugin, kind=kind, contract=contract.__name__)
+            )
+        out[name] = c
+    return out
 
 
 def pruners() -> dict[str, Pruner]:
     """Pruning compressors by name (``prune.method``)."""
-    return {n: c for n, c in compressors().items() if getattr(c, "kind", None) == "prune"}
+    found: dict[str, Pruner] = _of_kind("prune", Pruner)
+    return found
 
 
 def quantizers() -> dict[str, Quantizer]:
     """Quantization compressors by name (``quantize.method``)."""
-    return {n: c for n, c in compressors().items() if getattr(c, "kind", None) == "quantize"}
+    found: dict[str, Quantizer] = _of_kind("quantize", Quantizer)
+    return found
 
 
 def executors() -> dict[str, Executor]:
     """Executors by name."""
-    return _merged("register_executors")
+    found: dict[str, Executor] = get_registry().providers("register_executors", Executor)
+    return found
 
 
 def executor(name: str) -> Executor:

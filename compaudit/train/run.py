@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from compaudit.errors import InputError
+from compaudit.models.device import check_device
 from compaudit.train.base import MemberJob, MemberResult
 from compaudit.train.manifest import (
     MANIFEST,
@@ -22,7 +23,7 @@ from compaudit.train.member import load_data
 from compaudit.train.progress import RunProgress
 from compaudit.train.recipe import Recipe, load_recipe
 from compaudit.train.registry import executor as get_executor
-from compaudit.train.trainer import resolve_device, steps_per_epoch
+from compaudit.train.trainer import steps_per_epoch
 
 __all__ = ["default_run_dir", "load_run", "plan", "train_recipe"]
 
@@ -142,7 +143,7 @@ def train_recipe(
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")
     run_dir = Path(out_dir) if out_dir is not None else default_run_dir(recipe)
-    dev = resolve_device(device)
+    dev = check_device(device, subject=f"recipe '{recipe.name}'", allow_auto=True)
     train, evalset = load_data(recipe)
     _check_schedules(recipe, train.n)
     data = {

@@ -4,6 +4,10 @@ One member = ``torch.manual_seed(seed)``, build, (optionally) attach a
 pruning session, then ``epochs`` passes over the training split in an order
 drawn from a generator seeded with the same ``seed``. Nothing else is random,
 so on CPU the same recipe and seed give bit-identical weights.
+
+Evaluation is not here: members are evaluated from the files they were saved
+to, through the model runners (:mod:`compaudit.train.member`), so that the
+manifest's metrics come from the code ``compaudit report`` runs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 (the PyTorch convention)
 
-from compaudit.errors import InputError
 from compaudit.train.base import PruningSession
 from compaudit.train.recipe import TrainingConfig
 
@@ -30,27 +33,10 @@ __all__ = [
     "deterministic",
     "lr_at",
     "make_optimizer",
-    "predict_logits",
-    "resolve_device",
     "step_macs",
     "steps_per_epoch",
-    "top1",
     "train_model",
 ]
-
-ERR_NO_CUDA = "--device cuda was asked for but torch sees no CUDA device; use --device auto or cpu"
-ERR_DEVICE = "unknown device '{device}'; use auto, cpu or cuda"
-
-
-def resolve_device(device: str) -> str:
-    """``"auto"`` becomes ``"cuda"`` when a CUDA device is present, else ``"cpu"``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError(ERR_NO_CUDA)
-    if device not in ("cpu", "cuda"):
-        raise InputError(ERR_DEVICE.format(device=device))
-    return device
 
 
 @contextlib.contextmanager
@@ -218,21 +204,3 @@ def train_model(
         pruning.step(step)
     model.eval()
     return step
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module, x: np.ndarray, *, batch_size: int, device: str = "cpu"
-) -> np.ndarray:
-    """Float32 logits of ``model`` (eval mode) on ``x``, in batches."""
-    model.eval()
-    out = []
-    for i in range(0, x.shape[0], batch_size):
-        xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device)
-        out.append(model(xb).float().cpu().numpy())
-    return np.concatenate(out)
-
-
-def top1(logits: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of ``logits`` against labels ``y``."""
-    return float(np.mean(np.argmax(logits, axis=1) == y))

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from compaudit._io import atomic_write_text
-    from compaudit.audit import AuditSettings
+    from compaudit.engine import AuditSettings
     from compaudit.errors import CompauditError
     from compaudit.pipeline import AuditRequest, execute
     from compaudit.study import write_class_figure

@@ -3,7 +3,7 @@
 Members of one dense population differ only in their seeds, so any two disjoint
 groups of them form a null comparison: every class the audit flags between
 them is a false alarm. This module draws such comparisons, runs them through
-:func:`compaudit.audit.audit` under each p-value correction (and the
+:func:`compaudit.engine.audit` under each p-value correction (and the
 strict-release policy's gates), and implements the unstudentized z-test that
 compaudit rejected, for contrast.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats
 
 from compaudit.analysis.stats import Correction, adjust_pvalues
-from compaudit.audit import AuditSettings, audit
+from compaudit.engine import AuditSettings, audit
 from compaudit.gates import evaluate_gates
 from compaudit.policy import Policy
 from compaudit.population import Population

@@ -10,7 +10,7 @@ candidate group and makes it forget on purpose, in every member:
 
 Every comparison goes through the real engine exactly as ``compaudit check``
 runs it: the policy's audit settings from :mod:`compaudit.pipeline`,
-:func:`compaudit.audit.audit`, :func:`compaudit.gates.evaluate_gates` and
+:func:`compaudit.engine.audit`, :func:`compaudit.gates.evaluate_gates` and
 :func:`compaudit.gates.decide_verdict`. Policies that ask for the same
 settings share one audit (the audit depends on the settings only), and the
 damaged candidates of one draw are audited together with the seed-only one
@@ -45,7 +45,7 @@ from calibration_tables import (
     policy_verdict,
 )
 
-from compaudit.audit import AuditSettings, audit
+from compaudit.engine import AuditSettings, audit
 from compaudit.gates import decide_verdict, evaluate_gates
 from compaudit.policy import Policy, load_policy
 from compaudit.policy import settings as policy_settings

@@ -3,7 +3,7 @@
 Forty dense MLPs on digits differ only in their seeds. Any two disjoint groups
 of them are two populations "trained the same way with different seeds", so
 every class the audit flags between them is a false alarm. The study audits
-many such comparisons with :func:`compaudit.audit.audit` under each p-value
+many such comparisons with :func:`compaudit.engine.audit` under each p-value
 correction and counts how often at least one class is flagged (the
 family-wise false alarm rate, FWER):
 
@@ -392,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- Single-model test (the CI case): all {len(pairs)} pairs of distinct "
         f"members, the lower seed as reference; {indep[2].draws} disjoint pairs as the "
         "independent subset.\n"
-        f"- Each comparison is one `compaudit.audit.audit` call with `{rel(POLICY)}`'s "
+        f"- Each comparison is one `compaudit.engine.audit` call with `{rel(POLICY)}`'s "
         "settings, whose gates are read from its report; the classes each correction flags "
         f"at alpha = {ALPHA} are counted from its raw p-values exactly as the engine flags "
         "them (raw p-values do not depend on the correction). The rejected z-test is "

@@ -16,7 +16,7 @@ import benchmarks.__main__ as suite
 from benchmarks import bench_audit
 from benchmarks import bench_audit_baselines as bl
 from benchmarks.common import ROW_KEYS
-from compaudit.audit import AuditSettings, audit
+from compaudit.engine import AuditSettings, audit
 
 
 def _has_old_engine() -> bool:

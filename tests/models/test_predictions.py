@@ -149,8 +149,8 @@ def test_check_comparable_names_what_differs(
 def test_checkpoint_classes_and_preprocessing_must_match_the_data(
     digits_test: Dataset, tmp_path: Path, cache_dir: Path
 ) -> None:
-    from compaudit.train import checkpoint
-    from compaudit.train.architectures import build
+    from compaudit.models import checkpoint
+    from compaudit.models.architectures import build
 
     kwargs = {"in_features": 64, "hidden": [24], "num_classes": 10}
     model = train(build("mlp", **kwargs), digits_test.x, digits_test.y, epochs=3)

@@ -12,14 +12,13 @@ import torch
 from scipy.special import softmax
 
 from compaudit.data.base import Dataset
-from compaudit.errors import ModelError
+from compaudit.errors import InputError
 from compaudit.models.base import MemberSpec, Runner, RunnerSettings
 from compaudit.models.builtin import register_model_loaders
+from compaudit.models.device import ERR_NO_CUDA, ERR_UNKNOWN_DEVICE, check_device
 from compaudit.models.inference import topk_from_scores
-from compaudit.models.onnx_runner import ERR_NO_CUDA as ERR_ORT_NO_CUDA
 from compaudit.models.onnx_runner import OnnxLoader
 from compaudit.models.spec import load_member
-from compaudit.models.torch_runner import ERR_NO_CUDA as ERR_TORCH_NO_CUDA
 from compaudit.models.torch_runner import TorchScriptLoader
 
 from .helpers import TinyCNN, export_onnx, train
@@ -143,20 +142,43 @@ def test_onnx_model_with_a_fixed_batch_dimension_is_padded(
 
 
 def test_cuda_without_a_gpu_is_an_error(digits_models: dict[str, Path]) -> None:
+    """Both runners (and the trainer) ask one check, with one message."""
     import onnxruntime as ort
 
-    if "CUDAExecutionProvider" in ort.get_available_providers() or torch.cuda.is_available():
-        pytest.skip("a CUDA device is available here")
     onnx_path, ts_path = digits_models["fp32_onnx"], digits_models["torchscript"]
-    with pytest.raises(ModelError) as exc:
-        OnnxLoader().load(str(onnx_path), options={"device": "cuda"})
-    assert str(exc.value) == ERR_ORT_NO_CUDA.format(
-        path=onnx_path, providers=ort.get_available_providers()
+    providers = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in providers:
+        with pytest.raises(InputError) as exc:
+            OnnxLoader().load(str(onnx_path), options={"device": "cuda"})
+        assert str(exc.value) == ERR_NO_CUDA.format(
+            subject=onnx_path,
+            backend="onnxruntime",
+            detail=f" (its providers: {', '.join(providers)})",
+            fix="install onnxruntime-gpu or use --device cpu",
+        )
+    if not torch.cuda.is_available():
+        runner = TorchScriptLoader().load(str(ts_path))
+        with pytest.raises(InputError) as exc:
+            runner.predict(np.zeros((2, 1, 8, 8), np.float32), RunnerSettings(device="cuda"))
+        assert str(exc.value) == ERR_NO_CUDA.format(
+            subject=ts_path, backend="torch", detail="", fix="use --device cpu"
+        )
+        assert check_device("auto", subject="r", allow_auto=True) == "cpu"
+    else:
+        assert check_device("auto", subject="r", allow_auto=True) == "cuda"
+
+
+def test_unknown_device_names_the_choices() -> None:
+    with pytest.raises(InputError) as exc:
+        check_device("tpu", subject="m.onnx", backend="onnxruntime")
+    assert str(exc.value) == ERR_UNKNOWN_DEVICE.format(
+        subject="m.onnx", device="tpu", choices="cpu, cuda"
     )
-    runner = TorchScriptLoader().load(str(ts_path))
-    with pytest.raises(ModelError) as exc:
-        runner.predict(np.zeros((2, 1, 8, 8), np.float32), RunnerSettings(device="cuda"))
-    assert str(exc.value) == ERR_TORCH_NO_CUDA.format(path=ts_path)
+    with pytest.raises(InputError) as exc:
+        check_device("auto", subject="m.onnx")  # auto only where the caller allows it
+    with pytest.raises(InputError) as exc:
+        check_device("gpu", subject="recipe 'r'", allow_auto=True)
+    assert str(exc.value).endswith("use auto, cpu, cuda")
 
 
 @pytest.mark.shared_data

@@ -11,7 +11,7 @@ import pytest
 
 from compaudit import plugins
 from compaudit.data.base import Dataset
-from compaudit.errors import DataNotFoundError, InputError, ModelError
+from compaudit.errors import DataNotFoundError, InputError, ModelError, PluginError
 from compaudit.models.base import Prediction, RunnerSettings
 from compaudit.models.spec import (
     ERR_EMPTY_SPEC,
@@ -169,3 +169,107 @@ def test_a_folder_with_one_model_in_two_formats_is_refused(tmp_path: Path) -> No
         "member-000",
         "member-001",
     ]
+
+
+# -- the resolution rule and names from the loaders' suffixes --------------------------
+class _OnnxAgain(_FooLoader):
+    """A third-party loader that claims ``.onnx`` (and a longer ``.int8.onnx``)."""
+
+    def __init__(self, name: str, suffixes: tuple[str, ...]) -> None:
+        super().__init__(label=0)
+        self.name, self.suffixes = name, suffixes
+
+    def matches(self, path: str) -> bool:
+        return any(path.lower().endswith(s) for s in self.suffixes)
+
+
+def test_the_longest_declared_suffix_wins_and_a_tie_names_both_plugins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from compaudit.models.spec import find_loader
+    from compaudit.plugins import ERR_TIE
+
+    longer = _OnnxAgain("int8-onnx", (".int8.onnx",))
+    monkeypatch.setattr(plugins, "get_registry", lambda: _registry_with(longer))
+    assert find_loader("m/a.int8.onnx") is longer
+    assert find_loader("m/a.onnx").name == "onnx"
+    assert find_loader("pkg.mod:make").name == "module-factory"
+
+    same = _OnnxAgain("my-onnx", (".onnx",))
+    monkeypatch.setattr(plugins, "get_registry", lambda: _registry_with(same))
+    with pytest.raises(PluginError) as exc:
+        find_loader("m/a.onnx")
+    assert str(exc.value) == ERR_TIE.format(
+        spec="m/a.onnx",
+        kind="model loaders",
+        a="'my-onnx' (plugin foo-plugin)",
+        b="'onnx' (plugin compaudit.models.builtin)",
+    )
+    # Registered under the built-in's name, it replaces the built-in instead.
+    replacing = _OnnxAgain("onnx", (".onnx",))
+    monkeypatch.setattr(plugins, "get_registry", lambda: _registry_with(replacing))
+    assert find_loader("m/a.onnx") is replacing
+
+
+def test_a_loader_that_breaks_the_contract_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from compaudit.models.spec import find_loader
+
+    class NoSuffixes:
+        name = "bare"
+
+        def matches(self, path: str) -> bool:
+            return False
+
+    class Plugin:
+        @plugins.hookimpl
+        def register_model_loaders(self) -> list[Any]:
+            return [NoSuffixes()]
+
+    registry = plugins.Registry(load_entry_points=False)
+    registry.register(Plugin(), name="bare-plugin", distribution="x")
+    monkeypatch.setattr(plugins, "get_registry", lambda: registry)
+    with pytest.raises(PluginError) as exc:
+        find_loader("a.onnx")
+    assert "plugin 'bare-plugin'" in str(exc.value)
+    assert "ModelLoader (missing: load, suffixes)" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("m/int8.pth", "int8"),
+        ("m/INT8.PT", "INT8"),
+        ("m/model.pt2", "model"),
+        ("runs/r/p50/member-000.ckpt", "member-000"),
+        ("preds/half.npz", "half"),
+        ("models/p50/*.onnx", "p50"),
+        ("models/p50/member-*", "p50"),
+        ("models/p50/", "p50"),
+        ("models/[ab]*/x?.onnx", "models"),
+        ("int8=models/p50/*.onnx", "int8"),
+        ("notes.txt", "notes.txt"),
+        ("pkg.mod:make", "pkg.mod:make"),
+    ],
+)
+def test_candidate_names_come_from_the_loaders_suffixes(text: str, name: str) -> None:
+    from compaudit.pipeline import parse_named_spec
+
+    assert parse_named_spec(text)[0] == name
+
+
+def test_an_unnamed_glob_in_the_working_directory_is_named_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from compaudit.pipeline import parse_named_spec
+
+    work = tmp_path / "p50"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert parse_named_spec("*.onnx") == ("p50", "*.onnx")
+
+
+def test_a_plugin_suffix_names_candidates_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from compaudit.pipeline import parse_named_spec
+
+    monkeypatch.setattr(plugins, "get_registry", lambda: _registry_with(_FooLoader(label=0)))
+    assert parse_named_spec("m/tiny.foo") == ("tiny", "m/tiny.foo")

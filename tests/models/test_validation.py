@@ -282,8 +282,8 @@ def test_factory_fingerprint_covers_weights_and_source(
 def test_dynamic_int8_checkpoint_and_damaged_checkpoint(
     digits_models: dict[str, Path], digits_test: Dataset, tmp_path: Path, cache_dir: Path
 ) -> None:
-    from compaudit.train import checkpoint
-    from compaudit.train.architectures import build
+    from compaudit.models import checkpoint
+    from compaudit.models.architectures import build
 
     torch.manual_seed(0)
     model = build("mlp", in_features=64, hidden=[16], num_classes=10).eval()

@@ -1,6 +1,8 @@
 """Hand-built ``compaudit.report/v1`` dicts for the gate tests.
 
-Every report is validated against the shipped JSON Schema, so the gates are
+Every report is validated against the shipped JSON Schema and carries every
+key :meth:`compaudit.results.AuditReport.from_dict` requires (which
+:func:`~compaudit.gates.evaluate_gates` parses them with), so the gates are
 tested on reports of the shape the audit writes. Derived numbers (subgroup
 shares, growth, shift differences) are computed here from counts with the
 design's formulas, independently of the audit engine.
@@ -28,6 +30,7 @@ def report_schema() -> dict[str, Any]:
 
 
 _NO_FLOOR = object()
+NO_FLOOR_COMPUTED = "no floor computed"  # the audit's reason when it computed no floor
 
 
 def klass(
@@ -43,7 +46,7 @@ def klass(
 
     ``floor`` (a number or None) adds the seed-noise keys: ``floor_difference``
     (a low quantile, negative), ``excess`` (how far ``nrd`` is beyond it) and
-    ``p_floor``; left out, the row is an old report's.
+    ``p_floor``; left out, the row has none (they parse as None).
     """
     row = {
         "class": c,
@@ -140,18 +143,22 @@ def comparison(
 ) -> dict[str, Any]:
     """One comparison; defaults pass every gate of the example policies.
 
-    ``floors``: None leaves out every seed-noise key (an old report); True adds
-    ``floors`` (available) and the PIE/CIE ``floor`` blocks at ``pie_floor`` /
-    ``cie_floor`` (a null floor when None); a string adds ``floors`` as
-    unavailable for that reason, with null floor blocks.
+    ``floors``: None writes ``floors`` as the audit does when it computed none
+    (unavailable, :data:`NO_FLOOR_COMPUTED`) and leaves out the PIE/CIE ``floor``
+    blocks (they parse as null floors); True writes ``floors`` as available and
+    the ``floor`` blocks at ``pie_floor`` / ``cie_floor`` (a null floor when
+    None); a string writes ``floors`` as unavailable for that reason, with null
+    floor blocks.
     """
     subset = {"n": 0, "top1_reference": None, "top1_candidate": None}
-    comp = {
+    comp: dict[str, Any] = {
         "reference": "reference",
         "candidate": candidate,
+        "lineage": "paired" if basis == "paired" else "none",
         "top1_delta": top1_delta,
         "top5_delta": top5_delta,
         "class_test": "paired",
+        "floors": {"available": False, "reason": NO_FLOOR_COMPUTED, "method": "disjoint-splits"},
         "cie": {
             "basis": "single-pair",
             "count": round(cie_rate * n),
@@ -203,6 +210,20 @@ def comparison(
     return comp
 
 
+def population(top1: float, top5: float | None) -> dict[str, Any]:
+    """One single-model ``populations`` entry."""
+    return {
+        "k": 1,
+        "top1": top1,
+        "top1_std": None,
+        "top5": top5,
+        "top5_std": None,
+        "top1_per_model": [top1],
+        "source": "predictions.npz",
+        "fingerprint": "0" * 64,
+    }
+
+
 def report(
     *comparisons: dict[str, Any],
     gates: list[dict[str, Any]] | None = None,
@@ -215,16 +236,8 @@ def report(
         "schema": "compaudit.report/v1",
         "verdict": "pass",
         "populations": {
-            "reference": {"k": 1, "top1": 0.9, "top1_std": None, "top5": 0.99},
-            **{
-                c["candidate"]: {
-                    "k": 1,
-                    "top1": 0.9 + c["top1_delta"],
-                    "top1_std": None,
-                    "top5": None,
-                }
-                for c in comparisons
-            },
+            "reference": population(0.9, 0.99),
+            **{c["candidate"]: population(0.9 + c["top1_delta"], None) for c in comparisons},
         },
         "comparisons": list(comparisons),
         "gates": gates or [],

@@ -13,6 +13,7 @@ from compaudit import gates as g
 from compaudit.errors import ExitStatus, InputError
 from compaudit.gates import GateResult, decide_verdict, evaluate_gates, exit_status_for
 from compaudit.policy import Policy
+from compaudit.results import AuditReport
 
 
 def policy(**gates: Any) -> Policy:
@@ -343,21 +344,63 @@ def test_gate_dicts_follow_the_report_schema(
         jsonschema.validate(d, item)
 
 
-def test_malformed_report_is_an_input_error(rb: SimpleNamespace) -> None:
-    comp = rb.comparison()
-    del comp["cie"]
-    with pytest.raises(InputError) as info:
-        evaluate_gates({"comparisons": [comp]}, policy(cie_rate=0.1))
-    assert str(info.value) == g.ERR_REPORT_SHAPE.format(
-        where="comparison 'cand'", problem="missing key 'cie'"
+def test_typed_and_dict_reports_give_the_same_gates(
+    rb: SimpleNamespace, fairness_comparison: dict[str, Any]
+) -> None:
+    doc = rb.report(fairness_comparison, rb.comparison("b", classes=classes(rb)))
+    pol = policy(
+        top1_drop=0.01,
+        cie_rate=0.01,
+        significant_classes=0,
+        class_recall_drop=0.1,
+        subgroups={**SUB, "accuracy_gap": 0.01, "pie_share_growth": 10},
     )
-    with pytest.raises(InputError):
+    typed = AuditReport.from_dict(doc)
+    assert evaluate_gates(typed, pol) == evaluate_gates(doc, pol)
+    assert len(evaluate_gates(typed, pol)) == 12
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "problem"),
+    [
+        (lambda c: c.pop("cie"), "comparisons[0]", "missing key 'cie'"),
+        # The schema requires ``significant``: a row without it is not "not significant".
+        (
+            lambda c: c["classes"][1].pop("significant"),
+            "comparisons[0].classes[1]",
+            "missing key 'significant'",
+        ),
+        (
+            lambda c: c["classes"][1].update(significant="yes"),
+            "comparisons[0].classes[1].significant",
+            "expected bool",
+        ),
+        (lambda c: c["pie"].update(count=1.5), "comparisons[0].pie.count", "expected int"),
+    ],
+)
+def test_malformed_report_is_one_input_error(
+    rb: SimpleNamespace, change: Any, where: str, problem: str
+) -> None:
+    comp = rb.comparison()
+    change(comp)
+    with pytest.raises(InputError) as info:
+        evaluate_gates(rb.report(comp, validate=False), policy(cie_rate=0.1))
+    assert str(info.value) == g.ERR_REPORT_SHAPE.format(where=where, problem=problem)
+
+
+def test_a_report_without_comparisons_is_an_input_error() -> None:
+    with pytest.raises(InputError) as info:
         evaluate_gates({}, policy(cie_rate=0.1))
+    assert str(info.value) == g.ERR_REPORT_SHAPE.format(
+        where="top level", problem="missing key 'schema'"
+    )
 
 
 def result(status: str) -> GateResult:
     passed = {"passed": True, "failed": False}.get(status)
-    return GateResult("x", "c", None, 0.0, passed, "", status)  # type: ignore[arg-type]
+    return GateResult(
+        name="x", candidate="c", value=None, threshold=0.0, passed=passed, detail="", status=status
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -382,6 +425,36 @@ def test_verdict_and_exit_status(
 
 def test_gate_result_rejects_inconsistent_status() -> None:
     with pytest.raises(ValueError, match="status 'passed' with passed=False"):
-        GateResult("x", None, 1.0, 0.0, False, "", "passed")
+        GateResult(
+            name="x",
+            candidate=None,
+            value=1.0,
+            threshold=0.0,
+            passed=False,
+            detail="",
+            status="passed",
+        )
     with pytest.raises(ValueError, match="unknown verdict"):
         exit_status_for("maybe")  # type: ignore[arg-type]
+
+
+def test_ungated_exits_ok_and_is_never_decided() -> None:
+    assert exit_status_for("ungated") is ExitStatus.OK
+    for statuses in ([], ["skipped"], ["passed"], ["failed"], ["error"]):
+        assert decide_verdict([result(s) for s in statuses], []) != "ungated"
+
+
+def test_gate_result_is_the_results_class() -> None:
+    from compaudit import results
+
+    assert g.GateResult is results.GateResult
+
+
+def test_report_from_before_floors_parses_and_excess_gates_are_unevaluable(
+    rb: SimpleNamespace,
+) -> None:
+    comp = rb.comparison()
+    comp.pop("floors")
+    (result,) = evaluate_gates(rb.report(comp, validate=False), policy(pie_rate_excess=0.01))
+    assert result.status == "error"
+    assert "no seed-noise floors" in result.detail

@@ -131,8 +131,8 @@ def test_raw_pie_rate_shows_its_floor_and_the_per_example_test(rb: SimpleNamespa
 def test_excess_gates_without_a_floor_are_unevaluable(rb: SimpleNamespace, gate: str) -> None:
     block = gate.split("_")[0]
     pol = policy(**{gate: 0.01})
-    old = one(rb.report(rb.comparison(basis="mean-over-pairs")), pol)
-    assert old.detail == err(g.REASON_NO_FLOOR_KEYS.format(what=f"{block} block"))
+    none = one(rb.report(rb.comparison(basis="mean-over-pairs")), pol)
+    assert none.detail == err(g.REASON_NO_FLOOR.format(reason="no floor computed"))
     why = "one model per side: seed noise cannot be estimated"
     off = one(rb.report(rb.comparison(basis="mean-over-pairs", floors=why)), pol)
     assert off.detail == err(g.REASON_NO_FLOOR.format(reason=why))
@@ -142,11 +142,15 @@ def test_excess_gates_without_a_floor_are_unevaluable(rb: SimpleNamespace, gate:
     assert nulls.detail == err(
         g.REASON_NO_FLOOR.format(reason=g.REASON_NO_VALUE_FLOOR.format(what=what))
     )
-    # A floor block may say why it is empty.
+    # A block without its floor (an older report) reads as a null floor.
     c = rb.comparison(basis="mean-over-pairs", floors=True)
-    c[block]["floor"]["reason"] = "too few members"
+    del c[block]["floor"]
+    assert one(rb.report(c), pol).detail == nulls.detail
+    # Floors unavailable and the report does not say why.
+    c = rb.comparison(basis="mean-over-pairs", floors=why)
+    c["floors"]["reason"] = None
     told = one(rb.report(c), pol)
-    assert told.detail == err(g.REASON_NO_FLOOR.format(reason="too few members"))
+    assert told.detail == err(g.REASON_NO_FLOOR.format(reason=common.REASON_FLOORS_UNKNOWN))
 
 
 def test_cie_rate_excess_on_mean_over_pairs_and_paired(rb: SimpleNamespace) -> None:
@@ -234,14 +238,16 @@ def test_class_recall_drop_none_beyond_floor(rb: SimpleNamespace) -> None:
 
 def test_class_recall_drop_beyond_floor_unevaluable(rb: SimpleNamespace) -> None:
     pol = policy(class_recall_drop=0.05, class_recall_drop_beyond_floor=True)
-    old = one(rb.report(rb.comparison(classes=[rb.klass(0, -0.1)])), pol)
-    assert old.detail == err(g.REASON_NO_FLOOR_KEYS.format(what="class rows"))
+    bare = [rb.klass(0, -0.1)]  # rows without the floor keys (they parse as None)
+    none = one(rb.report(rb.comparison(classes=bare)), pol)
+    assert none.detail == err(g.REASON_NO_FLOOR.format(reason="no floor computed"))
     why = "one model per side: seed noise cannot be estimated"
     rows = [rb.klass(0, -0.1, floor=None)]
     off = one(rb.report(rb.comparison(classes=rows, floors=why)), pol)
     assert off.detail == err(g.REASON_NO_FLOOR.format(reason=why))
     gap = one(rb.report(rb.comparison(classes=rows, floors=True)), pol)
     assert gap.detail == err(g.REASON_CLASS_FLOOR_NULL.format(classes="0 (c0)"))
+    assert one(rb.report(rb.comparison(classes=bare, floors=True)), pol).detail == gap.detail
 
 
 def test_significant_classes_reads_the_test_not_the_floor(rb: SimpleNamespace) -> None:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import jsonschema
 import numpy as np
 
-from compaudit.audit import AuditSettings, audit
+from compaudit.engine import AuditSettings, audit
 from compaudit.gates import decide_verdict, evaluate_gates, exit_status_for, settings
 from compaudit.policy import load_policy
 from compaudit.population import Population
@@ -56,6 +56,7 @@ def test_digits_demo_policy_on_a_real_audit(rb: SimpleNamespace) -> None:
     report = result.to_report()
     assert report["comparisons"][1]["cie"]["basis"] == "paired"
     gates = evaluate_gates(report, policy)
+    assert evaluate_gates(result.report(), policy) == gates  # the typed report, unparsed
     failed = {(g.candidate, g.name) for g in gates if g.passed is False}
     assert all(g.status in ("passed", "failed") for g in gates), [g.detail for g in gates]
     # The forgotten class is found by the test and beyond its seed-noise floor; int8 passes.

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from compaudit import gates as g
+from compaudit.errors import InputError
 from compaudit.gates import GateResult, evaluate_gates
 from compaudit.policy import Policy
 
@@ -104,19 +105,13 @@ def test_accuracy_gap_counts_only_significantly_worse_groups(rb: SimpleNamespace
     assert "sex=F, race=A (extra drop 3.0 pp, p_adj 0.41)" in noise.detail
 
 
-@pytest.mark.parametrize("gate", ["pie_share_growth", "accuracy_gap"])
-def test_old_rows_without_significance_are_unevaluable(rb: SimpleNamespace, gate: str) -> None:
+def test_old_rows_without_significance_are_an_input_error(rb: SimpleNamespace) -> None:
     c = comp(rb, True)
     for row in c["subgroups"]:
         del row["significant"]
     report = rb.report(c, validate=False)  # today's schema requires the key
-    r = one(report, policy(subgroups={**SUB, gate: 0.5}))
-    assert (r.status, r.detail) == (
-        "error",
-        g.UNEVALUABLE_ERROR.format(reason=g.REASON_NO_SIGNIFICANCE),
-    )
-    off = one(report, policy(subgroups={**SUB, gate: 0.5, "require_significance": False}))
-    assert off.status in ("passed", "failed")
+    with pytest.raises(InputError):
+        evaluate_gates(report, policy(subgroups={**SUB, "accuracy_gap": 0.5}))
 
 
 # -- pie_share_growth_excess ---------------------------------------------------------------------
@@ -145,8 +140,15 @@ def test_growth_excess_over_the_floor(rb: SimpleNamespace) -> None:
 
 def test_growth_excess_without_floors_is_unevaluable(rb: SimpleNamespace) -> None:
     pol = policy(subgroups={**SUB, "pie_share_growth_excess": 40})
-    old = one(rb.report(comp(rb, True)), pol)  # rows without the floor keys
-    assert old.detail == g.UNEVALUABLE_ERROR.format(reason=g.REASON_NO_GROWTH_FLOOR)
+    none = one(rb.report(comp(rb, True)), pol)  # no floors computed, rows without floor keys
+    assert none.detail == g.UNEVALUABLE_ERROR.format(
+        reason=g.REASON_NO_FLOOR.format(reason="no floor computed")
+    )
+    bare = comp(rb, True)  # floors, but rows without the floor keys (they parse as None)
+    bare["floors"] = rb.comparison(floors=True)["floors"]
+    assert one(rb.report(bare), pol).detail == g.UNEVALUABLE_ERROR.format(
+        reason=g.REASON_GROUP_FLOOR_NULL.format(groups="sex=F, race=A")
+    )
     why = "the reference population has 1 model; a floor needs 2 or more"
     c = comp(rb, True, floor_growth=None)
     c["floors"] = rb.comparison(floors=why)["floors"]

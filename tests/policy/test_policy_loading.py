@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from compaudit import policy as pol
+from compaudit import settings as st
 from compaudit.errors import PolicyError
 from compaudit.policy import Gates, Policy, SubgroupGates, load_policy
 
@@ -174,7 +175,11 @@ def test_missing_version_rejected(tmp_path: Path) -> None:
     ("line", "expected"),
     [
         ("alpha: '0.05'", "alpha: Input should be a valid number (got '0.05')"),
-        ("alpha: 1.5", "alpha: Input should be less than 1 (got 1.5)"),
+        # Ranges: the validators every source shares (compaudit.settings), exactly.
+        (
+            "alpha: 1.5",
+            "alpha: " + st.ERR_INTERVAL.format(name="alpha", interval="(0, 1)", value=1.5),
+        ),
         ("seed: 1.5", "seed: Input should be a valid integer (got 1.5)"),
         ("correction: fdr", "correction: Input should be 'holm', 'bh', 'bonferroni' or 'none'"),
         ("on_unevaluable: skip", "on_unevaluable: Input should be 'error', 'skip-with-warning'"),
@@ -187,7 +192,11 @@ def test_missing_version_rejected(tmp_path: Path) -> None:
         ("gates: {top1_drop: .nan}", "gates.top1_drop: Input should be a finite number"),
         ("gates: {subgroups: {attributes: sex}}", "gates.subgroups.attributes: Input should be"),
         ("gates: {subgroups: {attributes: [sex, sex]}}", "attributes must not repeat"),
-        ("gates: {subgroups: {min_support: 0}}", "gates.subgroups.min_support: Input should be"),
+        (
+            "gates: {subgroups: {min_support: 0}}",
+            "gates.subgroups.min_support: "
+            + st.ERR_AT_LEAST.format(name="min_support", low=1, value=0),
+        ),
     ],
 )
 def test_wrong_types_and_ranges_rejected(tmp_path: Path, line: str, expected: str) -> None:
@@ -384,9 +393,20 @@ def test_subgroups_default_to_requiring_significance() -> None:
         ("gates: {subgroups: {attribute_sets: [[]]}}", pol.ERR_SET_EMPTY),
         ("gates: {subgroups: {attribute_sets: [sex]}}", "gates.subgroups.attribute_sets.0"),
         ("paired: 'yes'", "paired: Input should be a valid boolean (got 'yes')"),
-        ("floors: {quantile: 1.0}", "floors.quantile: Input should be less than 1"),
-        ("floors: {quantile: 0.4}", "floors.quantile: Input should be greater than or equal"),
-        ("floors: {n_splits: 0}", "floors.n_splits: Input should be greater than or equal to 1"),
+        (
+            "floors: {quantile: 1.0}",
+            "floors.quantile: "
+            + st.ERR_INTERVAL.format(name="floor_quantile", interval="[0.5, 1)", value=1.0),
+        ),
+        (
+            "floors: {quantile: 0.4}",
+            "floors.quantile: "
+            + st.ERR_INTERVAL.format(name="floor_quantile", interval="[0.5, 1)", value=0.4),
+        ),
+        (
+            "floors: {n_splits: 2}",
+            "floors.n_splits: " + st.ERR_AT_LEAST.format(name="floor_splits", low=3, value=2),
+        ),
         ("gates: {pie_rate_excess: -0.01}", "gates.pie_rate_excess: Input should be greater"),
         ("gates: {cie_rate_excess: 2}", "gates.cie_rate_excess: Input should be less than"),
         ("gates: {class_recall_drop_beyond_floor: 1}", "Input should be a valid boolean"),
@@ -438,3 +458,38 @@ def test_override_merges_the_new_subgroup_keys(tmp_path: Path) -> None:
     assert int8.subgroups is not None
     assert int8.subgroups.sets() == [["sex"], ["race"]]
     assert (int8.subgroups.require_significance, int8.subgroups.accuracy_gap) == (False, 0.02)
+
+
+def test_policy_layer_holds_only_the_keys_the_file_sets(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.yaml", "version: 1\nalpha: 0.01\nfloors: {quantile: 0.9}\n")
+    layer = pol.policy_layer(load_policy(path), path)
+    assert (layer.source, layer.file) == ("policy", path)
+    assert layer.values == {"alpha": 0.01, "floor_quantile": 0.9}
+    p = load_policy(write(tmp_path, "q.yaml", NOISE_YAML))
+    values = pol.policy_layer(p).values
+    assert values["attribute_sets"] == pol.attribute_sets(p)
+    assert values["attributes"] == pol.required_attributes(p)
+    assert (values["paired"], values["floor_splits"]) == (True, 32)
+
+
+def test_with_settings_replaces_the_policy_values_the_audit_overrode(tmp_path: Path) -> None:
+    p = load_policy(write(tmp_path, "p.yaml", FULL_YAML))
+    same = pol.with_settings(p, st.AuditSettings.from_values(pol.policy_layer(p).values))
+    assert same == p
+    over = pol.with_settings(p, st.AuditSettings(alpha=0.2, min_support=5, floor_splits=8))
+    assert (over.alpha, over.floors.n_splits) == (0.2, 8)
+    assert over.gates.subgroups is not None
+    assert over.gates.subgroups.min_support == 5
+    assert over.gates.subgroups.attributes == ["sex", "race"]  # the sets stay the policy's
+    assert over.for_candidate("int8").gates.top1_drop == 0.005
+    without = load_policy(write(tmp_path, "g.yaml", "version: 1\ngates: {top1_drop: 0.1}\n"))
+    assert pol.with_settings(without, st.AuditSettings(min_support=5)).gates.subgroups is None
+
+
+def test_policy_schema_keeps_the_shared_bounds() -> None:
+    schema = pol.policy_json_schema()
+    assert schema["properties"]["alpha"]["exclusiveMinimum"] == 0
+    assert schema["properties"]["alpha"]["exclusiveMaximum"] == 1
+    floors = schema["$defs"]["FloorSettings"]["properties"]
+    assert floors["n_splits"]["minimum"] == st.FLOOR_SPLITS.json_schema["minimum"]
+    assert floors["quantile"]["minimum"] == 0.5

@@ -1,5 +1,9 @@
 """A fixed report for every reporter, and the golden-file fixture.
 
+Reporters read the typed :class:`~compaudit.results.AuditReport` (fixture
+``report``). A test that edits the report edits its dict form (fixture
+``doc``) and renders ``AuditReport.from_dict(doc)``, which also checks the edit.
+
 Refresh the goldens after an intended change of an output format (or of the
 statistics behind the fixed input), then review the diff::
 
@@ -18,8 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from compaudit.audit import AuditResult, AuditSettings, audit
+from compaudit.engine import AuditResult, AuditSettings, audit
 from compaudit.population import Population
+from compaudit.results import AuditReport
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE_ENV = "COMPAUDIT_UPDATE_GOLDEN"
@@ -101,17 +106,36 @@ def audit_result() -> AuditResult:
 
 
 @pytest.fixture(scope="session")
-def _fixed_report(audit_result: AuditResult) -> dict[str, Any]:
+def _fixed_doc(audit_result: AuditResult) -> dict[str, Any]:
     report = audit_result.to_report()
     report = audit_result.to_report(gates=gates_for(report), verdict="error")
     report["tool"]["version"] = GOLDEN_VERSION
     return report
 
 
+@pytest.fixture(scope="session")
+def _fixed_report(_fixed_doc: dict[str, Any]) -> AuditReport:
+    return AuditReport.from_dict(_fixed_doc)
+
+
 @pytest.fixture
-def report(_fixed_report: dict[str, Any]) -> dict[str, Any]:
-    """A fresh copy of the fixed report (tests may change it)."""
-    return copy.deepcopy(_fixed_report)
+def doc(_fixed_doc: dict[str, Any]) -> dict[str, Any]:
+    """A fresh copy of the fixed report's dict form (tests may change it)."""
+    return copy.deepcopy(_fixed_doc)
+
+
+@pytest.fixture
+def report(_fixed_report: AuditReport) -> AuditReport:
+    """The fixed report, typed (frozen: to change it, edit ``doc`` and read it back)."""
+    return _fixed_report
+
+
+@pytest.fixture(scope="session")
+def ungated_report(audit_result: AuditResult) -> AuditReport:
+    """The fixed audit without a policy: verdict ``ungated``, no gates."""
+    doc = audit_result.report().to_dict()
+    doc["tool"]["version"] = GOLDEN_VERSION
+    return AuditReport.from_dict(doc)
 
 
 @pytest.fixture(scope="session")

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from compaudit.audit import AuditResult, AuditSettings, audit
+from compaudit.engine import AuditResult, AuditSettings, audit
 from compaudit.population import Population
 from compaudit.report.base import ReportContext
 from compaudit.report.html import HTMLReporter
+from compaudit.results import AuditReport
 
 SEED = 0
 K = 5
@@ -52,7 +53,7 @@ def _population(
     return np.where(right, y, wrong)
 
 
-def build(seed: int = SEED) -> tuple[AuditResult, dict[str, object], np.ndarray]:
+def build(seed: int = SEED) -> tuple[AuditResult, AuditReport, np.ndarray]:
     """The audit result, its report (with real gates) and the display images."""
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
@@ -89,10 +90,8 @@ def build(seed: int = SEED) -> tuple[AuditResult, dict[str, object], np.ndarray]
     settings = AuditSettings(attributes=("stroke",), min_support=30, seed=seed)
     result = audit(ref, {"pruned-90": pruned, "int8": int8}, settings=settings)
     policy = Policy.model_validate(POLICY)
-    gate_results = evaluate_gates(result.to_report(), policy)
-    report = result.to_report(
-        gates=[g.to_dict() for g in gate_results], verdict=decide_verdict(gate_results, [])
-    )
+    gate_results = evaluate_gates(result.report(), policy)
+    report = result.report(gates=gate_results, verdict=decide_verdict(gate_results, []))
     images = (255 - digits.images * 255 / 16).round().astype(np.uint8)  # dark ink on white
     return result, report, images
 

@@ -9,17 +9,17 @@ import io
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console
 
-from compaudit.audit import AuditResult
+from compaudit.engine import AuditResult
 from compaudit.report._plot import WORSE
 from compaudit.report.base import ReportContext
 from compaudit.report.html import HTMLReporter
+from compaudit.results import AuditReport
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MARKER = (17, 200, 93)  # a colour nothing else on the page uses
@@ -49,7 +49,7 @@ def _count(rgb: np.ndarray, colour: tuple[int, int, int], tol: int = 6) -> int:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_chromium_draws_the_plot_and_the_gallery(
-    report: dict[str, Any], audit_result: AuditResult, tmp_path: Path
+    report: AuditReport, audit_result: AuditResult, tmp_path: Path
 ) -> None:
     images = np.broadcast_to(np.array(MARKER, np.uint8), (600, 8, 8, 3)).copy()
     ctx = ReportContext(console=Console(file=io.StringIO()), result=audit_result, images=images)

@@ -14,12 +14,14 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from compaudit.audit import AuditResult
+from compaudit.engine import AuditResult
 from compaudit.errors import InputError
 from compaudit.report import _gallery as gallery
+from compaudit.report._common import NOT_GATED
 from compaudit.report._plot import BETTER, NEUTRAL, WORSE, class_plot_png
 from compaudit.report.base import ReportContext
 from compaudit.report.html import ERR_NO_OUT_DIR, HTMLReporter, render_html
+from compaudit.results import AuditReport, PieExamples
 
 
 class Page(HTMLParser):
@@ -55,7 +57,7 @@ def _png(uri: str) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def page_with_images(_fixed_report: dict[str, Any], audit_result: AuditResult, images: Any) -> str:
+def page_with_images(_fixed_report: AuditReport, audit_result: AuditResult, images: Any) -> str:
     return render_html(_fixed_report, _ctx(audit_result, images))
 
 
@@ -70,9 +72,9 @@ def test_self_contained_no_external_references(page_with_images: str, tmp_path: 
     assert not page.all("link")
 
 
-def test_plot_is_an_embedded_png(page_with_images: str, report: dict[str, Any]) -> None:
+def test_plot_is_an_embedded_png(page_with_images: str, report: AuditReport) -> None:
     plots = Page(page_with_images).all("img", "plot")
-    assert len(plots) == len(report["comparisons"])
+    assert len(plots) == len(report.comparisons)
     img = _png(plots[0]["src"])
     assert img.format == "PNG"
     assert img.width > 600
@@ -90,26 +92,26 @@ def test_subgroup_table_has_the_paper_columns(page_with_images: str) -> None:
 
 
 def test_gallery_shows_every_pie_as_an_image(
-    page_with_images: str, report: dict[str, Any], images: np.ndarray, audit_result: AuditResult
+    page_with_images: str, report: AuditReport, images: np.ndarray, audit_result: AuditResult
 ) -> None:
     thumbs = Page(page_with_images).all("img", "thumb")
-    counts = [c["pie"]["count"] for c in report["comparisons"]]
+    counts = [c.pie.count for c in report.comparisons]
     assert len(thumbs) == sum(counts)
     # The first card of the first candidate is its most confident flip, and shows its image.
-    examples = report["comparisons"][0]["pie"]["examples"]
+    examples = report.comparisons[0].pie.examples
     best = max(examples, key=lambda e: (e["share_candidate"], e["share_reference"]))
     row = [str(v) for v in audit_result.reference.population.ids.tolist()].index(str(best["id"]))
     assert np.array_equal(np.asarray(_png(thumbs[0]["src"])), images[row])
     assert f"Showing {counts[0]} of {counts[0]} PIEs" in page_with_images
 
 
-def test_without_images_the_pies_are_table_rows(report: dict[str, Any]) -> None:
+def test_without_images_the_pies_are_table_rows(report: AuditReport) -> None:
     text = render_html(report, _ctx())
     page = Page(text)
     assert not page.all("img", "thumb")
-    assert len(page.all("table", "pies")) == len(report["comparisons"])
+    assert len(page.all("table", "pies")) == len(report.comparisons)
     n_rows = text.count("<tr><td class='num'>")
-    assert n_rows == sum(c["pie"]["count"] for c in report["comparisons"])
+    assert n_rows == sum(c.pie.count for c in report.comparisons)
 
 
 def test_text_is_escaped(page_with_images: str) -> None:
@@ -117,7 +119,7 @@ def test_text_is_escaped(page_with_images: str) -> None:
     assert "dog &amp; &lt;wolf&gt;" in page_with_images
 
 
-def test_write_needs_an_out_dir(report: dict[str, Any], tmp_path: Path) -> None:
+def test_write_needs_an_out_dir(report: AuditReport, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=re.escape(ERR_NO_OUT_DIR)):
         HTMLReporter().write(report, out_dir=None, context=_ctx())
     path = HTMLReporter().write(report, out_dir=tmp_path, context=_ctx())
@@ -134,20 +136,20 @@ def test_write_needs_an_out_dir(report: dict[str, Any], tmp_path: Path) -> None:
     ],
 )
 def test_bad_images_fail_closed(
-    report: dict[str, Any], audit_result: AuditResult, bad: np.ndarray, message: str
+    report: AuditReport, audit_result: AuditResult, bad: np.ndarray, message: str
 ) -> None:
     with pytest.raises(InputError) as info:
         render_html(report, _ctx(audit_result, bad))
     assert str(info.value) == message
 
 
-def _examples(n: int) -> list[dict[str, Any]]:
+def _examples(n: int) -> PieExamples:
     rng = np.random.default_rng(3)
-    return [
+    return PieExamples.from_list([
         {"id": i, "label": 0, "modal_reference": 0, "modal_candidate": 1,
          "share_reference": float(rng.choice([0.4, 1.0])), "share_candidate": float(s)}
         for i, s in enumerate(rng.choice([0.2, 0.6, 1.0], n))
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 def test_gallery_is_capped_most_confident_first() -> None:
@@ -168,12 +170,21 @@ def test_gallery_is_capped_most_confident_first() -> None:
     )
 
 
-def test_pie_indices_fall_back_to_ids(audit_result: AuditResult, report: dict[str, Any]) -> None:
-    examples = report["comparisons"][0]["pie"]["examples"]
+def test_pie_indices_fall_back_to_ids(audit_result: AuditResult, report: AuditReport) -> None:
+    examples = report.comparisons[0].pie.examples
     direct = gallery.pie_indices(audit_result, "pruned-90", examples)
     assert direct == np.flatnonzero(audit_result.pie_masks["pruned-90"]).tolist()
-    shuffled = [*examples[::-1], {**examples[0], "id": "not-an-id"}]
+    rows = examples.to_list()
+    shuffled = PieExamples.from_list([*rows[::-1], {**rows[0], "id": "not-an-id"}])
     assert gallery.pie_indices(audit_result, "pruned-90", shuffled) == [*direct[::-1], None]
+
+
+def test_gallery_order_is_the_same_for_rows_and_columns(report: AuditReport) -> None:
+    from compaudit.report._common import gallery_order
+
+    examples = report.comparisons[0].pie.examples
+    assert gallery_order(examples) == gallery_order(examples.to_list())
+    assert gallery_order(PieExamples({})) == []
 
 
 def _colour_pixels(png: bytes, hex_colour: str) -> int:
@@ -182,8 +193,8 @@ def _colour_pixels(png: bytes, hex_colour: str) -> int:
     return int((np.abs(rgb.astype(int) - target).sum(axis=1) <= 6).sum())
 
 
-def test_plot_colours_only_significant_bars(report: dict[str, Any]) -> None:
-    classes = report["comparisons"][0]["classes"]
+def test_plot_colours_only_significant_bars(doc: dict[str, Any]) -> None:
+    classes = doc["comparisons"][0]["classes"]
     for row in classes:
         row["significant"] = False
     plain = class_plot_png(classes, title="t")
@@ -198,16 +209,30 @@ def test_plot_colours_only_significant_bars(report: dict[str, Any]) -> None:
 
 
 def test_a_class_without_recall_renders_everywhere(
-    report: dict[str, Any], audit_result: AuditResult, images: np.ndarray
+    doc: dict[str, Any], audit_result: AuditResult, images: np.ndarray
 ) -> None:
     from compaudit.report.junit import render_junit
     from compaudit.report.markdown import render_markdown
 
-    row = report["comparisons"][0]["classes"][2]
+    row = doc["comparisons"][0]["classes"][2]
     row.update(recall_reference=None, recall_candidate=None, normalized_recall_difference=None)
     row.update(test=None, statistic=None, p_value=None, p_adjusted=None, significant=False)
     row.update(floor_difference=None, excess=None, p_floor=None)
+    report = AuditReport.from_dict(doc)
     text = render_html(report, _ctx(audit_result, images))
     assert text.index(">automobile<") < text.index(">bird<")  # the empty class comes last
     assert "| bird | 100 | - | - | - | - | - | no |" in render_markdown(report)
     assert render_junit(report)
+
+
+def test_without_a_policy_it_says_not_gated(ungated_report: AuditReport) -> None:
+    text = render_html(ungated_report, _ctx())
+    page = Page(text)
+    (badge,) = page.all("span", "badge")
+    assert badge["class"] == "badge b-ungated"
+    assert page.all("header", "v-ungated")
+    assert page.all("p", "not-gated")
+    assert NOT_GATED in text
+    assert "<title>compaudit report: NOT GATED</title>" in text
+    assert "PASS" not in " ".join(page.text)
+    assert not page.all("span", "b-pass")

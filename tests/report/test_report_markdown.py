@@ -11,21 +11,23 @@ from rich.console import Console
 
 from compaudit.errors import InputError
 from compaudit.report import markdown as md
+from compaudit.report._common import NOT_GATED
 from compaudit.report.base import ReportContext
 from compaudit.report.markdown import MarkdownReporter, render_markdown
+from compaudit.results import AuditReport
 
 
 def _context() -> ReportContext:
     return ReportContext(console=Console(file=io.StringIO(), width=80))
 
 
-def test_write_is_the_rendered_text(report: dict[str, Any], tmp_path: Path) -> None:
+def test_write_is_the_rendered_text(report: AuditReport, tmp_path: Path) -> None:
     path = MarkdownReporter().write(report, out_dir=tmp_path, context=_context())
     assert path == tmp_path / "report.md"
     assert path.read_text("utf-8") == render_markdown(report)
 
 
-def test_without_out_dir_prints_to_the_console(report: dict[str, Any]) -> None:
+def test_without_out_dir_prints_to_the_console(report: AuditReport) -> None:
     buf = io.StringIO()
     ctx = ReportContext(console=Console(file=buf, width=200, no_color=True))
     assert MarkdownReporter().write(report, out_dir=None, context=ctx) is None
@@ -33,7 +35,7 @@ def test_without_out_dir_prints_to_the_console(report: dict[str, Any]) -> None:
 
 
 def test_step_summary_appends_twice_and_keeps_what_was_there(
-    report: dict[str, Any], tmp_path: Path
+    report: AuditReport, tmp_path: Path
 ) -> None:
     summary = tmp_path / "step_summary.md"
     summary.write_text("earlier step\n", encoding="utf-8")
@@ -47,28 +49,28 @@ def test_step_summary_appends_twice_and_keeps_what_was_there(
 
 
 def test_step_summary_into_a_new_file_starts_without_a_blank_line(
-    report: dict[str, Any], tmp_path: Path
+    report: AuditReport, tmp_path: Path
 ) -> None:
     summary = tmp_path / "new.md"
     MarkdownReporter().append_step_summary(report, summary, context=_context())
     assert summary.read_text("utf-8") == render_markdown(report)
 
 
-def test_unwritable_step_summary_names_the_file(report: dict[str, Any], tmp_path: Path) -> None:
+def test_unwritable_step_summary_names_the_file(report: AuditReport, tmp_path: Path) -> None:
     target = tmp_path / "missing-dir" / "summary.md"
     with pytest.raises(InputError) as info:
         MarkdownReporter().append_step_summary(report, target, context=_context())
     assert str(info.value) == md.ERR_SUMMARY.format(path=target, reason="No such file or directory")
 
 
-def test_metacharacters_are_escaped(report: dict[str, Any]) -> None:
+def test_metacharacters_are_escaped(report: AuditReport) -> None:
     text = render_markdown(report)
     assert "cat\\|lynx" in text
     assert "dog \\& \\<wolf\\>" in text
     assert "<wolf>" not in text  # raw HTML would reach GitHub's renderer
 
 
-def test_every_table_row_has_as_many_cells_as_its_header(report: dict[str, Any]) -> None:
+def test_every_table_row_has_as_many_cells_as_its_header(report: AuditReport) -> None:
     rows: list[list[str]] = []
     widths: list[int] = []
     for line in [*render_markdown(report).splitlines(), ""]:
@@ -82,40 +84,40 @@ def test_every_table_row_has_as_many_cells_as_its_header(report: dict[str, Any])
     assert widths == [1] * len(widths)
 
 
-def test_significantly_worse_classes_come_first(report: dict[str, Any]) -> None:
-    comp = report["comparisons"][0]
+def test_significantly_worse_classes_come_first(doc: dict[str, Any]) -> None:
+    comp = doc["comparisons"][0]
     for row in comp["classes"]:
         row["significant"] = row["name"] == "bird"
         row["normalized_recall_difference"] = -0.01 if row["name"] == "bird" else -0.2
-    text = render_markdown(report)
+    text = render_markdown(AuditReport.from_dict(doc))
     section = text.split("**Worst classes**", 1)[1]
     first_row = section.split("\n| ")[3]  # header, rule, then the first row
     assert first_row.startswith("bird |")
 
 
-def test_long_tables_are_capped_and_say_so(report: dict[str, Any]) -> None:
-    comp = report["comparisons"][0]
+def test_long_tables_are_capped_and_say_so(doc: dict[str, Any]) -> None:
+    comp = doc["comparisons"][0]
     template = comp["subgroups"][0]
     comp["subgroups"] = [
         {**template, "group": {"id": f"g{i}"}} for i in range(md.MAX_GROUP_ROWS + 7)
     ]
     comp["subgroup_sets"] = [{"attributes": ["id"], "subgroups": comp["subgroups"]}]
     comp["classes"] = [dict(comp["classes"][0], name=f"c{i}", **{"class": i}) for i in range(40)]
-    text = render_markdown(report)
+    text = render_markdown(AuditReport.from_dict(doc))
     assert f"_7 more groups not shown ({md.MAX_GROUP_ROWS} of {md.MAX_GROUP_ROWS + 7})" in text
     assert f"_30 more classes not shown ({md.MAX_CLASS_ROWS} of 40)" in text
 
 
-def test_gate_cap_never_hides_a_failure(report: dict[str, Any]) -> None:
-    passing = {**report["gates"][1], "name": "pie_rate"}
-    failing = report["gates"][0]
-    report["gates"] = [passing] * (md.MAX_GATE_ROWS + 5) + [failing]
-    text = render_markdown(report)
+def test_gate_cap_never_hides_a_failure(doc: dict[str, Any]) -> None:
+    passing = {**doc["gates"][1], "name": "pie_rate"}
+    failing = doc["gates"][0]
+    doc["gates"] = [passing] * (md.MAX_GATE_ROWS + 5) + [failing]
+    text = render_markdown(AuditReport.from_dict(doc))
     assert "❌ **FAIL**" in text
     assert f"_6 more gates not shown ({md.MAX_GATE_ROWS} of {md.MAX_GATE_ROWS + 6})" in text
 
 
-def test_oversized_summary_is_cut_under_the_limit(report: dict[str, Any]) -> None:
+def test_oversized_summary_is_cut_under_the_limit(report: AuditReport) -> None:
     limit = 4000
     text = render_markdown(report, max_bytes=limit)
     assert len(text.encode("utf-8")) <= limit
@@ -124,9 +126,19 @@ def test_oversized_summary_is_cut_under_the_limit(report: dict[str, Any]) -> Non
     assert "The summary was cut at" in text
 
 
-def test_no_gates_no_gate_table(report: dict[str, Any]) -> None:
-    report["gates"] = []
-    report["verdict"] = "pass"
-    text = render_markdown(report)
+def test_no_gates_no_gate_table(doc: dict[str, Any]) -> None:
+    doc["gates"] = []
+    doc["verdict"] = "pass"  # a policy without gates
+    text = render_markdown(AuditReport.from_dict(doc))
     assert "### Gates" not in text
     assert text.startswith("## compaudit: ✅ PASS")
+    assert NOT_GATED not in text
+
+
+def test_without_a_policy_it_says_not_gated(ungated_report: AuditReport) -> None:
+    text = render_markdown(ungated_report)
+    assert text.startswith("## compaudit: ➖ NOT GATED\n")
+    assert f"> **{md.esc(NOT_GATED)}**" in text
+    assert "PASS" not in text
+    assert "✅" not in text
+    assert "### Gates" not in text

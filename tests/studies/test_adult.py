@@ -15,7 +15,7 @@ import pytest
 from scipy.stats import fisher_exact
 from statsmodels.stats.proportion import proportion_confint
 
-from compaudit.audit import AuditSettings, audit
+from compaudit.engine import AuditSettings, audit
 from compaudit.gates import decide_verdict, evaluate_gates
 from compaudit.policy import load_policy
 from compaudit.population import Population

@@ -111,7 +111,7 @@ def predict_file(path: Path, x: np.ndarray, batch_size: int = 1024) -> np.ndarra
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return np.asarray(session.run(None, {"input": x})[0].argmax(1))
-    from compaudit.train import load_checkpoint
+    from compaudit.models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(path)
     with torch.no_grad():

@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from compaudit.errors import InputError, ModelError
-from compaudit.train import build, load_checkpoint, save_checkpoint
-from compaudit.train.architectures import ARCHITECTURES, ERR_UNKNOWN_ARCH
-from compaudit.train.checkpoint import (
+from compaudit.models.architectures import ARCHITECTURES, ERR_UNKNOWN_ARCH, build
+from compaudit.models.checkpoint import (
     CHECKPOINT_FORMAT,
     ERR_MISSING,
     ERR_UNREADABLE,
     apply_quantization_structure,
+    load_checkpoint,
+    save_checkpoint,
 )
 
 CASES = [

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from compaudit.train import build
+from compaudit.models.architectures import build
 from compaudit.train.pruning import MagnitudePruner, compute_masks, prunable_layers
 from compaudit.train.recipe import PruneConfig
 

@@ -13,7 +13,8 @@ import torch
 from compaudit._io import sha256_file
 from compaudit.data.loading import load_dataset
 from compaudit.errors import InputError
-from compaudit.train import load_checkpoint, load_run, train_recipe
+from compaudit.models.checkpoint import load_checkpoint
+from compaudit.train import load_run, train_recipe
 from compaudit.train.manifest import ERR_CHANGED, ERR_INCOMPLETE, read_manifest
 from compaudit.train.pruning import prunable_layers
 from compaudit.train.recipe import recipe_from_dict
@@ -320,3 +321,44 @@ def test_report_on_a_run_dir_pairs_derived_variants_by_lineage(trained_run: Path
     by_name = {c["candidate"]: c for c in outcome.report["comparisons"]}
     assert by_name["int8s"]["cie"]["basis"] == "paired"
     assert by_name["p50"]["cie"]["basis"] == "mean-over-pairs"
+
+
+def test_report_runs_the_verified_onnx_exports_and_reproduces_the_manifest(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`compaudit report RUN_DIR` runs the ONNX beside a .ckpt where the trainer verified it,
+    and every member's top-1 there is exactly the manifest's eval_top1."""
+    from compaudit.pipeline import AuditRequest, _load_run_dir
+
+    monkeypatch.setenv("COMPAUDIT_CACHE_DIR", str(tmp_path / "cache"))
+    manifest = read_manifest(trained_run)
+    assert manifest is not None
+    info = load_run(trained_run)
+    # fp16 members record their export's agreement too (dense and p50 always have).
+    assert info.variants["half"].metric("onnx_eval_agreement") == [1.0, 1.0, 1.0]
+
+    def run(**kw: Any) -> tuple[dict[str, Any], Any]:
+        ref_name, ref, candidates, dataset, _ = _load_run_dir(
+            AuditRequest(run_dir=trained_run, out=None, formats=(), **kw)
+        )
+        return {ref_name: ref, **candidates}, dataset
+
+    pops, dataset = run()
+    expect_kind = {"dense": "onnx", "p50": "onnx", "half": "onnx", "int8s": "onnx"}
+    expect_kind |= {"int8d": "onnx", "tdyn": "ckpt"}  # torch-dynamic has no ONNX file
+    for name, pop in pops.items():
+        members = info.variants[name].members
+        entries = manifest["variants"][name]["members"]
+        kind = expect_kind[name]
+        assert pop.meta["model_fingerprints"] == [
+            entries[str(m.index)]["sha256"][kind] for m in members
+        ]
+        top1 = [float(np.mean(pop.predictions[i] == dataset.y)) for i in range(len(members))]
+        assert top1 == [m.metrics["eval_top1"] for m in members], name
+
+    # Another batch size: the exports were verified at the recipe's, so checkpoints run.
+    pops, _ = run(batch_size=100)
+    dense = manifest["variants"]["dense"]["members"]
+    assert pops["dense"].meta["model_fingerprints"] == [
+        dense[str(i)]["sha256"]["ckpt"] for i in range(3)
+    ]

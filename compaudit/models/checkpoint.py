@@ -1,4 +1,7 @@
-"""Trainer checkpoints (``.ckpt``): one model with everything needed to rebuild it.
+"""Checkpoints (``.ckpt``): one model with everything needed to rebuild it.
+
+The format belongs to the models layer: the trainer writes it and the
+``checkpoint`` runner reads it, and neither needs the other.
 
 A checkpoint is a ``torch.save`` dict, loadable with ``weights_only=True``::
 
@@ -32,7 +35,7 @@ from torch import nn
 
 from compaudit._io import atomic_write_with
 from compaudit.errors import CompauditError, ModelError
-from compaudit.train.architectures import build
+from compaudit.models.architectures import build
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -53,7 +56,7 @@ ERR_UNREADABLE = (
 )
 ERR_FORMAT = (
     "{path}: unsupported checkpoint format {found!r} (expected '{expected}'); "
-    "write it with compaudit.train.save_checkpoint"
+    "write it with compaudit.models.checkpoint.save_checkpoint"
 )
 ERR_KEYS = "{path}: checkpoint lacks required key(s) {missing}; re-create it with `compaudit train`"
 ERR_QUANT = "{path}: unknown quantization {found!r}; expected one of {choices}"
@@ -134,7 +137,7 @@ def save_checkpoint(
         The model as it should run; for ``quantization="fp16"`` either the
         :class:`Float32IO` wrapper or the bare half-precision module.
     arch, arch_kwargs
-        How to rebuild the float architecture (:func:`~compaudit.train.architectures.build`).
+        How to rebuild the float architecture (:func:`~compaudit.models.architectures.build`).
     class_names : sequence of str
         One name per output logit.
     preprocessing : mapping

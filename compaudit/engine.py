@@ -9,36 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from compaudit import __version__
 from compaudit._comparison import Context, GroupSet, Partition, Side, compare
 from compaudit.analysis.floors import SeedFloors, seed_floors
-from compaudit.analysis.stats import Correction
 from compaudit.analysis.subgroups import LABEL_ATTRIBUTE, group_codes
+from compaudit.comparable import check_same_examples
 from compaudit.errors import InputError
 from compaudit.population import Population
+from compaudit.results import AuditReport, Comparison, DataInfo, GateResult, Verdict
+from compaudit.settings import CORRECTIONS as CORRECTIONS  # re-exported
+from compaudit.settings import AuditSettings  # declared there, with every default
 
 __all__ = ["SCHEMA", "AuditResult", "AuditSettings", "Side", "audit"]
 
 SCHEMA = "compaudit.report/v1"
-CORRECTIONS = ("holm", "bh", "bonferroni", "none")
 
 ERR_NO_CANDIDATES = "nothing to compare: give at least one candidate (--candidate [NAME=]SPEC)"
-ERR_Y_DIFFERS = (
-    "{a} and {b} are not predictions on the same examples: their labels 'y' differ at "
-    "{count} of {n} positions; predict both on the same data, in the same order"
-)
-ERR_N_DIFFERS = (
-    "{a} has {na} examples but {b} has {nb}; predict both on the same data, in the same order"
-)
-ERR_IDS_DIFFER = (
-    "{a} and {b} list different example ids (or a different order); predict both on the "
-    "same data, in the same order"
-)
-ERR_CLASSES_DIFFER = "{a} has {ca} classes but {b} has {cb}; both must use the same label space"
 ERR_PAIRED_K = (
     "{cand}: lineage pairing (--paired) needs one candidate member per reference member, "
     "got {kc} candidate and {kr} reference models; pair a quantized/pruned population with "
@@ -59,97 +49,18 @@ ERR_EMPTY_CLASS = (
 )
 
 
-@dataclass(frozen=True)
-class AuditSettings:
-    """Statistical settings of an audit.
-
-    Attributes
-    ----------
-    alpha : float
-        Significance level applied to adjusted p-values.
-    correction : {"holm", "bh", "bonferroni", "none"}
-        Multiple-testing correction, applied per comparison to the family of
-        class tests and, separately, to the family of subgroup tests.
-    seed : int
-        Seed of every random choice (the random subset of the Fig. 3 comparison).
-    min_support : int
-        Subgroups with fewer examples are reported as not testable.
-    attributes : tuple of str
-        Attributes to cross for the subgroup table (``"label"`` is the true label).
-    empty_classes : {"error", "skip"}
-        What to do with classes that have no examples.
-    attribute_sets : tuple of tuple of str
-        Several attribute sets, each crossed on its own (e.g. ``(("sex",), ("race",),
-        ("sex", "race"))``). When neither this nor ``attributes`` is given, every
-        attribute the data carry is audited on its own (marginal groups).
-    paired : bool or None
-        Lineage pairing: candidate member k was made from reference member k
-        (post-training quantization, pruning fine-tuned from its weights). True
-        asserts it for every candidate (same K, matched by member name when both
-        sides name their members, else by order); None takes it from the caller
-        (a trainer run directory knows it); False never pairs.
-    floor_splits : int
-        Disjoint splits of the reference population that estimate seed-noise floors.
-    floor_quantile : float
-        Quantile of the seed-noise null reported as the floor (0.95: the 95th
-        percentile in the bad direction).
-    examples_cap : int
-        Most CIE examples listed per comparison (the total is always given).
-    missing_attributes : {"error", "warn"}
-        An attribute set naming an attribute the data lack: an input error, or
-        (a policy's sets) a warning while the sets that exist are audited.
-    """
-
-    alpha: float = 0.05
-    correction: Correction = "holm"
-    seed: int = 0
-    min_support: int = 30
-    attributes: tuple[str, ...] = ()
-    empty_classes: Literal["error", "skip"] = "error"
-    attribute_sets: tuple[tuple[str, ...], ...] = ()
-    paired: bool | None = None
-    floor_splits: int = 64
-    floor_quantile: float = 0.95
-    examples_cap: int = 200
-    missing_attributes: Literal["error", "warn"] = "error"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.alpha < 1:
-            raise InputError(f"alpha must lie in (0, 1), got {self.alpha}")
-        if self.correction not in CORRECTIONS:
-            raise InputError(f"correction must be one of {CORRECTIONS}, got {self.correction!r}")
-        if self.min_support < 1:
-            raise InputError(f"min_support must be at least 1, got {self.min_support}")
-        if self.floor_splits < 1:
-            raise InputError(f"floor_splits must be at least 1, got {self.floor_splits}")
-        if not 0.5 <= self.floor_quantile < 1:
-            raise InputError(f"floor_quantile must lie in [0.5, 1), got {self.floor_quantile}")
-        if self.examples_cap < 0:
-            raise InputError(f"examples_cap must be at least 0, got {self.examples_cap}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Report form."""
-        return {
-            "alpha": self.alpha,
-            "correction": self.correction,
-            "seed": self.seed,
-            "min_support": self.min_support,
-            "attributes": list(self.attributes),
-            "attribute_sets": [list(a) for a in self.attribute_sets],
-            "paired": self.paired,
-            "floor_splits": self.floor_splits,
-            "floor_quantile": self.floor_quantile,
-        }
-
-
 @dataclass(eq=False)
 class AuditResult:
-    """Everything one audit found; :meth:`to_report` is the JSON document."""
+    """Everything one audit found: typed comparisons plus the in-memory inputs.
+
+    :meth:`report` is the typed :class:`~compaudit.results.AuditReport` and
+    :meth:`to_report` its ``compaudit.report/v1`` dict.
+    """
 
     settings: AuditSettings
     reference: Side
     candidates: list[Side]
-    comparisons: list[dict[str, Any]]
+    comparisons: list[Comparison]
     pie_masks: dict[str, np.ndarray] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -159,55 +70,49 @@ class AuditResult:
         pop = self.reference.population
         return [pop.class_name(c) for c in range(pop.num_classes)]
 
+    def report(
+        self,
+        *,
+        gates: Sequence[GateResult] = (),
+        verdict: Verdict | None = None,
+        errors: Sequence[str] = (),
+    ) -> AuditReport:
+        """The typed report. Without a policy nothing is gated: verdict ``ungated``
+        (``error`` with errors); with gates, pass the verdict of
+        :func:`compaudit.gates.decide_verdict`."""
+        if verdict is None:
+            if gates:
+                raise ValueError("pass the verdict of compaudit.gates.decide_verdict with gates")
+            verdict = "error" if errors else "ungated"
+        pop = self.reference.population
+        return AuditReport(
+            schema=SCHEMA,
+            tool={"name": "compaudit", "version": __version__},
+            verdict=verdict,
+            settings=self.settings.to_dict(),
+            data=DataInfo(
+                n=pop.n,
+                num_classes=pop.num_classes,
+                class_names=tuple(self.class_names),
+                attributes=tuple(sorted(pop.attributes)),
+            ),
+            populations={s.name: s.summary() for s in [self.reference, *self.candidates]},
+            comparisons=tuple(self.comparisons),
+            gates=tuple(gates),
+            errors=tuple(errors),
+            warnings=tuple(self.warnings),
+        )
+
     def to_report(
         self,
         *,
-        gates: Sequence[Mapping[str, Any]] = (),
-        verdict: Literal["pass", "fail", "error"] | None = None,
+        gates: Sequence[GateResult | Mapping[str, Any]] = (),
+        verdict: Verdict | None = None,
         errors: Sequence[str] = (),
     ) -> dict[str, Any]:
         """The ``compaudit.report/v1`` document (JSON-serialisable)."""
-        if verdict is None:
-            # Without a policy nothing is gated; with one, the caller passes the
-            # verdict decided by compaudit.gates.decide_verdict.
-            if gates:
-                raise ValueError("pass the verdict of compaudit.gates.decide_verdict with gates")
-            verdict = "error" if errors else "pass"
-        pop = self.reference.population
-        return {
-            "schema": SCHEMA,
-            "tool": {"name": "compaudit", "version": __version__},
-            "verdict": verdict,
-            "settings": self.settings.to_dict(),
-            "data": {
-                "n": pop.n,
-                "num_classes": pop.num_classes,
-                "class_names": self.class_names,
-                "attributes": sorted(pop.attributes),
-            },
-            "populations": {s.name: s.to_dict() for s in [self.reference, *self.candidates]},
-            "comparisons": self.comparisons,
-            "gates": [dict(g) for g in gates],
-            "errors": list(errors),
-            "warnings": list(self.warnings),
-        }
-
-
-def _check_same_examples(ref: Population, cand: Population) -> None:
-    a, b = ref.source, cand.source
-    if ref.n != cand.n:
-        raise InputError(ERR_N_DIFFERS.format(a=a, na=ref.n, b=b, nb=cand.n))
-    if not np.array_equal(ref.y, cand.y):
-        count = int((ref.y != cand.y).sum())
-        raise InputError(ERR_Y_DIFFERS.format(a=a, b=b, count=count, n=ref.n))
-    default = np.arange(ref.n)
-    explicit = [not np.array_equal(p.ids, default) for p in (ref, cand)]
-    if all(explicit) and not np.array_equal(ref.ids.astype(str), cand.ids.astype(str)):
-        raise InputError(ERR_IDS_DIFFER.format(a=a, b=b))
-    if ref.num_classes != cand.num_classes:
-        raise InputError(
-            ERR_CLASSES_DIFFER.format(a=a, ca=ref.num_classes, b=b, cb=cand.num_classes)
-        )
+        typed = [g if isinstance(g, GateResult) else GateResult(**g) for g in gates]
+        return self.report(gates=typed, verdict=verdict, errors=errors).to_dict()
 
 
 def _merged_attributes(ref: Population, candidates: Sequence[Population]) -> Population:
@@ -309,7 +214,7 @@ def audit(
             f"candidate name '{reference_name}' is also the reference's name; rename it (NAME=SPEC)"
         )
     for cand in candidates.values():
-        _check_same_examples(reference, cand)
+        check_same_examples(reference, cand)
     paired = {
         name: bool(settings.paired)
         if settings.paired is not None
@@ -356,7 +261,7 @@ def audit(
         for gs in group_sets:
             # Each split's PIEs are reused: only the group nulls are recomputed.
             gs.floors[k] = floors.regroup(gs.part.codes, len(gs.part.keys))
-    comparisons: list[dict[str, Any]] = []
+    comparisons: list[Comparison] = []
     masks: dict[str, np.ndarray] = {}
     for side in sides:
         ctx = Context(

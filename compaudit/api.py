@@ -1,0 +1,435 @@
+"""The Python front door: audit arrays, lists, pandas objects or predictions files.
+
+:func:`audit` is what a notebook calls::
+
+    >>> import numpy as np, compaudit
+    >>> y = np.array([0, 1, 1, 0, 1, 0, 1, 1] * 50)
+    >>> report = compaudit.audit(y, {"int8": np.where(np.arange(400) % 9 == 0, 1 - y, y)}, y=y)
+    >>> report.verdict
+    'ungated'
+    >>> round(report.comparisons[0].top1_delta, 4)
+    -0.1125
+
+It returns a :class:`Report`: typed comparisons (:mod:`compaudit.results`),
+pandas tables (:meth:`Report.to_frame`), an inline HTML view in Jupyter, and
+the same files the command line writes (:meth:`Report.write`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from compaudit.errors import ExitStatus, InputError
+from compaudit.population import Population, load_population
+from compaudit.results import AuditReport, Comparison, GateResult, Verdict
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from compaudit.engine import AuditResult
+    from compaudit.policy import Policy
+    from compaudit.settings import Resolved
+
+__all__ = ["TABLES", "Report", "audit", "check", "load_predictions", "predict"]
+
+TABLES = ("summary", "classes", "groups", "pies", "cies", "gates")
+"""Tables :meth:`Report.to_frame` builds."""
+
+ERR_NEED_Y = (
+    "{name}: an array of predictions needs the true labels: pass y=... "
+    "(or a Population / predictions file, which carries them)"
+)
+ERR_UNKNOWN_LABEL = (
+    "{name}: label {label!r} is not one of class_names ({known}); add it to class_names "
+    "or fix the labels"
+)
+ERR_MIXED_LABELS = (
+    "{name}: got {kind}; give string labels everywhere (y, reference and candidates), "
+    "or class_names to say which index each string is"
+)
+ERR_TABLE = "unknown table {table!r}; choose one of {tables}"
+ERR_LABEL_ATTRIBUTE = (
+    "attributes: a column named 'label' would shadow the true label; rename it "
+    "(the true label is always available as the attribute 'label')"
+)
+ERR_NO_CANDIDATES = "candidates: give at least one candidate, e.g. {'int8': predictions}"
+
+
+# -- inputs ---------------------------------------------------------------------
+
+
+def _array(values: Any) -> np.ndarray:
+    """numpy from arrays, lists, pandas Series (values) and DataFrames (models as rows)."""
+    if hasattr(values, "to_numpy") and hasattr(values, "columns"):  # DataFrame: N x K
+        return np.asarray(values.to_numpy()).T
+    return np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values)
+
+
+def _is_text(arr: np.ndarray) -> bool:
+    return arr.dtype.kind in "USO"
+
+
+def _label_space(arrays: Sequence[np.ndarray], class_names: Sequence[Any] | None) -> list[str]:
+    """Class names in index order: the ones given, else the sorted labels seen."""
+    if class_names is not None:
+        return [str(c) for c in class_names]
+    seen: set[str] = set()
+    for arr in arrays:
+        seen.update(str(v) for v in np.unique(arr.astype(str)))
+    return sorted(seen)
+
+
+def _encode(arr: np.ndarray, names: list[str], name: str) -> np.ndarray:
+    """String labels to class indices (``names`` order); an unknown label is an error."""
+    index = {n: i for i, n in enumerate(names)}
+    flat = arr.astype(str).ravel()
+    uniq, inverse = np.unique(flat, return_inverse=True)
+    missing = [u for u in uniq.tolist() if u not in index]
+    if missing:
+        known = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+        raise InputError(ERR_UNKNOWN_LABEL.format(name=name, label=missing[0], known=known))
+    codes = np.asarray([index[u] for u in uniq.tolist()], dtype=np.int64)
+    return codes[inverse].reshape(arr.shape)
+
+
+def _attributes(attributes: Any) -> dict[str, np.ndarray]:
+    if attributes is None:
+        return {}
+    if hasattr(attributes, "columns"):  # DataFrame
+        attrs = {str(c): np.asarray(attributes[c].to_numpy()) for c in attributes.columns}
+    elif isinstance(attributes, Mapping):
+        attrs = {str(k): _array(v) for k, v in attributes.items()}
+    else:
+        raise InputError("attributes: give a pandas DataFrame or a mapping name -> values")
+    if "label" in attrs:
+        raise InputError(ERR_LABEL_ATTRIBUTE)
+    return attrs
+
+
+def _members(values: Any) -> list[str] | None:
+    """Member names of a DataFrame population (its columns)."""
+    if hasattr(values, "columns"):
+        return [str(c) for c in values.columns]
+    return None
+
+
+def _populations(
+    reference: Any,
+    candidates: Mapping[str, Any],
+    *,
+    y: Any,
+    class_names: Sequence[Any] | None,
+    ids: Any,
+    attributes: Any,
+) -> tuple[Population, dict[str, Population]]:
+    """Populations from whatever the caller holds (all on the same examples)."""
+    sides = {"reference": reference, **{str(k): v for k, v in candidates.items()}}
+    loaded: dict[str, Population] = {}
+    raw: dict[str, np.ndarray] = {}
+    for name, value in sides.items():
+        if isinstance(value, Population):
+            loaded[name] = value
+        elif isinstance(value, str | Path):
+            loaded[name] = load_population(value)
+        else:
+            raw[name] = _array(value)
+    if raw:
+        y_arr = _array(y) if y is not None else None
+        if y_arr is None:
+            first = next(iter(loaded.values()), None)
+            if first is None:
+                raise InputError(ERR_NEED_Y.format(name=next(iter(raw))))
+            y_arr = first.y
+            class_names = class_names or first.class_names
+        arrays = [y_arr, *raw.values()]
+        names: list[str] | None = None
+        if any(_is_text(a) for a in arrays):
+            # String labels: class_names fixes the order (int arrays are then
+            # indices into it); without it every side must be strings.
+            if class_names is None and not all(_is_text(a) for a in arrays):
+                raise InputError(ERR_MIXED_LABELS.format(name="labels", kind="strings and ints"))
+            names = _label_space([a for a in arrays if _is_text(a)], class_names)
+            if _is_text(y_arr):
+                y_arr = _encode(y_arr, names, "y")
+        for name, arr in raw.items():
+            if names is not None and _is_text(arr):
+                arr = _encode(arr, names, name)
+            meta = {"members": _members(sides[name])} if _members(sides[name]) else {}
+            loaded[name] = Population.create(
+                arr,
+                y_arr,
+                ids=_array(ids) if ids is not None else None,
+                class_names=names if names is not None else class_names,
+                meta=meta,
+                source=name,
+            )
+    ref = loaded.pop("reference")
+    attrs = _attributes(attributes)
+    if attrs:
+        ref = ref.with_attributes(attrs)
+    return ref, loaded
+
+
+# -- the result -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    """What :func:`audit` found: the typed report, and the in-memory result behind it.
+
+    Attributes
+    ----------
+    document : AuditReport
+        The typed ``compaudit.report/v1`` document (:meth:`to_dict` is its JSON form).
+    result : compaudit.engine.AuditResult
+        Populations, PIE masks and settings the audit ran with.
+    images : ndarray or None
+        Images per example for the HTML PIE gallery, when known.
+    """
+
+    document: AuditReport
+    result: AuditResult
+    images: np.ndarray | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """``pass``/``fail``/``error``, or ``ungated`` when no policy was given."""
+        return self.document.verdict
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """The exit code the command line would return for this verdict."""
+        from compaudit.gates import exit_status_for
+
+        return exit_status_for(self.verdict)
+
+    @property
+    def comparisons(self) -> tuple[Comparison, ...]:
+        """One typed comparison per candidate, in the order given."""
+        return self.document.comparisons
+
+    @property
+    def gates(self) -> tuple[GateResult, ...]:
+        """Gate results (empty without a policy)."""
+        return self.document.gates
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``compaudit.report/v1`` document."""
+        return self.document.to_dict()
+
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
+        """The report as JSON text; also written atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        if path is not None:
+            from compaudit._io import atomic_write_bytes
+
+            atomic_write_bytes(Path(path), (text + "\n").encode("utf-8"))
+        return text
+
+    def to_frame(self, table: str = "classes", *, candidate: str | None = None) -> pd.DataFrame:
+        """One table as a pandas DataFrame, a ``candidate`` column first.
+
+        Parameters
+        ----------
+        table : {"summary", "classes", "groups", "pies", "cies", "gates"}
+            ``summary``: one row per candidate; ``classes``/``groups``: the class
+            and subgroup rows (groups carry their ``attributes`` set and one
+            column per attribute); ``pies``/``cies``: the listed examples;
+            ``gates``: the gate results.
+        candidate : str, optional
+            Only this candidate's rows.
+        """
+        from compaudit._frames import frame
+
+        if table not in TABLES:
+            raise InputError(ERR_TABLE.format(table=table, tables=", ".join(TABLES)))
+        comps = [c for c in self.comparisons if candidate is None or c.candidate == candidate]
+        if candidate is not None and not comps:
+            raise InputError(f"no candidate named {candidate!r}; candidates: {self._names()}")
+        return frame(table, comps, self.gates, candidate)
+
+    def _names(self) -> str:
+        return ", ".join(c.candidate for c in self.comparisons)
+
+    def write(
+        self, out: str | Path, formats: Sequence[str] = ("json", "md", "html", "junit")
+    ) -> list[Path]:
+        """Write report files under ``out`` (the command line's ``--format`` names)."""
+        from rich.console import Console
+
+        from compaudit.plugins import get_registry
+        from compaudit.report.base import ReportContext, format_name
+
+        reporters = get_registry().reporters()
+        chosen = [format_name(f) for f in formats]
+        unknown = [f for f in chosen if f not in reporters]
+        if unknown:
+            known = ", ".join(sorted(reporters))
+            raise InputError(f"unknown format {unknown[0]!r}; installed formats: {known}")
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        context = ReportContext(console=Console(), result=self.result, images=self.images)
+        written = [
+            reporters[f].write(self.document, out_dir=out_dir, context=context) for f in chosen
+        ]
+        return [p for p in written if p is not None]
+
+    def _repr_html_(self) -> str:
+        from compaudit._frames import html_summary
+
+        return html_summary(self.document)
+
+    def __repr__(self) -> str:
+        names = self._names()
+        return f"<compaudit.Report verdict={self.verdict} candidates=[{names}]>"
+
+
+# -- entry points -------------------------------------------------------------------
+
+
+def audit(
+    reference: Any,
+    candidates: Mapping[str, Any] | Any,
+    *,
+    y: Any = None,
+    attributes: Any = None,
+    class_names: Sequence[Any] | None = None,
+    ids: Any = None,
+    policy: str | Path | Policy | None = None,
+    alpha: float | None = None,
+    correction: str | None = None,
+    seed: int | None = None,
+    min_support: int | None = None,
+    paired: bool | None = None,
+    subgroups: Sequence[str] | None = None,
+    reference_name: str = "reference",
+) -> Report:
+    """Audit compressed models against their reference.
+
+    Parameters
+    ----------
+    reference : array-like, Population, or path
+        Predicted labels of the reference model(s): ``[N]`` for one model,
+        ``[K, N]`` (or a DataFrame with one column per model) for a population;
+        ints, or strings mapped through ``class_names``. A ``Population`` or a
+        predictions ``.npz`` path carries its labels.
+    candidates : mapping of name to the same, or one array
+        The compressed model(s) on the same examples.
+    y : array-like, optional
+        True labels (needed for arrays).
+    attributes : DataFrame or mapping of name to array-like, optional
+        Protected attributes, one value per example; each is audited on its own
+        unless ``subgroups`` or the policy names sets.
+    class_names : sequence, optional
+        Class names in index order; with string labels, they define the order.
+    ids : array-like, optional
+        Example ids.
+    policy : path or Policy, optional
+        Gates to evaluate; without one the verdict is ``ungated``.
+    alpha, correction, seed, min_support, paired, subgroups
+        Settings; an argument given here beats the policy, which beats the
+        defaults (:mod:`compaudit.settings`).
+    reference_name : str
+        The reference's name in the report.
+
+    Returns
+    -------
+    Report
+    """
+    from compaudit.engine import audit as run_audit
+    from compaudit.settings import Layer, resolve
+
+    if not isinstance(candidates, Mapping):
+        candidates = {"candidate": candidates}
+    if not candidates:
+        raise InputError(ERR_NO_CANDIDATES)
+    ref, cands = _populations(
+        reference, candidates, y=y, class_names=class_names, ids=ids, attributes=attributes
+    )
+    given = {
+        "alpha": alpha,
+        "correction": correction,
+        "seed": seed,
+        "min_support": min_support,
+        "paired": paired,
+        "attributes": tuple(subgroups) if subgroups is not None else None,
+    }
+    layers = [Layer("cli", {k: v for k, v in given.items() if v is not None})]
+    pol = _policy(policy)
+    if pol is not None:
+        from compaudit.policy import policy_layer
+
+        layers.append(policy_layer(pol, Path(policy) if isinstance(policy, str | Path) else None))
+    resolved = resolve(*layers)
+    result = run_audit(ref, cands, reference_name=reference_name, settings=resolved.settings)
+    return _judge(result, pol, resolved)
+
+
+def _policy(policy: str | Path | Policy | None) -> Policy | None:
+    if policy is None:
+        return None
+    if isinstance(policy, str | Path):
+        from compaudit.policy import load_policy
+
+        return load_policy(policy)
+    return policy
+
+
+def _judge(result: AuditResult, policy: Policy | None, resolved: Resolved) -> Report:
+    """Gates and verdict (``ungated`` without a policy): the command line's path."""
+    from compaudit.gates import judge
+
+    return Report(judge(result, policy, settings_report=resolved.to_report()), result)
+
+
+def check(
+    reference: Any,
+    candidates: Mapping[str, Any] | Any,
+    *,
+    policy: str | Path | Policy,
+    **kwargs: Any,
+) -> Report:
+    """:func:`audit` with a policy required: the CI gate from Python.
+
+    ``report.exit_status`` is what ``compaudit check`` would exit with.
+    """
+    if policy is None:
+        raise InputError("check needs a policy: pass policy='policy.yaml' (see examples/policies/)")
+    return audit(reference, candidates, policy=policy, **kwargs)
+
+
+def load_predictions(path: str | Path) -> Population:
+    """Read a predictions ``.npz`` (``compaudit predict`` writes them); checked on load."""
+    return load_population(path)
+
+
+def predict(
+    model: str | Sequence[str],
+    data: str,
+    *,
+    batch_size: int = 256,
+    device: str = "cpu",
+    cache: bool = True,
+) -> Population:
+    """Run model file(s) on a dataset spec and return their predictions.
+
+    Parameters
+    ----------
+    model : str or sequence of str
+        Model spec(s): ``.onnx``/``.pt2``/checkpoint paths or globs, as on the
+        command line (``--candidate``).
+    data : str
+        Dataset spec (``digits``, ``fashion-mnist:test``, ``table.csv?label=y``...).
+    """
+    from compaudit.data.loading import load_dataset
+    from compaudit.models.base import RunnerSettings
+    from compaudit.predictions import predict_population
+
+    settings = RunnerSettings(batch_size=batch_size, device=device)
+    return predict_population(model, load_dataset(data), settings=settings, cache=cache)

@@ -1,0 +1,559 @@
+"""Typed audit results: what :func:`compaudit.audit` found, as frozen dataclasses.
+
+Every object mirrors one object of the ``compaudit.report/v1`` document
+(``report.schema.json``) field by field and in the same order, so that
+:meth:`Record.to_dict` *is* the report form and :meth:`Record.from_dict`
+reads a saved ``report.json`` back (checked: a missing key or a wrong type is
+an :class:`~compaudit.errors.InputError` naming where). Gates and reporters
+read these objects, never string keys, and the two rules every view shares
+are defined here once:
+
+* a class (or subgroup) is *significantly worse* when its test is significant
+  and its normalized difference is negative (:attr:`ClassRow.significantly_worse`);
+* *worst first* orders the significantly worse first, then by normalized
+  difference, untested (None) last (:meth:`Comparison.worst_classes`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from compaudit.errors import InputError
+
+__all__ = [
+    "AuditReport",
+    "CieBlock",
+    "CieExample",
+    "CiePair",
+    "ClassRow",
+    "Comparison",
+    "DataInfo",
+    "Floor",
+    "FloorsInfo",
+    "GateResult",
+    "GateStatus",
+    "GroupRow",
+    "GroupSetResult",
+    "PieBlock",
+    "PieExamples",
+    "PopulationSummary",
+    "Record",
+    "Subset",
+    "Subsets",
+    "Verdict",
+]
+
+Verdict = Literal["pass", "fail", "error", "ungated"]
+"""``ungated``: no policy was given, so nothing was gated (exit 0, never a PASS)."""
+GateStatus = Literal["passed", "failed", "error", "skipped"]
+
+ERR_SHAPE = (
+    "report {where} does not follow compaudit.report/v1 ({problem}); "
+    "regenerate it with this compaudit version"
+)
+
+R = TypeVar("R", bound="Record")
+
+
+OMIT_NONE = {"omit_none": True}
+"""Field metadata: a key the report omits when the value is None (``pairs``...)."""
+
+
+class Record:
+    """Mixin: report form of a frozen dataclass, generic over its fields
+    (written in field order, which is the schema's key order)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report form (JSON-serialisable; keys in schema order)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("omit_none"):
+                continue
+            out[f.metadata.get("key", f.name)] = _dump(value)
+        return out
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any, where: str = "") -> R:
+        """Read the report form back (unknown keys are ignored)."""
+        label = where or "top level"
+        if not isinstance(data, Mapping):
+            raise InputError(ERR_SHAPE.format(where=label, problem="expected an object"))
+        hints = _hints(cls)
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            key = f.metadata.get("key", f.name)
+            if key not in data:
+                if f.default is not dataclasses.MISSING or (
+                    f.default_factory is not dataclasses.MISSING
+                ):
+                    continue
+                raise InputError(ERR_SHAPE.format(where=label, problem=f"missing key {key!r}"))
+            kwargs[f.name] = _load(hints[f.name], data[key], f"{where}.{key}" if where else key)
+        return cls(**kwargs)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved field types, once per class (``from __future__`` makes them strings)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, PieExamples):
+        return value.to_list()
+    if isinstance(value, tuple | list):
+        return [_dump(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _dump(v) for k, v in value.items()}
+    return value
+
+
+def _load(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is not type(None):
+                try:
+                    return _load(arg, value, where)
+                except InputError:
+                    continue
+        raise InputError(ERR_SHAPE.format(where=where, problem=f"unexpected value {value!r:.60}"))
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise InputError(ERR_SHAPE.format(where=where, problem=f"unknown value {value!r:.60}"))
+        return value
+    if isinstance(tp, type) and issubclass(tp, Record):
+        return tp.from_dict(value, where)
+    if tp is PieExamples:
+        return PieExamples.from_list(value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise InputError(ERR_SHAPE.format(where=where, problem="expected a list"))
+        item = get_args(tp)[0]
+        return tuple(_load(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise InputError(ERR_SHAPE.format(where=where, problem="expected an object"))
+        item = get_args(tp)[1]
+        return {str(k): _load(item, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(ERR_SHAPE.format(where=where, problem="expected a number"))
+        return float(value)
+    if tp in (int, str, bool) and not (type(value) is tp or (tp is int and _is_int(value))):
+        raise InputError(ERR_SHAPE.format(where=where, problem=f"expected {tp.__name__}"))
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _lt(x: float | None, y: float) -> bool:
+    """``x < y`` for a value that may be missing or not finite (then False)."""
+    return x is not None and math.isfinite(x) and x < y
+
+
+# -- classes and subgroups ----------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassRow(Record):
+    """One class: recall on both sides, the normalized difference and its test."""
+
+    class_index: int = field(metadata={"key": "class"})
+    name: str
+    support: int
+    recall_reference: float | None
+    recall_candidate: float | None
+    normalized_recall_difference: float | None
+    test: str | None
+    statistic: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    p_worse: float | None = None
+    significant: bool
+    floor_difference: float | None = None
+    """Seed-noise floor of the normalized difference (a low quantile), if any."""
+    excess: float | None = None
+    p_floor: float | None = None
+
+    @property
+    def significantly_worse(self) -> bool:
+        """Significant and behind the overall shift: the one rule every view uses."""
+        return self.significant and _lt(self.normalized_recall_difference, 0.0)
+
+    @property
+    def beyond_floor(self) -> bool:
+        """Below its seed-noise floor (False without a floor)."""
+        return self.floor_difference is not None and _lt(
+            self.normalized_recall_difference, self.floor_difference
+        )
+
+    @property
+    def label(self) -> str:
+        """``3 (Dress)``, or the index alone when the name is the index."""
+        i = str(self.class_index)
+        return f"{i} ({self.name})" if self.name and self.name != i else i
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupRow(Record):
+    """One subgroup: PIE shares (Hooker et al.), top-1 shift and its test."""
+
+    group: dict[str, Any]
+    n: int
+    n_non_pie: int
+    n_pie: int
+    pct_non_pie: float | None
+    pct_pie: float | None
+    pct_growth: float | None
+    top1_reference: float
+    top1_candidate: float
+    shift_difference: float
+    testable: bool
+    test: str | None
+    statistic: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    p_worse: float | None = None
+    significant: bool
+    floor_pct_growth: float | None = None
+    excess_pct_growth: float | None = None
+    p_pct_growth: float | None = None
+    floor_shift_difference: float | None = None
+    excess_shift_difference: float | None = None
+    p_shift_floor: float | None = None
+
+    @property
+    def significantly_worse(self) -> bool:
+        """Significant and behind the overall shift (same rule as classes)."""
+        return self.significant and _lt(self.shift_difference, 0.0)
+
+    @property
+    def label(self) -> str:
+        """``sex=Female, race=Black``."""
+        return ", ".join(f"{k}={v}" for k, v in self.group.items())
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupSetResult(Record):
+    """The subgroups of one attribute set (its attributes crossed)."""
+
+    attributes: tuple[str, ...]
+    subgroups: tuple[GroupRow, ...]
+
+
+# -- PIE and CIE ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Floor(Record):
+    """A rate beside its seed-noise floor: ``excess = value - rate``."""
+
+    rate: float | None = None
+    excess: float | None = None
+    p_value: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FloorsInfo(Record):
+    """How the comparison's seed-noise floors were estimated, or why there are none."""
+
+    available: bool
+    reason: str | None
+    method: str
+    k_split: int | None = field(default=None, metadata=OMIT_NONE)
+    n_splits: int | None = field(default=None, metadata=OMIT_NONE)
+    quantile: float | None = field(default=None, metadata=OMIT_NONE)
+    sized_to_candidate: bool | None = field(default=None, metadata=OMIT_NONE)
+
+
+NO_FLOORS: dict[str, Any] = {
+    "available": False,
+    "reason": "the report has no seed-noise floors (written before they existed)",
+    "method": "disjoint-splits",
+}
+
+PIE_COLUMNS = (
+    "id",
+    "label",
+    "modal_reference",
+    "modal_candidate",
+    "share_reference",
+    "share_candidate",
+    "p_value",
+    "p_adjusted",
+    "beyond_noise",
+)
+
+
+@dataclass(frozen=True)
+class PieExamples:
+    """Every PIE as columns (one list per field of ``pie.examples``): there can be
+    hundreds of thousands, so rows are built only when asked for."""
+
+    columns: Mapping[str, Sequence[Any]]
+    COLUMNS: ClassVar[tuple[str, ...]] = PIE_COLUMNS
+
+    def __len__(self) -> int:
+        return len(self.columns["id"]) if self.columns else 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.to_list())
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {k: v[i] for k, v in self.columns.items()}
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """The report's list of rows."""
+        keys = list(self.columns)
+        return [
+            dict(zip(keys, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
+        ]
+
+    @classmethod
+    def from_list(cls, rows: Any, where: str = "pie.examples") -> PieExamples:
+        """Columns from the report's rows (keys of the first row; all rows alike)."""
+        if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+            raise InputError(ERR_SHAPE.format(where=where, problem="expected a list of objects"))
+        keys = [k for k in PIE_COLUMNS if rows and k in rows[0]]
+        try:
+            return cls({k: [r[k] for r in rows] for k in keys})
+        except KeyError as exc:
+            raise InputError(ERR_SHAPE.format(where=where, problem=f"missing key {exc}")) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PieBlock(Record):
+    """Pruning Identified Exemplars: examples whose modal prediction changed."""
+
+    count: int
+    rate: float
+    tie_rule: str
+    floor: Floor = field(default_factory=Floor)
+    n_beyond_noise: int | None = None
+    example_test: str | None = None
+    examples: PieExamples = field(default_factory=lambda: PieExamples({}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CiePair(Record):
+    """The CIEs of one (parent, child) pair of a lineage-paired comparison."""
+
+    count: float
+    rate: float
+    cie_u: float
+    cie_c: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CieExample(Record):
+    """One listed CIE; the counts depend on the basis (see :func:`cie_examples`)."""
+
+    id: Any
+    label: int
+    prediction_reference: int
+    prediction_candidate: int
+    kind: Literal["U", "C", "both-wrong"]
+    n_pairs: int | None = field(default=None, metadata=OMIT_NONE)
+    n_u: int | None = field(default=None, metadata=OMIT_NONE)
+    n_c: int | None = field(default=None, metadata=OMIT_NONE)
+    pair_rate: float | None = field(default=None, metadata=OMIT_NONE)
+    pair_rate_u: float | None = field(default=None, metadata=OMIT_NONE)
+    pair_rate_c: float | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CieBlock(Record):
+    """Compression Impacted Exemplars (Dam et al.): examples the two sides classify apart."""
+
+    basis: Literal["single-pair", "paired", "mean-over-pairs"]
+    count: float
+    rate: float
+    cie_u: float
+    cie_c: float
+    cie_u_rate: float
+    cie_c_rate: float
+    both_wrong_different: float
+    pairs: tuple[CiePair, ...] | None = field(default=None, metadata=OMIT_NONE)
+    floor: Floor = field(default_factory=Floor)
+    floor_note: str | None = field(default=None, metadata=OMIT_NONE)
+    examples: tuple[CieExample, ...] = ()
+    examples_total: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subset(Record):
+    """Mean top-1 of both sides on one subset of the examples (Fig. 3)."""
+
+    n: int
+    top1_reference: float | None
+    top1_candidate: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subsets(Record):
+    """Top-1 on the PIEs, the non-PIEs and a random subset of the PIEs' size."""
+
+    pie: Subset
+    non_pie: Subset
+    random: Subset
+    seed: int
+
+
+# -- one comparison, the whole report ------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison(Record):
+    """One candidate against the reference: the ``comparisons[i]`` object."""
+
+    reference: str
+    candidate: str
+    lineage: Literal["paired", "none"] = "none"
+    top1_delta: float
+    top5_delta: float | None
+    class_test: str
+    floors: FloorsInfo = field(default_factory=lambda: FloorsInfo(**NO_FLOORS))
+    """Reports written before seed-noise floors have none."""
+    cie: CieBlock
+    pie: PieBlock
+    subsets: Subsets
+    classes: tuple[ClassRow, ...]
+    subgroup_attributes: tuple[str, ...]
+    """The first attribute set (kept for readers of the first schema version)."""
+    subgroups: tuple[GroupRow, ...]
+    """The first set's subgroups (same reason)."""
+    subgroup_sets: tuple[GroupSetResult, ...] = ()
+
+    def worst_classes(self, limit: int | None = None) -> list[ClassRow]:
+        """Significantly worse classes first, then the rest, worst first (untested last)."""
+
+        def key(row: ClassRow) -> tuple[bool, float]:
+            d = row.normalized_recall_difference
+            return (not row.significantly_worse, math.inf if d is None else d)
+
+        return sorted(self.classes, key=key)[:limit]
+
+    @property
+    def significantly_worse_classes(self) -> list[ClassRow]:
+        """Classes whose recall fell significantly behind the overall shift."""
+        return [c for c in self.classes if c.significantly_worse]
+
+    @property
+    def classes_beyond_floor(self) -> int | None:
+        """How many classes lie beyond their seed-noise floor (None without floors)."""
+        if all(c.floor_difference is None for c in self.classes):
+            return None
+        return sum(1 for c in self.classes if c.excess is not None and c.excess > 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PopulationSummary(Record):
+    """One population's accuracy: the ``populations[name]`` object."""
+
+    k: int
+    top1: float
+    top1_std: float | None
+    top5: float | None
+    top5_std: float | None = None
+    top1_per_model: tuple[float, ...] = ()
+    source: str = ""
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataInfo(Record):
+    """The examples audited."""
+
+    n: int
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    attributes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateResult(Record):
+    """The outcome of one gate for one candidate comparison.
+
+    ``passed`` is None when the gate could not be evaluated (``status`` then
+    says whether that is an ``error`` or was ``skipped``; with
+    ``on_unevaluable: fail`` it is False and ``status`` is ``failed``).
+    """
+
+    name: str
+    candidate: str | None
+    value: float | None
+    threshold: float | None
+    passed: bool | None
+    detail: str
+    status: GateStatus
+
+    def __post_init__(self) -> None:
+        expected = {"passed": True, "failed": False, "error": None, "skipped": None}
+        if self.passed is not expected[self.status]:
+            raise ValueError(f"GateResult status {self.status!r} with passed={self.passed!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditReport(Record):
+    """The whole ``compaudit.report/v1`` document, typed."""
+
+    schema: str
+    verdict: Verdict
+    populations: dict[str, PopulationSummary]
+    comparisons: tuple[Comparison, ...]
+    gates: tuple[GateResult, ...] = ()
+    tool: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    data: DataInfo | None = field(default=None, metadata=OMIT_NONE)
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    _ORDER: ClassVar[tuple[str, ...]] = (
+        "schema",
+        "tool",
+        "verdict",
+        "settings",
+        "data",
+        "populations",
+        "comparisons",
+        "gates",
+        "errors",
+        "warnings",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``compaudit.report/v1`` document, keys in the schema's order."""
+        out = super().to_dict()
+        return {k: out[k] for k in self._ORDER if k in out}
+
+    def comparison(self, candidate: str) -> Comparison:
+        """The comparison of one candidate, by name."""
+        for c in self.comparisons:
+            if c.candidate == candidate:
+                return c
+        raise KeyError(candidate)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of all classes (empty when the report has no ``data`` block)."""
+        return list(self.data.class_names) if self.data is not None else []

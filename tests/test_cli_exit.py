@@ -1,0 +1,329 @@
+"""Exit codes decided in one place: 0 pass, 1 a gate failed, 2 anything else.
+
+Real predictions files, the shipped example policies and the real CLI
+(click's CliRunner, and ``python -m compaudit`` in a subprocess).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from compaudit import cli
+from compaudit.cli import COMMANDS, build_cli
+from compaudit.population import Population, save_population
+from compaudit.report.base import validate_report
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICIES = ROOT / "examples" / "policies"
+DEMO_POLICY = POLICIES / "digits-demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def preds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Reference, a quantized candidate (member k from reference member k) that passes
+    ``digits-demo.yaml``, and a pruned one that forgets class 3 and fails it."""
+    rng = np.random.default_rng(0)
+    n, classes, k = 2000, 10, 5
+    y = rng.integers(0, classes, n)
+
+    def predictions(error: np.ndarray) -> np.ndarray:
+        wrong = rng.random((k, n)) < error[None, :]
+        noise = (y[None, :] + rng.integers(1, classes, (k, n))) % classes  # never the label
+        return np.where(wrong, noise, y[None, :])
+
+    base = predictions(np.full(n, 0.03))
+    quantized = base.copy()
+    touched = rng.random((k, n)) < 0.002
+    quantized[touched] = (quantized[touched] + 1) % classes
+    pruned = predictions(np.where(y == 3, 0.60, 0.04))
+    d = tmp_path_factory.mktemp("preds")
+    paths = {name: d / f"{name}.npz" for name in ("ref", "int8", "pruned")}
+    for name, pred in (("ref", base), ("int8", quantized), ("pruned", pruned)):
+        save_population(Population.create(predictions=pred, y=y), paths[name])
+    return paths
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(build_cli(), list(args), env=env)
+
+
+def check(preds: dict[str, Path], out: Path, *cands: str, extra: tuple[str, ...] = ()) -> Result:
+    args = ["check", "-r", str(preds["ref"]), "--policy", str(DEMO_POLICY), "--out", str(out)]
+    for c in cands:
+        args += ["-c", f"{c}={preds[c]}"]
+    return invoke(*args, "--format", "json,junit,md", *extra)
+
+
+def no_traceback(res: Result) -> None:
+    assert "Traceback" not in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+# -- check with a shipped policy -------------------------------------------------------
+
+
+def test_passing_candidate_exits_0(preds: dict[str, Path], tmp_path: Path) -> None:
+    res = check(preds, tmp_path, "int8", extra=("--paired",))
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "report.json").read_text())["verdict"] == "pass"
+
+
+def test_failed_gate_exits_1_and_exit_zero_makes_it_0(
+    preds: dict[str, Path], tmp_path: Path
+) -> None:
+    res = check(preds, tmp_path / "a", "pruned")
+    assert res.exit_code == 1, res.output
+    assert "verdict: fail" in res.stderr
+    # The policy's int8 override matches no candidate here: a library warning, rendered.
+    assert "compaudit: warning: policy override 'int8' matches no candidate" in res.stderr
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["verdict"] == "fail"
+
+    res = check(preds, tmp_path / "b", "pruned", extra=("--exit-zero", "-q"))
+    assert res.exit_code == 0, res.output
+    assert "warning" not in res.stderr  # -q hides warnings ...
+    assert "wrote " not in res.stderr  # ... and progress lines, not the verdict
+    assert "verdict: fail" in res.stderr
+
+
+def test_input_error_exits_2_and_still_writes_the_error_report(
+    preds: dict[str, Path], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    out = tmp_path / "out"
+    args = ["check", "-r", str(preds["ref"]), "-c", str(bad), "-p", str(DEMO_POLICY)]
+    res = invoke(*args, "--out", str(out), env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert res.exit_code == 2, res.output
+    no_traceback(res)
+    error_line = next(line for line in res.stderr.splitlines() if "error:" in line)
+    assert error_line.startswith(f"compaudit: error: {bad}")
+    message = error_line.removeprefix("compaudit: error: ")
+
+    report = json.loads((out / "report.json").read_text())
+    validate_report(report)
+    assert report["verdict"] == "error"
+    assert report["errors"] == [message]
+    assert report["settings"]["files"]["policy"] == str(DEMO_POLICY)
+
+    suites = ET.parse(out / "junit.xml").getroot()
+    assert suites.get("errors") == "1"
+    cases = suites.findall(".//testcase")
+    assert len(cases) == 1
+    error = cases[0].find("error")
+    assert error is not None
+    assert error.get("message") == message
+
+    markdown = (out / "report.md").read_text()
+    assert "### Errors" in markdown
+    assert "bad.npz" in markdown  # the message, Markdown-escaped
+    text = summary.read_text()
+    assert text == "earlier step\n\n" + markdown  # appended, not overwritten
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+    # --exit-zero masks a failed gate only, never an error (README: "Nothing exits 0
+    # because something was skipped").
+    res = invoke(*args, "--out", str(tmp_path / "o2"), "--exit-zero")
+    assert res.exit_code == 2
+
+
+def test_unevaluable_gate_is_not_masked_by_exit_zero(
+    preds: dict[str, Path], tmp_path: Path
+) -> None:
+    # fairness-review.yaml gates subgroups of 'sex' and 'race'; the data carry neither,
+    # and its on_unevaluable is 'error': the run fails closed.
+    res = invoke(
+        "check",
+        "-r",
+        str(preds["ref"]),
+        "-c",
+        f"pruned={preds['pruned']}",
+        "-p",
+        str(POLICIES / "fairness-review.yaml"),
+        "--out",
+        str(tmp_path),
+        "--exit-zero",
+    )
+    assert res.exit_code == 2, res.output
+    assert json.loads((tmp_path / "report.json").read_text())["verdict"] == "error"
+
+
+def test_report_writes_no_error_report(preds: dict[str, Path], tmp_path: Path) -> None:
+    res = invoke(
+        "report",
+        "-r",
+        str(preds["ref"]),
+        "-c",
+        str(tmp_path / "missing.npz"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert res.exit_code == 2
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+# -- internal errors -------------------------------------------------------------------
+
+
+def test_internal_error_exits_2_with_one_line_and_a_hint(
+    preds: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import compaudit.pipeline
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(compaudit.pipeline, "audit", boom)
+    res = check(preds, tmp_path / "a", "pruned")
+    assert res.exit_code == 2, res.output
+    no_traceback(res)
+    lines = res.stderr.splitlines()
+    assert "compaudit: internal error: RuntimeError: boom second line" in lines
+    hint = lines[lines.index("compaudit: internal error: RuntimeError: boom second line") + 1]
+    assert hint.startswith("compaudit: this is a bug in compaudit; please report it")
+    assert "`compaudit -v check -r " in hint
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["errors"] == ["internal error: RuntimeError: boom second line"]
+
+    res = check(preds, tmp_path / "b", "pruned", extra=("-v",))
+    assert res.exit_code == 2
+    assert "Traceback (most recent call last)" in res.stderr
+    assert 'raise RuntimeError("boom\\nsecond line")' in res.stderr
+
+
+@pytest.mark.parametrize("case", ["meta-list", "recursive-alias"])
+def test_crashing_inputs_exit_2_without_a_traceback(
+    preds: dict[str, Path], tmp_path: Path, case: str
+) -> None:
+    cand, policy = str(preds["pruned"]), str(DEMO_POLICY)
+    if case == "meta-list":  # a predictions file whose meta is a JSON list
+        cand = str(tmp_path / "meta.npz")
+        y = np.arange(20) % 2
+        np.savez(cand, predictions=np.stack([y, y]), y=y, meta=np.asarray("[1, 2]"))
+    else:  # a policy with a recursive YAML alias
+        policy = str(tmp_path / "alias.yaml")
+        Path(policy).write_text("version: 1\na: &a [*a]\ngates:\n  top1_drop: 0.01\n")
+    res = invoke("check", "-r", str(preds["ref"]), "-c", cand, "-p", policy, "-o", str(tmp_path))
+    assert res.exit_code == 2, res.output
+    no_traceback(res)
+    assert any(
+        line.startswith(("compaudit: error: ", "compaudit: internal error: "))
+        for line in res.stderr.splitlines()
+    ), res.stderr
+    validate_report(json.loads((tmp_path / "report.json").read_text()))
+
+
+# -- click's own exits -----------------------------------------------------------------
+
+
+def _group_with(*commands: click.Command) -> click.Group:
+    group = build_cli()
+    for c in commands:
+        group.add_command(c)
+    return group
+
+
+@click.command("click-error")
+def _click_error() -> None:
+    raise click.ClickException("a click error")  # click's default exit code is 1
+
+
+@click.command("exits-3")
+@click.pass_context
+def _exits_3(ctx: click.Context) -> None:
+    ctx.exit(3)
+
+
+@click.command("sys-exit")
+def _sys_exit() -> None:
+    sys.exit(0)
+
+
+def test_click_errors_are_2_and_explicit_exits_keep_their_code() -> None:
+    group = _group_with(_click_error, _exits_3, _sys_exit)
+    res = CliRunner().invoke(group, ["click-error"])
+    assert (res.exit_code, res.stderr) == (2, "Error: a click error\n")
+    assert CliRunner().invoke(group, ["exits-3"]).exit_code == 3
+    assert CliRunner().invoke(group, ["sys-exit"]).exit_code == 0
+    assert CliRunner().invoke(group, ["no-such-command"]).exit_code == 2
+    assert CliRunner().invoke(group, ["check", "--no-such-option"]).exit_code == 2
+    assert CliRunner().invoke(group, ["-v", "-q", "schema", "report"]).exit_code == 2
+
+
+def test_verbose_and_quiet_on_the_group_and_on_each_command() -> None:
+    for name in COMMANDS:
+        res = invoke(name, "--help")
+        assert res.exit_code == 0, (name, res.output)
+        assert "-v, --verbose" in res.output
+        assert "-q, --quiet" in res.output
+    assert invoke("-q", "schema", "report").exit_code == 0
+    assert invoke("schema", "report", "-v").exit_code == 0
+    assert invoke("-q", "schema", "report", "-v").exit_code == 0  # the command's flag wins
+    assert cli.verbosity() == cli.NORMAL  # reset after each run
+
+
+def test_short_help_of_lazy_commands_is_the_commands_own() -> None:
+    group = build_cli()
+    ctx = click.Context(group)
+    for name, spec in COMMANDS.items():
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
+        stand_in = click.Command(name, help=spec.help)
+        assert stand_in.get_short_help_str(200) == cmd.get_short_help_str(200), name
+
+
+# -- python -m compaudit ---------------------------------------------------------------
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, check=False, cwd=ROOT, timeout=300
+    )
+
+
+def test_python_m_compaudit_has_the_same_exit_codes(tmp_path: Path) -> None:
+    proc = _run("-m", "compaudit", "--version")
+    assert (proc.returncode, proc.stdout) == (0, "compaudit, version 0.1.0\n")
+    proc = _run("-m", "compaudit", "no-such-command")
+    assert proc.returncode == 2
+    assert "Usage: python -m compaudit" in proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_import_neither_torch_nor_scipy(flag: str) -> None:
+    proc = _run("-X", "importtime", "-m", "compaudit", flag)
+    assert proc.returncode == 0, proc.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "compaudit.cli" in imported  # the parse found the modules
+    for heavy in ("torch", "scipy", "numpy"):
+        assert heavy not in imported, f"{flag} imports {heavy}"
+
+
+def test_a_broken_plugin_command_hook_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from compaudit import plugins
+
+    def broken(self: Any, cli: click.Group) -> None:
+        raise RuntimeError("hook crashed")
+
+    monkeypatch.setattr(plugins.Registry, "add_commands", broken)
+    res = invoke("--help")
+    assert res.exit_code == 0, res.output
+    assert "compaudit: warning: plugin commands not loaded: RuntimeError: hook crashed" in (
+        res.stderr
+    )
+    assert "report" in res.stdout
