@@ -75,7 +75,10 @@ _AUDIT_SCRIPT = """
 import gc, json, sys, time
 import numpy as np
 import compaudit
-from compaudit.engine import AuditSettings, audit
+try:  # the engine module was compaudit.audit before the Python front door took the name
+    from compaudit.engine import AuditSettings, audit
+except ImportError:
+    from compaudit.audit import AuditSettings, audit
 from compaudit.population import Population
 d = np.load(sys.argv[1], allow_pickle=False)
 names, attrs, repeat = json.loads(str(d["names"])), json.loads(str(d["attrs"])), int(sys.argv[2])

@@ -8,6 +8,16 @@ The public API (everything else is internal and may change)::
     report                               # inline HTML in Jupyter
     report.write("out/", formats=["html", "json"])
 
+Populations of models come from the trainer and run through the same front
+door: :func:`train_recipe` trains a recipe (:func:`load_recipe`) into a run
+directory, :func:`load_run` reads it back, :func:`load_dataset` loads a dataset
+spec and :func:`predict` runs model files on it; :func:`adjust_pvalues` is the
+multiple-testing correction the audit applies.
+
+Two modules are public as a whole: :mod:`compaudit.results` (the typed report
+:func:`audit` returns) and :mod:`compaudit.study` (paper-form tables, figures
+and file helpers for population studies, as ``examples/`` uses them).
+
 Names are loaded on first use, so ``import compaudit`` (and the command
 line's ``--version``) stays cheap.
 """
@@ -20,6 +30,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from compaudit.analysis.stats import (
+        adjust_pvalues as adjust_pvalues,
+    )
     from compaudit.api import (
         Report as Report,
     )
@@ -34,6 +47,9 @@ if TYPE_CHECKING:
     )
     from compaudit.api import (
         predict as predict,
+    )
+    from compaudit.data.loading import (
+        load_dataset as load_dataset,
     )
     from compaudit.errors import (
         CompauditError as CompauditError,
@@ -63,6 +79,9 @@ if TYPE_CHECKING:
         GroupRow as GroupRow,
     )
     from compaudit.settings import AuditSettings as AuditSettings
+    from compaudit.train.manifest import load_run as load_run
+    from compaudit.train.recipe import load_recipe as load_recipe
+    from compaudit.train.run import train_recipe as train_recipe
 
 
 # name -> module that defines it
@@ -84,6 +103,11 @@ _EXPORTS = {
     "CompauditError": "compaudit.errors",
     "InputError": "compaudit.errors",
     "ExitStatus": "compaudit.errors",
+    "adjust_pvalues": "compaudit.analysis.stats",
+    "load_dataset": "compaudit.data.loading",
+    "train_recipe": "compaudit.train.run",
+    "load_recipe": "compaudit.train.recipe",
+    "load_run": "compaudit.train.manifest",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -1,14 +1,21 @@
-"""Atomic file writes: nothing a user made is left torn by an interrupt."""
+"""Atomic file writes (nothing a user made is left torn by an interrupt), and
+whether progress bars may show (:func:`progress_enabled`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+LOGGER = "compaudit"
+"""The logger library code writes to; the CLI sets its level from ``-q``/``-v``."""
 
 
 @contextlib.contextmanager
@@ -65,3 +72,24 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def progress_enabled(*, terminal: bool = True) -> bool:
+    """Whether a progress bar may show: the one rule every bar in compaudit follows.
+
+    True unless the ``compaudit`` logger's own level is set above INFO (the
+    CLI sets ERROR under ``-q``; a library user silences bars the same way,
+    ``logging.getLogger("compaudit").setLevel(logging.WARNING)``; left unset,
+    bars show, as a notebook user expects) and, unless ``terminal=False``,
+    stderr is a terminal.
+    """
+    level = logging.getLogger(LOGGER).level
+    if level > logging.INFO:
+        return False
+    if not terminal:
+        return True
+    stream = sys.stderr
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False

@@ -7,7 +7,8 @@ results, and :data:`CACHE_FORMAT_VERSION` (bumped whenever runners change
 what they compute). Entries are ``.npz`` files written atomically (a
 temporary file renamed over the target), so concurrent writers of one key
 leave one complete entry, never a torn one; each embeds a checksum of its
-content, so a damaged entry is detected, reported, deleted and recomputed.
+content, so a damaged entry is detected, reported (a
+:class:`~compaudit.errors.CompauditWarning`), deleted and recomputed.
 
 Location: ``$COMPAUDIT_CACHE_DIR/predictions`` when set, else
 ``$XDG_CACHE_HOME/compaudit/predictions``, else
@@ -20,7 +21,7 @@ import hashlib
 import io
 import json
 import os
-import sys
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from compaudit._io import atomic_write_bytes
+from compaudit.errors import CompauditWarning
 from compaudit.models.base import Prediction
 from compaudit.population import smallest_uint
 
@@ -45,12 +47,10 @@ __all__ = [
 CACHE_FORMAT_VERSION = 1
 ENV_CACHE_DIR = "COMPAUDIT_CACHE_DIR"
 
-WARN_CORRUPT = (
-    "compaudit: warning: prediction cache entry {path} is damaged ({reason}); "
-    "deleted it, recomputing"
-)
+# Warning messages (CompauditWarning; the CLI prefixes "compaudit: warning: ").
+WARN_CORRUPT = "prediction cache entry {path} is damaged ({reason}); deleted it, recomputing"
 WARN_UNWRITABLE = (
-    "compaudit: warning: could not write prediction cache entry {path} ({reason}); "
+    "could not write prediction cache entry {path} ({reason}); "
     "continuing without caching (set {env} to a writable directory)"
 )
 
@@ -116,13 +116,15 @@ class PredictionCache:
         """The cached prediction, or ``None`` when absent or damaged (then deleted).
 
         A damaged entry (truncated, not an ``.npz``, wrong key, checksum
-        mismatch) is reported on stderr, removed, and treated as a miss.
+        mismatch) is reported as a :class:`~compaudit.errors.CompauditWarning`
+        (:data:`WARN_CORRUPT`), removed, and treated as a miss.
         """
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            # Open the file here: np.load leaks its own handle when the zip is bad.
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
                 topk, probs = npz["topk"], npz["probs"]
                 stored_key, checksum = str(npz["key"]), str(npz["checksum"])
             if stored_key != key:
@@ -132,13 +134,19 @@ class PredictionCache:
             if _checksum(key, topk, probs) != checksum:
                 raise ValueError("checksum mismatch")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            sys.stderr.write(WARN_CORRUPT.format(path=path, reason=exc) + "\n")
+            warnings.warn(
+                WARN_CORRUPT.format(path=path, reason=exc), CompauditWarning, stacklevel=2
+            )
             path.unlink(missing_ok=True)
             return None
         return Prediction(topk=topk.astype(np.int64), probs=probs)
 
     def put(self, key: str, prediction: Prediction) -> Path | None:
-        """Store ``prediction`` atomically; return its path, ``None`` when unwritable."""
+        """Store ``prediction`` atomically; return its path, ``None`` when unwritable.
+
+        An unwritable cache is reported as a
+        :class:`~compaudit.errors.CompauditWarning` (:data:`WARN_UNWRITABLE`).
+        """
         path = self.path(key)
         topk = np.asarray(prediction.topk)
         topk = topk.astype(smallest_uint(int(topk.max()) if topk.size else 0))
@@ -154,8 +162,10 @@ class PredictionCache:
         try:
             atomic_write_bytes(path, buf.getvalue())
         except OSError as exc:
-            sys.stderr.write(
-                WARN_UNWRITABLE.format(path=path, reason=exc, env=ENV_CACHE_DIR) + "\n"
+            warnings.warn(
+                WARN_UNWRITABLE.format(path=path, reason=exc, env=ENV_CACHE_DIR),
+                CompauditWarning,
+                stacklevel=2,
             )
             return None
         return path

@@ -11,6 +11,7 @@ never straight to the terminal; the CLI renders them. With
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import warnings
@@ -25,6 +26,7 @@ from compaudit.engine import AuditResult, AuditSettings, audit
 from compaudit.errors import CompauditError, CompauditWarning, ExitStatus, InputError
 from compaudit.population import Population
 from compaudit.report.base import ReportContext
+from compaudit.results import AuditReport
 
 if TYPE_CHECKING:
     from compaudit.data.base import Dataset
@@ -119,12 +121,17 @@ class AuditRequest:
 
 @dataclass
 class Outcome:
-    """What came out: the report document, the in-memory result, the exit status."""
+    """What came out: the typed report, the in-memory result, the exit status."""
 
-    report: dict[str, Any]
+    document: AuditReport
     result: AuditResult
     status: ExitStatus
     written: list[Path]
+
+    @functools.cached_property
+    def report(self) -> dict[str, Any]:
+        """The ``compaudit.report/v1`` dict (built on first use: it is large)."""
+        return self.document.to_dict()
 
 
 def _load_side(spec: str, name: str, dataset: Dataset | None, request: AuditRequest) -> Population:
@@ -261,7 +268,8 @@ def execute(request: AuditRequest) -> Outcome:
         return _execute(request, partial)
     except Exception as exc:
         if request.error_report:
-            write_error_report(request, exc, partial.get("report"))
+            typed = partial.get("report")
+            write_error_report(request, exc, typed.to_dict() if typed is not None else None)
         raise
 
 
@@ -342,8 +350,6 @@ def write_error_report(
         For each file that could not be written (the original error is what
         the caller raises).
     """
-    from compaudit.results import AuditReport
-
     document = error_document(error_message(exc), report, settings=_error_settings(request))
     doc = AuditReport.from_dict(document)  # reporters read the typed report
     context = ReportContext(console=request.console or Console(stderr=True))
@@ -458,8 +464,7 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     # Reporters get the typed report; ``settings``: every value, its source and the files.
     typed = judge(result, policy, settings_report=resolved.to_report())
     status = exit_status_for(typed.verdict)
-    report = typed.to_dict()
-    partial["report"] = report  # what an error report keeps if writing fails
+    partial["report"] = typed  # what an error report keeps if writing fails
 
     images = None
     if dataset is not None and dataset.images is not None and dataset.n == reference.n:
@@ -484,4 +489,4 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary and "markdown" in reporters:
         reporters["markdown"].append_step_summary(typed, Path(summary), context=context)
-    return Outcome(report, result, status, written)
+    return Outcome(typed, result, status, written)

@@ -179,7 +179,19 @@ class HookSpecs:
 
     @hookspec
     def register_reporters(self) -> list[Provider]:  # type: ignore[empty-body]
-        """Return reporters (``name``, ``write(report, out_dir, context)``)."""
+        """Return reporters (:class:`compaudit.report.base.Reporter`).
+
+        A reporter has ``name`` (the ``--format`` name), ``filename`` (under
+        ``--out``; None for terminal output) and ``write(report, *, out_dir,
+        context)``. ``report`` is the typed
+        :class:`compaudit.results.AuditReport`, no longer the JSON dict: call
+        ``report.to_dict()`` for the ``compaudit.report/v1`` document (what
+        ``report.json`` holds), and read the shared rules
+        (``row.significantly_worse``, ``comparison.worst_classes()``,
+        ``group_set.worst_groups()``) from the typed objects. ``context`` is a
+        :class:`compaudit.report.base.ReportContext`; ``write`` returns the
+        path written, or None. See ``plugins/README.md`` for an example.
+        """
 
     @hookspec
     def register_compressors(self) -> list[Provider]:  # type: ignore[empty-body]

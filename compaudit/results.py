@@ -11,7 +11,11 @@ are defined here once:
 * a class (or subgroup) is *significantly worse* when its test is significant
   and its normalized difference is negative (:attr:`ClassRow.significantly_worse`);
 * *worst first* orders the significantly worse first, then by normalized
-  difference, untested (None) last (:meth:`Comparison.worst_classes`).
+  difference, untested (None) last (:meth:`Comparison.worst_classes`);
+  for subgroups (:meth:`GroupSetResult.worst_groups`): the significantly
+  worse first, then testable before untestable (below ``min_support``), then
+  by shift difference ascending, ties in report order. Every report format
+  lists classes and subgroups in these orders.
 """
 
 from __future__ import annotations
@@ -71,11 +75,15 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         """The report form (JSON-serialisable; keys in schema order)."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if value is None and f.metadata.get("omit_none"):
-                continue
-            out[f.metadata.get("key", f.name)] = _dump(value)
+        for name, key, omit in _plan(type(self)):
+            value = getattr(self, name)
+            if value is None:
+                if not omit:
+                    out[key] = None
+            elif type(value) in _SCALARS:
+                out[key] = value
+            else:
+                out[key] = _dump(value)
         return out
 
     @classmethod
@@ -99,6 +107,20 @@ class Record:
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
+_PLANS: dict[type, list[tuple[str, str, bool]]] = {}
+_SCALARS = (int, float, str, bool)
+
+
+def _plan(cls: type) -> list[tuple[str, str, bool]]:
+    """``(field, report key, omit when None)`` per field, once per class (a report
+    holds tens of thousands of records, so the field metadata is read once)."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = [
+            (f.name, f.metadata.get("key", f.name), bool(f.metadata.get("omit_none")))
+            for f in dataclasses.fields(cls)
+        ]
+    return plan
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -259,6 +281,20 @@ class GroupSetResult(Record):
 
     attributes: tuple[str, ...]
     subgroups: tuple[GroupRow, ...]
+
+    def worst_groups(self, limit: int | None = None) -> list[GroupRow]:
+        """Worst first: significantly worse groups, then testable before untestable,
+        then by ``shift_difference`` ascending (not finite last); ties keep report order."""
+
+        def key(row: GroupRow) -> tuple[bool, bool, float]:
+            d = row.shift_difference
+            return (
+                not row.significantly_worse,
+                not row.testable,
+                d if math.isfinite(d) else math.inf,
+            )
+
+        return sorted(self.subgroups, key=key)[:limit]
 
 
 # -- PIE and CIE ---------------------------------------------------------------

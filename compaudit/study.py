@@ -5,6 +5,11 @@ population), the number of classes significantly impacted and the number of
 PIEs, then top-1 on PIE, non-PIE and random subsets. These helpers turn a
 ``compaudit.report/v1`` document into those tables (as rows and as Markdown)
 and write the figures with the same code the HTML report uses.
+
+A study's own figures can share the report's colours (:data:`WORSE`,
+:data:`BETTER`, :data:`NEUTRAL`), and its files are written with
+:func:`write_text` / :func:`write_bytes`: atomically, so a reader (or an
+interrupted run) never sees half a RESULTS.md or a truncated PNG.
 """
 
 from __future__ import annotations
@@ -16,17 +21,26 @@ from typing import Any
 
 import numpy as np
 
-from compaudit._io import atomic_write_bytes
+from compaudit._io import atomic_write_bytes, atomic_write_text
+from compaudit.report._plot import BETTER, NEUTRAL, WORSE
 
 __all__ = [
+    "BETTER",
     "LEVEL_COLUMNS",
+    "NEUTRAL",
     "SUBSET_COLUMNS",
+    "WORSE",
     "level_rows",
     "markdown_table",
     "pie_gallery_png",
     "subset_rows",
+    "write_bytes",
     "write_class_figure",
+    "write_text",
 ]
+
+# WORSE, BETTER, NEUTRAL: the report's colours for a worse, better and untested
+# (or not significant) class or group, as matplotlib colour strings.
 
 # Columns of the paper's two tables, for :func:`markdown_table`.
 LEVEL_COLUMNS = [
@@ -145,6 +159,18 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
     rule = "|" + "|".join("---" if not f else "---:" for _, _, f in columns) + "|"
     body = ["| " + " | ".join(_cell(r.get(k), f) for k, _, f in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body])
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically: readers see the old file or the new one."""
+    atomic_write_text(path, text)
+    return Path(path)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (a figure's PNG bytes, for example)."""
+    atomic_write_bytes(path, data)
+    return Path(path)
 
 
 def write_class_figure(comparison: dict[str, Any], path: Path, *, title: str | None = None) -> Path:

@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -472,6 +471,29 @@ def seed_floors(
     return floors.regroup(groups, n_groups) if groups is not None else floors
 
 
+def _nanquantile(z: np.ndarray, q: float) -> np.ndarray:
+    """``np.nanquantile(z, q, axis=0)`` (linear), vectorised over columns.
+
+    numpy falls back to one Python-level call per column when any NaN is
+    present (0.4 s at 1,000 classes x 5 candidates); this sorts once (NaN
+    last) and interpolates with numpy's own lerp, so results are identical.
+    """
+    if not np.isnan(z).any():
+        return np.asarray(np.quantile(z, q, axis=0), dtype=float)
+    srt = np.sort(z, axis=0)
+    n = np.count_nonzero(~np.isnan(z), axis=0)
+    h = (np.maximum(n, 1) - 1) * q
+    lo = np.floor(h).astype(np.intp)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    t = h - lo
+    a = np.take_along_axis(srt, lo[None], axis=0)[0]
+    b = np.take_along_axis(srt, hi[None], axis=0)[0]
+    diff = b - a
+    out = np.asarray(a + diff * t, dtype=float)
+    np.subtract(b, diff * (1 - t), out=out, where=t >= 0.5)
+    return np.where(n == 0, np.nan, out)
+
+
 def excess(
     value: np.ndarray | float,
     null: np.ndarray,
@@ -513,10 +535,7 @@ def excess(
     v = np.broadcast_to(np.asarray(value, dtype=float), z.shape[1:])
     q = quantile if direction == "greater" else 1.0 - quantile
     valid = np.count_nonzero(~np.isnan(z), axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
-        floor = np.nanquantile(z, q, axis=0) if z.shape[0] else np.full(z.shape[1:], np.nan)
-    floor = np.asarray(floor, dtype=float)
+    floor = _nanquantile(z, q) if z.shape[0] else np.full(z.shape[1:], np.nan)
     if direction == "greater":
         beyond, extreme = v - floor, np.count_nonzero(z >= v, axis=0)
     else:

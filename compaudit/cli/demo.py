@@ -39,7 +39,7 @@ def command(out: Path, dataset: str, jobs: int, device: str) -> ExitStatus:
         result = run_demo(out, dataset=dataset, jobs=jobs, device=device)  # type: ignore[arg-type]
         took = time.perf_counter() - start
         click.echo(
-            f"\ndemo finished in {took:.0f} s: verdict {result.outcome.report['verdict']}.\n"
+            f"\ndemo finished in {took:.0f} s: verdict {result.outcome.document.verdict}.\n"
             f"  run:     {result.run_dir}\n"
             f"  reports: {result.report_dir}/ (open {result.report_dir / 'report.html'})",
             err=True,

@@ -157,12 +157,12 @@ def _request(require_policy: bool, **kw: Any) -> AuditRequest:
 def _done(outcome: Outcome) -> None:
     for path in () if is_quiet() else outcome.written:
         click.echo(f"wrote {path}", err=True)
-    gates = outcome.report["gates"]
+    gates = outcome.document.gates
     if gates:
         # One line for CI logs, whatever formats were chosen.
-        failed = [f"{g['name']}[{g.get('candidate')}]" for g in gates if g["passed"] is False]
-        unevaluable = [f"{g['name']}[{g.get('candidate')}]" for g in gates if g["passed"] is None]
-        line = f"verdict: {outcome.report['verdict']} ({len(gates)} gates"
+        failed = [f"{g.name}[{g.candidate}]" for g in gates if g.passed is False]
+        unevaluable = [f"{g.name}[{g.candidate}]" for g in gates if g.passed is None]
+        line = f"verdict: {outcome.document.verdict} ({len(gates)} gates"
         if failed:
             line += f"; failed: {', '.join(failed)}"
         if unevaluable:

@@ -10,6 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from compaudit._io import progress_enabled
 from compaudit.data.base import Dataset
 from compaudit.errors import InputError
 
@@ -93,8 +94,12 @@ def check_dataset(ds: Dataset, *, src: str) -> None:
 
 
 def progress(items: Iterable[T], *, total: int, description: str) -> Iterator[T]:
-    """Iterate with a transient rich progress bar on stderr when ``total`` is large."""
-    if total < PROGRESS_MIN_ITEMS:
+    """Iterate with a transient rich progress bar on stderr when ``total`` is large.
+
+    The bar shows only when :func:`~compaudit._io.progress_enabled` (no
+    ``-q``, stderr a terminal).
+    """
+    if total < PROGRESS_MIN_ITEMS or not progress_enabled():
         yield from items
         return
     console = Console(file=sys.stderr)

@@ -30,7 +30,7 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from compaudit._io import atomic_path
+from compaudit._io import atomic_path, progress_enabled
 from compaudit.errors import DataNotFoundError
 
 __all__ = [
@@ -160,6 +160,9 @@ def _digest(path: Path, gunzip: bool) -> str:
 def download(remote: Remote, dest: Path) -> Path:
     """Download ``remote`` to ``dest/filename`` atomically, checking its sha256.
 
+    A transient progress bar shows on stderr when
+    :func:`~compaudit._io.progress_enabled` (no ``-q``, stderr a terminal).
+
     Raises
     ------
     OSError
@@ -173,7 +176,7 @@ def download(remote: Remote, dest: Path) -> Path:
     with (
         _urlopen(remote.url, DOWNLOAD_TIMEOUT_S) as response,
         atomic_path(target) as tmp,
-        Progress(*columns, console=console, transient=True) as bar,
+        Progress(*columns, console=console, transient=True, disable=not progress_enabled()) as bar,
     ):
         length = getattr(response, "headers", {}).get("Content-Length")
         task = bar.add_task("download", total=int(length) if length else None)

@@ -10,7 +10,7 @@ bare ``session.run`` loop.
 
 from __future__ import annotations
 
-import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +25,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from compaudit.errors import ModelError
+from compaudit._io import progress_enabled
+from compaudit.errors import CompauditWarning, ModelError
 from compaudit.models.base import Prediction, RunnerSettings
 
 __all__ = [
@@ -60,8 +61,9 @@ ERR_NOT_PROBABILITIES = (
     "(row sums {lo:.4g} .. {hi:.4g}, min value {vmin:.4g}); drop the flag to apply softmax"
 )
 
+# A CompauditWarning (the CLI prefixes "compaudit: warning: ").
 WARN_LOOKS_LIKE_PROBABILITIES = (
-    "compaudit: warning: {model}: the outputs look like probabilities already (non-negative, "
+    "{model}: the outputs look like probabilities already (non-negative, "
     "rows sum to 1); pass --outputs-probabilities so that softmax is not applied twice"
 )
 
@@ -136,9 +138,10 @@ def topk_from_scores(
 
 
 def _progress(n: int, *, wanted: bool = True) -> Progress:
-    """A transient bar on stderr; off unless ``wanted``, stderr is a terminal and ``n`` is large."""
+    """A transient bar on stderr; off unless ``wanted``, ``n`` is large and
+    :func:`~compaudit._io.progress_enabled` (no ``-q``, stderr a terminal)."""
     console = Console(stderr=True)
-    enabled = wanted and n >= PROGRESS_MIN_EXAMPLES and sys.stderr.isatty() and console.is_terminal
+    enabled = wanted and n >= PROGRESS_MIN_EXAMPLES and progress_enabled() and console.is_terminal
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -186,6 +189,12 @@ def run_batches(
     ModelError
         Scores of the wrong shape or width, non-finite scores (counted over
         all examples), or declared probabilities that are not.
+
+    Warns
+    -----
+    CompauditWarning
+        Scores that look like probabilities without ``outputs_probabilities``
+        (:data:`WARN_LOOKS_LIKE_PROBABILITIES`).
     """
     n = int(x.shape[0])
     bs = max(1, int(batch_size or settings.batch_size))
@@ -211,7 +220,11 @@ def run_batches(
                 k = min(settings.k, width)
                 if not settings.outputs_probabilities and _are_probabilities(scores):
                     # Top-k is unaffected, but reported probabilities would be flattened.
-                    sys.stderr.write(WARN_LOOKS_LIKE_PROBABILITIES.format(model=model) + "\n")
+                    warnings.warn(
+                        WARN_LOOKS_LIKE_PROBABILITIES.format(model=model),
+                        CompauditWarning,
+                        stacklevel=2,
+                    )
                 idx_out = np.empty((n, k), dtype=np.int64)
                 prob_out = np.empty((n, k), dtype=np.float32)
             elif scores.shape != (stop - start, width):

@@ -126,7 +126,7 @@ def _classes_table(c: Comparison) -> str:
 def _subgroups(gs: GroupSetResult) -> str:
     groups = gs.subgroups
     rows = []
-    for g in groups[:MAX_GROUP_ROWS]:
+    for g in gs.worst_groups(MAX_GROUP_ROWS):
         growth = "-" if g.pct_growth is None else f"{g.pct_growth:+.0f}%"
         cells = [
             _e(g.label), str(g.n), str(g.n_non_pie), str(g.n_pie),
@@ -147,7 +147,8 @@ def _subgroups(gs: GroupSetResult) -> str:
     numeric = [False] + [True] * 11 + [False]
     attrs = " × ".join(_e(a) for a in gs.attributes)
     return (
-        f"<h3>Subgroups ({attrs})</h3><p class='caption'>% non-PIE and % PIE: the group's share "
+        f"<h3>Subgroups ({attrs})</h3><p class='caption'>Worst first. % non-PIE and % PIE: "
+        "the group's share "
         "of all non-PIEs and of all PIEs; growth: relative growth of that share among PIEs; "
         "growth floor: what seed noise alone gives (disjoint splits of the reference); "
         "shift Δ: the group's top-1 change minus the overall change; * significant after "

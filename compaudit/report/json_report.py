@@ -12,8 +12,30 @@ from compaudit.results import AuditReport
 
 
 def dumps(report: dict[str, Any]) -> str:
-    """Serialise a report deterministically (sorted keys are not used: order is meaningful)."""
-    return json.dumps(report, indent=2, allow_nan=False) + "\n"
+    """Serialise a report: the document's outline indented, its tables compact.
+
+    Objects are indented (every key on its own line, so the file reads and
+    diffs well), as are the lists of comparisons and gates; every other list
+    (class rows, subgroups, PIEs...) is written on one line by the C encoder.
+    Python's encoder is pure Python as soon as it indents, and 5x slower on a
+    1,000-class report. Key order is kept: it is meaningful.
+    """
+    return _encode(report, 0) + "\n"
+
+
+_COMPACT = json.JSONEncoder(allow_nan=False)
+
+
+def _encode(obj: Any, level: int) -> str:
+    pad, inner = "  " * level, "  " * (level + 1)
+    if isinstance(obj, dict) and obj:
+        items = (
+            f"{inner}{_COMPACT.encode(str(k))}: {_encode(v, level + 1)}" for k, v in obj.items()
+        )
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(obj, list) and obj and level <= 1 and all(isinstance(x, dict) for x in obj):
+        return "[\n" + ",\n".join(f"{inner}{_encode(x, level + 1)}" for x in obj) + f"\n{pad}]"
+    return _COMPACT.encode(obj)
 
 
 class JSONReporter:

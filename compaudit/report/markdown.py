@@ -138,7 +138,6 @@ def _classes(c: Comparison) -> list[str]:
 
 def _subgroups(gs: GroupSetResult) -> list[str]:
     groups = gs.subgroups
-    ordered = sorted(groups, key=lambda g: (not g.testable, g.shift_difference))
     rows = [
         [
             esc(g.label),
@@ -155,14 +154,14 @@ def _subgroups(gs: GroupSetResult) -> list[str]:
             fmt_p(g.p_adjusted) + (" **\\***" if g.significant else ""),
             "yes" if g.testable else "no",
         ]
-        for g in ordered[:MAX_GROUP_ROWS]
+        for g in gs.worst_groups(MAX_GROUP_ROWS)
     ]
     header = ["group", "n", "non-PIE", "PIE", "% non-PIE", "% PIE", "growth", "growth floor",
               "top-1 ref", "top-1 cand", "shift Δ", "p adj", "testable"]  # fmt: skip
     attrs = " × ".join(esc(a) for a in gs.attributes)
     lines = [
         "",
-        f"**Subgroups** ({attrs}; worst shift first; % of all non-PIEs / all PIEs; "
+        f"**Subgroups** ({attrs}; worst first; % of all non-PIEs / all PIEs; "
         "\\* significant after correction)",
         "",
     ]

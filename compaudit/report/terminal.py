@@ -24,6 +24,7 @@ from compaudit.report._common import (
     noise_share,
     pct,
     signed_pts,
+    subgroup_sets,
 )
 from compaudit.report.base import ReportContext
 from compaudit.results import AuditReport, Comparison
@@ -110,16 +111,18 @@ def _comparison(c: Comparison) -> Group:
         )
     parts: list[Any] = [lines, ct]
 
-    if c.subgroups:
-        testable = [g for g in c.subgroups if g.testable]
-        gt = Table(title=f"Worst groups ({', '.join(c.subgroup_attributes)})", title_justify="left")
+    first = subgroup_sets(c)[0]
+    if first.subgroups:
+        # The worst-first order of every format; its testable groups come first.
+        testable = [g for g in first.worst_groups() if g.testable]
+        gt = Table(title=f"Worst groups ({', '.join(first.attributes)})", title_justify="left")
         gt.add_column("group", overflow="fold", max_width=26)
         gt.add_column("n", justify="right")
         gt.add_column("PIE %", justify="right")
         gt.add_column("growth", justify="right")
         gt.add_column("shift Δ", justify="right")
         gt.add_column("p adj", justify="right")
-        for g in sorted(testable, key=lambda g: g.shift_difference)[:WORST_ROWS]:
+        for g in testable[:WORST_ROWS]:
             growth = "-" if g.pct_growth is None else f"{g.pct_growth:+.0f}%"
             pct_pie = "-" if g.pct_pie is None else f"{g.pct_pie:.1f}"
             gt.add_row(
@@ -131,7 +134,7 @@ def _comparison(c: Comparison) -> Group:
                 fmt_p(g.p_adjusted) + (" *" if g.significant else ""),
             )
         parts.append(gt)
-        untestable = len(c.subgroups) - len(testable)
+        untestable = len(first.subgroups) - len(testable)
         if untestable:
             parts.append(
                 Text(f"{untestable} group(s) below min_support: not testable", style="yellow")

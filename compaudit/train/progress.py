@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from compaudit._io import progress_enabled
 from compaudit.train.base import ProgressEvent
 from compaudit.train.manifest import RunInfo
 
@@ -34,7 +35,11 @@ class RunProgress:
     total_members : int
         Pending members.
     enabled : bool
-        Show nothing when False (``on_progress`` is then a no-op).
+        Show nothing when False (``on_progress`` is then a no-op). Nothing
+        shows either unless :func:`~compaudit._io.progress_enabled` (the
+        ``compaudit`` logger is enabled for INFO: not under ``-q``); whether the
+        console is a terminal is left to rich (a non-terminal console gets
+        the final state once).
     """
 
     def __init__(
@@ -45,7 +50,7 @@ class RunProgress:
         enabled: bool = True,
         console: Console | None = None,
     ) -> None:
-        self.enabled = enabled and total_members > 0
+        self.enabled = enabled and total_members > 0 and progress_enabled(terminal=False)
         self.total_members = total_members
         self.members_done = 0
         self._done: dict[str, int] = {}

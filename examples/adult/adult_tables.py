@@ -98,7 +98,7 @@ def group_rows(comparison: Mapping[str, Any], settings: Mapping[str, Any]) -> li
     ``settings`` is the report's (``alpha``, ``correction``). The over-index
     test is adjusted over the testable groups, the family of the shift tests.
     """
-    from compaudit.analysis.stats import adjust_pvalues
+    from compaudit import adjust_pvalues
 
     groups = comparison["subgroups"]
     total = int(comparison["pie"]["count"])

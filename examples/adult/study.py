@@ -4,8 +4,9 @@
 
 Trains (or resumes) examples/recipes/adult.yaml: K = 8 MLPs per variant, dense,
 pruned to 50% and 90%, and int8 (ONNX Runtime dynamic) copies of the dense
-members. Audits the dense population against the others twice through the
-library: over sex x race under examples/policies/fairness-review.yaml (report
+members. Audits the dense population against the others twice with
+``compaudit report RUN_DIR`` (the command knows each variant's lineage from the
+recipe): over sex x race under examples/policies/fairness-review.yaml (report
 in RUN_DIR/report/), and over label x sex as in Hooker et al.'s CelebA table
 (RUN_DIR/report-label-sex/). Writes RESULTS.md and figures/ here; the tables and
 every sentence of RESULTS.md come from the reports (adult_tables.py), so it is
@@ -16,12 +17,17 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from adult_tables import build_results, group_rows
+
+import compaudit
+from compaudit.study import BETTER, NEUTRAL, WORSE, write_bytes, write_class_figure, write_text
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -34,9 +40,6 @@ GROWTH_CLIP = 400.0  # the growth figure's x-limit (%); longer whiskers end in a
 def growth_figure(report: Mapping[str, Any], path: Path) -> Path:
     """pct_growth per group, one panel per candidate, with the growth intervals."""
     from matplotlib.figure import Figure
-
-    from compaudit._io import atomic_write_bytes
-    from compaudit.report._plot import BETTER, NEUTRAL, WORSE
 
     comps, alpha = report["comparisons"], float(report["settings"]["alpha"])
     thresholds = [g["threshold"] for g in report["gates"] if g["name"].endswith("share_growth")]
@@ -77,8 +80,21 @@ def growth_figure(report: Mapping[str, Any], path: Path) -> Path:
     )
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return write_bytes(path, buf.getvalue())
+
+
+def audit_run(run_dir: Path, out: Path, *options: str) -> dict[str, Any]:
+    """``compaudit report RUN_DIR --out OUT OPTIONS...``: its ``report.json``, as a dict.
+
+    The command audits the run's dense variant against every other one, each
+    paired by lineage where the recipe says it was made from the dense members.
+    """
+    command = [sys.executable, "-m", "compaudit", "report", str(run_dir), "--out", str(out)]
+    done = subprocess.run([*command, *options], check=False)
+    if done.returncode != compaudit.ExitStatus.OK:
+        raise compaudit.CompauditError(f"compaudit report {run_dir} exited {done.returncode}")
+    report: dict[str, Any] = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,35 +104,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="members trained at once")
     args = parser.parse_args(argv)
 
-    from compaudit._io import atomic_write_text
-    from compaudit.engine import AuditSettings
-    from compaudit.errors import CompauditError
-    from compaudit.pipeline import AuditRequest, execute
-    from compaudit.study import write_class_figure
-    from compaudit.train import train_recipe
-
     try:
-        info = train_recipe(RECIPE, args.run_dir, jobs=args.jobs, device="cpu")
+        info = compaudit.train_recipe(RECIPE, args.run_dir, jobs=args.jobs, device="cpu")
         out = args.run_dir / "report"
-        formats = ("json", "html", "markdown")
-        report = execute(
-            AuditRequest(run_dir=args.run_dir, policy=str(POLICY), out=out, formats=formats)
-        ).report
-        s = report["settings"]
-        settings = AuditSettings(
-            alpha=s["alpha"],
-            correction=s["correction"],
-            seed=s["seed"],
-            min_support=s["min_support"],
-            attributes=LABEL_ATTRIBUTES,
+        report = audit_run(
+            args.run_dir, out, "--policy", str(POLICY), "--format", "json,html,markdown"
         )
+        s = report["settings"]
         label_out = args.run_dir / "report-label-sex"
-        label_report = execute(
-            AuditRequest(
-                run_dir=args.run_dir, settings=settings, out=label_out, formats=("json", "markdown")
-            )
-        ).report
-    except CompauditError as exc:
+        label_report = audit_run(
+            args.run_dir,
+            label_out,
+            *("--alpha", str(s["alpha"]), "--correction", s["correction"]),
+            *("--seed", str(s["seed"]), "--min-support", str(s["min_support"])),
+            *("--subgroups", ",".join(LABEL_ATTRIBUTES), "--format", "json,markdown"),
+        )
+    except compaudit.CompauditError as exc:
         print(f"study adult: {exc}", file=sys.stderr)
         return 2
     variants = info.manifest["recipe"]["variants"]
@@ -133,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("PIE share growth per sex x race group", f"figures/{growth_png.name}"),
     ]
     results = HERE / "RESULTS.md"
-    atomic_write_text(results, build_results(report, label_report, info.manifest, rel))
+    write_text(results, build_results(report, label_report, info.manifest, rel))
     print(f"reports: {out}, {label_out}")
     print(
         f"wrote {results.relative_to(ROOT)}, {class_png.relative_to(ROOT)}, "

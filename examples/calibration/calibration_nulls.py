@@ -3,9 +3,9 @@
 Members of one dense population differ only in their seeds, so any two disjoint
 groups of them form a null comparison: every class the audit flags between
 them is a false alarm. This module draws such comparisons, runs them through
-:func:`compaudit.engine.audit` under each p-value correction (and the
-strict-release policy's gates), and implements the unstudentized z-test that
-compaudit rejected, for contrast.
+:func:`compaudit.audit` under each p-value correction (and the strict-release
+policy's gates), and implements the unstudentized z-test that compaudit
+rejected, for contrast.
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy import stats
 
-from compaudit.analysis.stats import Correction, adjust_pvalues
-from compaudit.engine import AuditSettings, audit
-from compaudit.gates import evaluate_gates
-from compaudit.policy import Policy
-from compaudit.population import Population
+import compaudit
+from compaudit import Policy, Population, adjust_pvalues
 
+Correction = Literal["holm", "bh", "bonferroni", "none"]
 ALPHA = 0.05
 CORRECTIONS: tuple[Correction, ...] = ("none", "bonferroni", "holm", "bh")
-GATE_CORRECTION: Correction = "holm"  # the audits the policy's gates read (its correction)
 RATES = ("pie_rate", "cie_rate", "cie_u_rate", "top1_drop")
 ERR_DRAWS = "disjoint groups of {k_ref} and {k_cand} need {need} members, have {have}"
 
@@ -127,39 +125,37 @@ def run_audits(
     policy: Policy,
     *,
     progress: bool,
-    settings: AuditSettings | None = None,
 ) -> NullRuns:
     """Audit group ``draws[i, 1]`` against group ``draws[i, 0]`` under every correction.
 
-    One engine audit per draw, with ``settings`` (the policy's, as ``compaudit
-    check`` would use them; default alpha :data:`ALPHA` and Holm), whose report
-    the policy's gates read. Raw class p-values do not depend on the correction
-    or on alpha, so the classes each correction flags at :data:`ALPHA` are counted
-    from them exactly as the engine flags them (``adjust_pvalues(p) <= alpha``,
-    untested classes left out of the family).
+    One :func:`compaudit.audit` per draw under ``policy`` (with its settings, as
+    ``compaudit check`` would use them), whose gates are counted. Raw class
+    p-values do not depend on the correction or on alpha, so the classes each
+    correction flags at :data:`ALPHA` are counted from them exactly as the engine
+    flags them (``adjust_pvalues(p) <= alpha``, untested classes left out of the
+    family).
     """
     from rich.progress import track
 
-    settings = settings or AuditSettings(alpha=ALPHA, correction=GATE_CORRECTION)
     p_raw: list[list[float]] = []
     n_sig: dict[str, list[int]] = {c: [] for c in CORRECTIONS}
     rates: dict[str, list[float]] = {r: [] for r in RATES}
     fails: dict[str, list[bool]] = {}
     for ref_idx, cand_idx in track(draws, description=label, disable=not progress, transient=True):
         ref, cand = subset(pop, ref_idx), subset(pop, cand_idx)
-        report = audit(ref, {"candidate": cand}, settings=settings).to_report()
-        comp = report["comparisons"][0]
-        for g in evaluate_gates(report, policy):
+        report = compaudit.audit(ref, {"candidate": cand}, policy=policy)
+        [comp] = report.comparisons
+        for g in report.gates:
             fails.setdefault(g.name, []).append(g.status == "failed")
-        p = np.array([np.nan if c["p_value"] is None else c["p_value"] for c in comp["classes"]])
+        p = np.array([np.nan if c.p_value is None else c.p_value for c in comp.classes])
         for corr in CORRECTIONS:
             n_sig[corr].append(int((adjust_pvalues(p, method=corr) <= ALPHA).sum()))
         p_raw.append(p.tolist())
         for key, value in (
-            ("pie_rate", comp["pie"]["rate"]),
-            ("cie_rate", comp["cie"]["rate"]),
-            ("cie_u_rate", comp["cie"]["cie_u_rate"]),
-            ("top1_drop", -comp["top1_delta"]),
+            ("pie_rate", comp.pie.rate),
+            ("cie_rate", comp.cie.rate),
+            ("cie_u_rate", comp.cie.cie_u_rate),
+            ("top1_drop", -comp.top1_delta),
         ):
             rates[key].append(value)
     return NullRuns(
@@ -224,16 +220,10 @@ def load_members(
     predicted on its eval split, and a description; or None and a note saying why
     not (the run is missing, too small, or its data cannot be found). ``shown`` is
     how the notes name the run directory."""
-    from compaudit.data.loading import load_dataset
-    from compaudit.errors import CompauditError
-    from compaudit.models.base import RunnerSettings
-    from compaudit.predictions import predict_population
-    from compaudit.train import load_run
-
     shown = shown or str(run_dir)
     if not (run_dir / "manifest.json").is_file():
         return None, f"skipped: no trainer run at `{shown}`"
-    info = load_run(run_dir, require_complete=False)
+    info = compaudit.load_run(run_dir, require_complete=False)
     dense = info.variants[info.reference]
     if dense.k < count:
         return None, (
@@ -241,13 +231,14 @@ def load_members(
             f"this part needs {count}"
         )
     try:
-        data = load_dataset(info.eval_data)
-    except CompauditError as exc:
+        compaudit.load_dataset(info.eval_data)  # can the data be found?
+    except compaudit.CompauditError as exc:
         return None, f"skipped: {exc}"
     members = dense.members[:count]
-    settings = RunnerSettings(batch_size=info.recipe.training.eval_batch_size)
-    pop = predict_population(
-        [str(m.path) for m in members], data, settings=settings, name=dense.name
+    pop = compaudit.predict(
+        [str(m.path) for m in members],
+        info.eval_data,
+        batch_size=info.recipe.training.eval_batch_size,
     )
     return pop, (
         f"members {members[0].index}-{members[-1].index} (seeds {members[0].seed}-"
@@ -356,9 +347,7 @@ def smallest_cell(
 # -- training the populations (resuming) --------------------------------------------------------
 def train_population(recipe_path: Path, run_dir: Path, jobs: int, progress: bool) -> Population:
     """Train a recipe (resuming) and predict all its reference members on the eval split."""
-    from compaudit.train import train_recipe
-
-    info = train_recipe(recipe_path, run_dir, jobs=jobs, device="cpu", progress=progress)
+    info = compaudit.train_recipe(recipe_path, run_dir, jobs=jobs, device="cpu", progress=progress)
     pop, note = load_members(run_dir, info.recipe.k)
     if pop is None:  # cannot happen after a finished train_recipe; fail closed anyway
         raise SystemExit(f"calibration: {note}")
@@ -377,20 +366,16 @@ def train_dense_if_missing(
     """
     import sys
 
-    from compaudit.data.loading import load_dataset
-    from compaudit.errors import CompauditError
-    from compaudit.train import load_recipe, train_recipe
-
     if (run_dir / "manifest.json").is_file():
         return
     try:
-        load_dataset(probe)
-    except CompauditError:
+        compaudit.load_dataset(probe)
+    except compaudit.CompauditError:
         return
-    recipe = load_recipe(recipe_path)
+    recipe = compaudit.load_recipe(recipe_path)
     dense = [v for v in recipe.variants if v.kind == "dense"][:1]
     print(f"training {recipe.k} dense members into {run_dir} ({note})", file=sys.stderr)
-    train_recipe(
+    compaudit.train_recipe(
         recipe.model_copy(update={"variants": dense}),
         run_dir,
         jobs=jobs,

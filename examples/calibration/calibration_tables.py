@@ -19,8 +19,8 @@ from calibration_nulls import (
     paired_spread,
 )
 
-from compaudit.policy import Policy
-from compaudit.population import Population
+from compaudit import Policy, Population
+from compaudit.study import write_bytes
 
 if TYPE_CHECKING:
     from policy_calibration import Cell
@@ -166,12 +166,9 @@ def class_table(pop: Population, runs: Sequence[NullRuns]) -> str:
 
 # -- figures -----------------------------------------------------------------------------
 def _png(fig: object, path: Path) -> Path:
-    from compaudit._io import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)  # type: ignore[attr-defined]
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return write_bytes(path, buf.getvalue())
 
 
 def pvalue_figure(runs: Sequence[NullRuns], path: Path) -> Path:

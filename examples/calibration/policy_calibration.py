@@ -8,13 +8,12 @@ candidate group and makes it forget on purpose, in every member:
 * ``class``: a fraction of one class's correctly classified examples turned wrong;
 * ``group``: a fraction of one small subgroup's correct examples turned wrong.
 
-Every comparison goes through the real engine exactly as ``compaudit check``
-runs it: the policy's audit settings from :mod:`compaudit.pipeline`,
-:func:`compaudit.engine.audit`, :func:`compaudit.gates.evaluate_gates` and
-:func:`compaudit.gates.decide_verdict`. Policies that ask for the same
-settings share one audit (the audit depends on the settings only), and the
-damaged candidates of one draw are audited together with the seed-only one
-(one comparison each; corrections are per comparison).
+Every comparison goes through :func:`compaudit.audit` with the policy, which
+resolves the policy's audit settings and evaluates its gates exactly as
+``compaudit check`` does; a candidate's verdict is decided from its gates by
+the command's rule (:func:`candidate_verdict`). The damaged candidates of one
+draw are audited together with the seed-only one (one comparison each;
+corrections are per comparison).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from calibration_nulls import (
@@ -45,11 +44,8 @@ from calibration_tables import (
     policy_verdict,
 )
 
-from compaudit.engine import AuditSettings, audit
-from compaudit.gates import decide_verdict, evaluate_gates
-from compaudit.policy import Policy, load_policy
-from compaudit.policy import settings as policy_settings
-from compaudit.population import Population
+import compaudit
+from compaudit import GateResult, Policy, Population, load_policy
 
 DamageKind = Literal["none", "class", "group"]
 GROUP_ATTRIBUTE = "planted_group"  # the random group's attribute on data without real ones
@@ -74,24 +70,13 @@ def shipped_policies(directory: Path) -> dict[str, tuple[Path, Policy]]:
 
 def needed_attributes(policy: Policy) -> set[str]:
     """Attributes the policy's subgroup analysis needs (every attribute set it names)."""
-    wanted: dict[str, Any] = dict(policy_settings(policy))
-    attributes: list[str] = list(wanted["attributes"])
-    sets: Sequence[Sequence[str]] = wanted.get("attribute_sets") or ()
-    return set(attributes) | {a for s in sets for a in s}
+    sub = policy.gates.subgroups
+    return {a for s in (sub.sets() if sub is not None else []) for a in s}
 
 
 def applies(policy: Policy, attributes: Sequence[str]) -> bool:
     """Whether the data (carrying ``attributes``) have every attribute the policy gates."""
     return needed_attributes(policy) <= {*attributes, "label"}
-
-
-def audit_settings(path: Path) -> AuditSettings:
-    """The audit settings ``compaudit check --policy PATH`` uses (the pipeline's own
-    translation of a policy, so the study cannot drift from the command)."""
-    from compaudit.pipeline import AuditRequest, _settings_from_policy
-
-    found, _ = _settings_from_policy(AuditRequest(policy=str(path)))
-    return found
 
 
 # -- planted damage -------------------------------------------------------------------------
@@ -238,7 +223,6 @@ def run_cells(
     real_group = bool(setup.group.any())
     attrs = [*pop.attributes] if real_group else [*pop.attributes, GROUP_ATTRIBUTE]
     chosen = {name: pp for name, pp in policies.items() if applies(pp[1], attrs)}
-    groups = settings_groups(chosen)
     k_ref, k_cand = ref_rows.shape[1], cand_rows.shape[1]
     cells = {(d, p): Cell(setup.dataset, k_ref, k_cand, d, p) for d in damages for p in chosen}
     y = pop.y.astype(np.intp)
@@ -259,7 +243,7 @@ def run_cells(
                     cand, y, target, d.fraction, num_classes=pop.num_classes, seed=seed_d
                 )
             candidates[d.name] = members(base, cand_rows[i], preds)
-        judged = judge(members(base, ref_rows[i]), candidates, groups)
+        judged = judge(members(base, ref_rows[i]), candidates, chosen)
         for (d, name), cell in cells.items():
             verdict, failed, errored, cell.gates = judged[(d.name, name)]
             cell.verdicts.append(verdict)
@@ -271,40 +255,37 @@ def run_cells(
 Judgement = tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]
 
 
-def settings_groups(
-    policies: Mapping[str, tuple[Path, Policy]],
-) -> dict[AuditSettings, list[tuple[str, Policy]]]:
-    """Policies by the audit settings ``compaudit check`` would use for them."""
-    groups: dict[AuditSettings, list[tuple[str, Policy]]] = {}
-    for name, (path, policy) in policies.items():
-        groups.setdefault(audit_settings(path), []).append((name, policy))
-    return groups
+def candidate_verdict(gates: Sequence[GateResult]) -> str:
+    """What ``compaudit check`` would decide for one candidate from its gates:
+    ``error`` if one could not be evaluated, else ``fail`` if one failed, else ``pass``
+    (skipped gates count for neither)."""
+    if any(g.status == "error" for g in gates):
+        return "error"
+    return "fail" if any(g.status == "failed" for g in gates) else "pass"
 
 
 def judge(
     reference: Population,
     candidates: Mapping[str, Population],
-    groups: Mapping[AuditSettings, Sequence[tuple[str, Policy]]],
+    policies: Mapping[str, tuple[Path, Policy]],
 ) -> dict[tuple[str, str], Judgement]:
     """What ``compaudit check`` decides for each (candidate, policy): the verdict, the
     gates that failed, the gates that could not be evaluated, and every gate evaluated.
 
-    One audit per distinct settings (all candidates in it, one comparison each),
-    then each policy's gates on that report and one verdict per candidate.
+    One :func:`compaudit.audit` per policy (all candidates in it, one comparison
+    each), then one verdict per candidate from its gates.
     """
     out: dict[tuple[str, str], Judgement] = {}
-    for settings, named in groups.items():
-        report = audit(reference, candidates, settings=settings).to_report()
-        for name, policy in named:
-            results = evaluate_gates(report, policy)
-            for cand in candidates:
-                mine = [g for g in results if g.candidate == cand]
-                out[(cand, name)] = (
-                    decide_verdict(mine, []),
-                    frozenset(g.name for g in mine if g.status == "failed"),
-                    frozenset(g.name for g in mine if g.status == "error"),
-                    tuple(g.name for g in mine),
-                )
+    for name, (_, policy) in policies.items():
+        report = compaudit.audit(reference, candidates, policy=policy)
+        for cand in candidates:
+            mine = [g for g in report.gates if g.candidate == cand]
+            out[(cand, name)] = (
+                candidate_verdict(mine),
+                frozenset(g.name for g in mine if g.status == "failed"),
+                frozenset(g.name for g in mine if g.status == "error"),
+                tuple(g.name for g in mine),
+            )
     return out
 
 
@@ -383,13 +364,10 @@ def adult_population(
     run_dir: Path, *, train: bool, jobs: int, progress: bool, shown: str
 ) -> tuple[Population | None, str]:
     """The Adult seed-only population (trained, resuming, when the data can be found)."""
-    from compaudit.data.loading import load_dataset
-    from compaudit.errors import CompauditError
-
     if train:
         try:
-            load_dataset("adult:test")
-        except CompauditError as exc:
+            compaudit.load_dataset("adult:test")
+        except compaudit.CompauditError as exc:
             return None, f"skipped: {exc}"
         train_population(ADULT_RECIPE, run_dir, jobs, progress)
     return load_members(run_dir, ADULT_MEMBERS, shown=shown)

@@ -3,7 +3,7 @@
 Forty dense MLPs on digits differ only in their seeds. Any two disjoint groups
 of them are two populations "trained the same way with different seeds", so
 every class the audit flags between them is a false alarm. The study audits
-many such comparisons with :func:`compaudit.engine.audit` under each p-value
+many such comparisons with :func:`compaudit.audit` under each p-value
 correction and counts how often at least one class is flagged (the
 family-wise false alarm rate, FWER):
 
@@ -67,10 +67,10 @@ from calibration_tables import (
     pct,
     pvalue_figure,
 )
-from policy_calibration import adult_population, audit_settings, policy_part
+from policy_calibration import adult_population, policy_part
 
-from compaudit.policy import Policy, load_policy
-from compaudit.population import Population
+from compaudit import Policy, Population, load_policy
+from compaudit.study import write_text
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -289,8 +289,6 @@ def results_markdown(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train (resuming), run every null comparison, write RESULTS.md and figures/."""
-    from compaudit._io import atomic_write_text
-
     parser = argparse.ArgumentParser(description="Calibration study (see RESULTS.md).")
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "calibration")
     parser.add_argument("--fmnist-run-dir", type=Path, default=ROOT / "runs" / "fashion-mnist")
@@ -318,13 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = not args.quiet
     start = time.perf_counter()
 
-    policy = load_policy(POLICY)
-    gate_settings = audit_settings(POLICY)  # what `compaudit check --policy` would use
+    policy = load_policy(POLICY)  # its settings are what `compaudit check --policy` uses
     pop = train_population(RECIPE, args.run_dir, args.jobs, progress)
     n = pop.k
 
     def audits(p: Population, draws: np.ndarray, label: str) -> NullRuns:
-        return run_audits(p, draws, label, policy, progress=progress, settings=gate_settings)
+        return run_audits(p, draws, label, policy, progress=progress)
 
     samples = args.resamples
     welch = [
@@ -440,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fwer_figure([*welch, paired, naive, *fmnist], figures / "fwer.png"),
     ]
     results = args.out / "RESULTS.md"
-    atomic_write_text(results, text)
+    write_text(results, text)
     for path in [results, *written, figures / "policies.png"]:
         print(f"wrote {path}")
     for runs in ([*welch, *fmnist[:1]], [paired, *fmnist[1:]]):

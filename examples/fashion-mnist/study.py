@@ -5,7 +5,8 @@
 Trains (or resumes) examples/recipes/fashion-mnist.yaml: K = 10 small CNNs per
 variant, dense, pruned to 50%, 80% and 95% on Zhu & Gupta's schedule, and int8
 (ONNX Runtime static) copies of the dense members. Then audits the dense
-population against every other one with this folder's policy and writes
+population against every other one with this folder's policy (``compaudit
+check RUN_DIR``, as CI would gate the release) and writes
 RESULTS.md and figures/ here. Every sentence about the paper's claims below is
 computed from the numbers, so RESULTS.md is exactly what this script produces.
 """
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -159,6 +163,27 @@ def render(report: dict[str, Any], info: Any, figures: dict[str, str]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def check_run(run_dir: Path, out: Path) -> dict[str, Any]:
+    """``compaudit check RUN_DIR --policy POLICY``: its ``report.json``, as a dict.
+
+    The command audits the run's dense variant against every other one (the
+    int8 copies paired with the dense members they were made from) and gates
+    them; a failed gate is a result here (exit 1), an unusable input is not.
+    """
+    import compaudit
+
+    command = [sys.executable, "-m", "compaudit", "check", str(run_dir), "--policy", str(POLICY)]
+    command += ["--out", str(out), "--format", "terminal,json,markdown,html"]
+    # The same compaudit as this process, installed or not (see the sys.path line below).
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    (out / "report.json").unlink(missing_ok=True)  # exit 1 must not read a stale one
+    done = subprocess.run(command, check=False, env={**os.environ, "PYTHONPATH": path})
+    if done.returncode not in (compaudit.ExitStatus.OK, compaudit.ExitStatus.GATE_FAILED):
+        raise SystemExit(done.returncode)
+    report: dict[str, Any] = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train (resuming), audit, write RESULTS.md and figures."""
     parser = argparse.ArgumentParser(
@@ -168,39 +193,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from compaudit._io import atomic_write_text
-    from compaudit.data.loading import load_dataset
-    from compaudit.pipeline import AuditRequest, execute
-    from compaudit.study import pie_gallery_png, write_class_figure
-    from compaudit.train.manifest import load_run
-    from compaudit.train.run import train_recipe
+    import compaudit
+    from compaudit.study import pie_gallery_png, write_class_figure, write_text
 
-    train_recipe(RECIPE, args.run_dir, jobs=args.jobs, progress=True)
-    info = load_run(args.run_dir)
-    outcome = execute(
-        AuditRequest(
-            run_dir=args.run_dir,
-            policy=str(POLICY),
-            out=args.run_dir / "report",
-            formats=("terminal", "json", "markdown", "html"),
-            require_policy=True,
-        )
-    )
-    report = outcome.report
+    compaudit.train_recipe(RECIPE, args.run_dir, jobs=args.jobs, progress=True)
+    info = compaudit.load_run(args.run_dir)
+    report = check_run(args.run_dir, args.run_dir / "report")
     fig_dir = HERE / "figures"
     figures: dict[str, str] = {}
     for comp in report["comparisons"]:
         name = comp["candidate"]
         path = write_class_figure(comp, fig_dir / f"classes-{name}.png")
         figures[f"Per-class normalized recall difference, {name} vs dense"] = f"figures/{path.name}"
-    data = load_dataset(info.eval_data)
+    data = compaudit.load_dataset(info.eval_data)
     assert data.images is not None
     worst = max(report["comparisons"], key=lambda c: c["pie"]["count"])
     path = pie_gallery_png(
         worst, data.images, data.ids, data.class_names, fig_dir / f"pies-{worst['candidate']}.png"
     )
     figures[f"PIE gallery, {worst['candidate']} vs dense"] = f"figures/{path.name}"
-    atomic_write_text(HERE / "RESULTS.md", render(report, info, figures))
+    write_text(HERE / "RESULTS.md", render(report, info, figures))
     print(f"wrote {HERE / 'RESULTS.md'}, {len(figures)} figures in {fig_dir}", file=sys.stderr)
     print(f"full reports: {args.run_dir / 'report'}", file=sys.stderr)
     return 0

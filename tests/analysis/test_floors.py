@@ -424,3 +424,24 @@ def test_calibration_planted_damage_is_found() -> None:
     res = calibration(40, damage=0.2, seed=12)
     assert res["damaged_class"] >= 0.9
     assert res["class"] <= 0.05 + 0.05  # the other classes stay near their size
+
+
+def test_vectorised_nanquantile_equals_numpy() -> None:
+    # The floors' quantile is numpy's nanquantile (linear), vectorised over columns:
+    # identical results, NaN-only columns included.
+    import warnings
+
+    from compaudit.analysis.floors import _nanquantile
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        s, c = int(rng.integers(1, 70)), int(rng.integers(1, 40))
+        z = rng.normal(size=(s, c))
+        if trial % 2:
+            z = np.round(z, 1)  # ties
+        z[rng.random((s, c)) < rng.random() * 0.8] = np.nan
+        for q in (0.05, 0.1, 0.5, 0.95, 0.975):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                expected = np.nanquantile(z, q, axis=0)
+            assert np.array_equal(_nanquantile(z, q), expected, equal_nan=True)

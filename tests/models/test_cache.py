@@ -13,6 +13,7 @@ import pytest
 from compaudit import cache as cache_mod
 from compaudit.cache import WARN_CORRUPT, WARN_UNWRITABLE, PredictionCache, cache_key, cache_root
 from compaudit.data.base import Dataset
+from compaudit.errors import CompauditWarning
 from compaudit.models.base import Prediction, RunnerSettings
 from compaudit.models.onnx_runner import OnnxLoader, OnnxRunner
 from compaudit.models.torch_runner import TorchRunner
@@ -106,11 +107,14 @@ def test_damaged_entries_are_reported_deleted_and_missed(
     path = store.put(KEY, _prediction(0))
     assert path is not None
     damage(path)
-    assert store.get(KEY) is None
+    with pytest.warns(CompauditWarning) as record:
+        assert store.get(KEY) is None
     assert not path.exists()
-    err = capsys.readouterr().err
-    assert err.startswith(WARN_CORRUPT.format(path=path, reason="X").split("(X)")[0])
-    assert err.endswith("; deleted it, recomputing\n")
+    [warning] = record
+    message = str(warning.message)
+    assert message.startswith(WARN_CORRUPT.format(path=path, reason="X").split("(X)")[0])
+    assert message.endswith("; deleted it, recomputing")
+    assert capsys.readouterr().err == ""  # a warning, never a direct write
 
 
 def test_entry_under_the_wrong_key_is_rejected(
@@ -121,11 +125,12 @@ def test_entry_under_the_wrong_key_is_rejected(
     assert src is not None
     other = "ab" + "1" * 62
     store.path(other).write_bytes(src.read_bytes())
-    assert store.get(other) is None
-    assert (
-        capsys.readouterr().err
-        == WARN_CORRUPT.format(path=store.path(other), reason="entry belongs to another key") + "\n"
-    )
+    with pytest.warns(CompauditWarning) as record:
+        assert store.get(other) is None
+    assert [str(w.message) for w in record] == [
+        WARN_CORRUPT.format(path=store.path(other), reason="entry belongs to another key")
+    ]
+    assert capsys.readouterr().err == ""
 
 
 def test_unwritable_cache_warns_and_continues(
@@ -134,10 +139,12 @@ def test_unwritable_cache_warns_and_continues(
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     store = PredictionCache(blocker)
-    assert store.put(KEY, _prediction(0)) is None
-    err = capsys.readouterr().err
+    with pytest.warns(CompauditWarning) as record:
+        assert store.put(KEY, _prediction(0)) is None
     head = WARN_UNWRITABLE.format(path=store.path(KEY), reason="X", env="E").split("(X)")[0]
-    assert err.startswith(head)
+    [warning] = record
+    assert str(warning.message).startswith(head)
+    assert capsys.readouterr().err == ""
 
 
 # -- concurrency -------------------------------------------------------------------
@@ -241,8 +248,9 @@ def test_damaged_entry_is_recomputed_with_a_warning(
     [entry] = cache_dir.glob("*/*.npz")
     _truncate(entry)
     capsys.readouterr()
-    second = predict_population(spec, digits_test)
-    assert f"prediction cache entry {entry} is damaged" in capsys.readouterr().err
+    with pytest.warns(CompauditWarning, match=f"prediction cache entry {entry} is damaged"):
+        second = predict_population(spec, digits_test)
+    assert capsys.readouterr().err == ""
     np.testing.assert_array_equal(second.topk, first.topk)
     assert PredictionCache(cache_dir).get(entry.stem) is not None  # rewritten, valid
 

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from compaudit.data.base import Dataset, Preprocessing
-from compaudit.errors import DataNotFoundError, ModelError
+from compaudit.errors import CompauditWarning, DataNotFoundError, ModelError
 from compaudit.models import inference, onnx_runner, torch_runner
 from compaudit.models.base import RunnerSettings
 from compaudit.predictions import predict_population
@@ -318,13 +318,16 @@ def test_probability_outputs_without_the_flag_warn(
     model = nn.Sequential(nn.Linear(10, 10), nn.Softmax(dim=1)).eval()
     path = export_onnx(model, np.ones((2, 10), np.float32), tmp_path / "softmax.onnx")
     data = _table(np.random.default_rng(0).normal(size=(12, 10)).astype(np.float32))
-    pop = predict_population(str(path), data)
-    assert capsys.readouterr().err == (
-        inference.WARN_LOOKS_LIKE_PROBABILITIES.format(model=path) + "\n"
-    )
-    flagged = predict_population(
-        str(path), data, settings=RunnerSettings(outputs_probabilities=True)
-    )
+    with pytest.warns(CompauditWarning) as record:
+        pop = predict_population(str(path), data)
+    assert [str(w.message) for w in record] == [
+        inference.WARN_LOOKS_LIKE_PROBABILITIES.format(model=path)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompauditWarning)
+        flagged = predict_population(
+            str(path), data, settings=RunnerSettings(outputs_probabilities=True)
+        )
     assert capsys.readouterr().err == ""
     assert pop.topk is not None
     np.testing.assert_array_equal(flagged.topk, pop.topk)  # softmax keeps the order

@@ -211,7 +211,7 @@ def test_judge_decides_what_compaudit_check_decides(
         "seed-only": nulls.members(pop, np.arange(4, 6)),
         "class-40pct": nulls.members(pop, np.arange(4, 6), damaged),
     }
-    judged = pc.judge(ref, cands, pc.settings_groups(policies))
+    judged = pc.judge(ref, cands, policies)
     save_population(ref, tmp_path / "ref.npz")
     seen = set()
     for cand_name, cand in cands.items():
