@@ -146,7 +146,9 @@ out, c, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(0)
 d = rng.normal(-0.01, 0.03, size=c)
 sig = rng.random(c) < 0.03
-rows = [{"name": f"class_{i}", "normalized_recall_difference": float(v), "significant": bool(s)}
+class Row(dict):  # rows by key (older engines) and by attribute (typed ClassRow)
+    __getattr__ = dict.__getitem__
+rows = [Row(name=f"class_{i}", normalized_recall_difference=float(v), significant=bool(s))
         for i, (v, s) in enumerate(zip(d, sig))]
 class_plot_png(rows[:10], title="warm-up")
 runs = []

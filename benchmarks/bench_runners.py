@@ -210,7 +210,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                     )
                 )
 
-        ts = TorchScriptLoader().load(str(files["torchscript"]))
+        ts = TorchScriptLoader().load(str(files["torchscript"]), options={"trust_model_code": True})
         module = ts.module
 
         def bare_torch() -> None:

@@ -30,6 +30,11 @@ __all__ = ["class_recall_drop", "significant_classes"]
 
 REASON_NO_CLASSES = "the report lists no classes"
 REASON_CLASS_FLOOR_NULL = "no seed-noise floor for class(es) {classes}"
+REASON_CLASSES_UNFAILABLE = (
+    "threshold {threshold} can never fail with {n} classes: the overall shift is a weighted "
+    "mean of the class shifts, so at most {most} class(es) can be worse than it; "
+    "use a threshold below {most}"
+)
 
 
 def _difference(c: ClassRow) -> float:
@@ -54,6 +59,13 @@ def significant_classes(comp: Comparison, gates: Gates) -> Outcome:
     classes = _classes(comp)
     if isinstance(classes, Unevaluable):
         return classes
+    threshold = gates.significant_classes
+    assert threshold is not None  # configured
+    most = len(classes) - 1
+    if threshold >= most:  # the count can never exceed it: a gate that cannot fail
+        return Unevaluable(
+            REASON_CLASSES_UNFAILABLE.format(threshold=threshold, n=len(classes), most=most)
+        )
     worse = [c for c in classes if c.significantly_worse]
     untested = [c.label for c in classes if c.p_value is None]
     noun = "class" if len(worse) == 1 else "classes"

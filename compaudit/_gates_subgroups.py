@@ -53,6 +53,10 @@ REASON_MISSING_ATTRIBUTE = (
 REASON_NO_GROWTH = "no testable group has a PIE share growth (pct_growth is null for all)"
 REASON_NO_SUPPORT = "no group reaches min_support {min_support}; not testable: {groups}"
 REASON_GROUP_FLOOR_NULL = "no seed-noise floor for the PIE share growth of {groups}"
+REASON_FEW_PIES = (
+    "no {which} has {min_pies} or more PIEs (min_pies), so no growth can be judged{suffix}; "
+    "lower min_pies or audit more examples"
+)
 
 NOISE = "; over the threshold but not significantly worse (within noise): {groups}"
 NONE_WORSE = "no group is significantly worse than the overall shift"
@@ -194,8 +198,10 @@ def _growth_pool(
         suffix += f"; too few PIEs to judge growth (< {sub.min_pies}): {listed}"
     counted = [g for g in counted if g.n_pie >= sub.min_pies]
     which = "significantly worse group" if sub.require_significance else "testable group"
-    if not counted:
-        return Measured(None, f"no {which} has {sub.min_pies} or more PIEs{suffix}", True)
+    if not counted:  # groups to judge, none with PIEs enough: not a pass
+        return Unevaluable(
+            REASON_FEW_PIES.format(which=which, min_pies=sub.min_pies, suffix=suffix)
+        )
     unbounded = [g.label for g in counted if _unbounded(g)]
     if unbounded:
         return Measured(None, f"unbounded growth: only PIEs in {listing(unbounded)}{suffix}", False)

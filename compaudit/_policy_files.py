@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from compaudit._yaml import duplicate_keys, line_of
+from compaudit._yaml import YamlLimitError, line_of, read_text
+from compaudit._yaml import load as load_yaml
 from compaudit.errors import PolicyError
 from compaudit.settings import SettingValueError
 
@@ -33,6 +34,8 @@ ERR_SUFFIX = (
     "write it as .yaml, .yml or .toml (or [tool.compaudit] in pyproject.toml)"
 )
 ERR_SYNTAX = "{file}: not valid {fmt}: {problem}"
+ERR_LIMIT = "{file}: {problem}"
+ERR_TOML_DEPTH = "nested too deeply; flatten the arrays and inline tables"
 ERR_NO_TOOL_TABLE = "{file} has no [tool.compaudit] table; add one or pass a .yaml/.toml policy"
 ERR_NOT_MAPPING = "{file}: the policy must be a mapping of keys (version, gates, ...), got {got}"
 ERR_DUPLICATE_KEY = "{file}:{line}: key {key!r} appears twice; keep one"
@@ -54,7 +57,9 @@ def read_policy_data(path: str | Path) -> tuple[Path, dict[str, Any], Lines]:
     if not file.is_file():
         raise PolicyError(ERR_NOT_FOUND.format(file=file))
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_text(file, kind="policy")  # bounded: at most MAX_BYTES are read
+    except YamlLimitError as exc:
+        raise PolicyError(ERR_LIMIT.format(file=file, problem=exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(ERR_SYNTAX.format(file=file, fmt="UTF-8 text", problem=exc)) from None
     suffix = file.suffix.lower()
@@ -66,6 +71,10 @@ def read_policy_data(path: str | Path) -> tuple[Path, dict[str, Any], Lines]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise PolicyError(ERR_SYNTAX.format(file=file, fmt="TOML", problem=exc)) from None
+        except RecursionError:  # tomllib recurses once per nested array or inline table
+            raise PolicyError(
+                ERR_SYNTAX.format(file=file, fmt="TOML", problem=ERR_TOML_DEPTH)
+            ) from None
         pyproject = file.name == "pyproject.toml"
         if pyproject:
             tool = data.get("tool")
@@ -119,20 +128,13 @@ class TomlLines:
 
 def _parse_yaml(text: str, file: Path) -> tuple[Any, YamlLines]:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        _check_duplicates(root, file)
-        data = yaml.safe_load(text)
+        doc = load_yaml(text)  # bounded depth and alias expansion (issue 11)
     except yaml.YAMLError as exc:
         raise PolicyError(ERR_SYNTAX.format(file=file, fmt="YAML", problem=exc)) from None
-    return data, YamlLines(root)
-
-
-def _check_duplicates(node: yaml.Node | None, file: Path) -> None:
     # safe_load keeps the last of two equal keys silently; a policy must not.
-    if node is None:
-        return
-    for path, line in duplicate_keys(node)[:1]:
+    for path, line in doc.duplicates[:1]:
         raise PolicyError(ERR_DUPLICATE_KEY.format(file=file, line=line, key=path[-1]))
+    return doc.data, YamlLines(doc.node)
 
 
 def describe(err: Any, file: Path, lines: Lines, allowed_keys: Callable[[Loc], list[str]]) -> str:
@@ -154,6 +156,9 @@ def describe(err: Any, file: Path, lines: Lines, allowed_keys: Callable[[Loc], l
         # A shared setting validator (compaudit.settings): its sentence names the value.
         return ERR_BAD_VALUE.format(where=where, path=path, msg=error)
     msg = err["msg"]
+    if err["type"] == "value_error":
+        # A policy validator's own sentence: it names the value and the fix already.
+        return ERR_BAD_VALUE.format(where=where, path=path, msg=msg.removeprefix("Value error, "))
     if not isinstance(err.get("input"), dict | list):
         msg += f" (got {err.get('input')!r})"
     return ERR_BAD_VALUE.format(where=where, path=path, msg=msg)

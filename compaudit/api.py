@@ -58,6 +58,7 @@ ERR_LABEL_ATTRIBUTE = (
     "attributes: a column named 'label' would shadow the true label; rename it "
     "(the true label is always available as the attribute 'label')"
 )
+ERR_PAIRED_NAMES = "paired: no candidate named {names}; candidates: {known}"
 ERR_NO_CANDIDATES = "candidates: give at least one candidate, e.g. {'int8': predictions}"
 
 
@@ -263,6 +264,7 @@ class Report:
         """Write report files under ``out`` (the command line's ``--format`` names)."""
         from rich.console import Console
 
+        from compaudit.pipeline import ERR_UNKNOWN_FORMAT, write_formats
         from compaudit.plugins import get_registry
         from compaudit.report.base import ReportContext, format_name
 
@@ -271,14 +273,11 @@ class Report:
         unknown = [f for f in chosen if f not in reporters]
         if unknown:
             known = ", ".join(sorted(reporters))
-            raise InputError(f"unknown format {unknown[0]!r}; installed formats: {known}")
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
+            raise InputError(ERR_UNKNOWN_FORMAT.format(fmt=unknown[0], known=known))
+
         context = ReportContext(console=Console(), result=self.result, images=self.images)
-        written = [
-            reporters[f].write(self.document, out_dir=out_dir, context=context) for f in chosen
-        ]
-        return [p for p in written if p is not None]
+        # The command line's path: the formats are committed into ``out`` as one set.
+        return write_formats(self.document, Path(out), chosen, context, reporters)
 
     def _repr_html_(self) -> str:
         from compaudit._frames import html_summary
@@ -306,7 +305,7 @@ def audit(
     correction: str | None = None,
     seed: int | None = None,
     min_support: int | None = None,
-    paired: bool | None = None,
+    paired: bool | Mapping[str, bool] | None = None,
     subgroups: Sequence[str] | None = None,
     reference_name: str = "reference",
 ) -> Report:
@@ -334,7 +333,11 @@ def audit(
         Gates to evaluate; without one the verdict is ``ungated``.
     alpha, correction, seed, min_support, paired, subgroups
         Settings; an argument given here beats the policy, which beats the
-        defaults (:mod:`compaudit.settings`).
+        defaults (:mod:`compaudit.settings`). ``paired`` (lineage: candidate
+        member k was made from reference member k) is True/False for every
+        candidate, or a mapping per candidate name (``{"int8": True}``: a
+        quantized child of the reference beside a pruned population retrained
+        from scratch), as a trainer run directory's ``from:`` chains say.
     reference_name : str
         The reference's name in the report.
 
@@ -357,7 +360,7 @@ def audit(
         "correction": correction,
         "seed": seed,
         "min_support": min_support,
-        "paired": paired,
+        "paired": paired if not isinstance(paired, Mapping) else None,
         "attributes": tuple(subgroups) if subgroups is not None else None,
     }
     layers = [Layer("cli", {k: v for k, v in given.items() if v is not None})]
@@ -367,7 +370,17 @@ def audit(
 
         layers.append(policy_layer(pol, Path(policy) if isinstance(policy, str | Path) else None))
     resolved = resolve(*layers)
-    result = run_audit(ref, cands, reference_name=reference_name, settings=resolved.settings)
+    lineage = None
+    if isinstance(paired, Mapping):
+        unknown = sorted(set(paired) - set(cands))
+        if unknown:
+            raise InputError(
+                ERR_PAIRED_NAMES.format(names=", ".join(unknown), known=", ".join(cands))
+            )
+        lineage = {name: bool(paired.get(name, False)) for name in cands}
+    result = run_audit(
+        ref, cands, reference_name=reference_name, settings=resolved.settings, lineage=lineage
+    )
     return _judge(result, pol, resolved)
 
 
@@ -416,6 +429,7 @@ def predict(
     batch_size: int = 256,
     device: str = "cpu",
     cache: bool = True,
+    trust_model_code: bool = False,
 ) -> Population:
     """Run model file(s) on a dataset spec and return their predictions.
 
@@ -426,10 +440,19 @@ def predict(
         command line (``--candidate``).
     data : str
         Dataset spec (``digits``, ``fashion-mnist:test``, ``table.csv?label=y``...).
+    batch_size, device, cache
+        Inference batch size, ``"cpu"`` or ``"cuda"``, and whether to use the
+        prediction cache.
+    trust_model_code : bool
+        Let model formats that are code run: TorchScript (``.pt``/``.pth``) and
+        ``module:factory``. Without it they raise ``ModelError``; ONNX, ``.pt2``
+        and checkpoints are loaded as data either way.
     """
     from compaudit.data.loading import load_dataset
     from compaudit.models.base import RunnerSettings
     from compaudit.predictions import predict_population
 
-    settings = RunnerSettings(batch_size=batch_size, device=device)
+    settings = RunnerSettings(
+        batch_size=batch_size, device=device, trust_model_code=trust_model_code
+    )
     return predict_population(model, load_dataset(data), settings=settings, cache=cache)

@@ -7,7 +7,8 @@ results, and :data:`CACHE_FORMAT_VERSION` (bumped whenever runners change
 what they compute). Entries are ``.npz`` files written atomically (a
 temporary file renamed over the target), so concurrent writers of one key
 leave one complete entry, never a torn one; each embeds a checksum of its
-content, so a damaged entry is detected, reported (a
+content, so a damaged entry is detected (read with the bounded
+:func:`compaudit._npz.read_npz`: a forged header allocates nothing), reported (a
 :class:`~compaudit.errors.CompauditWarning`), deleted and recomputed.
 
 Location: ``$COMPAUDIT_CACHE_DIR/predictions`` when set, else
@@ -22,7 +23,6 @@ import io
 import json
 import os
 import warnings
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from compaudit._io import atomic_write_bytes
+from compaudit._npz import npz_limit, read_npz
 from compaudit.errors import CompauditWarning
 from compaudit.models.base import Prediction
 from compaudit.population import smallest_uint
@@ -46,6 +47,7 @@ __all__ = [
 
 CACHE_FORMAT_VERSION = 1
 ENV_CACHE_DIR = "COMPAUDIT_CACHE_DIR"
+_ENTRY_KEYS = ("topk", "probs", "key", "checksum")
 
 # Warning messages (CompauditWarning; the CLI prefixes "compaudit: warning: ").
 WARN_CORRUPT = "prediction cache entry {path} is damaged ({reason}); deleted it, recomputing"
@@ -122,20 +124,24 @@ class PredictionCache:
         path = self.path(key)
         if not path.is_file():
             return None
+        limit = npz_limit("cache entry")  # a bad $COMPAUDIT_MAX_NPZ_BYTES is an error, not damage
         try:
-            # Open the file here: np.load leaks its own handle when the zip is bad.
-            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
-                topk, probs = npz["topk"], npz["probs"]
-                stored_key, checksum = str(npz["key"]), str(npz["checksum"])
+            npz = read_npz(path, what="cache entry", limit=limit, allowed=_ENTRY_KEYS)
+            missing = [name for name in _ENTRY_KEYS if name not in npz]
+            if missing:
+                raise ValueError(f"missing array(s) {missing}")
+            topk, probs = npz["topk"], npz["probs"]
+            stored_key, checksum = str(npz["key"]), str(npz["checksum"])
             if stored_key != key:
                 raise ValueError("entry belongs to another key")
             if topk.ndim != 2 or probs.shape != topk.shape:
                 raise ValueError(f"bad shapes {topk.shape} and {probs.shape}")
             if _checksum(key, topk, probs) != checksum:
                 raise ValueError("checksum mismatch")
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, EOFError) as exc:  # InputError is a ValueError
+            reason = str(exc).removeprefix(f"{path}: ")
             warnings.warn(
-                WARN_CORRUPT.format(path=path, reason=exc), CompauditWarning, stacklevel=2
+                WARN_CORRUPT.format(path=path, reason=reason), CompauditWarning, stacklevel=2
             )
             path.unlink(missing_ok=True)
             return None

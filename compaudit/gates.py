@@ -38,7 +38,8 @@ rates in percent and drops in percentage points.
 ``subgroups.pie_share_growth``
     Largest ``pct_growth`` over judged groups (``n >= min_support``, at least
     ``min_pies`` PIEs, and with ``require_significance`` significantly worse than
-    the overall shift); a judged group made only of PIEs has unbounded growth and fails.
+    the overall shift); a judged group made only of PIEs has unbounded growth and fails;
+    groups to judge but none with ``min_pies`` PIEs is unevaluable, never a pass.
 ``subgroups.pie_share_growth_excess``
     The same over ``excess_pct_growth`` (growth beyond its seed-noise floor, in
     percentage points of growth); unevaluable without floors.
@@ -51,6 +52,13 @@ The subgroup gates run on each set of ``gates.subgroups.attributes`` /
 gate follows ``on_unevaluable``: ``error`` (verdict error, exit 2), ``fail``
 (the gate fails) or ``skip-with-warning`` (``passed`` is None, a warning in
 the detail, the verdict is unaffected).
+
+Gates fail closed: a candidate none of whose gates was evaluated (none set, or
+all skipped) is an error in the report's ``errors`` (:func:`nothing_evaluated`),
+whatever ``on_unevaluable`` says; ``significant_classes`` with a threshold of
+C - 1 or more (C classes) can never fail and is unevaluable; thresholds that
+can never fail whatever the data are refused by :mod:`compaudit.policy`.
+``--exit-zero`` masks plain failures only (:func:`advisory_exit_status`).
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 from compaudit import _gates_subgroups as sub
 from compaudit._gates_classes import (
     REASON_CLASS_FLOOR_NULL,
+    REASON_CLASSES_UNFAILABLE,
     REASON_NO_CLASSES,
     class_recall_drop,
     significant_classes,
@@ -84,6 +93,7 @@ from compaudit._gates_common import (
 )
 from compaudit._gates_subgroups import (
     REASON_ATTRIBUTES,
+    REASON_FEW_PIES,
     REASON_GROUP_FLOOR_NULL,
     REASON_MISSING_ATTRIBUTE,
     REASON_NO_ATTRIBUTES,
@@ -110,7 +120,9 @@ __all__ = [
     "MAX_LISTED",
     # Unevaluable reasons of the private gate modules, re-exported for tests and users.
     "REASON_ATTRIBUTES",
+    "REASON_CLASSES_UNFAILABLE",
     "REASON_CLASS_FLOOR_NULL",
+    "REASON_FEW_PIES",
     "REASON_GROUP_FLOOR_NULL",
     "REASON_MISSING_ATTRIBUTE",
     "REASON_NOT_FINITE",
@@ -123,12 +135,16 @@ __all__ = [
     "GateResult",
     "GateStatus",
     "Verdict",
+    "advisory_exit_status",
+    "check_error",
     "decide_verdict",
     "evaluate_gates",
     "exit_status_for",
     "judge",
+    "nothing_evaluated",
     "required_attributes",
     "settings",
+    "unevaluable",
 ]
 
 TOLERANCE = 1e-12
@@ -150,12 +166,33 @@ REASON_PAIRED_CIE = (
     "count what compression changed and no seed-noise floor applies; gate cie_rate instead"
 )
 REASON_NO_VALUE_FLOOR = "the report gives no floor for the {what}"
+ERR_NOTHING_EVALUATED = (
+    "no gate was evaluated for candidate '{candidate}' ({why}), so nothing was checked; "
+    "a check passes only when at least one gate per candidate was evaluated"
+)
+WHY_NO_GATES = "the policy sets no gate threshold for it: set at least one under gates"
+WHY_ALL_SKIPPED = (
+    "all {n} skipped as unevaluable (on_unevaluable: skip-with-warning), e.g. {first}: "
+    "fix the input, or gate something it can evaluate"
+)
+ERR_NO_COMPARISONS = "the report has no comparison, so no gate was evaluated"
+ERR_CHECK_UNEVALUABLE = (
+    "{n} gate(s) cannot be evaluated{counted}, e.g. {name}[{candidate}]: {detail}{more}"
+)
+COUNTED_ERROR = " (on_unevaluable: error)"
+COUNTED_ADVISORY = (
+    " (on_unevaluable: fail counts them as failed, and --exit-zero masks failed gates, "
+    "never unevaluable ones)"
+)
+MORE_ERRORS = " (and {n} more; see the report's errors)"
 BASIS_PAIRED = "paired: mean over {k} (parent, child) pairs"
 BASIS_MEAN = (
     "mean over all model pairs: seed disagreement, not what compression changed; "
     "use lineage (--paired){alternative}"
 )
 
+
+_FAIL_PREFIX = UNEVALUABLE_FAIL.split("{", 1)[0]
 
 _UNEVALUABLE: dict[str, tuple[bool | None, GateStatus, str]] = {
     "error": (None, "error", UNEVALUABLE_ERROR),
@@ -222,25 +259,55 @@ def judge(
     from compaudit.policy import with_settings
 
     gates: list[GateResult] = []
+    errors: list[str] = []
     verdict: Verdict = "ungated"
     if policy is not None:
-        gates = evaluate_gates(result.report(), with_settings(policy, result.settings))
-        verdict = decide_verdict(gates, [])
-    document = result.report(gates=gates, verdict=verdict)
+        draft = result.report()
+        gates = evaluate_gates(draft, with_settings(policy, result.settings))
+        errors = nothing_evaluated(draft, gates)
+        verdict = decide_verdict(gates, errors)
+    document = result.report(gates=gates, verdict=verdict, errors=errors)
     if settings_report is not None:
         document = dataclasses.replace(document, settings=dict(settings_report))
     return document
+
+
+def nothing_evaluated(report: AuditReport, gates: Sequence[GateResult]) -> list[str]:
+    """Why the gates checked nothing, per candidate: one error each (empty when fine).
+
+    A candidate none of whose gates was evaluated (the policy sets none for it,
+    or every one was skipped) would pass by default; :func:`judge` makes that
+    an error, whatever ``on_unevaluable`` says.
+    """
+    if not report.comparisons:
+        return [ERR_NO_COMPARISONS]
+    errors = []
+    for comp in report.comparisons:
+        mine = [g for g in gates if g.candidate == comp.candidate]
+        if any(g.status in ("passed", "failed") for g in mine):
+            continue
+        if any(g.status == "error" for g in mine):
+            continue  # already an error, with its own reason
+        if mine:
+            why = WHY_ALL_SKIPPED.format(n=len(mine), first=f"{mine[0].name}: {mine[0].detail}")
+        else:
+            why = WHY_NO_GATES
+        errors.append(ERR_NOTHING_EVALUATED.format(candidate=comp.candidate, why=why))
+    return errors
 
 
 def decide_verdict(gates: Sequence[GateResult], errors: Sequence[str]) -> Verdict:
     """The run's verdict: ``error`` if anything errored, else ``fail`` if a gate failed.
 
     An error outranks a failed gate: a run that could not check everything is
-    not a plain failure. Skipped gates (``skip-with-warning``) count for neither.
-    Never ``ungated``: that is the verdict of a run without a policy, which
-    does not call this.
+    not a plain failure. Skipped gates (``skip-with-warning``) count for neither,
+    but a run where no gate was evaluated (none configured, or all skipped) is
+    an ``error``: a gate that cannot fail must not pass a release. Never
+    ``ungated``: that is the verdict of a run without a policy, which does not
+    call this.
     """
-    if errors or any(g.status == "error" for g in gates):
+    evaluated = any(g.status in ("passed", "failed") for g in gates)
+    if errors or not evaluated or any(g.status == "error" for g in gates):
         return "error"
     if any(g.status == "failed" for g in gates):
         return "fail"
@@ -262,6 +329,61 @@ def exit_status_for(verdict: Verdict) -> ExitStatus:
         return _EXIT[verdict]
     except KeyError:
         raise ValueError(f"unknown verdict {verdict!r}") from None
+
+
+def unevaluable(gate: GateResult) -> bool:
+    """Whether ``gate`` could not be evaluated, whatever ``on_unevaluable`` made of it.
+
+    ``error`` and ``skipped`` gates, and gates ``on_unevaluable: fail`` counted as
+    failed (their detail starts with that template's fixed text).
+    """
+    if gate.status in ("error", "skipped"):
+        return True
+    return gate.status == "failed" and gate.detail.startswith(_FAIL_PREFIX)
+
+
+def advisory_exit_status(document: AuditReport) -> ExitStatus:
+    """The exit code of an advisory run (``check --exit-zero``): only a plain failed
+    gate turns into 0; a gate that could not be evaluated stays an error (2), also when
+    ``on_unevaluable: fail`` counted it as failed."""
+    status = exit_status_for(document.verdict)
+    if status is not ExitStatus.GATE_FAILED:
+        return status
+    if any(g.status == "failed" and unevaluable(g) for g in document.gates):
+        return ExitStatus.ERROR
+    return ExitStatus.OK
+
+
+def check_error(document: AuditReport, *, advisory: bool = False) -> str | None:
+    """The one error line of a ``check`` that exits 2 on its verdict, or None.
+
+    The first of the report's ``errors``, else the gates that could not be
+    evaluated (with ``advisory``, also those ``on_unevaluable: fail`` counted
+    as failed, which ``--exit-zero`` does not mask).
+    """
+    status = advisory_exit_status(document) if advisory else exit_status_for(document.verdict)
+    if status is not ExitStatus.ERROR:
+        return None
+    if document.errors:
+        extra = len(document.errors) - 1
+        return document.errors[0] + (MORE_ERRORS.format(n=extra) if extra else "")
+    errored = [g for g in document.gates if g.status == "error"]
+    counted = COUNTED_ERROR
+    if not errored:
+        errored = [g for g in document.gates if g.status == "failed" and unevaluable(g)]
+        counted = COUNTED_ADVISORY
+    if not errored:
+        return None
+    first = errored[0]
+    extra = len(errored) - 1
+    return ERR_CHECK_UNEVALUABLE.format(
+        n=len(errored),
+        counted=counted,
+        name=first.name,
+        candidate=first.candidate,
+        detail=first.detail,
+        more=f" (and {extra} more in the report)" if extra else "",
+    )
 
 
 # -- plumbing ----------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 :func:`execute` loads the populations (predictions files or models run on
 ``--data``), joins attributes, runs the audit with the policy's settings,
-evaluates the gates, decides the verdict and writes every chosen format.
+evaluates the gates, decides the verdict and writes every chosen format,
+as one set under ``out`` (:func:`compaudit._io.file_set`: the previous run's
+set is replaced whole, or left as it was if the run fails or is interrupted).
 Warnings go through :mod:`warnings` (:class:`~compaudit.errors.CompauditWarning`),
 never straight to the terminal; the CLI renders them. With
 ``AuditRequest.error_report`` a failed run still leaves an error report.
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from compaudit._io import file_set
 from compaudit.engine import AuditResult, AuditSettings, audit
 from compaudit.errors import CompauditError, CompauditWarning, ExitStatus, InputError
 from compaudit.population import Population
@@ -33,7 +36,14 @@ if TYPE_CHECKING:
     from compaudit.policy import Policy
     from compaudit.settings import Resolved
 
-__all__ = ["AuditRequest", "Outcome", "error_document", "execute", "parse_named_spec"]
+__all__ = [
+    "AuditRequest",
+    "Outcome",
+    "error_document",
+    "execute",
+    "parse_named_spec",
+    "write_formats",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -50,7 +60,16 @@ ERR_RUN_AND_SPECS = (
     "give either a run directory or --reference/--candidate, not both "
     "(a run directory audits its dense variant against every other variant)"
 )
+ERR_ATTRIBUTE_TWICE = (
+    "{csv}: attribute {name!r} is also carried by {src}; drop the column or the "
+    "predictions file's attr_{name} so each attribute has one source"
+)
 ERR_UNKNOWN_FORMAT = "unknown format '{fmt}'; installed formats: {known}"
+ERR_EMPTY_SPEC = (
+    "model spec {text!r} names no file{after}: an empty SPEC would audit whatever lies in "
+    "the working directory; give [NAME=]SPEC with a predictions file, model file, glob or "
+    "directory (is a CI variable unset?)"
+)
 
 
 def parse_named_spec(text: str, default_name: str | None = None) -> tuple[str, str]:
@@ -63,13 +82,26 @@ def parse_named_spec(text: str, default_name: str | None = None) -> tuple[str, s
     (``m/int8.pth`` -> ``int8``); a directory is named by itself, and a glob
     by the nearest directory above it without glob characters
     (``models/p50/*.onnx`` -> ``p50``), never by the pattern.
+
+    Raises
+    ------
+    InputError
+        An empty or blank SPEC (``int8=``, as an unset CI variable gives):
+        :data:`ERR_EMPTY_SPEC`. ``Path("")`` is the working directory, so it
+        would audit whatever lies there.
     """
     from compaudit.models.spec import model_suffixes
     from compaudit.predictions import PREDICTIONS_SUFFIXES
 
-    if "=" in text and not Path(text).exists():
+    if not text.strip():
+        raise InputError(ERR_EMPTY_SPEC.format(text=text, after=""))
+    # os.path.exists, not Path.exists: it returns False (never raises) on a
+    # name too long for the file system, which a hostile NAME=SPEC can be.
+    if "=" in text and not os.path.exists(text):
         name, spec = text.split("=", 1)
         if name and "/" not in name and os.sep not in name:
+            if not spec.strip():
+                raise InputError(ERR_EMPTY_SPEC.format(text=text, after=f" after '{name}='"))
             return name, spec
     if default_name is not None:
         return default_name, text
@@ -112,6 +144,9 @@ class AuditRequest:
     directory the recipe's eval batch size (dynamic-quantized models scale
     activations per batch, so this keeps the report equal to the manifest)."""
     device: str = "cpu"
+    trust_model_code: bool = False
+    """Let model formats that are code (TorchScript, ``module:factory``) run
+    (``--trust-model-code``); without it their loaders refuse them."""
     console: Console | None = None
     error_report: bool = False
     """On an error, still write report.json (verdict ``error``, the message in
@@ -139,7 +174,11 @@ def _load_side(spec: str, name: str, dataset: Dataset | None, request: AuditRequ
     from compaudit.models.base import RunnerSettings
     from compaudit.predictions import load_population_spec
 
-    settings = RunnerSettings(batch_size=request.batch_size or 256, device=request.device)
+    settings = RunnerSettings(
+        batch_size=request.batch_size or 256,
+        device=request.device,
+        trust_model_code=request.trust_model_code,
+    )
     return load_population_spec(
         spec, dataset=dataset, settings=settings, cache=request.cache, name=name
     )
@@ -180,7 +219,9 @@ def _load_run_dir(
     info = load_run(request.run_dir)
     dataset = _load_dataset(request.data or info.eval_data)
     batch_size = request.batch_size or info.recipe.training.eval_batch_size
-    settings = RunnerSettings(batch_size=batch_size, device=request.device)
+    settings = RunnerSettings(
+        batch_size=batch_size, device=request.device, trust_model_code=request.trust_model_code
+    )
     # The ONNX exports beside the checkpoints run 3-5x faster; one stands in for
     # its checkpoint only where the trainer verified it (MemberInfo.verified_file):
     # on CPU, on the run's own eval split, at the trainer's batch size. Elsewhere,
@@ -342,7 +383,9 @@ def write_error_report(
     Returns
     -------
     list of Path
-        The files written (each atomically: a reader never sees half a file).
+        The files written, committed as one set in place of the previous
+        run's (a reader never sees half a file, nor an error beside an older
+        report saying pass).
 
     Warns
     -----
@@ -364,33 +407,95 @@ def write_error_report(
         )
         return written
     if request.out is not None:
-        for fmt in ERROR_FORMATS:
-            try:
-                request.out.mkdir(parents=True, exist_ok=True)
-                path = reporters[fmt].write(doc, out_dir=request.out, context=context)
-            except Exception as err:
-                reason = f"{type(err).__name__}: {err}"
-                warnings.warn(
-                    WARN_ERROR_REPORT.format(what=fmt, reason=reason),
-                    CompauditWarning,
-                    stacklevel=2,
-                )
-                continue
-            if path is not None:
-                _log.info("wrote %s (error report)", path)
-                written.append(path)
+        try:
+            # Committed as one set like a report, in place of the last one: an error
+            # never sits beside an older run's report.html saying pass.
+            with file_set(request.out, owned=_report_files(reporters)) as files:
+                for fmt in ERROR_FORMATS:
+                    try:
+                        path = files.stage(
+                            reporters[fmt].filename,
+                            functools.partial(_write_format, reporters[fmt], doc, context),
+                        )
+                    except Exception as err:
+                        warnings.warn(
+                            WARN_ERROR_REPORT.format(what=fmt, reason=_reason(err)),
+                            CompauditWarning,
+                            stacklevel=2,
+                        )
+                        continue
+                    if path is not None:
+                        written.append(path)
+                files.commit()
+        except Exception as err:  # --out itself, or the commit: the old set is left as it was
+            warnings.warn(
+                WARN_ERROR_REPORT.format(what="--out", reason=_reason(err)),
+                CompauditWarning,
+                stacklevel=2,
+            )
+            written = []
+        for path in written:
+            _log.info("wrote %s (error report)", path)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary and "markdown" in reporters:
         try:
             reporters["markdown"].append_step_summary(doc, Path(summary), context=context)
         except Exception as err:
-            reason = f"{type(err).__name__}: {err}"
             warnings.warn(
-                WARN_ERROR_REPORT.format(what="GITHUB_STEP_SUMMARY", reason=reason),
+                WARN_ERROR_REPORT.format(what="GITHUB_STEP_SUMMARY", reason=_reason(err)),
                 CompauditWarning,
                 stacklevel=2,
             )
     return written
+
+
+def _reason(err: BaseException) -> str:
+    # A CompauditError's message names the file and the fix already; anything else is named.
+    return str(err) if isinstance(err, CompauditError) else f"{type(err).__name__}: {err}"
+
+
+def write_formats(
+    document: AuditReport,
+    out: Path | None,
+    formats: Sequence[str],
+    context: ReportContext,
+    reporters: Mapping[str, Any],
+) -> list[Path]:
+    """Write ``formats`` of ``document``: to the terminal (``out`` None), or into
+    ``out`` as one set (:func:`compaudit._io.file_set`). The command line and
+    :meth:`compaudit.Report.write` both write through here.
+
+    Every format goes to a staging directory first and the set is committed
+    whole: ``out`` never holds this run's ``report.json`` beside an older
+    run's ``report.html``.
+    """
+    written: list[Path] = []
+    if out is None:
+        for fmt in formats:
+            path = reporters[fmt].write(document, out_dir=None, context=context)
+            if path is not None:
+                written.append(path)
+        return written
+    with file_set(out, owned=_report_files(reporters)) as files:
+        for fmt in formats:
+            reporter = reporters[fmt]
+            path = files.stage(
+                getattr(reporter, "filename", None),
+                functools.partial(_write_format, reporter, document, context),
+            )
+            if path is not None:
+                written.append(path)
+        files.commit()
+    return written
+
+
+def _report_files(reporters: Mapping[str, Any]) -> list[str]:
+    """The file names reporters write under ``--out`` (what a report set may hold)."""
+    return [name for r in reporters.values() if (name := getattr(r, "filename", None))]
+
+
+def _write_format(reporter: Any, report: AuditReport, context: ReportContext, out: Path) -> Any:
+    return reporter.write(report, out_dir=out, context=context)
 
 
 def _error_settings(request: AuditRequest) -> dict[str, Any]:
@@ -442,9 +547,16 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     if request.attributes_csv:
         from compaudit.data.loading import read_attributes_csv
 
-        reference = reference.with_attributes(
-            read_attributes_csv(request.attributes_csv, reference.ids)
-        )
+        extra = read_attributes_csv(request.attributes_csv, reference.ids)
+        carried = sorted(set(extra) & set(reference.attributes))
+        if carried:
+            # Two sources for one attribute: refuse rather than pick one silently.
+            raise InputError(
+                ERR_ATTRIBUTE_TWICE.format(
+                    csv=request.attributes_csv, name=carried[0], src=reference.source
+                )
+            )
+        reference = reference.with_attributes(extra)
     # A policy attribute the data lack: the sets that exist are still audited, the
     # missing one is named in a warning and its gates are unevaluable (an error unless
     # the policy's on_unevaluable says otherwise); resolve() sets missing_attributes.
@@ -479,13 +591,7 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
             "policy": request.policy or "",
         },
     )
-    written: list[Path] = []
-    if request.out is not None:
-        request.out.mkdir(parents=True, exist_ok=True)
-    for fmt in request.formats:
-        path = reporters[fmt].write(typed, out_dir=request.out, context=context)
-        if path is not None:
-            written.append(path)
+    written = write_formats(typed, request.out, request.formats, context, reporters)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary and "markdown" in reporters:
         reporters["markdown"].append_step_summary(typed, Path(summary), context=context)

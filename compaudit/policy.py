@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "ERR_BAD_VALUE",
     "ERR_BOTH_ATTRIBUTE_KEYS",
     "ERR_DUPLICATE_KEY",
+    "ERR_MIN_PIES",
     "ERR_NOT_FOUND",
     "ERR_NOT_MAPPING",
     "ERR_NO_TOOL_TABLE",
@@ -61,7 +63,11 @@ __all__ = [
     "ERR_SET_REPEATS",
     "ERR_SUFFIX",
     "ERR_SYNTAX",
+    "ERR_UNFAILABLE",
     "ERR_UNKNOWN_KEY",
+    "ERR_WEAKER_OVERRIDE",
+    "MAX_FRACTION",
+    "MAX_MIN_PIES",
     "SUPPORTED_VERSIONS",
     "CandidateOverride",
     "Correction",
@@ -99,6 +105,25 @@ ERR_VERSION = (
     "{supported}; rewrite the file for version 1 or upgrade compaudit"
 )
 ERR_INVALID = "invalid policy {file}:\n{problems}"
+ERR_UNFAILABLE = (
+    "a threshold of {value!r} can never fail: {why}; use a value below {limit:g}, "
+    "or null to switch the gate off"
+)
+WHY_FRACTION = "no rate, excess or top-k drop exceeds 1 (100%)"
+WHY_BEYOND_OVERALL = (
+    "an extra drop beyond the overall change reaches 1 (100 points) only when the model "
+    "improves overall while the whole {what} goes from right to wrong"
+)
+ERR_MIN_PIES = (
+    "min_pies {value!r} is beyond any sane bound ({limit}): groups with fewer PIEs are never "
+    "judged on growth, so the growth gates could never fail; at {limit} PIEs one PIE more "
+    "or less moves a growth by about {step:g}%, so lower it (default {default})"
+)
+ERR_WEAKER_OVERRIDE = (
+    "candidates.{name}.on_unevaluable {mode!r} is weaker than the policy's {base!r}: it would "
+    "let {name}'s unevaluable gates {effect}; add 'allow_weaker_on_unevaluable: true' to "
+    "candidates.{name} if that is meant, or remove the override"
+)
 ERR_OVERRIDE_ATTRIBUTES = (
     "subgroup attributes are shared by every candidate; set them once in "
     "gates.subgroups.attributes (or attribute_sets), not per candidate"
@@ -131,7 +156,54 @@ class _Strict(BaseModel):
     )
 
 
-_Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+# A gate whose threshold no value can exceed can never fail: refused at load time.
+MAX_FRACTION = 1.0
+"""Thresholds of rates, excesses and drops must be below this (a fraction: 100%)."""
+MAX_MIN_PIES = 1000
+"""The largest ``subgroups.min_pies``: one PIE moves a growth by about 100/min_pies %."""
+# Strength of on_unevaluable: an override may not go lower unless it says so explicitly.
+_STRENGTH: dict[str, int] = {"skip-with-warning": 0, "fail": 1, "error": 2}
+_EFFECT = {"skip-with-warning": "be skipped", "fail": "count as failed instead of erroring"}
+
+
+def _below(limit: float, why: str) -> Any:
+    """Pydantic metadata refusing thresholds ``>= limit``, with the reason they never fail."""
+
+    def check(value: float) -> float:
+        if value >= limit:
+            raise ValueError(ERR_UNFAILABLE.format(value=value, why=why, limit=limit))
+        return value
+
+    return AfterValidator(check)
+
+
+def _sane_min_pies(value: int) -> int:
+    if value > MAX_MIN_PIES:
+        raise ValueError(
+            ERR_MIN_PIES.format(
+                value=value, limit=MAX_MIN_PIES, step=100 / MAX_MIN_PIES, default=DEFAULT_MIN_PIES
+            )
+        )
+    return value
+
+
+_Fraction = Annotated[
+    float,
+    Field(ge=0.0, json_schema_extra={"exclusiveMaximum": MAX_FRACTION}),
+    _below(MAX_FRACTION, WHY_FRACTION),
+]
+"""A rate, excess or top-k drop threshold: in [0, 1); 1 or more could never fail."""
+# Drops beyond the overall change (of a class, of a group): also in [0, 1).
+_ClassDrop = Annotated[
+    float,
+    Field(ge=0.0, json_schema_extra={"exclusiveMaximum": MAX_FRACTION}),
+    _below(MAX_FRACTION, WHY_BEYOND_OVERALL.format(what="class")),
+]
+_GroupGap = Annotated[
+    float,
+    Field(ge=0.0, json_schema_extra={"exclusiveMaximum": MAX_FRACTION}),
+    _below(MAX_FRACTION, WHY_BEYOND_OVERALL.format(what="group")),
+]
 
 
 class SubgroupGates(_Strict):
@@ -155,12 +227,17 @@ class SubgroupGates(_Strict):
     pie_share_growth_excess: Annotated[float, Field(ge=0.0)] | None = None
     """Largest allowed PIE share growth beyond its seed-noise floor, in percentage points of
     growth (``excess_pct_growth``: growth minus the growth seed noise alone gives)."""
-    min_pies: Annotated[int, Field(ge=0)] = DEFAULT_MIN_PIES
+    min_pies: Annotated[
+        int,
+        Field(ge=0, json_schema_extra={"maximum": MAX_MIN_PIES}),
+        AfterValidator(_sane_min_pies),
+    ] = DEFAULT_MIN_PIES
     """Groups with fewer PIEs are not judged by ``pie_share_growth``: one PIE more or
     less would move their growth by more than any sensible threshold (listed in the
-    gate's detail, never hidden)."""
-    accuracy_gap: _Fraction | None = None
-    """Largest allowed extra top-1 drop of a group beyond the overall drop."""
+    gate's detail, never hidden). At most 1000; with no group to judge, the growth
+    gates are unevaluable, never passed."""
+    accuracy_gap: _GroupGap | None = None
+    """Largest allowed extra top-1 drop of a group beyond the overall drop (below 1)."""
 
     @model_validator(mode="after")
     def _one_way_to_name_sets(self) -> SubgroupGates:
@@ -196,8 +273,8 @@ class Gates(_Strict):
     unevaluable without a floor, and on the paired basis (gate ``cie_rate`` there)."""
     significant_classes: Annotated[int, Field(ge=0)] | None = None
     """Most classes allowed to be significantly worse than the overall shift."""
-    class_recall_drop: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
-    """Largest allowed normalized recall drop of any class."""
+    class_recall_drop: _ClassDrop | None = None
+    """Largest allowed normalized recall drop of any class (below 1)."""
     class_recall_drop_significant_only: bool = False
     """Take the worst normalized recall drop only among significant classes."""
     class_recall_drop_beyond_floor: bool = False
@@ -213,7 +290,11 @@ class CandidateOverride(_Strict):
     gates: Gates | None = None
     """Gate keys to replace for this candidate (null switches a gate off)."""
     on_unevaluable: OnUnevaluable | None = None
-    """Replaces the policy's on_unevaluable for this candidate."""
+    """Replaces the policy's on_unevaluable for this candidate; a weaker one
+    (``error`` > ``fail`` > ``skip-with-warning``) only with ``allow_weaker_on_unevaluable``."""
+    allow_weaker_on_unevaluable: bool = False
+    """Let this candidate's ``on_unevaluable`` be weaker than the policy's (a base
+    ``error`` must not be silenced by a per-candidate ``skip-with-warning`` by accident)."""
 
     @field_validator("gates")
     @classmethod
@@ -262,6 +343,26 @@ class Policy(_Strict):
     """Gate thresholds."""
     candidates: dict[str, CandidateOverride] = Field(default_factory=dict)
     """Overrides by candidate name."""
+
+    @field_validator("candidates")
+    @classmethod
+    def _no_silent_weakening(
+        cls, v: dict[str, CandidateOverride], info: ValidationInfo
+    ) -> dict[str, CandidateOverride]:
+        base = info.data.get("on_unevaluable")
+        if base is None:  # on_unevaluable itself was invalid: reported on its own
+            return v
+        for name, over in v.items():
+            mode = over.on_unevaluable
+            weaker = mode is not None and _STRENGTH[mode] < _STRENGTH[base]
+            if weaker and not over.allow_weaker_on_unevaluable:
+                assert mode is not None
+                raise ValueError(
+                    ERR_WEAKER_OVERRIDE.format(
+                        name=name, mode=mode, base=base, effect=_EFFECT[mode]
+                    )
+                )
+        return v
 
     def for_candidate(self, name: str | None) -> EffectivePolicy:
         """Resolve the gates that apply to candidate ``name``.

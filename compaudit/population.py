@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +30,45 @@ import numpy as np
 import numpy.typing as npt
 
 from compaudit._io import atomic_write_bytes
+from compaudit._npz import (  # noqa: F401 (re-exported: the predictions tests assert these)
+    ENV_MAX_NPZ_BYTES,
+    ERR_ENV_LIMIT,
+    ERR_NPZ_MEMBER,
+    ERR_NPZ_MEMBERS,
+    ERR_NPZ_TOO_LARGE,
+    ERR_NPZ_UNREADABLE,
+    MAX_NPZ_BYTES,
+    MAX_NPZ_MEMBERS,
+    PROBLEM_ENCRYPTED,
+    PROBLEM_METHOD,
+    PROBLEM_NOT_NPY,
+    PROBLEM_OBJECT,
+    PROBLEM_RATIO,
+    PROBLEM_SIZE,
+    PROBLEM_VERSION,
+    PROBLEM_ZERO_ITEMSIZE,
+    read_npz,
+)
+from compaudit._npz import show as _show
 from compaudit.errors import InputError
 
-__all__ = ["Population", "load_population", "save_population", "smallest_uint"]
+__all__ = [
+    "ENV_MAX_NPZ_BYTES",
+    "MAX_CLASSES",
+    "MAX_NPZ_BYTES",
+    "Population",
+    "load_population",
+    "save_population",
+    "smallest_uint",
+]
 
 ATTR_PREFIX = "attr_"
 _KNOWN_KEYS = {"predictions", "y", "topk", "ids", "class_names", "meta", "fingerprint"}
+
+# Bounds on what a hostile file can make us allocate (issue 11).
+MAX_CLASSES = 100_000
+"""Most classes a population may have (ImageNet-21k has 21,841); per-class arrays are O(C)."""
+_MAX_META_DEPTH = 64
 
 # Error messages live here so tests can assert them exactly (fairlearn style).
 ERR_EMPTY = "{src}: the population has no models (K = 0); give at least one model's predictions"
@@ -57,6 +89,27 @@ ERR_TOPK_REPEATED = (
 ERR_LENGTH = (
     "{src}: '{key}' has {got} examples but 'y' has {n}; every array must have one entry per example"
 )
+ERR_LABEL_TOO_LARGE = (
+    "{src}: '{key}' has a label of {vmax} (dtype {dtype}), above the largest class index "
+    "compaudit accepts ({limit:,}); store class indices 0 .. C-1, not ids or hashes"
+)
+ERR_TOO_MANY_CLASSES = (
+    "{src}: {what} gives {c:,} classes, more than the limit of {limit:,}; "
+    "store class indices 0 .. C-1, not ids or hashes"
+)
+ERR_CLASS_NAMES = (
+    "{src}: 'class_names' must be a one-dimensional array of strings, got {got}; "
+    "store one name per class, e.g. numpy.array(['cat', 'dog'])"
+)
+ERR_META_JSON = "{src}: 'meta' is not valid JSON ({problem})"
+ERR_META_NOT_OBJECT = (
+    "{src}: 'meta' must be a JSON object of keys and values, got a JSON {kind}; "
+    "re-create the file with `compaudit predict`, or remove 'meta'"
+)
+ERR_META_DEPTH = "{src}: 'meta' is nested deeper than {limit} levels; flatten it or remove it"
+ERR_META_NUM_CLASSES = (
+    "{src}: 'meta' gives num_classes {value}, which is not a positive integer; fix it or remove it"
+)
 
 
 def smallest_uint(max_value: int) -> np.dtype[Any]:
@@ -68,6 +121,11 @@ def smallest_uint(max_value: int) -> np.dtype[Any]:
 
 
 def _as_labels(a: npt.ArrayLike, key: str, src: str) -> np.ndarray:
+    """Class indices as int64, validated in their own dtype before the cast.
+
+    A cast first would wrap a uint64 above 2**63 negative and turn a float
+    of 1e20 into int64's minimum, both of which then pass later checks.
+    """
     arr = np.asarray(a)
     if arr.dtype.kind == "f":
         finite = np.isfinite(arr).all()
@@ -75,9 +133,34 @@ def _as_labels(a: npt.ArrayLike, key: str, src: str) -> np.ndarray:
             raise InputError(ERR_NOT_INT.format(src=src, key=key, dtype=arr.dtype))
     elif arr.dtype.kind not in "iub":
         raise InputError(ERR_NOT_INT.format(src=src, key=key, dtype=arr.dtype))
-    if arr.size and arr.min() < 0:
-        raise InputError(ERR_NEGATIVE.format(src=src, key=key, vmin=arr.min()))
+    if arr.size:
+        vmin, vmax = arr.min(), arr.max()
+        if vmin < 0:
+            raise InputError(ERR_NEGATIVE.format(src=src, key=key, vmin=vmin))
+        # Python numbers compare exactly, whatever the dtype (uint64, float64, bool).
+        top = float(vmax) if arr.dtype.kind == "f" else int(vmax)
+        if top > MAX_CLASSES - 1:
+            raise InputError(
+                ERR_LABEL_TOO_LARGE.format(
+                    src=src, key=key, vmax=top, dtype=arr.dtype, limit=MAX_CLASSES - 1
+                )
+            )
     return arr.astype(np.int64, copy=False)
+
+
+def _class_names(names: Any, src: str) -> tuple[str, ...]:
+    """``names`` as a tuple of str; a bare string, a 2-D array or a non-string is refused."""
+    if isinstance(names, np.ndarray) and names.ndim != 1:
+        got = f"an array of shape {names.shape}"
+        raise InputError(ERR_CLASS_NAMES.format(src=src, got=got))
+    if isinstance(names, str | bytes):
+        raise InputError(ERR_CLASS_NAMES.format(src=src, got="a single string"))
+    out = tuple(names)
+    for c in out:
+        if not isinstance(c, str):
+            got = f"an entry of type {type(c).__name__}"
+            raise InputError(ERR_CLASS_NAMES.format(src=src, got=got))
+    return tuple(str(c) for c in out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,7 +263,7 @@ class Population:
 
         names: tuple[str, ...] | None = None
         if class_names is not None:
-            names = tuple(str(c) for c in class_names)
+            names = _class_names(class_names, src)
             if len(set(names)) != len(names):
                 raise InputError(
                     f"{src}: 'class_names' has duplicates; give each class a unique name"
@@ -194,6 +277,11 @@ class Population:
             c = num_classes if num_classes is not None else vmax + 1
         if c < 1:
             raise InputError(f"{src}: there must be at least one class")
+        if c > MAX_CLASSES:
+            what = "class_names" if names is not None else "num_classes"
+            raise InputError(
+                ERR_TOO_MANY_CLASSES.format(src=src, what=what, c=c, limit=MAX_CLASSES)
+            )
         for key, arr in (("y", yy), ("predictions", preds)):
             if arr.max() >= c:
                 raise InputError(ERR_RANGE.format(src=src, key=key, vmax=int(arr.max()), c=c))
@@ -240,7 +328,8 @@ class Population:
             if id_arr.dtype == object:
                 id_arr = id_arr.astype(str)
             if id_arr.shape != (n,):
-                raise InputError(ERR_LENGTH.format(src=src, key="ids", got=id_arr.shape[0], n=n))
+                got = id_arr.shape[0] if id_arr.ndim else 0
+                raise InputError(ERR_LENGTH.format(src=src, key="ids", got=got, n=n))
             if len(np.unique(id_arr)) != n:
                 raise InputError(f"{src}: 'ids' has duplicates; each example needs a unique id")
 
@@ -327,7 +416,13 @@ class Population:
 
 
 def save_population(population: Population, path: str | Path) -> str:
-    """Write ``population`` to ``path`` (``.npz``) atomically; return its fingerprint."""
+    """Write ``population`` to ``path`` (``.npz``) atomically; return its fingerprint.
+
+    Every write is checked and fsynced (:func:`compaudit._io.atomic_write_bytes`):
+    on a full or read-only disk ``path`` is left as it was, with no temporary
+    beside it, and the :class:`OSError` names ``path`` (``compaudit predict``
+    turns it into its one-line error).
+    """
     arrays = population._arrays()
     meta = dict(population.meta)
     meta["num_classes"] = population.num_classes
@@ -340,26 +435,72 @@ def save_population(population: Population, path: str | Path) -> str:
     return fp
 
 
-def load_population(path: str | Path, *, verify: bool = True) -> Population:
+def _json_depth_ok(value: Any) -> bool:
+    """Whether ``value`` nests at most ``_MAX_META_DEPTH`` levels (iteratively: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        cur, depth = stack.pop()
+        if depth > _MAX_META_DEPTH:
+            return False
+        if isinstance(cur, dict):
+            stack.extend((v, depth + 1) for v in cur.values())
+        elif isinstance(cur, list):
+            stack.extend((v, depth + 1) for v in cur)
+    return True
+
+
+def _read_meta(data: Mapping[str, np.ndarray], src: str) -> tuple[dict[str, Any], int | None]:
+    """The ``meta`` JSON object and its ``num_classes`` (None when absent)."""
+    if "meta" not in data:
+        return {}, None
+    try:
+        meta = json.loads(str(data["meta"]))
+    except (ValueError, RecursionError) as exc:
+        # ValueError: also a 5,000-digit integer (Python's int limit); RecursionError: deep arrays.
+        problem = _show(str(exc) or "nested too deeply")
+        raise InputError(ERR_META_JSON.format(src=src, problem=problem)) from None
+    if not isinstance(meta, dict):
+        kinds = {list: "array", str: "string", bool: "boolean", type(None): "null"}
+        kind = kinds.get(type(meta), "number")
+        raise InputError(ERR_META_NOT_OBJECT.format(src=src, kind=kind))
+    if not _json_depth_ok(meta):
+        raise InputError(ERR_META_DEPTH.format(src=src, limit=_MAX_META_DEPTH))
+    num_classes = meta.pop("num_classes", None)
+    if num_classes is not None and (
+        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
+    ):
+        value = _show(json.dumps(num_classes))
+        raise InputError(ERR_META_NUM_CLASSES.format(src=src, value=value))
+    return meta, num_classes
+
+
+def load_population(
+    path: str | Path, *, verify: bool = True, max_bytes: int | None = None
+) -> Population:
     """Read a predictions ``.npz`` written by :func:`save_population` or by hand.
 
     Files written by hand need only ``predictions`` and ``y``; unknown keys
     are rejected (a misspelled ``attr_`` prefix would otherwise vanish).
     A recorded fingerprint that does not match the content means the file
     was altered or corrupted, and is an error.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npz`` file.
+    verify : bool
+        Check the recorded fingerprint against the content.
+    max_bytes : int, optional
+        Limit on the arrays' total uncompressed size; default
+        ``$COMPAUDIT_MAX_NPZ_BYTES``, else :data:`MAX_NPZ_BYTES` (2 GiB).
+        Every array is checked against it and against its own zip member
+        before anything is allocated.
     """
     src = str(path)
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{src}: no such predictions file")
-    try:
-        with np.load(p, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise InputError(
-            f"{src}: not a readable .npz predictions file ({exc}); "
-            "write it with numpy.savez or `compaudit predict`"
-        ) from exc
+    data = read_npz(p, what="predictions file", limit=max_bytes)
     missing = {"predictions", "y"} - data.keys()
     if missing:
         raise InputError(
@@ -368,25 +509,27 @@ def load_population(path: str | Path, *, verify: bool = True) -> Population:
         )
     unknown = sorted(k for k in data if k not in _KNOWN_KEYS and not k.startswith(ATTR_PREFIX))
     if unknown:
+        shown = ", ".join(_show(k) for k in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise InputError(
-            f"{src}: unknown array(s) {unknown}; allowed: {sorted(_KNOWN_KEYS)} and "
+            f"{src}: unknown array(s) [{shown}]{more}; allowed: {sorted(_KNOWN_KEYS)} and "
             f"'{ATTR_PREFIX}<name>' for protected attributes"
         )
-    meta: dict[str, Any] = {}
-    if "meta" in data:
-        try:
-            meta = json.loads(str(data["meta"]))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{src}: 'meta' is not valid JSON ({exc})") from exc
-    num_classes = meta.pop("num_classes", None)
-    class_names = [str(c) for c in data["class_names"].tolist()] if "class_names" in data else None
+    meta, num_classes = _read_meta(data, src)
+    class_names: list[str] | None = None
+    if "class_names" in data:
+        names = data["class_names"]
+        if names.ndim != 1 or names.dtype.kind != "U":
+            got = f"an array of shape {names.shape} and dtype {names.dtype}"
+            raise InputError(ERR_CLASS_NAMES.format(src=src, got=got))
+        class_names = [str(c) for c in names.tolist()]
     pop = Population.create(
         data["predictions"],
         data["y"],
         topk=data.get("topk"),
         ids=data.get("ids"),
         class_names=class_names,
-        num_classes=int(num_classes) if num_classes is not None and class_names is None else None,
+        num_classes=num_classes if class_names is None else None,
         attributes={k[len(ATTR_PREFIX) :]: v for k, v in data.items() if k.startswith(ATTR_PREFIX)},
         meta=meta,
         source=src,

@@ -140,7 +140,7 @@ def _predict_member(
             settings_key={**settings.key(), "batch_size": settings.batch_size},
         )
 
-    fp = member_fingerprint(member)
+    fp = member_fingerprint(member, settings)
     if store is not None and fp is not None:
         hit = store.get(key_for(fp))
         if hit is not None:
@@ -236,7 +236,8 @@ def _is_predictions_file(spec: str) -> bool:
     try:
         with zipfile.ZipFile(p) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
+        # A corrupt zip can raise any of these (e.g. "zip file version 14.2").
         return True  # let load_population report the unreadable file
     if "predictions.npy" not in names:
         raise InputError(ERR_NOT_PREDICTIONS.format(spec=spec))

@@ -3,8 +3,9 @@
 Hooker et al. report, per compression level, top-1 (mean and std over the
 population), the number of classes significantly impacted and the number of
 PIEs, then top-1 on PIE, non-PIE and random subsets. These helpers turn a
-``compaudit.report/v1`` document into those tables (as rows and as Markdown)
-and write the figures with the same code the HTML report uses.
+``compaudit.report/v1`` document (typed, or its ``report.json`` dict) into
+those tables (as rows and as Markdown) and write the figures with the same
+code the HTML report uses.
 
 A study's own figures can share the report's colours (:data:`WORSE`,
 :data:`BETTER`, :data:`NEUTRAL`), and its files are written with
@@ -15,14 +16,16 @@ interrupted run) never sees half a RESULTS.md or a truncated PNG.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compaudit._io import atomic_write_bytes, atomic_write_text
+from compaudit._text import for_filename, for_plot
 from compaudit.report._plot import BETTER, NEUTRAL, WORSE
+from compaudit.results import AuditReport, ClassRow, Comparison, PopulationSummary
 
 __all__ = [
     "BETTER",
@@ -30,6 +33,7 @@ __all__ = [
     "NEUTRAL",
     "SUBSET_COLUMNS",
     "WORSE",
+    "figure_filename",
     "level_rows",
     "markdown_table",
     "pie_gallery_png",
@@ -67,33 +71,49 @@ SUBSET_COLUMNS = [
 ]
 
 
-def level_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+def _report(report: AuditReport | Mapping[str, Any]) -> AuditReport:
+    """The typed report (a ``report.json`` dict is parsed, and checked, once)."""
+    return report if isinstance(report, AuditReport) else AuditReport.from_dict(report)
+
+
+def _comparison(comparison: Comparison | Mapping[str, Any]) -> Comparison:
+    if isinstance(comparison, Comparison):
+        return comparison
+    return Comparison.from_dict(comparison, "comparison")
+
+
+def level_rows(report: AuditReport | Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per population: the paper's table of top-1, impacted classes and PIEs.
 
     ``sig_classes`` counts classes significant after the report's correction,
     ``sig_classes_raw`` those with a raw p-value at or below alpha (what the
-    paper counted), each split by direction in ``*_worse``.
+    paper counted), each split by direction in ``*_worse`` (behind the overall
+    shift). ``report`` is typed or a ``report.json`` dict.
     """
-    alpha = float(report["settings"]["alpha"])
-    pops = report["populations"]
-    ref_name = report["comparisons"][0]["reference"] if report["comparisons"] else None
+    doc = _report(report)
+    alpha = float(doc.settings["alpha"])
     rows: list[dict[str, Any]] = []
-    if ref_name is not None:
-        p = pops[ref_name]
-        rows.append(_row(ref_name, p, None, alpha))
-    for c in report["comparisons"]:
-        rows.append(_row(c["candidate"], pops[c["candidate"]], c, alpha))
+    if doc.comparisons:
+        ref_name = doc.comparisons[0].reference
+        rows.append(_row(ref_name, doc.populations[ref_name], None, alpha))
+    for c in doc.comparisons:
+        rows.append(_row(c.candidate, doc.populations[c.candidate], c, alpha))
     return rows
 
 
+def _behind(row: ClassRow) -> bool:
+    d = row.normalized_recall_difference
+    return d is not None and d < 0
+
+
 def _row(
-    name: str, pop: dict[str, Any], comp: dict[str, Any] | None, alpha: float
+    name: str, pop: PopulationSummary, comp: Comparison | None, alpha: float
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
         "population": name,
-        "k": pop["k"],
-        "top1": pop["top1"],
-        "top1_std": pop["top1_std"],
+        "k": pop.k,
+        "top1": pop.top1,
+        "top1_std": pop.top1_std,
         "top1_delta": None,
         "sig_classes": None,
         "sig_classes_worse": None,
@@ -104,37 +124,32 @@ def _row(
     }
     if comp is None:
         return row
-    classes = comp["classes"]
-    raw = [c for c in classes if c["p_value"] is not None and c["p_value"] <= alpha]
-    adj = [c for c in classes if c["significant"]]
-
-    def worse(rows: Sequence[dict[str, Any]]) -> int:
-        return sum(1 for c in rows if (c["normalized_recall_difference"] or 0) < 0)
-
+    raw = [c for c in comp.classes if c.p_value is not None and c.p_value <= alpha]
     row.update(
-        top1_delta=comp["top1_delta"],
-        sig_classes=len(adj),
-        sig_classes_worse=worse(adj),
+        top1_delta=comp.top1_delta,
+        sig_classes=sum(1 for c in comp.classes if c.significant),
+        sig_classes_worse=len(comp.significantly_worse_classes),
         sig_classes_raw=len(raw),
-        sig_classes_raw_worse=worse(raw),
-        pies=comp["pie"]["count"],
-        pie_rate=comp["pie"]["rate"],
+        sig_classes_raw_worse=sum(1 for c in raw if _behind(c)),
+        pies=comp.pie.count,
+        pie_rate=comp.pie.rate,
     )
     return row
 
 
-def subset_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+def subset_rows(report: AuditReport | Mapping[str, Any]) -> list[dict[str, Any]]:
     """Top-1 of reference and candidate on PIE, non-PIE and random subsets (paper's Fig. 3)."""
     rows = []
-    for c in report["comparisons"]:
-        s = c["subsets"]
+    for c in _report(report).comparisons:
+        s = c.subsets
+        parts = {"pie": s.pie, "non_pie": s.non_pie, "random": s.random}
         rows.append(
             {
-                "candidate": c["candidate"],
-                "n_pie": s["pie"]["n"],
+                "candidate": c.candidate,
+                "n_pie": s.pie.n,
                 **{
-                    f"{subset}_{side}": s[subset][f"top1_{side}"]
-                    for subset in ("pie", "non_pie", "random")
+                    f"{subset}_{side}": getattr(part, f"top1_{side}")
+                    for subset, part in parts.items()
                     for side in ("reference", "candidate")
                 },
             }
@@ -173,17 +188,31 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
-def write_class_figure(comparison: dict[str, Any], path: Path, *, title: str | None = None) -> Path:
+def figure_filename(kind: str, name: str, suffix: str = ".png") -> str:
+    """A figure's file name for a candidate or class ``name``: ``"classes-int8.png"``.
+
+    A name is the user's (a pull request's): a name that is not a short portable
+    file name already (``/``, control characters, non-ASCII, 3,000 characters)
+    becomes a readable prefix and a hash of the whole name
+    (:func:`compaudit._text.for_filename`), so distinct names keep distinct files.
+    """
+    return f"{kind}-{for_filename(name)}{suffix}"
+
+
+def write_class_figure(
+    comparison: Comparison | Mapping[str, Any], path: Path, *, title: str | None = None
+) -> Path:
     """The per-class figure of one comparison as a PNG (the HTML report's plot)."""
     from compaudit.report._plot import class_plot_png
 
-    title = title or f"{comparison['candidate']} vs {comparison['reference']}"
-    atomic_write_bytes(path, class_plot_png(comparison["classes"], title=title))
+    comp = _comparison(comparison)
+    title = title or f"{comp.candidate} vs {comp.reference}"
+    atomic_write_bytes(path, class_plot_png(comp.classes, title=title))
     return path
 
 
 def pie_gallery_png(
-    comparison: dict[str, Any],
+    comparison: Comparison | Mapping[str, Any],
     images: np.ndarray,
     ids: np.ndarray,
     class_names: Sequence[str],
@@ -201,7 +230,8 @@ def pie_gallery_png(
 
     from compaudit.report._common import gallery_order
 
-    examples = comparison["pie"]["examples"]
+    comp = _comparison(comparison)
+    examples = comp.pie.examples
     order = gallery_order(examples)[:limit]
     index = {str(v): i for i, v in enumerate(ids.tolist())}
     rows = max(1, -(-len(order) // columns))
@@ -215,14 +245,17 @@ def pie_gallery_png(
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(
-            f"true {class_names[e['label']]}\n"
-            f"ref {class_names[e['modal_reference']]} {e['share_reference']:.0%}\n"
-            f"cmp {class_names[e['modal_candidate']]} {e['share_candidate']:.0%}",
+            f"true {for_plot(class_names[e['label']], max_chars=18)}\n"
+            f"ref {for_plot(class_names[e['modal_reference']], max_chars=18)} "
+            f"{e['share_reference']:.0%}\n"
+            f"cmp {for_plot(class_names[e['modal_candidate']], max_chars=18)} "
+            f"{e['share_candidate']:.0%}",
             fontsize=6.5,
         )
     fig.suptitle(
-        f"PIEs of {comparison['candidate']} vs {comparison['reference']} "
-        f"({len(order)} of {comparison['pie']['count']}, most confident flips first)",
+        f"PIEs of {for_plot(comp.candidate, max_chars=80)} vs "
+        f"{for_plot(comp.reference, max_chars=80)} "
+        f"({len(order)} of {comp.pie.count}, most confident flips first)",
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (rows * 2.05 + 0.4)), h_pad=0.8)

@@ -195,3 +195,21 @@ def test_readme_notebook_session_runs() -> None:
     )
     assert tried >= 5
     assert failures == 0
+
+
+def test_lineage_per_candidate(arrays: dict[str, np.ndarray]) -> None:
+    # A quantized child of the reference beside a population retrained from scratch.
+    report = compaudit.audit(
+        arrays["ref"],
+        {"int8": arrays["ref"], "p50": arrays["cand"]},
+        y=arrays["y"],
+        paired={"int8": True},
+    )
+    assert [c.lineage for c in report.comparisons] == ["paired", "none"]
+    assert report.comparisons[0].cie.basis == "paired"
+    assert report.comparisons[0].cie.rate == 0.0
+    with pytest.raises(InputError) as exc:
+        compaudit.audit(
+            arrays["ref"], {"int8": arrays["ref"]}, y=arrays["y"], paired={"fp16": True}
+        )
+    assert str(exc.value) == api.ERR_PAIRED_NAMES.format(names="fp16", known="int8")

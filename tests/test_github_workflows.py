@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -50,3 +51,42 @@ def test_gate_workflow_contract() -> None:
     assert any(s.get("if") == "always()" for s in steps)  # reports uploaded even on failure
     example = yaml.safe_load((ROOT / "examples/github/release-gate.yml").read_text())
     assert example["jobs"]["compaudit"]["uses"].endswith("compaudit-gate.yml@main")
+
+
+_EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+
+
+def _pasted(text: str) -> list[tuple[str, str]]:
+    """``(step, expression)`` for each input or step output written into a ``run:`` script."""
+    wf = yaml.safe_load(text)
+    return [
+        (f"{job}/{step.get('name', step.get('id', '?'))}", m.group(0))
+        for job, spec in wf.get("jobs", {}).items()
+        for step in spec.get("steps", [])
+        if "run" in step
+        for m in _EXPRESSION.finditer(step["run"])
+        if re.search(r"\b(inputs|steps|github\.event|needs)\b", m.group(1))
+    ]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_no_expression_is_pasted_into_a_script(path: Path) -> None:
+    # GitHub substitutes ${{ }} into the script text before bash parses it, so an
+    # input (or an output derived from the checkout) such as '$(curl ...)' would
+    # run; values reach scripts through env: and quoted "$VAR" only.
+    assert not _pasted(path.read_text())
+
+
+def test_expression_check_can_fail() -> None:
+    bad = 'jobs:\n  a:\n    steps:\n      - run: echo "${{ inputs.reference }}"\n'
+    assert _pasted(bad) == [("a/?", "${{ inputs.reference }}")]
+
+
+def test_gate_workflow_passes_every_input_through_env() -> None:
+    wf = yaml.safe_load((ROOT / ".github/workflows/compaudit-gate.yml").read_text())
+    steps = {s.get("id") or s.get("name"): s for s in wf["jobs"]["gate"]["steps"]}
+    env = steps["check"]["env"]
+    for name in ("reference", "candidates", "data", "policy", "attributes", "trust-model-code"):
+        assert f"${{{{ inputs.{name} }}}}" in env.values(), name
+    assert "--trust-model-code" in steps["check"]["run"]
+    assert wf[True]["workflow_call"]["inputs"]["trust-model-code"]["default"] is False

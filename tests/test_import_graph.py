@@ -25,7 +25,8 @@ The graph is read from the source with :mod:`ast` (nothing is imported).
 
 Layers, bottom to top (``pkg.*`` is the package and everything in it)::
 
-    0  compaudit, errors, _io, _yaml          the version, errors, file helpers
+    0  compaudit, errors, _io, _npz,          the version, errors, file, bounded .npz
+       _text, _yaml                           and text helpers
     1  plugins                                hook specs, registry, resolution rule
     2  population, analysis.*                 population arrays and statistics
     3  data.*, models.*, cache                datasets; model formats (checkpoints,
@@ -61,7 +62,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "compaudit"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("compaudit", "compaudit.errors", "compaudit._io", "compaudit._yaml"),
+    (
+        "compaudit",
+        "compaudit.errors",
+        "compaudit._io",
+        "compaudit._npz",
+        "compaudit._text",
+        "compaudit._yaml",
+    ),
     ("compaudit.plugins",),
     ("compaudit.population", "compaudit.analysis.*"),
     ("compaudit.data.*", "compaudit.models.*", "compaudit.cache"),

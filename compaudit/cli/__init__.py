@@ -7,7 +7,8 @@ built-in command (so a command invoked on its own exits the same way):
 
 * 0 every gate passed, 1 a gate failed, 2 anything else: a
   :class:`~compaudit.errors.CompauditError` (one ``compaudit: error:`` line),
-  a usage error, an interrupt, or an unexpected exception (one
+  a usage error, an interrupt (Ctrl-C or SIGTERM: ``compaudit: interrupted``,
+  temporaries removed), or an unexpected exception (one
   ``compaudit: internal error:`` line and the command that shows its
   traceback). Click's own exceptions (exit code 1 by default) become 2;
   ``ctx.exit(code)`` and ``sys.exit(code)`` keep their code.
@@ -29,18 +30,24 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import io
 import logging
 import shlex
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import FrameType
 from typing import Any, NamedTuple, TextIO, TypeVar
 
 import click
 from click.core import ParameterSource
 
 from compaudit import __version__
+from compaudit._io import WRITE_FAULTS, output_error
+from compaudit._text import for_terminal
 from compaudit.errors import CompauditError, CompauditWarning, ExitStatus
 
 __all__ = [
@@ -205,9 +212,10 @@ class _EchoHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
-            click.echo(f"compaudit: {level}{record.getMessage()}", err=True)
+            click.echo(f"compaudit: {level}{for_terminal(record.getMessage())}", err=True)
             if record.exc_info and verbosity() >= VERBOSE:
-                click.echo("".join(traceback.format_exception(*record.exc_info)).rstrip(), err=True)
+                tb = "".join(traceback.format_exception(*record.exc_info))
+                click.echo(_safe_lines(tb), err=True)
         except Exception:
             self.handleError(record)
 
@@ -235,7 +243,7 @@ def _rendering() -> Iterator[None]:
             if is_quiet() and issubclass(category, UserWarning):
                 return
             if issubclass(category, CompauditWarning):
-                click.echo(f"compaudit: warning: {message}", err=True)
+                click.echo(f"compaudit: warning: {for_terminal(message)}", err=True)
             else:
                 show_other(message, category, filename, lineno, file, line)
 
@@ -250,14 +258,24 @@ def _rendering() -> Iterator[None]:
 # -- the one exit decision ---------------------------------------------------------
 
 
+def _safe_lines(text: str) -> str:
+    """Several lines for the terminal: each one's control characters shown escaped."""
+    return "\n".join(for_terminal(line) for line in text.rstrip().splitlines())
+
+
 def fail(message: str) -> ExitStatus:
-    """Print ``compaudit: error: <message>`` to stderr and return the error status."""
-    click.echo(f"compaudit: error: {message}", err=True)
+    """Print ``compaudit: error: <message>`` to stderr and return the error status.
+
+    The message quotes file and class names, which are the user's: it is shown
+    as one line with control characters escaped (an ESC in a name must not reach
+    the terminal; a newline must not make two lines).
+    """
+    click.echo(f"compaudit: error: {for_terminal(message)}", err=True)
     return ExitStatus.ERROR
 
 
 def _traceback(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+    return _safe_lines("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
 def _internal_error(exc: Exception, *, argv: Sequence[str], prog: str) -> ExitStatus:
@@ -267,12 +285,12 @@ def _internal_error(exc: Exception, *, argv: Sequence[str], prog: str) -> ExitSt
     message = " ".join(str(exc).split("\n")).strip()
     kind = type(exc).__qualname__
     line = ERR_INTERNAL.format(kind=kind, message=message) if message else f"internal error: {kind}"
-    click.echo(f"compaudit: {line}", err=True)
+    click.echo(f"compaudit: {for_terminal(line)}", err=True)
     if verbose:
         hint = HINT_INTERNAL_VERBOSE
     else:
         hint = HINT_INTERNAL.format(command=shlex.join([*prog.split(), "-v", *argv]))
-    click.echo(f"compaudit: {hint}", err=True)
+    click.echo(f"compaudit: {for_terminal(hint)}", err=True)
     return ExitStatus.ERROR
 
 
@@ -313,13 +331,48 @@ def decide_exit(call: Callable[[], Any], *, argv: Sequence[str], prog: str) -> i
         fail(str(exc))
         return int(exc.exit_status)
     except click.ClickException as exc:
-        exc.show()  # usage errors are 2 already; click's default of 1 means "gate failed" here
+        # Usage errors are 2 already; click's default of 1 means "gate failed" here.
+        # They quote the arguments (a file or command name): shown with controls escaped.
+        shown = io.StringIO()
+        exc.show(file=shown)
+        click.echo(_safe_lines(shown.getvalue()), err=True)
         return int(ExitStatus.ERROR)
     except (click.Abort, KeyboardInterrupt):
         click.echo(f"compaudit: {MSG_INTERRUPTED}", err=True)
         return int(ExitStatus.ERROR)
+    except OSError as exc:
+        if exc.errno not in WRITE_FAULTS:
+            return int(_internal_error(exc, argv=argv, prog=prog))
+        # A full, read-only or size-limited place is the user's to fix, not a bug, even
+        # where a write was not given its own message.
+        if verbosity() >= VERBOSE:
+            click.echo(_traceback(exc), err=True)
+        fail(str(output_error(exc, option="output path")))
+        return int(ExitStatus.ERROR)
     except Exception as exc:
         return int(_internal_error(exc, argv=argv, prog=prog))
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, ``kill``) ends a command as Ctrl-C does.
+
+    The same path as :class:`KeyboardInterrupt`: every temporary is removed on
+    the way out and :func:`decide_exit` answers 2, ``compaudit: interrupted``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may install handlers
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _main(
@@ -336,7 +389,7 @@ def _main(
     prog = prog_name or command.name or "compaudit"
     token = _VERBOSITY.set(NORMAL)
     try:
-        with _rendering():
+        with _rendering(), _terminate_as_interrupt():
             code = decide_exit(
                 lambda: base_main(
                     args, prog_name, complete_var, False, windows_expand_args, **extra

@@ -9,6 +9,7 @@ import click
 from compaudit.cli import command as cli_command
 from compaudit.cli import run_command
 from compaudit.errors import ExitStatus
+from compaudit.models.base import TRUST_MODEL_CODE_HELP
 
 __all__ = ["command"]
 
@@ -33,6 +34,7 @@ __all__ = ["command"]
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the prediction cache.")
+@click.option("--trust-model-code", is_flag=True, help=TRUST_MODEL_CODE_HELP)
 @click.option(
     "--outputs-probabilities",
     is_flag=True,
@@ -49,6 +51,7 @@ def command(
     device: str,
     no_cache: bool,
     outputs_probabilities: bool,
+    trust_model_code: bool,
 ) -> ExitStatus:
     """Run the models in SPEC (files, globs, directories, module:factory) on --data.
 
@@ -57,6 +60,7 @@ def command(
     """
 
     def body() -> ExitStatus:
+        from compaudit._io import output_error
         from compaudit.data.loading import load_dataset
         from compaudit.models.base import RunnerSettings
         from compaudit.population import save_population
@@ -68,6 +72,7 @@ def command(
             k=top_k,
             device=device,
             outputs_probabilities=outputs_probabilities,
+            trust_model_code=trust_model_code,
         )
         population = predict_population(
             list(spec),
@@ -77,7 +82,10 @@ def command(
             name=name,
             options={"weights": str(weights)} if weights is not None else None,
         )
-        save_population(population, out)
+        try:
+            save_population(population, out)  # atomic: a full disk leaves no torn --out
+        except OSError as exc:
+            raise output_error(exc, out, option="--out") from exc
         top1 = (population.predictions == population.y[None, :]).mean(axis=1)
         click.echo(
             f"wrote {out}: {population.k} model(s) x {population.n} examples of {dataset.name} "

@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 
+from compaudit._text import for_terminal
 from compaudit.cli import command as cli_command
-from compaudit.cli import is_quiet, run_command
+from compaudit.cli import fail, is_quiet, run_command
 from compaudit.errors import ExitStatus
+from compaudit.models.base import TRUST_MODEL_CODE_HELP
 from compaudit.pipeline import DEFAULT_FORMATS, AuditRequest, Outcome, execute
 from compaudit.report.base import format_name
 from compaudit.settings import SETTINGS, Setting, SettingValueError
@@ -126,6 +128,7 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--no-cache", is_flag=True, help="Run every model even when cached predictions exist."
         ),
+        click.option("--trust-model-code", is_flag=True, help=TRUST_MODEL_CODE_HELP),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -151,17 +154,20 @@ def _request(require_policy: bool, **kw: Any) -> AuditRequest:
         cache=not kw["no_cache"],
         batch_size=kw["batch_size"],
         device=kw["device"],
+        trust_model_code=kw["trust_model_code"],
     )
 
 
 def _done(outcome: Outcome) -> None:
     for path in () if is_quiet() else outcome.written:
-        click.echo(f"wrote {path}", err=True)
+        click.echo(f"wrote {for_terminal(str(path))}", err=True)
     gates = outcome.document.gates
     if gates:
         # One line for CI logs, whatever formats were chosen.
-        failed = [f"{g.name}[{g.candidate}]" for g in gates if g.passed is False]
-        unevaluable = [f"{g.name}[{g.candidate}]" for g in gates if g.passed is None]
+        failed = [f"{g.name}[{for_terminal(str(g.candidate))}]" for g in gates if g.passed is False]
+        unevaluable = [
+            f"{g.name}[{for_terminal(str(g.candidate))}]" for g in gates if g.passed is None
+        ]
         line = f"verdict: {outcome.document.verdict} ({len(gates)} gates"
         if failed:
             line += f"; failed: {', '.join(failed)}"
@@ -202,18 +208,24 @@ def check_command(exit_zero: bool, **kw: Any) -> ExitStatus:
     """Gate a release: exit 0 when every gate passes, 1 when one fails, 2 on error.
 
     --exit-zero turns only 1 into 0: an unusable input, or a gate that cannot
-    be evaluated (unless the policy's on_unevaluable allows it), still exits 2.
+    be evaluated (also one on_unevaluable: fail counts as failed), still exits 2,
+    and so does a run that evaluated no gate at all.
     On an error, --out still gets report.json (verdict error, the message in
     errors), report.md and junit.xml (one error case), and the Markdown goes
     to $GITHUB_STEP_SUMMARY when it is set, so CI shows why.
     """
 
     def body() -> ExitStatus:
+        from compaudit.gates import advisory_exit_status, check_error
+
         outcome = execute(_request(True, **kw))
         _done(outcome)
-        if exit_zero and outcome.status == ExitStatus.GATE_FAILED:
-            return ExitStatus.OK
-        return outcome.status
+        # An error verdict (or, advisory, an unevaluable gate counted as failed) exits 2
+        # with one error line naming the policy, like any other unusable input.
+        problem = check_error(outcome.document, advisory=exit_zero)
+        if problem is not None:
+            return fail(f"{kw['policy']}: {problem}")
+        return advisory_exit_status(outcome.document) if exit_zero else outcome.status
 
     return run_command(body)
 

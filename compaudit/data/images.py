@@ -17,6 +17,8 @@ uint8 pixels (``[N, H, W]`` or ``[N, H, W, 3]``) for the PIE gallery.
 from __future__ import annotations
 
 import re
+import struct
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,6 +45,10 @@ ERR_IMG_NO_CLASSES = (
 )
 ERR_IMG_NO_IMAGES = "{src}: the class sub-folders hold no images ({suffixes})"
 ERR_IMG_UNREADABLE = "{src}: cannot read image {file} ({reason}); remove or replace it"
+ERR_IMG_BOMB = (
+    "{src}: image {file} is too large to decode safely, a possible decompression bomb "
+    "({reason}); remove it or replace it with a smaller image"
+)
 ERR_IMG_SIZE = (
     "{src}: image {file} is {got} (HxW) but {first} is {want}; resize them, "
     "or pass ?size=HxW to resize on load"
@@ -117,14 +123,22 @@ class ImageFolderProvider:
         for path in progress(files, total=len(files), description="reading images"):
             rel = path.relative_to(root).as_posix()
             try:
-                with Image.open(path) as img:
+                # Pillow only warns below twice its pixel limit; a data image that big is
+                # refused too (it would be decoded whole, then copied to float32).
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    img = Image.open(path)
+                with img:
                     if mode is None:
                         mode = "L" if img.mode in _GREY_MODES else "RGB"
                     converted = img.convert(mode)
                     if size is not None and converted.size != (size[1], size[0]):
                         converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
                     arr = np.asarray(converted, dtype=np.uint8)
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise InputError(ERR_IMG_BOMB.format(src=src, file=rel, reason=exc)) from None
+            except (OSError, UnidentifiedImageError, ValueError, EOFError, struct.error) as exc:
+                # Pillow's decoders raise EOFError / struct.error on some truncated files.
                 raise InputError(ERR_IMG_UNREADABLE.format(src=src, file=rel, reason=exc)) from None
             shape = (arr.shape[0], arr.shape[1])
             if first_shape is None:

@@ -15,6 +15,7 @@ wins); a tie is ambiguous and ``?provider=NAME`` picks one.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,14 @@ ERR_ATTR_NO_ID = (
     "dataset's example ids and one column per protected attribute"
 )
 ERR_ATTR_NO_COLUMNS = "{path}: only an 'id' column; add one column per protected attribute"
+ERR_ATTR_LABEL = (
+    "{path}: column {column!r} would shadow the true label (the attribute 'label', always "
+    "available); rename the column"
+)
+ERR_ATTR_COLLIDE = (
+    "{path}: columns {first!r} and {second!r} name the same attribute (they are equal "
+    "ignoring case and Unicode width); rename one"
+)
 ERR_ATTR_DUP = (
     "{path}: {count} id(s) appear on more than one row, e.g. {examples}; keep one row per example"
 )
@@ -141,8 +150,10 @@ def read_attributes_csv(path: str | Path, ids: np.ndarray) -> dict[str, np.ndarr
     Raises
     ------
     InputError
-        No ``id`` column, no attribute column, duplicated ids or example ids
-        without a row; every message names the file.
+        No ``id`` column, no attribute column, a column named ``label`` (any
+        case: it would shadow the true label), two columns equal ignoring case
+        and Unicode width, duplicated ids or example ids without a row; every
+        message names the file.
     DataNotFoundError
         The file does not exist.
     """
@@ -152,6 +163,9 @@ def read_attributes_csv(path: str | Path, ids: np.ndarray) -> dict[str, np.ndarr
         raise InputError(ERR_ATTR_NO_ID.format(path=src))
     if len(header) == 1:
         raise InputError(ERR_ATTR_NO_COLUMNS.format(path=src))
+    # 'label' is the true label in the subgroup analysis: a column of that name would
+    # silently replace it; 'Sex' beside 'sex' would show two look-alike attributes.
+    _check_attribute_names([h for h in header if h != "id"], src)
     id_col = header.index("id")
     file_ids = cells[:, id_col]
     order = np.argsort(file_ids, kind="stable")
@@ -173,3 +187,22 @@ def read_attributes_csv(path: str | Path, ids: np.ndarray) -> dict[str, np.ndarr
         )
     rows = order[pos]
     return {col: compact(cells[rows, i]) for i, col in enumerate(header) if i != id_col}
+
+
+def _attribute_key(name: str) -> str:
+    """What makes two attribute names one in a reader's eyes: NFKC, case-folded."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def _check_attribute_names(columns: list[str], src: str) -> None:
+    """Refuse a column that shadows ``label`` or collides with another (see the errors)."""
+    from compaudit.analysis.subgroups import LABEL_ATTRIBUTE
+
+    seen: dict[str, str] = {}
+    for col in columns:
+        key = _attribute_key(col)
+        if key == LABEL_ATTRIBUTE:
+            raise InputError(ERR_ATTR_LABEL.format(path=src, column=col))
+        if key in seen:
+            raise InputError(ERR_ATTR_COLLIDE.format(path=src, first=seen[key], second=col))
+        seen[key] = col

@@ -21,17 +21,21 @@ Keys:
     it overrides what is inferred.
 
 Any other key is an error, so that a misspelled ``attr-sex`` is not dropped.
+The file is read with :func:`compaudit._npz.read_npz`: every array is
+size-checked against its zip member and a limit (8 GiB uncompressed,
+``$COMPAUDIT_MAX_DATASET_BYTES``) before it is allocated, and nothing is
+unpickled.
 """
 
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from compaudit._npz import read_npz
 from compaudit.data._common import (
     ERR_LABELS_RANGE,
     check_labels,
@@ -49,7 +53,6 @@ KNOWN_KEYS = ("x", "y", "ids", "class_names", "images", "preprocessing")
 LAYOUTS = {2: "NF", 3: "NHW", 4: "NCHW"}
 
 ERR_NPZ_MISSING = "{src}: file not found; check the path of the data spec"
-ERR_NPZ_UNREADABLE = "{src}: not a readable .npz file ({reason}); write it with numpy.savez"
 ERR_NPZ_KEY = "{src}: missing array '{key}'; a dataset .npz needs 'x' and 'y'"
 ERR_NPZ_UNKNOWN = (
     "{src}: unknown array(s) {keys}; allowed: x, y, ids, class_names, images, "
@@ -76,8 +79,9 @@ def _preprocessing(arrays: Mapping[str, np.ndarray], x: np.ndarray, src: str) ->
     if "preprocessing" in arrays:
         try:
             declared = json.loads(str(arrays["preprocessing"].reshape(-1)[0]))
-        except (ValueError, IndexError) as exc:
-            raise InputError(ERR_PREPROCESSING.format(src=src, reason=exc)) from None
+        except (ValueError, IndexError, RecursionError) as exc:
+            reason = exc if not isinstance(exc, RecursionError) else "nested too deeply"
+            raise InputError(ERR_PREPROCESSING.format(src=src, reason=reason)) from None
         allowed = {"layout", "dtype", "scaling", "encoding", "params"}
         if not isinstance(declared, dict) or set(declared) - allowed:
             reason = f"got {declared!r:.80}"
@@ -115,11 +119,7 @@ class NpzProvider:
         path, src, _ = file_request(spec, options, allowed=(), kind=".npz file")
         if not path.is_file():
             raise DataNotFoundError(ERR_NPZ_MISSING.format(src=src))
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {key: npz[key] for key in npz.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise InputError(ERR_NPZ_UNREADABLE.format(src=src, reason=exc)) from None
+        arrays = read_npz(path, what="dataset")  # bounded: no 10**12-element header allocates
         for key in ("x", "y"):
             if key not in arrays:
                 raise InputError(ERR_NPZ_KEY.format(src=src, key=key))

@@ -8,6 +8,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+TRUST_MODEL_CODE_HELP = (
+    "Let model formats that are code (TorchScript .pt/.pth, module:factory) run; without "
+    "it they are refused. Give it only for models whose code you trust."
+)
+"""Help of ``--trust-model-code`` (``report``, ``check``, ``predict``)."""
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -30,8 +36,10 @@ class Prediction:
 class RunnerSettings:
     """Settings that change what a runner computes (part of the cache key).
 
-    ``progress`` is the exception: it only shows or hides the progress bar
-    (the trainer hides it under its own display) and is not in :meth:`key`.
+    ``progress`` and ``trust_model_code`` are the exceptions, not in :meth:`key`:
+    ``progress`` only shows or hides the progress bar (the trainer hides it
+    under its own display); ``trust_model_code`` lets loaders run model formats
+    that are code (TorchScript, ``module:factory``), which without it they refuse.
     """
 
     batch_size: int = 256
@@ -39,6 +47,7 @@ class RunnerSettings:
     device: str = "cpu"  # "cpu" | "cuda"
     outputs_probabilities: bool = False
     progress: bool = True
+    trust_model_code: bool = False
 
     def key(self) -> dict[str, Any]:
         """The fields that affect results.
@@ -96,7 +105,13 @@ class ModelLoader(Protocol):
         ...
 
     def load(self, path: str, *, options: Mapping[str, Any] | None = None) -> Runner:
-        """Load the model; raise ``ModelError`` naming the file when it cannot."""
+        """Load the model; raise ``ModelError`` naming the file when it cannot.
+
+        ``options["trust_model_code"]`` is True only when the user allowed model
+        code to run (``--trust-model-code``): a loader of a format that runs
+        code when loaded or called must refuse it otherwise, in ``load`` and in
+        ``fingerprint`` alike.
+        """
         ...
 
 

@@ -190,10 +190,25 @@ def _loader_for(member: MemberSpec) -> ModelLoader:
     return loader
 
 
-def member_fingerprint(member: MemberSpec) -> str | None:
-    """The model's fingerprint without loading it, when its loader can tell."""
+def _loader_options(member: MemberSpec, settings: RunnerSettings | None) -> dict[str, Any]:
+    settings = settings or RunnerSettings()
+    options: dict[str, Any] = {"device": settings.device}
+    options.update(member.options)
+    # The settings decide, never a member's options: trust is the user's to give.
+    options["trust_model_code"] = settings.trust_model_code
+    return options
+
+
+def member_fingerprint(member: MemberSpec, settings: RunnerSettings | None = None) -> str | None:
+    """The model's fingerprint without loading it, when its loader can tell.
+
+    ``settings.trust_model_code`` is passed as for :func:`load_member`: finding
+    a ``module:factory``'s source imports its parent packages.
+    """
     fingerprint = getattr(_loader_for(member), "fingerprint", None)
-    return str(fingerprint(member.path, options=member.options)) if fingerprint else None
+    if fingerprint is None:
+        return None
+    return str(fingerprint(member.path, options=_loader_options(member, settings)))
 
 
 def load_member(member: MemberSpec, settings: RunnerSettings | None = None) -> Runner:
@@ -203,8 +218,6 @@ def load_member(member: MemberSpec, settings: RunnerSettings | None = None) -> R
     ----------
     member : MemberSpec
     settings : RunnerSettings, optional
-        ``device`` is passed to the loader as an option.
+        ``device`` and ``trust_model_code`` are passed to the loader as options.
     """
-    options: dict[str, Any] = {"device": (settings or RunnerSettings()).device}
-    options.update(member.options)
-    return _loader_for(member).load(member.path, options=options)
+    return _loader_for(member).load(member.path, options=_loader_options(member, settings))

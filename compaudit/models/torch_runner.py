@@ -9,12 +9,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import logging
 import re
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +23,7 @@ from compaudit.errors import CompauditError, DataNotFoundError, ModelError
 from compaudit.models.base import Prediction, RunnerSettings
 from compaudit.models.device import check_device
 from compaudit.models.inference import describe_array, run_batches, short_error
+from compaudit.models.pt2 import ERR_PT2_UNREADABLE, load_exported_program
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +37,7 @@ __all__ = [
     "ERR_PT2_UNREADABLE",
     "ERR_TORCH_INPUT",
     "ERR_TS_UNREADABLE",
+    "ERR_UNTRUSTED_CODE",
     "ERR_WEIGHTS",
     "CheckpointLoader",
     "ExportedProgramLoader",
@@ -56,10 +56,6 @@ ERR_NOT_TORCHSCRIPT = (
     "save the model with torch.jit.script(model).save(...), or load it as "
     "'module:factory --weights {path}'"
 )
-ERR_PT2_UNREADABLE = (
-    "{path}: not a readable torch.export program ({reason}); save it again with "
-    "torch.export.save(torch.export.export(model, args), path)"
-)
 ERR_TORCH_INPUT = (
     "{path}: the model rejected input {got} ({reason}); prepare the data the way the "
     "model was trained (see the dataset's preprocessing)"
@@ -76,6 +72,15 @@ ERR_FACTORY = (
     "{spec}: {reason}; give an importable 'package.module:function' returning a torch.nn.Module"
 )
 ERR_WEIGHTS = "{spec}: the weights in {weights} do not fit the model the factory built ({reason})"
+
+ERR_UNTRUSTED_CODE = (
+    "{spec}: refusing to run {kind}: it is code, not data, and can do anything when loaded "
+    "or called (e.g. torch.from_file overwriting one of your files); if you trust it, pass "
+    "--trust-model-code (Python: trust_model_code=True), or export the model to ONNX or "
+    ".pt2, which compaudit loads as data"
+)
+TORCHSCRIPT_KIND = "a TorchScript model"
+FACTORY_KIND = "a module:factory model (its module is imported and its factory called)"
 
 _FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -167,6 +172,18 @@ class TorchRunner:
             )
 
 
+def require_trust(spec: object, kind: str, options: Mapping[str, Any] | None) -> None:
+    """Raise unless the user trusted model code (``options["trust_model_code"]``).
+
+    Raises
+    ------
+    ModelError
+        :data:`ERR_UNTRUSTED_CODE`, naming ``spec`` and why it is refused.
+    """
+    if (options or {}).get("trust_model_code") is not True:
+        raise ModelError(ERR_UNTRUSTED_CODE.format(spec=spec, kind=kind))
+
+
 def _check_file(path: str) -> Path:
     p = Path(path)
     if not p.is_file():
@@ -195,11 +212,26 @@ class TorchScriptLoader(_FileLoader):
     name = "torchscript"
     suffixes = (".pt", ".pth")
 
+    def fingerprint(self, path: str, *, options: Mapping[str, Any] | None = None) -> str:
+        """sha256 of the file; refused untrusted, like :meth:`load` (a cache hit
+        must not pass a run that the same run with a cold cache refuses)."""
+        p = _check_file(path)
+        require_trust(p, TORCHSCRIPT_KIND, options)
+        return sha256_file(p)
+
     def load(self, path: str, *, options: Mapping[str, Any] | None = None) -> TorchRunner:
-        """Load the archive on CPU; a ``torch.save`` file is named as such."""
+        """Load the archive on CPU; a ``torch.save`` file is named as such.
+
+        Raises
+        ------
+        ModelError
+            Without ``options["trust_model_code"]`` (TorchScript is code), or
+            an unreadable archive.
+        """
         import torch
 
         p = _check_file(path)
+        require_trust(p, TORCHSCRIPT_KIND, options)
         fp = sha256_file(p)
         try:
             with zipfile.ZipFile(p) as archive:
@@ -221,18 +253,6 @@ class TorchScriptLoader(_FileLoader):
         return TorchRunner(module.eval(), path=str(p), name=p.stem, fingerprint=fp, meta=meta)
 
 
-@contextmanager
-def _quiet_torch_export() -> Iterator[None]:
-    # torch.export.load logs a full traceback at WARNING before it raises.
-    logger = logging.getLogger("torch.export")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 class ExportedProgramLoader(_FileLoader):
     """``torch.export`` programs (``.pt2``) via ``torch.export.load(...).module()``."""
 
@@ -241,13 +261,13 @@ class ExportedProgramLoader(_FileLoader):
 
     def load(self, path: str, *, options: Mapping[str, Any] | None = None) -> TorchRunner:
         """Load the exported program and unlift it into a callable module."""
-        import torch
-
         p = _check_file(path)
         fp = sha256_file(p)
         try:
-            with _quiet_torch_export():
-                module = torch.export.load(str(p)).module()
+            # Data only: no pickle is unpickled and no compiled code loaded (see pt2.py).
+            module = load_exported_program(p)
+        except CompauditError:
+            raise
         except Exception as exc:
             raise ModelError(ERR_PT2_UNREADABLE.format(path=p, reason=short_error(exc))) from exc
         meta = {"format": "torch-export", "path": str(p)}
@@ -298,7 +318,12 @@ class FactoryLoader:
         return _check_file(str(weights))
 
     def fingerprint(self, spec: str, *, options: Mapping[str, Any] | None = None) -> str:
-        """sha256 of the spec, the weights file and the module's source file."""
+        """sha256 of the spec, the weights file and the module's source file.
+
+        Refused without ``options["trust_model_code"]``: finding the module's
+        source imports its parent packages.
+        """
+        require_trust(spec, FACTORY_KIND, options)
         h = hashlib.sha256(f"factory:{spec};".encode())
         h.update(sha256_file(self._weights(spec, options)).encode())
         source = _module_source(spec)
@@ -309,9 +334,17 @@ class FactoryLoader:
         return h.hexdigest()
 
     def load(self, spec: str, *, options: Mapping[str, Any] | None = None) -> TorchRunner:
-        """Import the module, call the factory, load the weights (strict)."""
+        """Import the module, call the factory, load the weights (strict).
+
+        Raises
+        ------
+        ModelError
+            Without ``options["trust_model_code"]`` (importing a module runs
+            it), no weights, or a factory or weights that do not work.
+        """
         import torch
 
+        require_trust(spec, FACTORY_KIND, options)
         weights = self._weights(spec, options)
         fp = self.fingerprint(spec, options=options)
         modname, attr = spec.split(":", 1)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping, Sequence
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from compaudit._text import for_html
 from compaudit.errors import InputError
 from compaudit.report._common import gallery_order
 from compaudit.results import PieExamples
@@ -84,7 +84,7 @@ def _thumbnail_uri(image: np.ndarray) -> str:
 def _pred(label: str, name: str, share: float | None, correct: bool) -> str:
     share_txt = "" if share is None else f" <span class='share'>{100 * share:.0f}%</span>"
     cls = "ok" if correct else "bad"
-    return f"<div class='{cls}'>{label} <b>{escape(name)}</b>{share_txt}</div>"
+    return f"<div class='{cls}'>{label} <b>{for_html(name)}</b>{share_txt}</div>"
 
 
 def _card(e: Mapping[str, Any], names: dict[int, str], image: np.ndarray | None) -> str:
@@ -94,12 +94,12 @@ def _card(e: Mapping[str, Any], names: dict[int, str], image: np.ndarray | None)
         pic = "<div class='noimg'>no image</div>"
     else:
         px = " px" if max(image.shape[:2]) <= PIXELATED_MAX else ""
-        alt = f"example {escape(str(e['id']))}"
+        alt = f"example {for_html(str(e['id']))}"
         pic = f"<img class='thumb{px}' src='{_thumbnail_uri(image)}' alt='{alt}'>"
     return (
         f"<figure class='pie'>{pic}<figcaption>"
-        f"<div class='id'>#{escape(str(e['id']))}</div>"
-        f"<div>true <b>{escape(names.get(label, str(label)))}</b></div>"
+        f"<div class='id'>#{for_html(str(e['id']))}</div>"
+        f"<div>true <b>{for_html(names.get(label, str(label)))}</b></div>"
         + _pred("ref", names.get(ref, str(ref)), e["share_reference"], ref == label)
         + _pred("cand", names.get(cand, str(cand)), e["share_candidate"], cand == label)
         + "</figcaption></figure>"
@@ -112,11 +112,11 @@ def _row(e: Mapping[str, Any], names: dict[int, str]) -> str:
 
     def cell(c: int, share: float) -> str:
         cls = "ok" if c == label else "bad"
-        return f"<td class='{cls}'>{escape(names.get(c, str(c)))} ({100 * share:.0f}%)</td>"
+        return f"<td class='{cls}'>{for_html(names.get(c, str(c)))} ({100 * share:.0f}%)</td>"
 
     return (
-        f"<tr><td class='num'>{escape(str(e['id']))}</td>"
-        f"<td>{escape(names.get(label, str(label)))}</td>"
+        f"<tr><td class='num'>{for_html(str(e['id']))}</td>"
+        f"<td>{for_html(names.get(label, str(label)))}</td>"
         f"{cell(ref, e['share_reference'])}{cell(cand, e['share_candidate'])}</tr>"
     )
 

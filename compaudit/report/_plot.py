@@ -16,14 +16,19 @@ histogram of every class on the same scale.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from compaudit._text import for_plot
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from compaudit.results import ClassRow
 
 __all__ = ["BETTER", "NEUTRAL", "SUMMARY_OVER", "WORSE", "WORST_SHOWN", "class_plot_png"]
 
@@ -47,9 +52,12 @@ _CHAR_W, _CHAR_H = 0.62, 1.2
 _PNG = {"compress_level": 3}  # zlib level 3: as small as the default 6 here, and faster
 
 
+TITLE_CHARS = 160
+
+
 def _label(name: str) -> str:
-    short = name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
-    return short.replace("$", r"\$")  # a "$" pair would switch matplotlib to mathtext
+    # Controls escaped, "$" escaped (mathtext), cut: a bar's name is a few words.
+    return for_plot(name, max_chars=NAME_CHARS)
 
 
 def _rects(x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray) -> np.ndarray:
@@ -160,14 +168,14 @@ def _summary_note(n: int, shown: int, worse: int) -> str:
     )
 
 
-def class_plot_png(classes: Sequence[dict[str, Any]], *, title: str, dpi: int = 110) -> bytes:
+def class_plot_png(classes: Sequence[ClassRow], *, title: str, dpi: int = 110) -> bytes:
     """Bar chart of normalized recall difference per class, sorted, significant bars starred.
 
     Parameters
     ----------
-    classes : sequence of dict
-        The comparison's ``classes`` rows (``compaudit.report/v1``); rows without
-        a normalized recall difference are left out.
+    classes : sequence of ClassRow
+        The comparison's class rows; rows without a normalized recall
+        difference are left out.
     title : str
         Figure title.
     dpi : int
@@ -184,14 +192,19 @@ def class_plot_png(classes: Sequence[dict[str, Any]], *, title: str, dpi: int = 
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    rows = sorted(
-        (r for r in classes if r["normalized_recall_difference"] is not None),
-        key=lambda r: r["normalized_recall_difference"],
+    pairs = sorted(
+        (
+            (r.normalized_recall_difference, i, r)
+            for i, r in enumerate(classes)
+            if r.normalized_recall_difference is not None
+        ),
+        key=lambda t: (t[0], t[1]),
     )
+    rows = [r for _, _, r in pairs]
     n = len(rows)
-    values = np.array([100.0 * r["normalized_recall_difference"] for r in rows], dtype=float)
+    values = np.array([100.0 * d for d, _, _ in pairs], dtype=float)
     colors = [
-        (WORSE if v < 0 else BETTER) if r["significant"] else NEUTRAL
+        (WORSE if v < 0 else BETTER) if r.significant else NEUTRAL
         for r, v in zip(rows, values, strict=True)
     ]
     span = float(np.abs(values).max(initial=0.0)) or 1.0
@@ -205,7 +218,7 @@ def class_plot_png(classes: Sequence[dict[str, Any]], *, title: str, dpi: int = 
     else:
         ax, hist = fig.add_subplot(), None
     _bars(ax, values[shown], [colors[i] for i in shown], span)
-    below = _names(fig, ax, [_label(rows[i]["name"]) for i in shown])
+    below = _names(fig, ax, [_label(rows[i].name) for i in shown])
     counts = {color: colors.count(color) for color, _ in KINDS}
     handles = [
         Patch(color=color, label=f"{label} ({counts[color]})" if summary else label)
@@ -222,7 +235,11 @@ def class_plot_png(classes: Sequence[dict[str, Any]], *, title: str, dpi: int = 
         left=left, right=1 - 0.2 / width, top=1 - 0.3 / HEIGHT,
         bottom=min(0.6, (below + 0.1) / HEIGHT), wspace=0.04,
     )  # fmt: skip
+    title = for_plot(title, max_chars=TITLE_CHARS)  # names the candidate: the user's text
     fig.suptitle(title, fontsize=11, x=left, ha="left", y=1 - 0.06 / HEIGHT, va="top")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None}, pil_kwargs=_PNG)
+    with warnings.catch_warnings():
+        # A name in a script the font lacks is drawn as boxes; no need to say so per glyph.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+        fig.savefig(buf, format="png", metadata={"Software": None}, pil_kwargs=_PNG)
     return buf.getvalue()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
-from html import escape
 from importlib import resources
 from pathlib import Path
 
 from compaudit._io import atomic_write_text
+from compaudit._text import for_html
 from compaudit.errors import InputError
 from compaudit.report._common import (
     NOT_GATED,
@@ -47,7 +47,8 @@ def _css() -> str:
 
 
 def _e(x: object) -> str:
-    return escape(str(x), quote=True)
+    # Controls escaped as text (\x1b) as in every format, then the HTML markup.
+    return for_html(x)
 
 
 def _table(
@@ -160,7 +161,7 @@ def _comparison(i: int, c: Comparison, context: ReportContext, report: AuditRepo
     cand, ref = c.candidate, c.reference
     settings = report.settings
     names = {r.class_index: r.name for r in c.classes}
-    png = class_plot_png([r.to_dict() for r in c.classes], title=f"{cand} vs {ref}")
+    png = class_plot_png(c.classes, title=f"{cand} vs {ref}")
     uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     summary = "".join(f"<li>{_e(s)}</li>" for s in summary_lines(c))
     parts = [

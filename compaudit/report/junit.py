@@ -11,12 +11,12 @@ may read as passed), passing when a policy had no gates.
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
 from compaudit._io import atomic_write_bytes
+from compaudit._text import for_xml
 from compaudit.report._common import NOT_GATED, fmt_value, gate_outcome
 from compaudit.report.base import ReportContext
 from compaudit.results import AuditReport, GateResult
@@ -29,12 +29,12 @@ FAILURE_MESSAGE = "{name}: measured {value} exceeds threshold {threshold}"
 FAILURE_UNMEASURED = "{name}: cannot be evaluated, counted as failed (threshold {threshold})"
 ERROR_MESSAGE = "{name}: cannot be evaluated (threshold {threshold})"
 VERDICT_MESSAGE = "verdict is {verdict} although no gate says why"
-# Characters XML 1.0 cannot carry at all; ElementTree would write them unescaped.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _clean(text: object) -> str:
-    return _NOT_XML.sub("\ufffd", str(text))
+    # ElementTree writes characters XML 1.0 cannot carry (controls, lone surrogates)
+    # as they are, or as invalid references: shown escaped instead, as in every format.
+    return for_xml(text)
 
 
 def _classname(candidate: str | None) -> str:

@@ -6,11 +6,11 @@ document is kept under GitHub's 1 MiB step-summary limit.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from compaudit._io import atomic_write_text
+from compaudit._text import for_markdown
 from compaudit.errors import InputError
 from compaudit.report._common import (
     NOT_GATED,
@@ -51,18 +51,16 @@ OUTCOME_CELL = {
     "error": "⚠️ **error**",
     "skipped": "➖ skipped",
 }
-_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 
 
 def esc(text: object) -> str:
     """Escape text for a Markdown paragraph or table cell (one line, no markup)."""
-    return _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    return for_markdown(text)
 
 
 def code(text: object) -> str:
-    """A name as inline code (escaped text when it holds a backtick)."""
-    s = " ".join(str(text).split())
-    return esc(s) if "`" in s else f"`{s}`"
+    """A name as inline code (escaped text when it holds a backtick or a ``|``)."""
+    return for_markdown(text, code=True)
 
 
 def _table(header: Sequence[str], align: str, rows: Sequence[Sequence[str]]) -> list[str]:

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Group
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from compaudit._text import for_terminal
 from compaudit.report._common import (
     NOT_GATED,
     VERDICT_WORD,
@@ -38,6 +38,11 @@ VERDICT_STYLE = {
 WORST_ROWS = 5
 
 
+def _name(text: object, style: str = "") -> Text:
+    """A user-made string as a rich ``Text``: never parsed as markup, controls escaped."""
+    return Text(for_terminal(text), style=style)
+
+
 def _populations(report: AuditReport) -> Table:
     t = Table(title="Populations", title_justify="left", expand=False)
     t.add_column("name")
@@ -46,7 +51,7 @@ def _populations(report: AuditReport) -> Table:
     t.add_column("± std", justify="right")
     t.add_column("top-5", justify="right")
     for name, p in report.populations.items():
-        t.add_row(escape(name), str(p.k), pct(p.top1), pct(p.top1_std), pct(p.top5))
+        t.add_row(_name(name), str(p.k), pct(p.top1), pct(p.top1_std), pct(p.top5))
     return t
 
 
@@ -100,7 +105,7 @@ def _comparison(c: Comparison) -> Group:
     ct.add_column("sig", justify="center")
     for r in c.worst_classes(WORST_ROWS):
         ct.add_row(
-            escape(r.name),
+            _name(r.name),
             str(r.support),
             pct(r.recall_reference, 1),
             pct(r.recall_candidate, 1),
@@ -115,7 +120,8 @@ def _comparison(c: Comparison) -> Group:
     if first.subgroups:
         # The worst-first order of every format; its testable groups come first.
         testable = [g for g in first.worst_groups() if g.testable]
-        gt = Table(title=f"Worst groups ({', '.join(first.attributes)})", title_justify="left")
+        title = _name(f"Worst groups ({', '.join(first.attributes)})", "table.title")
+        gt = Table(title=title, title_justify="left")
         gt.add_column("group", overflow="fold", max_width=26)
         gt.add_column("n", justify="right")
         gt.add_column("PIE %", justify="right")
@@ -126,7 +132,7 @@ def _comparison(c: Comparison) -> Group:
             growth = "-" if g.pct_growth is None else f"{g.pct_growth:+.0f}%"
             pct_pie = "-" if g.pct_pie is None else f"{g.pct_pie:.1f}"
             gt.add_row(
-                escape(g.label),
+                _name(g.label),
                 str(g.n),
                 pct_pie,
                 growth,
@@ -155,8 +161,8 @@ def _gates(report: AuditReport) -> Table:
     for g in report.gates:
         outcome = gate_outcome(g)
         t.add_row(
-            escape(g.name),
-            escape(g.candidate or "-"),
+            _name(g.name),
+            _name(g.candidate or "-"),
             fmt_value(g.value),
             fmt_value(g.threshold),
             Text(outcome, style=_RESULT_STYLE[outcome]),
@@ -175,14 +181,14 @@ def render(report: AuditReport, context: ReportContext) -> None:
         facts.append(f"{report.data.n} examples, {report.data.num_classes} classes")
     if report.settings:
         facts.append(f"alpha {report.settings['alpha']} ({report.settings['correction']})")
-    head.append(f"  {', '.join(facts)}" if facts else "")
+    head.append(for_terminal(f"  {', '.join(facts)}") if facts else "")
     con.print(head)
     con.print(_populations(report))
     for c in report.comparisons:
         con.print(
             Panel(
                 _comparison(c),
-                title=escape(f"{c.candidate} vs {c.reference}"),
+                title=_name(f"{c.candidate} vs {c.reference}"),
                 title_align="left",
             )
         )
@@ -191,9 +197,9 @@ def render(report: AuditReport, context: ReportContext) -> None:
     elif verdict == "ungated":
         con.print(Text(NOT_GATED, style=VERDICT_STYLE[verdict]))
     for warning in report.warnings:
-        con.print(Text(f"warning: {warning}", style="yellow"))
+        con.print(_name(f"warning: {warning}", "yellow"))
     for err in report.errors:
-        con.print(Text(f"error: {err}", style="bold magenta"))
+        con.print(_name(f"error: {err}", "bold magenta"))
 
 
 class TerminalReporter:

@@ -13,8 +13,10 @@ an object that has the same ``run`` method (see
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing as mp
 import queue
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,6 +53,10 @@ _QUEUE: Any = None  # the worker's end of the progress queue
 def _init_worker(progress_queue: Any) -> None:
     global _QUEUE
     _QUEUE = progress_queue
+    # The parent decides what an interrupt does (it stops the workers, then sweeps their
+    # temporaries): Ctrl-C reaches every process of the terminal's group, and a worker
+    # must not print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _put(event: ProgressEvent) -> None:
@@ -78,7 +84,9 @@ class ProcessPoolExecutor:
         """Run the jobs concurrently; report each as it finishes.
 
         On the first failure, jobs not yet started are cancelled, running ones
-        are allowed to finish (and are reported), then the error is raised.
+        are allowed to finish (and are reported), then the error is raised. On
+        an interrupt (or a failure to record a result) the workers are
+        terminated at once; the caller sweeps the temporaries they leave.
         """
         if not jobs:
             return
@@ -108,11 +116,25 @@ class ProcessPoolExecutor:
                         continue
                     on_result(fut.result())
             _drain(progress_queue, on_progress)
+        except BaseException:
+            _stop_workers(pool)  # an interrupt or a failed manifest write: members in
+            raise  # progress are abandoned (a re-run makes them), not awaited
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             progress_queue.close()
         if error is not None:
             raise error
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Terminate the pool's processes (SIGTERM: a worker dies at once, mid-write or not)."""
+    stop = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if stop is not None:
+        stop()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
 
 
 def _drain(progress_queue: Any, on_progress: ProgressFn | None) -> None:

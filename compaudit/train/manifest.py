@@ -37,6 +37,7 @@ __all__ = [
     "VariantInfo",
     "check_compatible",
     "load_run",
+    "member_file",
     "member_finished",
     "new_manifest",
     "read_manifest",
@@ -52,6 +53,13 @@ ERR_NO_RUN = (
 )
 ERR_BAD_MANIFEST = (
     "{path}: unreadable run manifest ({reason}); re-create the run with `compaudit train`"
+)
+ERR_MANIFEST_MISSING = "{where} is missing"
+ERR_MANIFEST_TYPE = "{where} must be {kind}, got {got}"
+ERR_OUTSIDE_RUN = (
+    "{path}: member file {rel!r} lies outside the run directory {run} (or is a link "
+    "that leads out of it); a run manifest may only name files inside its run directory, "
+    "re-create the run with `compaudit train`"
 )
 ERR_CHANGED = (
     "{run}: variant '{variant}' was trained from a different recipe (data, architecture, "
@@ -125,7 +133,106 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any] | None:
         raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=exc)) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
         raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=f"format is not '{RUN_FORMAT}'"))
+    problem = _shape_problem(manifest)
+    if problem is not None:
+        raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=problem))
     return manifest
+
+
+def _kind_problem(where: str, value: Any, kind: type | tuple[type, ...], words: str) -> str | None:
+    # bool is an int to isinstance, never to a manifest.
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        return ERR_MANIFEST_TYPE.format(where=where, kind=words, got=repr(value)[:60])
+    if not isinstance(value, kind):
+        return ERR_MANIFEST_TYPE.format(where=where, kind=words, got=repr(value)[:60])
+    return None
+
+
+def _member_problem(where: str, entry: Any) -> str | None:
+    problem = _kind_problem(where, entry, dict, "an object")
+    if problem is not None:
+        return problem
+    for key, kind, words in (
+        ("files", dict, "an object"),
+        ("sha256", dict, "an object"),
+        ("canonical", str, "a string"),
+        ("seed", int, "an integer"),
+    ):
+        if key not in entry:
+            return ERR_MANIFEST_MISSING.format(where=f"{where}.{key}")
+        problem = _kind_problem(f"{where}.{key}", entry[key], kind, words)
+        if problem is not None:
+            return problem
+    for key in ("metrics", "timings"):
+        if key in entry:
+            problem = _kind_problem(f"{where}.{key}", entry[key], dict, "an object")
+            if problem is not None:
+                return problem
+    for kind, rel in entry["files"].items():
+        problem = _kind_problem(f"{where}.files.{kind}", rel, str, "a relative path")
+        if problem is not None or "\x00" in rel:
+            return problem or ERR_MANIFEST_TYPE.format(
+                where=f"{where}.files.{kind}", kind="a relative path", got=repr(rel)[:60]
+            )
+    if entry["canonical"] not in entry["files"]:
+        return ERR_MANIFEST_TYPE.format(
+            where=f"{where}.canonical",
+            kind=f"one of files ({', '.join(map(str, entry['files']))})",
+            got=repr(entry["canonical"])[:60],
+        )
+    return None
+
+
+def _shape_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the manifest's structure (a hand-edited or hostile file), if anything.
+
+    Checked once here so that readers index it without KeyError or TypeError.
+    """
+    for key in ("recipe", "variants"):
+        if key not in manifest:
+            return ERR_MANIFEST_MISSING.format(where=key)
+        problem = _kind_problem(key, manifest[key], dict, "an object")
+        if problem is not None:
+            return problem
+    if "data" in manifest:
+        problem = _kind_problem("data", manifest["data"], dict, "an object")
+        if problem is not None:
+            return problem
+    for name, variant in manifest["variants"].items():
+        where = f"variants.{name}"
+        problem = _kind_problem(where, variant, dict, "an object")
+        if problem is None and "members" in variant:
+            problem = _kind_problem(f"{where}.members", variant["members"], dict, "an object")
+        if problem is not None:
+            return problem
+        for index, entry in variant.get("members", {}).items():
+            if not str(index).isdigit():
+                return ERR_MANIFEST_TYPE.format(
+                    where=f"{where}.members", kind="keyed by member index", got=repr(index)[:60]
+                )
+            problem = _member_problem(f"{where}.members.{index}", entry)
+            if problem is not None:
+                return problem
+    return None
+
+
+def member_file(run_dir: str | Path, rel: str) -> Path:
+    """The path of a member file ``rel`` named by the manifest of ``run_dir``.
+
+    Raises
+    ------
+    InputError
+        :data:`ERR_OUTSIDE_RUN`: ``rel`` is absolute, climbs out with ``..``, or
+        is (or passes through) a symbolic link that leads outside the run
+        directory. A run directory from a pull request must not make
+        compaudit load, or hash, a file elsewhere on the machine.
+    """
+    root = Path(run_dir)
+    path = root / rel
+    inside = root.resolve()
+    if not path.resolve().is_relative_to(inside):
+        raise InputError(ERR_OUTSIDE_RUN.format(path=root / MANIFEST, rel=rel, run=root))
+    return path
 
 
 def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> None:
@@ -167,7 +274,7 @@ def member_finished(run_dir: str | Path, entry: dict[str, Any] | None) -> bool:
     if not entry:
         return False
     for kind, rel in entry.get("files", {}).items():
-        path = Path(run_dir) / rel
+        path = member_file(run_dir, rel)
         if not path.is_file() or sha256_file(path) != entry.get("sha256", {}).get(kind):
             return False
     return bool(entry.get("files"))
@@ -319,7 +426,7 @@ def load_run(run_dir: str | Path, *, require_complete: bool = True) -> RunInfo:
                 missing.append(f"{v.name}/{i}")
                 continue
             assert entry is not None
-            files = {k: root / rel for k, rel in entry["files"].items()}
+            files = {k: member_file(root, rel) for k, rel in entry["files"].items()}
             members.append(
                 MemberInfo(
                     variant=v.name,

@@ -27,7 +27,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from compaudit._yaml import duplicate_keys, key_name, line_of
+from compaudit._yaml import YamlLimitError, key_name, line_of, read_text
+from compaudit._yaml import load as load_yaml
 from compaudit.errors import InputError
 from compaudit.models.architectures import ARCHITECTURES
 
@@ -49,6 +50,12 @@ ERR_YAML = "{src}:{line}: not valid YAML ({problem}); fix the syntax"
 ERR_NOT_MAPPING = "{src}: a recipe must be a YAML mapping of keys to values, got {kind}"
 ERR_MISSING_FILE = "{src}: no such recipe file"
 ERR_DUPLICATE = "key given twice; keep one"
+ERR_ENCODING = (
+    "{src}: not UTF-8 text (byte 0x{byte:02x} at offset {offset} is not valid UTF-8); "
+    "save the recipe as UTF-8"
+)
+ERR_UNREADABLE = "{src}: cannot read the recipe ({problem})"
+ERR_CYCLE = "the 'from' links form a cycle ({chain}); start one of them from a dense variant"
 
 # Built-in quantization methods; plugins may add more (checked against the registry at run time).
 BUILTIN_QUANTIZERS = ("onnx-dynamic", "onnx-static", "torch-dynamic", "fp16")
@@ -231,12 +238,18 @@ class Recipe(_Strict):
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
     def order(self) -> list[VariantConfig]:
-        """Variants with every ``from`` source before the variants derived from it."""
+        """Variants with every ``from`` source before the variants derived from it.
+
+        Variants on a ``from`` cycle (or derived from a missing one) are left
+        out; validation reports them, so a validated recipe lists them all.
+        """
         done: list[VariantConfig] = []
         names: set[str] = set()
         pending = list(self.variants)
         while pending:
             ready = [v for v in pending if v.from_ is None or v.from_ in names]
+            if not ready:
+                break  # a cycle: nothing left can ever become ready
             done += ready
             names |= {v.name for v in ready}
             pending = [v for v in pending if v.name not in names]
@@ -315,9 +328,26 @@ def _semantic_errors(r: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
             errs.append((("reference",), f"no variant named '{r.reference}'; choose from {names}"))
     elif not dense:
         errs.append((("variants",), "no dense variant; add one or name a 'reference' variant"))
-    if not errs and len(r.order()) != len(r.variants):
-        errs.append((("variants",), "the 'from' links form a cycle"))
+    cycle = _from_cycle(r.variants)
+    if cycle:
+        at = ("variants", names.index(cycle[0]), "from")
+        errs.append((at, ERR_CYCLE.format(chain=" -> ".join([*cycle, cycle[0]]))))
     return errs
+
+
+def _from_cycle(variants: Sequence[VariantConfig]) -> list[str]:
+    """The first cycle of two or more variants linked by ``from``, in link order (or [])."""
+    links = {v.name: v.from_ for v in variants}
+    for v in variants:
+        chain: list[str] = []
+        cur: str | None = v.name
+        while cur is not None and cur in links and cur not in chain:
+            chain.append(cur)
+            cur = links[cur]
+        # A self-link has its own message; a chain that ends at a missing name is no cycle.
+        if cur is not None and cur in chain and len(chain) - chain.index(cur) > 1:
+            return chain[chain.index(cur) :]
+    return []
 
 
 def _format(src: str, loc: Sequence[str | int], problem: str, line: int | None) -> str:
@@ -379,20 +409,23 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     src = str(path)
     if not p.is_file():
         raise InputError(ERR_MISSING_FILE.format(src=src))
-    text = p.read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        text = read_text(p, kind="recipe")  # bounded: at most MAX_BYTES are read
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise InputError(ERR_ENCODING.format(src=src, byte=byte, offset=exc.start)) from None
+    except (OSError, YamlLimitError) as exc:
+        raise InputError(ERR_UNREADABLE.format(src=src, problem=exc)) from None
+    try:
+        doc = load_yaml(text)  # bounded depth and alias expansion (issue 11)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
         raise InputError(ERR_YAML.format(src=src, line=line, problem=exc.problem)) from None
     except yaml.YAMLError as exc:
         raise InputError(ERR_YAML.format(src=src, line=0, problem=exc)) from None
-    if node is not None:
-        dups = duplicate_keys(node)
-        if dups:
-            raise InputError(
-                "\n".join(_format(src, loc, ERR_DUPLICATE, line) for loc, line in dups)
-            )
-    return recipe_from_dict(data, source=src, node=node)
+    if doc.duplicates:
+        raise InputError(
+            "\n".join(_format(src, loc, ERR_DUPLICATE, line) for loc, line in doc.duplicates)
+        )
+    return recipe_from_dict(doc.data, source=src, node=doc.node)

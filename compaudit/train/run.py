@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
+from compaudit._io import WRITE_FAULTS, output_error
 from compaudit.errors import InputError
 from compaudit.models.device import check_device
 from compaudit.train.base import MemberJob, MemberResult
@@ -64,11 +67,33 @@ def _check_schedules(recipe: Recipe, n_train: int) -> None:
             )
 
 
+STALE_TEMPORARIES = (f".{MANIFEST}.*.tmp", "*/.member-*.tmp", "*/member-*-inferred.onnx")
+"""Left by writes that were cut short: atomic writes' temporaries, and the shape-inferred
+copy ONNX Runtime's static quantizer writes beside its source (never a member's file)."""
+
+
 def _remove_stale_temporaries(run_dir: Path) -> None:
-    # Temporary files of atomic writes that a SIGKILL interrupted (never the real files).
-    for pattern in (f".{MANIFEST}.*.tmp", "*/.member-*.tmp"):
-        for path in run_dir.glob(pattern):
-            path.unlink(missing_ok=True)
+    # Temporary files of writes that an interrupt, a SIGKILL or a full disk cut short.
+    with contextlib.suppress(OSError):  # a run directory that cannot be listed has none
+        for pattern in STALE_TEMPORARIES:
+            for path in run_dir.glob(pattern):
+                path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _reported_writes(run_dir: Path) -> Iterator[None]:
+    """Leave no temporary behind, and turn a failed write into its one-line error.
+
+    Pool workers stopped by an interrupt cannot clean up after themselves: the
+    run directory is swept here once they are gone.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        _remove_stale_temporaries(run_dir)
+        if isinstance(exc, OSError) and exc.errno in WRITE_FAULTS:
+            raise output_error(exc, exc.filename or run_dir, option="--out") from exc
+        raise
 
 
 def plan(recipe: Recipe, run_dir: Path, manifest: dict[str, object]) -> list[list[tuple[str, int]]]:
@@ -137,6 +162,13 @@ def train_recipe(
     -------
     RunInfo
         The finished run (what ``compaudit report RUN_DIR`` reads).
+
+    Raises
+    ------
+    OutputError
+        A file of the run could not be written (a full or read-only disk, a
+        file size limit): named, with the cause. Members already recorded
+        are kept and nothing half-written is left; re-running resumes.
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
@@ -154,8 +186,11 @@ def train_recipe(
         "train_fingerprint": train.fingerprint(),
         "eval_fingerprint": evalset.fingerprint(),
     }
-    manifest = read_manifest(run_dir)
-    foreign = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    try:
+        manifest = read_manifest(run_dir)
+        foreign = run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir()))
+    except OSError as exc:  # --out itself is unusable (a name too long, say)
+        raise output_error(exc, run_dir, option="--out") from exc
     if manifest is None and foreign:
         raise InputError(ERR_NOT_RUN_DIR.format(run=run_dir, manifest=MANIFEST))
     _remove_stale_temporaries(run_dir)
@@ -165,33 +200,36 @@ def train_recipe(
         check_compatible(run_dir, manifest, recipe, data)
         manifest["recipe"] = recipe.to_dict()
         manifest["reference"] = recipe.reference_variant
-    write_manifest(run_dir, manifest)
+    # Every write below checks its result; one that fails (a full disk, a read-only
+    # one) ends the run with exit 2 naming the file, and a re-run resumes from there.
+    with _reported_writes(run_dir):
+        write_manifest(run_dir, manifest)
 
-    waves = plan(recipe, run_dir, manifest)
-    if threads is None and jobs > 1:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-    runner = get_executor(executor or ("pool" if jobs > 1 else "local"))
-    recipe_dict = recipe.to_dict()
+        waves = plan(recipe, run_dir, manifest)
+        if threads is None and jobs > 1:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+        runner = get_executor(executor or ("pool" if jobs > 1 else "local"))
+        recipe_dict = recipe.to_dict()
 
-    def units(variant: str) -> int:
-        v = recipe.variant(variant)
-        return 1 if v.kind == "quantize" else v.epochs or recipe.training.epochs
+        def units(variant: str) -> int:
+            v = recipe.variant(variant)
+            return 1 if v.kind == "quantize" else v.epochs or recipe.training.epochs
 
-    total_units = sum(units(v) for wave in waves for v, _ in wave)
-    total_members = sum(len(w) for w in waves)
+        total_units = sum(units(v) for wave in waves for v, _ in wave)
+        total_members = sum(len(w) for w in waves)
 
-    def on_result(result: MemberResult) -> None:
-        record_member(run_dir, manifest, recipe, result.variant, result.entry)
+        def on_result(result: MemberResult) -> None:
+            record_member(run_dir, manifest, recipe, result.variant, result.entry)
 
-    with RunProgress(total_units, total_members, enabled=progress) as bars:
-        for wave in waves:
-            member_jobs = [
-                MemberJob(str(run_dir), recipe_dict, v, i, dev, threads) for v, i in wave
-            ]
-            runner.run(
-                member_jobs,
-                workers=jobs,
-                on_result=on_result,
-                on_progress=bars.on_progress if progress else None,
-            )
+        with RunProgress(total_units, total_members, enabled=progress) as bars:
+            for wave in waves:
+                member_jobs = [
+                    MemberJob(str(run_dir), recipe_dict, v, i, dev, threads) for v, i in wave
+                ]
+                runner.run(
+                    member_jobs,
+                    workers=jobs,
+                    on_result=on_result,
+                    on_progress=bars.on_progress if progress else None,
+                )
     return load_run(run_dir)

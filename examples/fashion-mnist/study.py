@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import compaudit
-    from compaudit.study import pie_gallery_png, write_class_figure, write_text
+    from compaudit.study import figure_filename, pie_gallery_png, write_class_figure, write_text
 
     compaudit.train_recipe(RECIPE, args.run_dir, jobs=args.jobs, progress=True)
     info = compaudit.load_run(args.run_dir)
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, str] = {}
     for comp in report["comparisons"]:
         name = comp["candidate"]
-        path = write_class_figure(comp, fig_dir / f"classes-{name}.png")
+        path = write_class_figure(comp, fig_dir / figure_filename("classes", name))
         figures[f"Per-class normalized recall difference, {name} vs dense"] = f"figures/{path.name}"
     data = compaudit.load_dataset(info.eval_data)
     assert data.images is not None

@@ -94,7 +94,7 @@ def test_missing_file_is_data_not_found(tmp_path: Path) -> None:
 def test_not_an_npz(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
     path.write_text("hello")
-    assert _error(str(path)).startswith(f"{path}: not a readable .npz file (")
+    assert _error(str(path)).startswith(f"{path}: not a readable .npz dataset (")
 
 
 def test_missing_key(tmp_path: Path) -> None:

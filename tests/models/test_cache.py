@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import sys
 from pathlib import Path
@@ -225,14 +226,16 @@ def test_cache_hit_runs_no_inference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec = [str(digits_models["fp32_onnx"]), str(digits_models["torchscript"])]
-    first = predict_population(spec, digits_test)
+    trusted = RunnerSettings(trust_model_code=True)  # TorchScript is code
+    first = predict_population(spec, digits_test, settings=trusted)
     assert len(list(cache_dir.glob("*/*.npz"))) == 2
     calls = _forbid_inference(monkeypatch)
-    second = predict_population(spec, digits_test)
+    second = predict_population(spec, digits_test, settings=trusted)
     assert calls == []
     np.testing.assert_array_equal(second.topk, first.topk)
     assert second.meta == first.meta
-    for settings in (RunnerSettings(k=3), RunnerSettings(batch_size=100)):  # other keys
+    other_keys = (RunnerSettings(k=3), RunnerSettings(batch_size=100))
+    for settings in (dataclasses.replace(s, trust_model_code=True) for s in other_keys):
         with pytest.raises(AssertionError, match="inference ran"):
             predict_population(spec, digits_test, settings=settings)
 
@@ -270,9 +273,11 @@ def test_batch_size_is_in_the_key_because_dynamic_quantization_depends_on_it(
     key: str,
 ) -> None:
     spec = str(digits_models[key])
-    predict_population(spec, digits_test, settings=RunnerSettings(batch_size=20))
+    # TorchScript is code: trusted (these models are ours).
+    small, large = (RunnerSettings(batch_size=b, trust_model_code=True) for b in (20, 540))
+    predict_population(spec, digits_test, settings=small)
     assert len(list(cache_dir.glob("*/*.npz"))) == 1
-    predict_population(spec, digits_test, settings=RunnerSettings(batch_size=540))
+    predict_population(spec, digits_test, settings=large)
     assert len(list(cache_dir.glob("*/*.npz"))) == 2  # a miss, not the batch-20 entry
     # Activation scales are computed per batch, so the probabilities move.
     store = PredictionCache(cache_dir)

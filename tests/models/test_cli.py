@@ -30,8 +30,9 @@ def test_predict_writes_a_population(
     out = tmp_path / "preds.npz"
     onnx, mlp = digits_models["fp32_onnx"], digits_models["mlp_torchscript"]
     code, stdout, _ = _invoke(
-        "predict", str(onnx), str(mlp), "--data", "digits:test", "--out", str(out), "--top-k", "3"
-    )
+        "predict", str(onnx), str(mlp), "--data", "digits:test", "--out", str(out), "--top-k", "3",
+        "--trust-model-code",
+    )  # fmt: skip
     assert code == 0
     pop = load_population(out)
     assert (pop.k, pop.n) == (2, digits_test.n)
@@ -60,12 +61,12 @@ def test_predict_module_factory_with_weights(
     weights = digits_models["cnn_state_dict"]
     code, _, _ = _invoke(
         "predict", "cli_factory_mod:build", "--weights", str(weights),
-        "--data", "digits:test", "--out", str(out), "--no-cache",
+        "--data", "digits:test", "--out", str(out), "--no-cache", "--trust-model-code",
     )  # fmt: skip
     assert code == 0
     ref = tmp_path / "ref.npz"
     assert _invoke("predict", str(digits_models["torchscript"]), "--data", "digits:test",
-                   "--out", str(ref))[0] == 0  # fmt: skip
+                   "--out", str(ref), "--trust-model-code")[0] == 0  # fmt: skip
     np.testing.assert_array_equal(load_population(out).topk, load_population(ref).topk)
     assert len(list(cache_dir.glob("*/*.npz"))) == 1  # --no-cache wrote nothing
 

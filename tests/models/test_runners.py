@@ -23,9 +23,12 @@ from compaudit.models.torch_runner import TorchScriptLoader
 
 from .helpers import TinyCNN, export_onnx, train
 
+TRUSTED = RunnerSettings(trust_model_code=True)
+"""The test models' TorchScript is ours: trusted."""
+
 
 def _run(path: Path, data: Dataset, **kw: object) -> np.ndarray:
-    settings = RunnerSettings(**kw)  # type: ignore[arg-type]
+    settings = RunnerSettings(trust_model_code=True, **kw)  # type: ignore[arg-type]
     runner = load_member(MemberSpec(path=str(path), name=path.stem), settings)
     return runner.predict(data.x, settings).topk  # type: ignore[no-any-return]
 
@@ -42,7 +45,8 @@ def test_builtin_loaders_satisfy_the_runner_protocol(digits_models: dict[str, Pa
     names = {loader.name for loader in register_model_loaders()}
     assert names == {"onnx", "torchscript", "torch-export", "checkpoint", "module-factory"}
     for key in ("fp32_onnx", "torchscript", "pt2"):
-        runner: Runner = load_member(MemberSpec(path=str(digits_models[key]), name=key))
+        member = MemberSpec(path=str(digits_models[key]), name=key)
+        runner: Runner = load_member(member, TRUSTED)
         assert runner.name == digits_models[key].stem
         assert runner.fingerprint == hashlib.sha256(digits_models[key].read_bytes()).hexdigest()
         assert runner.meta["path"] == str(digits_models[key])
@@ -82,7 +86,7 @@ def test_topk_and_probabilities_match_scipy(
     digits_models: dict[str, Path], digits_test: Dataset
 ) -> None:
     settings = RunnerSettings(k=4, batch_size=37)  # a ragged last batch
-    runner = load_member(MemberSpec(path=str(digits_models["torchscript"]), name="cnn"))
+    runner = load_member(MemberSpec(path=str(digits_models["torchscript"]), name="cnn"), TRUSTED)
     pred = runner.predict(digits_test.x, settings)
     logits = _torch_logits(digits_models["torchscript"], digits_test.x)
     ref_p = softmax(logits.astype(np.float64), axis=1)
@@ -157,7 +161,7 @@ def test_cuda_without_a_gpu_is_an_error(digits_models: dict[str, Path]) -> None:
             fix="install onnxruntime-gpu or use --device cpu",
         )
     if not torch.cuda.is_available():
-        runner = TorchScriptLoader().load(str(ts_path))
+        runner = TorchScriptLoader().load(str(ts_path), options={"trust_model_code": True})
         with pytest.raises(InputError) as exc:
             runner.predict(np.zeros((2, 1, 8, 8), np.float32), RunnerSettings(device="cuda"))
         assert str(exc.value) == ERR_NO_CUDA.format(

@@ -21,6 +21,10 @@ from compaudit.predictions import predict_population
 
 from .helpers import MLP, export_onnx, save_torchscript
 
+TRUSTED = RunnerSettings(trust_model_code=True)
+"""The test models' TorchScript and factories are ours: trusted."""
+TRUST = {"trust_model_code": True}
+
 
 def _matches(template: str, message: str, **fields: object) -> bool:
     """``message`` is ``template`` filled with ``fields`` and any text for ``{reason}``."""
@@ -70,8 +74,9 @@ def test_nonfinite_outputs_name_the_model_and_count(
     x = np.random.default_rng(0).uniform(1, 2, (50, 10)).astype(np.float32)
     x[[3, 17], 4] = -1.0  # NaN
     x[40, 0] = 0.0  # -inf
+    settings = RunnerSettings(batch_size=8, trust_model_code=True)
     with pytest.raises(ModelError) as exc:
-        predict_population(str(log_models[kind]), _table(x), settings=RunnerSettings(batch_size=8))
+        predict_population(str(log_models[kind]), _table(x), settings=settings)
     assert str(exc.value) == inference.ERR_NONFINITE.format(model=log_models[kind], bad=3, n=50)
 
 
@@ -81,7 +86,7 @@ def test_output_width_must_equal_the_number_of_classes(
 ) -> None:
     data = _table(np.ones((12, 10), np.float32), classes=5)
     with pytest.raises(ModelError) as exc:
-        predict_population(str(log_models[kind]), data)
+        predict_population(str(log_models[kind]), data, settings=TRUSTED)
     assert str(exc.value) == inference.ERR_WIDTH.format(model=log_models[kind], width=10, c=5)
 
 
@@ -104,7 +109,7 @@ def test_scores_of_the_wrong_rank(tmp_path: Path, cache_dir: Path) -> None:
 
     path = save_torchscript(Sum(), np.ones((2, 10), np.float32), tmp_path / "sum.pt")
     with pytest.raises(ModelError) as exc:
-        predict_population(str(path), _table(np.ones((12, 10), np.float32)))
+        predict_population(str(path), _table(np.ones((12, 10), np.float32)), settings=TRUSTED)
     assert str(exc.value) == inference.ERR_BAD_SCORES_SHAPE.format(model=path, b=12, shape=(12,))
 
 
@@ -131,7 +136,7 @@ def test_torch_input_errors_report_the_data_shape_and_dtype(
     path = digits_models[key]
     for x in (digits_test.x.astype(np.float64), digits_test.x[:, :, :, :6]):
         with pytest.raises(ModelError) as exc:
-            predict_population(str(path), _with_x(digits_test, x), cache=False)
+            predict_population(str(path), _with_x(digits_test, x), cache=False, settings=TRUSTED)
         assert _matches(
             torch_runner.ERR_TORCH_INPUT, str(exc.value), path=path, got=inference.describe_array(x)
         ), str(exc.value)
@@ -166,7 +171,7 @@ def test_truncated_model_files(
 ) -> None:
     bad = _truncate(digits_models[key], tmp_path / f"truncated{suffix}")
     with pytest.raises(ModelError) as exc:
-        predict_population(str(bad), digits_test, cache=False)
+        predict_population(str(bad), digits_test, cache=False, settings=TRUSTED)
     assert _matches(template, str(exc.value), path=bad), str(exc.value)
 
 
@@ -176,7 +181,7 @@ def test_state_dict_saved_as_pt_is_not_torchscript(
     path = tmp_path / "weights.pt"
     path.write_bytes(digits_models["cnn_state_dict"].read_bytes())
     with pytest.raises(ModelError) as exc:
-        torch_runner.TorchScriptLoader().load(str(path))
+        torch_runner.TorchScriptLoader().load(str(path), options=TRUST)
     assert str(exc.value) == torch_runner.ERR_NOT_TORCHSCRIPT.format(path=path)
 
 
@@ -229,9 +234,12 @@ def test_factory_loads_weights_and_matches_torchscript(
 ) -> None:
     weights = digits_models["cnn_state_dict"]
     pop = predict_population(
-        f"{factory_module}:build_cnn", digits_test, options={"weights": str(weights)}
+        f"{factory_module}:build_cnn",
+        digits_test,
+        options={"weights": str(weights)},
+        settings=TRUSTED,
     )
-    ref = predict_population(str(digits_models["torchscript"]), digits_test)
+    ref = predict_population(str(digits_models["torchscript"]), digits_test, settings=TRUSTED)
     np.testing.assert_array_equal(pop.topk, ref.topk)
     assert pop.meta["members"] == [weights.stem]
 
@@ -242,16 +250,16 @@ def test_factory_errors(
     loader = torch_runner.FactoryLoader()
     spec = f"{factory_module}:build_cnn"
     with pytest.raises(ModelError) as exc:
-        loader.load(spec)
+        loader.load(spec, options=TRUST)
     assert str(exc.value) == torch_runner.ERR_NO_WEIGHTS.format(spec=spec)
 
     mlp_weights = tmp_path / "mlp.pth"
     torch.save(MLP().state_dict(), mlp_weights)
     with pytest.raises(ModelError) as exc:
-        loader.load(spec, options={"weights": str(mlp_weights)})
+        loader.load(spec, options={"weights": str(mlp_weights), **TRUST})
     assert _matches(torch_runner.ERR_WEIGHTS, str(exc.value), spec=spec, weights=mlp_weights)
 
-    weights = {"weights": str(digits_models["cnn_state_dict"])}
+    weights = {"weights": str(digits_models["cnn_state_dict"]), **TRUST}
     with pytest.raises(ModelError) as exc:
         loader.load(f"{factory_module}:broken", options=weights)
     assert str(exc.value) == torch_runner.ERR_FACTORY.format(
@@ -269,11 +277,11 @@ def test_factory_fingerprint_covers_weights_and_source(
 ) -> None:
     loader = torch_runner.FactoryLoader()
     spec = f"{factory_module}:build_cnn"
-    weights = {"weights": str(digits_models["cnn_state_dict"])}
+    weights = {"weights": str(digits_models["cnn_state_dict"]), **TRUST}
     before = loader.fingerprint(spec, options=weights)
     other = tmp_path / "other.pth"
     torch.save(MLP().state_dict(), other)
-    assert loader.fingerprint(spec, options={"weights": str(other)}) != before
+    assert loader.fingerprint(spec, options={"weights": str(other), **TRUST}) != before
     source = tmp_path / f"{factory_module}.py"
     source.write_text(source.read_text() + "\n# changed\n")
     assert loader.fingerprint(spec, options=weights) != before

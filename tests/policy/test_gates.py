@@ -209,9 +209,12 @@ def test_pie_share_growth_ignores_groups_with_too_few_pies(rb: SimpleNamespace) 
     )
     strict = one(rb.report(comp), policy(subgroups={**sub, "min_pies": 0}))
     assert strict.passed is False  # min_pies: 0 judges every group, as before
+    # Groups to judge but none with min_pies PIEs: unevaluable, never a pass.
     none = one(rb.report(comp), policy(subgroups={**sub, "min_pies": 100}))
-    assert (none.value, none.passed) == (None, True)
-    assert none.detail.startswith("no testable group has 100 or more PIEs")
+    assert (none.value, none.passed, none.status) == (None, None, "error")
+    assert none.detail.startswith(
+        g.UNEVALUABLE_ERROR.format(reason="no testable group has 100 or more PIEs")
+    )
 
 
 def test_attributes_order_does_not_matter(
@@ -270,7 +273,8 @@ def unevaluable_setup(
     [
         ("error", None, "error", g.UNEVALUABLE_ERROR, "error"),
         ("fail", False, "failed", g.UNEVALUABLE_FAIL, "fail"),
-        ("skip-with-warning", None, "skipped", g.UNEVALUABLE_SKIP, "pass"),
+        # A lone skipped gate leaves nothing evaluated: an error, never a pass.
+        ("skip-with-warning", None, "skipped", g.UNEVALUABLE_SKIP, "error"),
     ],
 )
 def test_unevaluable_gates_follow_policy(
@@ -406,12 +410,12 @@ def result(status: str) -> GateResult:
 @pytest.mark.parametrize(
     ("statuses", "errors", "verdict", "code"),
     [
-        ([], [], "pass", 0),
+        ([], [], "error", 2),  # nothing evaluated: no gate that cannot fail
         (["passed", "skipped"], [], "pass", 0),
         (["passed", "failed"], [], "fail", 1),
         (["failed", "error"], [], "error", 2),
         (["passed"], ["data file unreadable"], "error", 2),
-        (["skipped"], [], "pass", 0),
+        (["skipped"], [], "error", 2),
     ],
 )
 def test_verdict_and_exit_status(

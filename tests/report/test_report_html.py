@@ -21,7 +21,7 @@ from compaudit.report._common import NOT_GATED
 from compaudit.report._plot import BETTER, NEUTRAL, WORSE, class_plot_png
 from compaudit.report.base import ReportContext
 from compaudit.report.html import ERR_NO_OUT_DIR, HTMLReporter, render_html
-from compaudit.results import AuditReport, PieExamples
+from compaudit.results import AuditReport, ClassRow, PieExamples
 
 
 class Page(HTMLParser):
@@ -197,13 +197,13 @@ def test_plot_colours_only_significant_bars(doc: dict[str, Any]) -> None:
     classes = doc["comparisons"][0]["classes"]
     for row in classes:
         row["significant"] = False
-    plain = class_plot_png(classes, title="t")
+    plain = class_plot_png([ClassRow.from_dict(r) for r in classes], title="t")
     assert _colour_pixels(plain, WORSE) == 0
     assert _colour_pixels(plain, BETTER) == 0
     assert _colour_pixels(plain, NEUTRAL) > 1000
     worst = min(classes, key=lambda r: r["normalized_recall_difference"])
     worst["significant"] = True
-    marked = class_plot_png(classes, title="t")
+    marked = class_plot_png([ClassRow.from_dict(r) for r in classes], title="t")
     assert _colour_pixels(marked, WORSE) > 1000
     assert _colour_pixels(marked, BETTER) == 0
 

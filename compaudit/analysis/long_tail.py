@@ -1,0 +1,475 @@
+"""Is a flagged subset the long tail? Per-example scores of flagged against the rest.
+
+Dam et al. show that Compression Impacted Exemplars are the memorized long
+tail by comparing a per-example score (mean influence, memorization, a
+C-score, a loss) on CIEs against the other examples; Hooker et al. do the same
+for PIEs. :func:`long_tail_comparison` does that comparison for any boolean
+mask of flagged examples (PIEs, CIEs, CIE-U, CIE-C) over the ``N`` audited
+examples:
+
+* Welch's t-test of flagged against the rest (``statistic`` has the sign of
+  ``mean_subset - mean_rest``; equal to ``scipy.stats.ttest_ind(subset, rest,
+  equal_var=False)``);
+* the two-sided Mann-Whitney U p-value (``scipy.stats.mannwhitneyu(subset,
+  rest, alternative="two-sided")`` with scipy's default method selection:
+  exact for small samples without ties, else the normal approximation with
+  tie and continuity corrections);
+* Cohen's d with the pooled standard deviation
+  ``sqrt(((n1 - 1) s1^2 + (n2 - 1) s2^2) / (n1 + n2 - 2))``;
+* Cliff's delta ``P(x > y) - P(x < y)`` over (flagged ``x``, rest ``y``)
+  pairs, from mid-ranks in ``O(N log N)``: ``delta = 2 U / (n1 n2) - 1`` with
+  ``U`` the Mann-Whitney statistic of the flagged side;
+* the share of flagged examples in each score decile against the base rate.
+
+Deciles
+-------
+Decile ``d`` (1 = lowest scores, 10 = highest) holds the examples whose
+mid-distribution value ``F(x) = (#{scores < x} + #{scores == x} / 2) / N``
+lies in ``[(d - 1) / 10, d / 10)``, i.e. ``d = floor(10 F(x)) + 1``, computed
+in integers. Tied scores share ``F`` and so always share a decile (the rule
+depends only on the values, not on the order of the examples); without ties
+and with ``N`` a multiple of 10 every decile holds ``N / 10`` examples. Heavy
+ties leave some deciles empty (constant scores put every example in decile
+6); an empty decile's ``share_flagged`` is NaN. ``share_flagged`` is the
+fraction of the decile's examples that are flagged; ``base_rate`` the
+fraction of all examples that are flagged (the same in every decile).
+
+Degenerate cases give NaN (``None`` in :meth:`LongTailResult.to_dict`, JSON
+null), never an exception: an empty subset or rest (every statistic); fewer
+than two examples on a side (the t-test); both sides constant (the t-test,
+Cohen's d); constant scores overall (also the Mann-Whitney p, where scipy
+would say 1). Cliff's delta stays defined whenever both sides are non-empty
+(0 for constant scores: no pair differs).
+
+:func:`read_scores` reads per-example scores from a CSV (``id`` and one
+numeric column) or an ``.npz`` (``ids``, ``scores``) and joins them to the
+audit's example ids. scipy.stats is imported inside the functions that need it
+(the CLI avoids importing it).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from compaudit._npz import read_npz
+from compaudit.errors import DataNotFoundError, InputError
+
+__all__ = [
+    "N_DECILES",
+    "DecileShare",
+    "LongTailResult",
+    "long_tail_comparison",
+    "read_scores",
+]
+
+N_DECILES = 10
+
+ERR_SCORES_SHAPE = (
+    "scores and flagged must be 1-D arrays with one entry per audited example; "
+    "got shapes {scores} and {flagged}"
+)
+ERR_SCORES_DTYPE = "scores must be real numbers, got dtype {dtype}"
+ERR_FLAGGED_DTYPE = (
+    "flagged must be a boolean mask over the audited examples, got dtype {dtype}; "
+    "build it with e.g. np.isin(np.arange(n), indices)"
+)
+ERR_SCORES_NONFINITE = (
+    "scores must be finite; {count} are NaN or infinite (first at example {index}); "
+    "give every audited example a score, or leave those examples out of both arrays"
+)
+
+ERR_FILE_MISSING = "{path}: no such score file; check the path"
+ERR_FILE_KIND = (
+    "{path}: a score file must be a .csv (an 'id' column and one numeric score column) "
+    "or an .npz (arrays 'ids' and 'scores')"
+)
+ERR_FILE_UNREADABLE = (
+    "{path}: cannot read the score file ({reason}); write a UTF-8 CSV or an .npz of "
+    "plain arrays (no pickles)"
+)
+ERR_CSV_EMPTY = "{path}: the file is empty; the first row must name the columns ('id' and a score)"
+ERR_CSV_NO_ROWS = "{path}: the file has a header but no rows; add one row per example"
+ERR_CSV_NO_ID = (
+    "{path}: no 'id' column (columns: {columns}); a score CSV needs an 'id' column holding "
+    "the audit's example ids and one numeric score column"
+)
+ERR_CSV_COLUMNS = (
+    "{path}: expected an 'id' column and exactly one score column, got columns {columns}; "
+    "drop the others or choose one with column=NAME"
+)
+ERR_CSV_NO_COLUMN = "{path}: no score column {column!r}; the columns are {columns}"
+ERR_CSV_RAGGED = (
+    "{path}: line {line} has {got} fields but the header has {want}; give every row an id "
+    "and a score"
+)
+ERR_NOT_NUMERIC = (
+    "{path}: score column {column!r} has a non-numeric value {value!r} (line {line}); "
+    "scores must be numbers"
+)
+ERR_NPZ_KEYS = "{path}: a score .npz needs arrays 'ids' and 'scores'; it has {found}"
+ERR_NPZ_LENGTH = (
+    "{path}: 'ids' has shape {ids} but 'scores' has shape {scores}; give one score per id "
+    "(two 1-D arrays of the same length)"
+)
+ERR_NPZ_NOT_NUMERIC = "{path}: 'scores' has dtype {dtype}; scores must be numbers"
+ERR_FILE_NONFINITE = (
+    "{path}: {count} audited example(s) have a NaN or infinite score, e.g. id {example!r}; "
+    "give every audited example a finite score"
+)
+ERR_FILE_DUP = (
+    "{path}: {count} id(s) appear more than once, e.g. {examples}; keep one score per example"
+)
+ERR_FILE_MISSING_IDS = (
+    "{path}: {count} of {n} audited example id(s) have no score, e.g. {examples}; add a score "
+    "for every audited example (ids are compared as strings; extra ids are ignored)"
+)
+
+
+@dataclass(frozen=True)
+class DecileShare:
+    """Flagged share of one score decile.
+
+    Attributes
+    ----------
+    decile : int
+        1 (lowest scores) to 10 (highest).
+    size : int
+        Examples in the decile.
+    share_flagged : float
+        Fraction of them that are flagged (NaN for an empty decile).
+    base_rate : float
+        Fraction of all examples that are flagged (NaN when there are none).
+    """
+
+    decile: int
+    size: int
+    share_flagged: float
+    base_rate: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"decile", "share_flagged", "base_rate"}``, NaN as ``None``."""
+        return {
+            "decile": self.decile,
+            "share_flagged": _json(self.share_flagged),
+            "base_rate": _json(self.base_rate),
+        }
+
+
+@dataclass(frozen=True)
+class LongTailResult:
+    """Comparison of a per-example score on flagged examples against the rest.
+
+    Attributes
+    ----------
+    n : int
+        Number of flagged examples.
+    n_rest : int
+        Number of the other examples.
+    mean_subset, mean_rest : float
+        Mean score of each side (NaN if empty).
+    statistic, p_value : float
+        Welch's t statistic (sign of ``mean_subset - mean_rest``) and its
+        two-sided p-value.
+    mann_whitney_p : float
+        Two-sided Mann-Whitney U p-value.
+    cohens_d : float
+        ``(mean_subset - mean_rest) / pooled_sd``.
+    cliffs_delta : float
+        ``P(flagged > rest) - P(flagged < rest)`` over all pairs, in [-1, 1].
+    deciles : tuple of DecileShare
+        Ten entries, decile 1 first.
+    """
+
+    n: int
+    n_rest: int
+    mean_subset: float
+    mean_rest: float
+    statistic: float
+    p_value: float
+    mann_whitney_p: float
+    cohens_d: float
+    cliffs_delta: float
+    deciles: tuple[DecileShare, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Report form: keys ``n, mean_subset, mean_rest, statistic, p_value,
+        mann_whitney_p, cohens_d, cliffs_delta, deciles``; NaN as ``None``."""
+        return {
+            "n": self.n,
+            "mean_subset": _json(self.mean_subset),
+            "mean_rest": _json(self.mean_rest),
+            "statistic": _json(self.statistic),
+            "p_value": _json(self.p_value),
+            "mann_whitney_p": _json(self.mann_whitney_p),
+            "cohens_d": _json(self.cohens_d),
+            "cliffs_delta": _json(self.cliffs_delta),
+            "deciles": [d.to_dict() for d in self.deciles],
+        }
+
+
+def _json(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def _check(scores: npt.ArrayLike, flagged: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    s, f = np.asarray(scores), np.asarray(flagged)
+    if s.ndim != 1 or f.ndim != 1 or s.shape != f.shape:
+        raise InputError(ERR_SCORES_SHAPE.format(scores=s.shape, flagged=f.shape))
+    if f.dtype != np.bool_:
+        raise InputError(ERR_FLAGGED_DTYPE.format(dtype=f.dtype))
+    if s.dtype.kind not in "biuf":
+        raise InputError(ERR_SCORES_DTYPE.format(dtype=s.dtype))
+    s = s.astype(np.float64)
+    bad = ~np.isfinite(s)
+    if bad.any():
+        raise InputError(
+            ERR_SCORES_NONFINITE.format(count=int(bad.sum()), index=int(np.argmax(bad)))
+        )
+    return s, f
+
+
+def _tie_groups(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort order, and per example ``#less`` and ``#less + #equal`` (``int64``)."""
+    order = np.argsort(x, kind="stable")
+    if x.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return order, empty, empty
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    ends = np.r_[starts[1:], x.size]
+    sizes = ends - starts
+    less = np.empty(x.size, dtype=np.int64)
+    upto = np.empty(x.size, dtype=np.int64)
+    less[order] = np.repeat(starts, sizes)
+    upto[order] = np.repeat(ends, sizes)
+    return order, less, upto
+
+
+def _deciles(flagged: np.ndarray, less: np.ndarray, upto: np.ndarray) -> tuple[DecileShare, ...]:
+    n = flagged.size
+    # floor(10 F) with F = (less + (upto - less) / 2) / n = (less + upto) / (2 n), in integers
+    d = (N_DECILES * (less + upto)) // (2 * n) if n else np.zeros(0, np.int64)
+    size = np.bincount(d, minlength=N_DECILES)
+    hits = np.bincount(d, weights=flagged, minlength=N_DECILES)
+    base = float(flagged.sum()) / n if n else math.nan
+    return tuple(
+        DecileShare(
+            decile=i + 1,
+            size=int(size[i]),
+            share_flagged=float(hits[i]) / int(size[i]) if size[i] else math.nan,
+            base_rate=base,
+        )
+        for i in range(N_DECILES)
+    )
+
+
+def long_tail_comparison(scores: npt.ArrayLike, flagged: npt.ArrayLike) -> LongTailResult:
+    """Compare a per-example score on the flagged examples against the rest.
+
+    Parameters
+    ----------
+    scores : array-like of float, shape (N,)
+        One finite score per audited example (e.g. mean influence, memorization).
+    flagged : array-like of bool, shape (N,)
+        The subset (PIEs, CIEs, CIE-U or CIE-C).
+
+    Returns
+    -------
+    LongTailResult
+        See the module docstring for each statistic, the deciles and the NaN cases.
+
+    Raises
+    ------
+    InputError
+        If the shapes differ or are not 1-D, ``flagged`` is not boolean, or a
+        score is not a finite real number.
+    """
+    s, f = _check(scores, flagged)
+    x, y = s[f], s[~f]
+    n1, n2 = x.size, y.size
+    _, less, upto = _tie_groups(s)
+    nan = math.nan
+    mean_x = float(x.mean()) if n1 else nan
+    mean_y = float(y.mean()) if n2 else nan
+    const_x = n1 == 0 or bool(np.ptp(x) == 0)
+    const_y = n2 == 0 or bool(np.ptp(y) == 0)
+    constant = s.size == 0 or bool(np.ptp(s) == 0)
+
+    statistic = p_value = mw_p = d = delta = nan
+    if n1 and n2:
+        # 2 U = sum over flagged of 2 * midrank - n1 (n1 + 1), with 2 * midrank = less + upto + 1
+        two_u = int((less[f] + upto[f] + 1).sum()) - n1 * (n1 + 1)
+        delta = (two_u - n1 * n2) / (n1 * n2)
+        ss = float(((x - mean_x) ** 2).sum() + ((y - mean_y) ** 2).sum())
+        if n1 + n2 > 2 and not (const_x and const_y) and ss > 0:
+            d = (mean_x - mean_y) / math.sqrt(ss / (n1 + n2 - 2))
+        from scipy import stats  # lazily: the CLI avoids importing scipy.stats
+
+        with warnings.catch_warnings():
+            # one constant side: its variance is ~0 up to rounding, which scipy flags
+            warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+            if n1 >= 2 and n2 >= 2 and not (const_x and const_y):
+                welch = stats.ttest_ind(x, y, equal_var=False)
+                statistic, p_value = float(welch.statistic), float(welch.pvalue)
+            if not constant:
+                mw_p = float(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+    return LongTailResult(
+        n=int(n1),
+        n_rest=int(n2),
+        mean_subset=mean_x,
+        mean_rest=mean_y,
+        statistic=statistic,
+        p_value=p_value,
+        mann_whitney_p=mw_p,
+        cohens_d=d,
+        cliffs_delta=delta,
+        deciles=_deciles(f, less, upto),
+    )
+
+
+# -- score files -------------------------------------------------------------------
+def _examples(values: np.ndarray) -> str:
+    return ", ".join(repr(str(v)) for v in values[:5])
+
+
+def _read_csv(path: Path, src: str, column: str | None) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            rows: list[list[str]] = []
+            lines: list[int] = []
+            for fields in reader:
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue  # blank line
+                if header is not None and len(fields) != len(header):
+                    raise InputError(
+                        ERR_CSV_RAGGED.format(
+                            path=src, line=reader.line_num, got=len(fields), want=len(header)
+                        )
+                    )
+                rows.append([c.strip() for c in fields])
+                lines.append(reader.line_num)
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+        raise InputError(ERR_FILE_UNREADABLE.format(path=src, reason=exc)) from None
+    if header is None:
+        raise InputError(ERR_CSV_EMPTY.format(path=src))
+    header = [h.strip() for h in header]
+    if "id" not in header:
+        raise InputError(ERR_CSV_NO_ID.format(path=src, columns=header))
+    if column is None:
+        others = [h for h in header if h != "id"]
+        if len(others) != 1:
+            raise InputError(ERR_CSV_COLUMNS.format(path=src, columns=header))
+        column = others[0]
+    elif column not in header or column == "id":
+        raise InputError(ERR_CSV_NO_COLUMN.format(path=src, column=column, columns=header))
+    if not rows:
+        raise InputError(ERR_CSV_NO_ROWS.format(path=src))
+    i_id, i_score = header.index("id"), header.index(column)
+    ids = np.asarray([r[i_id] for r in rows], dtype=np.str_)
+    cells = [r[i_score] for r in rows]
+    values = np.empty(len(cells))
+    for k, cell in enumerate(cells):
+        try:
+            values[k] = float(cell)
+        except ValueError:
+            raise InputError(
+                ERR_NOT_NUMERIC.format(path=src, column=column, value=cell, line=lines[k])
+            ) from None
+    return ids, values
+
+
+def _read_npz(path: Path, src: str) -> tuple[np.ndarray, np.ndarray]:
+    arrays = read_npz(path, what="scores file")  # bounded: a forged header allocates nothing
+    found = sorted(arrays)
+    if "ids" not in found or "scores" not in found:
+        raise InputError(ERR_NPZ_KEYS.format(path=src, found=found))
+    ids, scores = arrays["ids"], arrays["scores"]
+    if ids.ndim != 1 or scores.ndim != 1 or ids.shape != scores.shape:
+        raise InputError(ERR_NPZ_LENGTH.format(path=src, ids=ids.shape, scores=scores.shape))
+    if scores.dtype.kind not in "biuf":
+        raise InputError(ERR_NPZ_NOT_NUMERIC.format(path=src, dtype=scores.dtype))
+    return np.asarray([str(i) for i in ids.tolist()], dtype=np.str_), scores.astype(np.float64)
+
+
+def read_scores(
+    path: str | os.PathLike[str], ids: npt.ArrayLike, *, column: str | None = None
+) -> np.ndarray:
+    """Read per-example scores and align them with the audit's example ids.
+
+    A ``.csv`` has an ``id`` column and one numeric score column (or several,
+    with ``column`` naming the score); an ``.npz`` holds 1-D arrays ``ids``
+    and ``scores`` of the same length (read with ``allow_pickle=False``).
+    Ids are compared as strings (``7`` matches ``"7"``, not ``"007"``), in
+    any order; every audited id needs exactly one score, and ids the audit
+    does not have are ignored.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The score file.
+    ids : array-like, shape (N,)
+        The audit's example ids.
+    column : str, optional
+        The score column of a CSV with more than one besides ``id``.
+
+    Returns
+    -------
+    ndarray of float64, shape (N,)
+        ``scores[i]`` is the score of example ``ids[i]``.
+
+    Raises
+    ------
+    DataNotFoundError
+        The file does not exist.
+    InputError
+        Another suffix; an unreadable or pickled file, or an ``.npz`` whose
+        arrays claim more than they hold or exceed the size limit (read with
+        :func:`compaudit._npz.read_npz`); no ``id`` column or not
+        exactly one score column; a ragged row or ``ids``/``scores`` of
+        different lengths; a non-numeric score; duplicated ids; audited ids
+        without a score; a NaN or infinite score of an audited example. Each
+        message names the file and the fix.
+    """
+    src = str(path)
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix not in (".csv", ".npz"):
+        raise InputError(ERR_FILE_KIND.format(path=src))
+    if not file.is_file():
+        raise DataNotFoundError(ERR_FILE_MISSING.format(path=src))
+    file_ids, values = _read_csv(file, src, column) if suffix == ".csv" else _read_npz(file, src)
+    order = np.argsort(file_ids, kind="stable")
+    sorted_ids = file_ids[order]
+    repeated = sorted_ids[1:] == sorted_ids[:-1]
+    if repeated.any():
+        dup = np.unique(sorted_ids[1:][repeated])
+        raise InputError(ERR_FILE_DUP.format(path=src, count=dup.size, examples=_examples(dup)))
+    wanted = np.asarray([str(i) for i in np.asarray(ids).tolist()], dtype=np.str_)
+    pos = np.searchsorted(sorted_ids, wanted)
+    found = pos < sorted_ids.size
+    found[found] = sorted_ids[pos[found]] == wanted[found]
+    if not found.all():
+        missing = wanted[~found]
+        raise InputError(
+            ERR_FILE_MISSING_IDS.format(
+                path=src, count=missing.size, n=wanted.size, examples=_examples(missing)
+            )
+        )
+    out = values[order[pos]]
+    bad = ~np.isfinite(out)
+    if bad.any():
+        raise InputError(
+            ERR_FILE_NONFINITE.format(path=src, count=int(bad.sum()), example=str(wanted[bad][0]))
+        )
+    return out
