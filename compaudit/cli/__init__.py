@@ -417,8 +417,8 @@ def run_command(fn: Callable[[], ExitStatus | int | None]) -> ExitStatus:
 # -- commands and the group ----------------------------------------------------------
 
 
-class CompauditCommand(click.Command):
-    """A command whose exit code is decided by :func:`decide_exit`, also when run alone."""
+class _DecidedExit(click.Command):
+    """``main`` exits (or returns, not standalone) with :func:`decide_exit`'s code."""
 
     def main(
         self,
@@ -429,7 +429,7 @@ class CompauditCommand(click.Command):
         windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
-        """Run the command; exit (or return, not standalone) with the decided code."""
+        """Run; exit (or return, not standalone) with the decided code."""
         return _main(
             self,
             super().main,
@@ -440,6 +440,10 @@ class CompauditCommand(click.Command):
             windows_expand_args,
             extra,
         )
+
+
+class CompauditCommand(_DecidedExit):
+    """A command whose exit code is decided by :func:`decide_exit`, also when run alone."""
 
 
 def command(name: str, **attrs: Any) -> Callable[[Callable[..., Any]], CompauditCommand]:
@@ -466,7 +470,7 @@ def _load_plugin_commands() -> dict[str, click.Command]:
     return dict(group.commands)
 
 
-class CompauditGroup(click.Group):
+class CompauditGroup(_DecidedExit, click.Group):
     """The ``compaudit`` group: lazy built-in commands, plugin commands, one exit decision.
 
     Lookup order: commands added with ``add_command``, then plugin commands
@@ -523,26 +527,6 @@ class CompauditGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
 
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        windows_expand_args: bool = True,
-        **extra: Any,
-    ) -> Any:
-        """Run the command line; exit (or return, not standalone) with the decided code."""
-        return _main(
-            self,
-            super().main,
-            args,
-            prog_name,
-            complete_var,
-            standalone_mode,
-            windows_expand_args,
-            extra,
-        )
 
 
 def build_cli() -> CompauditGroup:
