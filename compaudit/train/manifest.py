@@ -5,12 +5,16 @@ Layout of a run directory::
     RUN_DIR/manifest.json
     RUN_DIR/<variant>/member-000.ckpt   trainer checkpoint
     RUN_DIR/<variant>/member-000.onnx   ONNX export (or the quantized model)
+    RUN_DIR/influence/run-0000.npz      one influence run (recipe section ``influence``)
+    RUN_DIR/influence/runs.npz          all of them, once finished (``load_runs``)
 
 The manifest holds the recipe, package versions, data fingerprints and, per
 variant, the fingerprint of everything that determines its members and one
 entry per finished member (files and their sha256, the canonical file, seed,
-device, metrics, timings). It is rewritten atomically after every member, so
-a run killed at any moment loses at most the members in progress. A member
+device, metrics, timings), and an ``influence`` section with one entry per
+finished influence run and the consolidated file with its sha256. It is
+rewritten atomically after every member and run, so a run killed at any
+moment loses at most the members (and influence runs) in progress. A member
 counts as finished only when its entry exists and its files hash-match.
 """
 
@@ -29,6 +33,8 @@ from compaudit.errors import InputError
 from compaudit.train.recipe import Recipe, recipe_from_dict
 
 __all__ = [
+    "INFLUENCE_DIR",
+    "INFLUENCE_RUNS",
     "MANIFEST",
     "ONNX_AGREEMENT",
     "RUN_FORMAT",
@@ -36,6 +42,7 @@ __all__ = [
     "RunInfo",
     "VariantInfo",
     "check_compatible",
+    "influence_file",
     "load_run",
     "member_file",
     "member_finished",
@@ -45,6 +52,8 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+INFLUENCE_DIR = "influence"
+INFLUENCE_RUNS = f"{INFLUENCE_DIR}/runs.npz"
 RUN_FORMAT = "compaudit.run/v1"
 
 ERR_NO_RUN = (
@@ -77,6 +86,11 @@ ERR_K_SHRANK = (
 ERR_DATA_CHANGED = (
     "{run}: the {split} data ({spec}) differ from those the run was trained on "
     "(fingerprint changed); train into a new --out directory"
+)
+ERR_INFLUENCE_CHANGED = (
+    "{run}: the influence runs were made from a different recipe (the variant, its "
+    "training, subset_fraction or seed changed); train into a new --out directory, or "
+    "delete {run}/{dir} to redo them"
 )
 ERR_INCOMPLETE = (
     "{run}: the run is incomplete ({count} member(s) missing or altered, e.g. {examples}); "
@@ -198,6 +212,9 @@ def _shape_problem(manifest: dict[str, Any]) -> str | None:
         problem = _kind_problem("data", manifest["data"], dict, "an object")
         if problem is not None:
             return problem
+    problem = _influence_problem(manifest.get("influence"))
+    if problem is not None:
+        return problem
     for name, variant in manifest["variants"].items():
         where = f"variants.{name}"
         problem = _kind_problem(where, variant, dict, "an object")
@@ -214,6 +231,63 @@ def _shape_problem(manifest: dict[str, Any]) -> str | None:
             if problem is not None:
                 return problem
     return None
+
+
+def _influence_problem(section: Any) -> str | None:
+    if section is None:
+        return None
+    problem = _kind_problem("influence", section, dict, "an object")
+    if problem is None:
+        problem = _kind_problem("influence.done", section.get("done", {}), dict, "an object")
+    if problem is not None:
+        return problem
+    for key in ("file", "sha256"):
+        if section.get(key) is not None:
+            problem = _kind_problem(f"influence.{key}", section[key], str, "a string")
+            if problem is not None:
+                return problem
+    for index, entry in section.get("done", {}).items():
+        where = f"influence.done.{index}"
+        if not str(index).isdigit():
+            return ERR_MANIFEST_TYPE.format(
+                where="influence.done", kind="keyed by run index", got=repr(index)[:60]
+            )
+        problem = _kind_problem(where, entry, dict, "an object")
+        for key in ("file", "sha256"):
+            if problem is None and key not in entry:
+                problem = ERR_MANIFEST_MISSING.format(where=f"{where}.{key}")
+            if problem is None:
+                problem = _kind_problem(f"{where}.{key}", entry[key], str, "a string")
+        if problem is not None:
+            return problem
+    return None
+
+
+def file_matches(run_dir: str | Path, rel: str | None, sha256: str | None) -> bool:
+    """Whether the run file ``rel`` exists (inside the run directory) with this sha256."""
+    if not rel or not sha256:
+        return False
+    path = member_file(run_dir, rel)
+    return path.is_file() and sha256_file(path) == sha256
+
+
+def influence_file(run_dir: str | Path, manifest: dict[str, Any], recipe: Recipe) -> Path | None:
+    """The consolidated influence runs file, when the recipe's runs are all in it.
+
+    None without an ``influence`` section, when the runs were made from another
+    recipe, are not all finished, or the file is missing or altered.
+    """
+    section = manifest.get("influence")
+    cfg = recipe.influence
+    if cfg is None or not isinstance(section, dict):
+        return None
+    if section.get("fingerprint") != recipe.influence_fingerprint():
+        return None
+    if section.get("n_runs") != cfg.runs:
+        return None
+    if not file_matches(run_dir, section.get("file"), section.get("sha256")):
+        return None
+    return member_file(run_dir, section["file"])
 
 
 def member_file(run_dir: str | Path, rel: str) -> Path:
@@ -267,6 +341,14 @@ def check_compatible(
         top = max(int(m) for m in variant["members"])
         if top >= recipe.k:
             raise InputError(ERR_K_SHRANK.format(run=run, variant=name, member=top, k=recipe.k))
+    section = manifest.get("influence")
+    if (
+        recipe.influence is not None
+        and isinstance(section, dict)
+        and section.get("done")
+        and section.get("fingerprint") != recipe.influence_fingerprint()
+    ):
+        raise InputError(ERR_INFLUENCE_CHANGED.format(run=run, dir=INFLUENCE_DIR))
 
 
 def member_finished(run_dir: str | Path, entry: dict[str, Any] | None) -> bool:
@@ -382,6 +464,10 @@ class RunInfo:
     missing: tuple[str, ...]
     """``variant/member`` of members not (validly) finished."""
     manifest: dict[str, Any]
+    influence: Path | None = None
+    """The influence runs file (read it with
+    :func:`compaudit.analysis.influence.load_runs`), or None: the recipe has no
+    ``influence`` section, or its runs are not all finished."""
 
     @property
     def complete(self) -> bool:
@@ -458,4 +544,5 @@ def load_run(run_dir: str | Path, *, require_complete: bool = True) -> RunInfo:
         train_data=recipe.dataset.spec(recipe.dataset.train),
         missing=tuple(missing),
         manifest=manifest,
+        influence=influence_file(root, manifest, recipe),
     )

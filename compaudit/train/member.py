@@ -32,6 +32,7 @@ from compaudit.train.base import (
     SourceMember,
 )
 from compaudit.train.export import export_onnx
+from compaudit.train.influence import INFLUENCE_JOB, run_influence_job
 from compaudit.train.manifest import ONNX_AGREEMENT
 from compaudit.train.quantization import draw_calibration
 from compaudit.train.recipe import Recipe, VariantConfig, recipe_from_dict
@@ -278,6 +279,9 @@ def run_job(job: MemberJob, progress: ProgressFn | None = None) -> MemberResult:
 
 
 def _run_job(job: MemberJob, progress: ProgressFn | None) -> MemberResult:
+    if job.variant == INFLUENCE_JOB:  # an influence run (compaudit.train.influence)
+        with deterministic(job.device):
+            return run_influence_job(job, progress)
     recipe = recipe_from_dict(job.recipe, source=f"{job.run_dir}/manifest.json")
     variant = recipe.variant(job.variant)
     epochs = 1 if variant.kind == "quantize" else variant.epochs or recipe.training.epochs

@@ -12,6 +12,9 @@ seed and a list of variants. A variant is
 * ``quantize``: post-training quantization of ``from``'s trained members (no
   training at all).
 
+An optional ``influence`` section adds Feldman-Zhang subsampled runs of one
+trained-from-scratch variant (:class:`InfluenceConfig`).
+
 Unknown keys are errors. Every error names the file, the line and the key.
 """
 
@@ -35,6 +38,7 @@ from compaudit.models.architectures import ARCHITECTURES
 __all__ = [
     "ArchitectureConfig",
     "DatasetConfig",
+    "InfluenceConfig",
     "PruneConfig",
     "QuantizeConfig",
     "Recipe",
@@ -56,6 +60,10 @@ ERR_ENCODING = (
 )
 ERR_UNREADABLE = "{src}: cannot read the recipe ({problem})"
 ERR_CYCLE = "the 'from' links form a cycle ({chain}); start one of them from a dense variant"
+ERR_INFLUENCE_VARIANT = (
+    "'{variant}' is not trained from scratch; influence runs need a dense variant "
+    "(or a prune variant without 'from')"
+)
 
 # Built-in quantization methods; plugins may add more (checked against the registry at run time).
 BUILTIN_QUANTIZERS = ("onnx-dynamic", "onnx-static", "torch-dynamic", "fp16")
@@ -171,6 +179,27 @@ class QuantizeConfig(_Strict):
     """Per-channel weight scales (onnx-static)."""
 
 
+class InfluenceConfig(_Strict):
+    """Subsampled runs for Feldman & Zhang's memorization and influence estimates.
+
+    Run ``r`` trains one model of ``variant`` (its architecture, training and
+    pruning settings) on ``round(subset_fraction * |S|)`` training examples
+    drawn without replacement (an exact-size subset, as in Feldman & Zhang
+    2020), then records which examples it saw and which training and
+    evaluation examples it classifies correctly. The draw and the model's
+    seed come from ``numpy.random.SeedSequence([seed, r])``.
+    """
+
+    runs: int = Field(ge=2, le=100_000)
+    """Number of subsampled runs ``R`` (the standard error falls as ``1 / sqrt(R)``)."""
+    subset_fraction: float = Field(gt=0, lt=1)
+    """Fraction ``p`` of the training split each run trains on."""
+    seed: int = Field(default=0, ge=0)
+    """Base seed of the subsets and of the runs' initialisation and data order."""
+    variant: str
+    """A variant trained from scratch (``dense``, or ``prune`` without ``from``)."""
+
+
 class VariantConfig(_Strict):
     """One population: how its K members are made."""
 
@@ -199,6 +228,8 @@ class Recipe(_Strict):
     reference: str | None = None
     """Variant audited against all others; default: the first dense variant."""
     variants: list[VariantConfig] = Field(min_length=1)
+    influence: InfluenceConfig | None = None
+    """Subsampled runs for memorization and influence estimates (none by default)."""
 
     @property
     def reference_variant(self) -> str:
@@ -234,6 +265,22 @@ class Recipe(_Strict):
             "training": self.training.model_dump(mode="json"),
             "seed": self.seed,
             "chain": chain,
+        }
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+    def influence_fingerprint(self) -> str | None:
+        """sha256 of everything that determines the influence runs (not their number).
+
+        The variant's fingerprint plus the subset fraction and seed: raising
+        ``influence.runs`` lets a run directory resume. None without the section.
+        """
+        cfg = self.influence
+        if cfg is None:
+            return None
+        blob = {
+            "variant": self.variant_fingerprint(cfg.variant),
+            "subset_fraction": cfg.subset_fraction,
+            "seed": cfg.seed,
         }
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
@@ -328,6 +375,13 @@ def _semantic_errors(r: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
             errs.append((("reference",), f"no variant named '{r.reference}'; choose from {names}"))
     elif not dense:
         errs.append((("variants",), "no dense variant; add one or name a 'reference' variant"))
+    if r.influence is not None:
+        src = by_name.get(r.influence.variant)
+        at = ("influence", "variant")
+        if src is None:
+            errs.append((at, f"no variant named '{r.influence.variant}'; choose from {names}"))
+        elif src.kind == "quantize" or src.from_ is not None:
+            errs.append((at, ERR_INFLUENCE_VARIANT.format(variant=src.name)))
     cycle = _from_cycle(r.variants)
     if cycle:
         at = ("variants", names.index(cycle[0]), "from")

@@ -11,6 +11,13 @@ from compaudit._io import WRITE_FAULTS, output_error
 from compaudit.errors import InputError
 from compaudit.models.device import check_device
 from compaudit.train.base import MemberJob, MemberResult
+from compaudit.train.influence import (
+    INFLUENCE_JOB,
+    consolidate,
+    pending_runs,
+    record_run,
+    subset_size,
+)
 from compaudit.train.manifest import (
     MANIFEST,
     RunInfo,
@@ -47,27 +54,37 @@ def default_run_dir(recipe: Recipe) -> Path:
 
 
 def _check_schedules(recipe: Recipe, n_train: int) -> None:
-    spe = steps_per_epoch(n_train, recipe.training.batch_size)
-    for v in recipe.variants:
+    checks = [(v, n_train, "") for v in recipe.variants]
+    if recipe.influence is not None:  # its runs train on subsets: fewer steps
+        n_sub = subset_size(recipe.influence, n_train)
+        checks.append((recipe.variant(recipe.influence.variant), n_sub, " (influence runs)"))
+    for v, n, what in checks:
         if v.prune is None:
             continue
+        spe = steps_per_epoch(n, recipe.training.batch_size)
         epochs = v.epochs or recipe.training.epochs
         if v.prune.end_step > spe * epochs:
             raise InputError(
                 ERR_END_STEP.format(
                     recipe=recipe.name,
-                    variant=v.name,
+                    variant=v.name + what,
                     end=v.prune.end_step,
                     total=spe * epochs,
                     epochs=epochs,
                     spe=spe,
                     bs=recipe.training.batch_size,
-                    n=n_train,
+                    n=n,
                 )
             )
 
 
-STALE_TEMPORARIES = (f".{MANIFEST}.*.tmp", "*/.member-*.tmp", "*/member-*-inferred.onnx")
+STALE_TEMPORARIES = (
+    f".{MANIFEST}.*.tmp",
+    "*/.member-*.tmp",
+    "*/member-*-inferred.onnx",
+    "influence/.run-*.tmp",
+    "influence/.runs.npz.*.tmp",
+)
 """Left by writes that were cut short: atomic writes' temporaries, and the shape-inferred
 copy ONNX Runtime's static quantizer writes beside its source (never a member's file)."""
 
@@ -132,7 +149,10 @@ def train_recipe(
     """Train every member of every variant of ``recipe`` into ``out_dir``.
 
     Re-running with the same recipe and directory resumes: finished members
-    (manifest entry present, files hash-matching) are skipped. Adding
+    (manifest entry present, files hash-matching) are skipped, and so are
+    finished influence runs (recipe section ``influence``, see
+    :mod:`compaudit.train.influence`); those are trained after the members,
+    through the same executor, then consolidated into ``influence/runs.npz``. Adding
     variants or raising ``k`` also resumes; any other change is an error
     naming the changed variant (train into a new directory instead).
 
@@ -205,13 +225,19 @@ def train_recipe(
     with _reported_writes(run_dir):
         write_manifest(run_dir, manifest)
 
-        waves = plan(recipe, run_dir, manifest)
+        waves: list[list[tuple[str, int]]] = plan(recipe, run_dir, manifest)
+        influence_runs = pending_runs(recipe, run_dir, manifest)
+        if influence_runs:  # independent of the members: one more wave
+            waves.append([(INFLUENCE_JOB, r) for r in influence_runs])
         if threads is None and jobs > 1:
             threads = max(1, (os.cpu_count() or 1) // jobs)
         runner = get_executor(executor or ("pool" if jobs > 1 else "local"))
         recipe_dict = recipe.to_dict()
 
         def units(variant: str) -> int:
+            if variant == INFLUENCE_JOB:
+                assert recipe.influence is not None
+                variant = recipe.influence.variant
             v = recipe.variant(variant)
             return 1 if v.kind == "quantize" else v.epochs or recipe.training.epochs
 
@@ -219,7 +245,10 @@ def train_recipe(
         total_members = sum(len(w) for w in waves)
 
         def on_result(result: MemberResult) -> None:
-            record_member(run_dir, manifest, recipe, result.variant, result.entry)
+            if result.variant == INFLUENCE_JOB:
+                record_run(run_dir, manifest, recipe, result.entry)
+            else:
+                record_member(run_dir, manifest, recipe, result.variant, result.entry)
 
         with RunProgress(total_units, total_members, enabled=progress) as bars:
             for wave in waves:
@@ -232,4 +261,5 @@ def train_recipe(
                     on_result=on_result,
                     on_progress=bars.on_progress if progress else None,
                 )
+        consolidate(run_dir, manifest, recipe)
     return load_run(run_dir)

@@ -152,6 +152,7 @@ def train_model(
     seed: int,
     pruning: PruningSession | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    indices: torch.Tensor | None = None,
 ) -> int:
     """Train ``model`` in place on ``(x, y)`` (already on the model's device).
 
@@ -171,13 +172,16 @@ def train_model(
         Told about every step before it is taken, and once after the last.
     on_epoch : callable, optional
         Called with the number of finished epochs.
+    indices : torch.Tensor, optional
+        Train on these rows of ``(x, y)`` only (int64, on ``x``'s device): each
+        batch is gathered by index, the data are never copied whole. Default: all.
 
     Returns
     -------
     int
         The number of optimizer steps taken.
     """
-    n = int(y.shape[0])
+    n = int(y.shape[0]) if indices is None else int(indices.shape[0])
     spe = steps_per_epoch(n, cfg.batch_size)
     total = spe * epochs
     optimizer = make_optimizer(model, cfg)
@@ -188,6 +192,8 @@ def train_model(
         perm = torch.randperm(n, generator=order).to(x.device)
         for b in range(spe):
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            if indices is not None:
+                idx = indices[idx]
             if pruning is not None:
                 pruning.step(step)
             lr = lr_at(step, total_steps=total, steps_per_epoch=spe, cfg=cfg)
