@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from compaudit.analysis.agreement import (
     pie_example_test,
     subset_top1,
 )
+from compaudit.analysis.long_tail import long_tail_comparison
 from compaudit.analysis.shift import ShiftTable, group_accuracy, group_shift
 from compaudit.analysis.subgroups import pie_shares
 from compaudit.analysis.topline import TopLine, correct_matrix, summarize
@@ -38,6 +40,8 @@ from compaudit.results import (
     FloorsInfo,
     GroupRow,
     GroupSetResult,
+    LongTailDecile,
+    LongTailRow,
     PieBlock,
     PieExamples,
     PopulationSummary,
@@ -49,7 +53,7 @@ if TYPE_CHECKING:
     from compaudit.analysis.floors import SeedFloors
     from compaudit.settings import AuditSettings
 
-__all__ = ["Context", "GroupSet", "Partition", "Side", "compare"]
+__all__ = ["Context", "GroupSet", "Partition", "Side", "cie_masks", "compare", "seed_masks"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,6 +151,8 @@ class Context:
     group_sets: tuple[GroupSet, ...]
     class_floors: SeedFloors | None
     lineage: bool
+    scores: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    """Per-example scores by name (aligned with the examples) for the long-tail test."""
 
 
 def _shift(
@@ -328,6 +334,63 @@ def _cie_block(ref: Side, cand: Side, ctx: Context) -> CieBlock:
     )
 
 
+def cie_masks(
+    ref_predictions: np.ndarray, cand_predictions: np.ndarray, y: np.ndarray, *, paired: bool
+) -> dict[str, np.ndarray]:
+    """Per-example CIE masks for the long-tail test, by :func:`cie_examples`' rule:
+    an example is a CIE when it changed in at least one model pair (the single pair;
+    member k with member k under lineage; any reference x candidate pair without),
+    CIE-U when in at least one pair the reference is right and the candidate wrong,
+    CIE-C when in at least one pair the reverse."""
+    r_ok, c_ok = ref_predictions == y[None, :], cand_predictions == y[None, :]
+    if paired or (ref_predictions.shape[0] == 1 and cand_predictions.shape[0] == 1):
+        return {
+            "cie": (ref_predictions != cand_predictions).any(axis=0),
+            "cie_u": (r_ok & ~c_ok).any(axis=0),
+            "cie_c": (~r_ok & c_ok).any(axis=0),
+        }
+    first = ref_predictions[0]
+    same = (ref_predictions == first).all(axis=0) & (cand_predictions == first).all(axis=0)
+    return {
+        "cie": ~same,
+        "cie_u": r_ok.any(axis=0) & (~c_ok).any(axis=0),
+        "cie_c": (~r_ok).any(axis=0) & c_ok.any(axis=0),
+    }
+
+
+def seed_masks(
+    ref: Population, floors: SeedFloors | None, *, paired: bool
+) -> dict[str, np.ndarray]:
+    """Seed-noise counterparts of the long-tail subsets: the first floor split's two
+    disjoint halves A and B of the reference population (sized like the candidate),
+    PIEs as the floors compute them and CIEs by :func:`cie_masks` (member with member
+    under lineage). Empty without floors (fewer than 3 reference members)."""
+    pies = floors._pies if floors is not None and floors.available else None
+    if floors is None or pies is None or floors.splits.shape[0] == 0:
+        return {}
+    pie = np.zeros(pies.n, dtype=bool)
+    pie[pies.examples[pies.pie[0]]] = True
+    a, b = floors.splits[0]
+    preds = ref.predictions
+    cies = cie_masks(preds[a], preds[b], ref.y, paired=paired)
+    return {"pie_seed": pie, **{f"{k}_seed": v for k, v in cies.items()}}
+
+
+def _long_tail(ref: Side, cand: Side, pie: np.ndarray, ctx: Context) -> tuple[LongTailRow, ...]:
+    if not ctx.scores:
+        return ()
+    rp, cp = ref.population.predictions, cand.population.predictions
+    masks = {"pie": pie, **cie_masks(rp, cp, ref.population.y, paired=ctx.lineage)}
+    masks.update(seed_masks(ref.population, ctx.class_floors, paired=ctx.lineage))
+    rows: list[LongTailRow] = []
+    for name, values in ctx.scores.items():
+        for subset, mask in masks.items():
+            res = long_tail_comparison(values, mask).to_dict()
+            deciles = tuple(LongTailDecile(**d) for d in res.pop("deciles"))
+            rows.append(LongTailRow(score=name, subset=subset, **res, deciles=deciles))
+    return tuple(rows)
+
+
 def compare(ref: Side, cand: Side, ctx: Context) -> tuple[Comparison, np.ndarray]:
     """One candidate's :class:`~compaudit.results.Comparison`, and the PIE mask."""
     settings = ctx.settings
@@ -354,5 +417,6 @@ def compare(ref: Side, cand: Side, ctx: Context) -> tuple[Comparison, np.ndarray
         subgroup_attributes=sets[0].attributes if sets else (),
         subgroups=sets[0].subgroups if sets else (),
         subgroup_sets=sets,
+        long_tail=_long_tail(ref, cand, pie, ctx),
     )
     return comparison, pie

@@ -308,6 +308,7 @@ def audit(
     paired: bool | Mapping[str, bool] | None = None,
     subgroups: Sequence[str] | None = None,
     reference_name: str = "reference",
+    example_scores: Mapping[str, Any] | None = None,
 ) -> Report:
     """Audit compressed models against their reference.
 
@@ -340,11 +341,20 @@ def audit(
         from scratch), as a trainer run directory's ``from:`` chains say.
     reference_name : str
         The reference's name in the report.
+    example_scores : mapping of name to path or array-like, optional
+        Per-example scores (a C-score, memorization, mean influence): an array
+        in the examples' order, or a score file joined by example id (a CSV
+        with ``id`` and one score column, or an ``.npz`` with ``ids`` and
+        ``scores``; :func:`compaudit.analysis.long_tail.read_scores`). Every
+        comparison then tests each score on its PIEs, CIEs, CIE-U and CIE-C
+        against the rest, beside the same subsets under seed noise
+        (``comparisons[i].long_tail``).
 
     Returns
     -------
     Report
     """
+    from compaudit.analysis.long_tail import read_scores
     from compaudit.engine import audit as run_audit
     from compaudit.settings import Layer, resolve
 
@@ -378,8 +388,17 @@ def audit(
                 ERR_PAIRED_NAMES.format(names=", ".join(unknown), known=", ".join(cands))
             )
         lineage = {name: bool(paired.get(name, False)) for name in cands}
+    scores = {
+        str(name): read_scores(v, ref.ids) if isinstance(v, str | Path) else _array(v)
+        for name, v in (example_scores or {}).items()
+    }
     result = run_audit(
-        ref, cands, reference_name=reference_name, settings=resolved.settings, lineage=lineage
+        ref,
+        cands,
+        reference_name=reference_name,
+        settings=resolved.settings,
+        lineage=lineage,
+        example_scores=scores,
     )
     return _judge(result, pol, resolved)
 

@@ -175,6 +175,7 @@ def audit(
     reference_name: str = "reference",
     settings: AuditSettings | None = None,
     lineage: Mapping[str, bool] | None = None,
+    example_scores: Mapping[str, np.ndarray] | None = None,
 ) -> AuditResult:
     """Audit candidate populations against a reference population.
 
@@ -192,6 +193,12 @@ def audit(
         Per candidate, whether its member k was made from reference member k
         (a trainer run directory knows this from ``from:``). ``settings.paired``
         True pairs every candidate, False none.
+    example_scores : mapping of str to ndarray, optional
+        Per-example scores by name (e.g. ``cscore``, memorization), each of
+        shape ``(N,)`` in the examples' order (join files by id with
+        :func:`compaudit.analysis.long_tail.read_scores`). Each comparison then
+        tests them on its PIEs and CIEs against the rest
+        (:attr:`~compaudit.results.Comparison.long_tail`).
 
     Returns
     -------
@@ -233,6 +240,7 @@ def audit(
         more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
         raise InputError(ERR_EMPTY_CLASS.format(src=ref_pop.source, classes=listed + more))
 
+    scores = _scores(example_scores, ref_pop.n)
     ref_side = Side.of(reference_name, ref_pop, seed=settings.seed)
     y = ref_pop.y.astype(np.intp)
     class_names = [ref_pop.class_name(i) for i in range(ref_pop.num_classes)]
@@ -270,11 +278,34 @@ def audit(
             group_sets=tuple(group_sets),
             class_floors=class_floors[side.population.k],
             lineage=paired[side.name],
+            scores=scores,
         )
         comp, pie = compare(ref_side, side, ctx)
         comparisons.append(comp)
         masks[side.name] = pie
     return AuditResult(settings, ref_side, sides, comparisons, masks, warnings)
+
+
+ERR_SCORES = (
+    "example score {name!r}: expected one finite number per audited example (shape ({n},)), "
+    "got {problem}; join a score file by id with compaudit.analysis.long_tail.read_scores"
+)
+
+
+def _scores(scores: Mapping[str, Any] | None, n: int) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name, values in (scores or {}).items():
+        arr = np.asarray(values)
+        if arr.shape != (n,):
+            raise InputError(ERR_SCORES.format(name=name, n=n, problem=f"shape {arr.shape}"))
+        if arr.dtype.kind not in "biuf":
+            raise InputError(ERR_SCORES.format(name=name, n=n, problem=f"dtype {arr.dtype}"))
+        arr = arr.astype(np.float64)
+        if not np.isfinite(arr).all():
+            problem = f"{int((~np.isfinite(arr)).sum())} NaN or infinite value(s)"
+            raise InputError(ERR_SCORES.format(name=name, n=n, problem=problem))
+        out[str(name)] = arr
+    return out
 
 
 def _floors(ref: Population, y: np.ndarray, k: int, settings: AuditSettings) -> SeedFloors:

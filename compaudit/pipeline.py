@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from rich.console import Console
 
 from compaudit._io import file_set
@@ -63,6 +64,10 @@ ERR_RUN_AND_SPECS = (
 ERR_ATTRIBUTE_TWICE = (
     "{csv}: attribute {name!r} is also carried by {src}; drop the column or the "
     "predictions file's attr_{name} so each attribute has one source"
+)
+WARN_INFLUENCE_DATA = (
+    "{run}: its influence runs were measured on other examples than this audit's, so "
+    "no mean_influence score was added; audit the run on its own eval split"
 )
 ERR_UNKNOWN_FORMAT = "unknown format '{fmt}'; installed formats: {known}"
 ERR_EMPTY_SPEC = (
@@ -125,6 +130,8 @@ class AuditRequest:
     run_dir: Path | None = None
     data: str | None = None
     attributes_csv: str | None = None
+    example_scores: Sequence[str] = ()
+    """``NAME=FILE`` per-example score files (``--example-scores``), joined by example id."""
     policy: str | None = None
     out: Path | None = Path("compaudit-report")
     formats: Sequence[str] = DEFAULT_FORMATS
@@ -516,6 +523,54 @@ def _error_settings(request: AuditRequest) -> dict[str, Any]:
         return {}
 
 
+ERR_SCORES_SPEC = (
+    "--example-scores {spec!r}: expected NAME=FILE (e.g. cscore=cscores.csv), a name for "
+    "the score and a CSV ('id' + one score column) or an .npz ('ids', 'scores')"
+)
+ERR_SCORES_TWICE = "--example-scores: the score name {name!r} is given twice; name each score once"
+
+
+def _run_scores(
+    run_dir: Path, dataset: Dataset, reference: Population, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A run directory's influence runs as a score of the audited (eval) examples:
+    ``mean_influence`` (Dam et al.'s Algorithm 1), when the run has finished them and
+    the audit runs on the eval split they were measured on."""
+    from compaudit.train.manifest import load_run
+
+    info = load_run(run_dir)
+    if info.influence is None or "mean_influence" in given:
+        return {}
+    if dataset.fingerprint() != info.manifest.get("data", {}).get("eval_fingerprint"):
+        warnings.warn(WARN_INFLUENCE_DATA.format(run=run_dir), CompauditWarning, stacklevel=3)
+        return {}
+    from compaudit.analysis.influence import load_runs, mean_influence
+
+    value = mean_influence(load_runs(info.influence)).value
+    if value.shape != (reference.n,) or not np.isfinite(value).all():
+        warnings.warn(WARN_INFLUENCE_DATA.format(run=run_dir), CompauditWarning, stacklevel=3)
+        return {}
+    return {"mean_influence": value}
+
+
+def _example_scores(specs: Sequence[str], ids: Any) -> dict[str, Any]:
+    """Each ``NAME=FILE`` read and joined to the audit's example ids."""
+    if not specs:
+        return {}
+    from compaudit.analysis.long_tail import read_scores
+
+    out: dict[str, Any] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise InputError(ERR_SCORES_SPEC.format(spec=spec))
+        if name in out:
+            raise InputError(ERR_SCORES_TWICE.format(name=name))
+        out[name] = read_scores(path, ids)
+    return out
+
+
 def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     from compaudit.plugins import get_registry
 
@@ -560,8 +615,16 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     # A policy attribute the data lack: the sets that exist are still audited, the
     # missing one is named in a warning and its gates are unevaluable (an error unless
     # the policy's on_unevaluable says otherwise); resolve() sets missing_attributes.
+    scores = _example_scores(request.example_scores, reference.ids)
+    if request.run_dir is not None and dataset is not None:
+        scores.update(_run_scores(request.run_dir, dataset, reference, scores))
     result = audit(
-        reference, candidates, reference_name=ref_name, settings=settings, lineage=lineage
+        reference,
+        candidates,
+        reference_name=ref_name,
+        settings=settings,
+        lineage=lineage,
+        example_scores=scores,
     )
     for warning in result.warnings:
         warnings.warn(warning, CompauditWarning, stacklevel=3)

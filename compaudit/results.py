@@ -43,6 +43,8 @@ __all__ = [
     "GateStatus",
     "GroupRow",
     "GroupSetResult",
+    "LongTailDecile",
+    "LongTailRow",
     "PieBlock",
     "PieExamples",
     "PopulationSummary",
@@ -66,6 +68,8 @@ R = TypeVar("R", bound="Record")
 
 OMIT_NONE = {"omit_none": True}
 """Field metadata: a key the report omits when the value is None (``pairs``...)."""
+OMIT_EMPTY = {"omit_empty": True}
+"""Field metadata: a key the report omits when the value is empty (``long_tail``)."""
 
 
 class Record:
@@ -82,6 +86,8 @@ class Record:
                     out[key] = None
             elif type(value) in _SCALARS:
                 out[key] = value
+            elif omit == _EMPTY and not value:
+                continue
             else:
                 out[key] = _dump(value)
         return out
@@ -107,17 +113,23 @@ class Record:
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
-_PLANS: dict[type, list[tuple[str, str, bool]]] = {}
+_PLANS: dict[type, list[tuple[str, str, int]]] = {}
 _SCALARS = (int, float, str, bool)
+_EMPTY = 2
 
 
-def _plan(cls: type) -> list[tuple[str, str, bool]]:
-    """``(field, report key, omit when None)`` per field, once per class (a report
-    holds tens of thousands of records, so the field metadata is read once)."""
+def _plan(cls: type) -> list[tuple[str, str, int]]:
+    """``(field, report key, omit: 0 never, 1 when None, 2 when None or empty)`` per field,
+    once per class (a report holds tens of thousands of records, so the field metadata is
+    read once)."""
     plan = _PLANS.get(cls)
     if plan is None:
         plan = _PLANS[cls] = [
-            (f.name, f.metadata.get("key", f.name), bool(f.metadata.get("omit_none")))
+            (
+                f.name,
+                f.metadata.get("key", f.name),
+                _EMPTY if f.metadata.get("omit_empty") else int(bool(f.metadata.get("omit_none"))),
+            )
             for f in dataclasses.fields(cls)
         ]
     return plan
@@ -455,6 +467,51 @@ class Subsets(Record):
     seed: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class LongTailDecile(Record):
+    """Share of flagged examples in one score decile (1 = lowest scores)."""
+
+    decile: int
+    share_flagged: float | None
+    base_rate: float | None
+
+
+LONG_TAIL_SUBSETS = (
+    "pie",
+    "cie",
+    "cie_u",
+    "cie_c",
+    "pie_seed",
+    "cie_seed",
+    "cie_u_seed",
+    "cie_c_seed",
+)
+"""Subsets of the long-tail test; ``*_seed`` are the seed-noise counterparts."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongTailRow(Record):
+    """A per-example score on one flagged subset against the rest (Dam et al.):
+    :func:`compaudit.analysis.long_tail.long_tail_comparison` in report form."""
+
+    score: str
+    subset: str
+    n: int
+    mean_subset: float | None
+    mean_rest: float | None
+    statistic: float | None
+    p_value: float | None
+    mann_whitney_p: float | None
+    cohens_d: float | None
+    cliffs_delta: float | None
+    deciles: tuple[LongTailDecile, ...] = ()
+
+    @property
+    def is_seed(self) -> bool:
+        """A seed-noise row (two disjoint halves of the reference population)."""
+        return self.subset.endswith("_seed")
+
+
 # -- one comparison, the whole report ------------------------------------------
 
 
@@ -479,6 +536,15 @@ class Comparison(Record):
     subgroups: tuple[GroupRow, ...]
     """The first set's subgroups (same reason)."""
     subgroup_sets: tuple[GroupSetResult, ...] = ()
+    long_tail: tuple[LongTailRow, ...] = field(default=(), metadata=OMIT_EMPTY)
+    """Per-example scores on PIEs and CIEs against the rest (empty without scores)."""
+
+    def long_tail_pairs(self) -> list[tuple[LongTailRow, LongTailRow | None]]:
+        """Each compression row with its seed-noise row (None when there is none)."""
+        seed = {(r.score, r.subset): r for r in self.long_tail if r.is_seed}
+        return [
+            (r, seed.get((r.score, f"{r.subset}_seed"))) for r in self.long_tail if not r.is_seed
+        ]
 
     def worst_classes(self, limit: int | None = None) -> list[ClassRow]:
         """Significantly worse classes first, then the rest, worst first (untested last)."""

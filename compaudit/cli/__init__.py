@@ -528,7 +528,6 @@ class CompauditGroup(_DecidedExit, click.Group):
             formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
 
 
-
 def build_cli() -> CompauditGroup:
     """A fresh ``compaudit`` group (built-in commands load when used; plugins when listed)."""
     group = CompauditGroup(

@@ -91,6 +91,15 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Protected attributes: a CSV with an 'id' column and one column per attribute.",
         ),
         click.option(
+            "--example-scores",
+            "example_scores",
+            multiple=True,
+            metavar="NAME=FILE",
+            help="Per-example scores (C-score, memorization...): a CSV with 'id' and one score "
+            "column, or an .npz with 'ids' and 'scores'; each is tested on the PIEs and CIEs "
+            "against the rest (long tail). Repeat for several.",
+        ),
+        click.option(
             "--policy",
             "-p",
             metavar="FILE",
@@ -143,6 +152,7 @@ def _request(require_policy: bool, **kw: Any) -> AuditRequest:
         run_dir=kw["run_dir"],
         data=kw["data"],
         attributes_csv=kw["attributes_csv"],
+        example_scores=list(kw["example_scores"]),
         policy=kw["policy"],
         out=kw["out"],
         formats=list(dict.fromkeys(formats)),

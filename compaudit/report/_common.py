@@ -21,6 +21,8 @@ from compaudit.results import (
 )
 
 __all__ = [
+    "LONG_TAIL_CAPTION",
+    "LONG_TAIL_HEADER",
     "NOT_GATED",
     "VERDICT_WORD",
     "GateOutcome",
@@ -30,6 +32,7 @@ __all__ = [
     "gallery_order",
     "gate_outcome",
     "header_facts",
+    "long_tail_rows",
     "noise_share",
     "pct",
     "pct_points",
@@ -183,3 +186,57 @@ def header_facts(report: AuditReport, escape: Callable[[str], str]) -> list[str]
     if tool:
         facts.append(f"{escape(str(tool['name']))} {escape(str(tool['version']))}")
     return facts
+
+
+LONG_TAIL_HEADER = (
+    "score",
+    "subset",
+    "n",
+    "mean flagged",
+    "mean rest",
+    "Welch p",
+    "Cliff's δ",
+    "seed n",
+    "seed mean",
+    "seed p",
+    "seed δ",
+)
+"""Columns of the long-tail table: each subset, then its seed-noise counterpart."""
+LONG_TAIL_CAPTION = (
+    "Per-example scores on the flagged examples against the rest (Dam et al.): Welch's "
+    "t-test p and Cliff's delta; seed columns: the same subset between two disjoint halves "
+    "of the reference population (seed noise alone). CIEs: examples changed in at least one "
+    "model pair."
+)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _delta(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.2f}"
+
+
+def long_tail_rows(c: Comparison) -> list[tuple[str, ...]]:
+    """One row of plain cells per score x subset (:data:`LONG_TAIL_HEADER`); none without scores."""
+    rows = []
+    for r, s in c.long_tail_pairs():
+        seed: tuple[str, ...] = (
+            (str(s.n), _num(s.mean_subset), fmt_p(s.p_value), _delta(s.cliffs_delta))
+            if s is not None
+            else ("-", "-", "-", "-")
+        )
+        rows.append(
+            (
+                r.score,
+                r.subset,
+                str(r.n),
+                _num(r.mean_subset),
+                _num(r.mean_rest),
+                fmt_p(r.p_value),
+                _delta(r.cliffs_delta),
+                *seed,
+            )
+        )
+    return rows

@@ -28,9 +28,17 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from compaudit.results import ClassRow
+    from compaudit.results import ClassRow, LongTailRow
 
-__all__ = ["BETTER", "NEUTRAL", "SUMMARY_OVER", "WORSE", "WORST_SHOWN", "class_plot_png"]
+__all__ = [
+    "BETTER",
+    "NEUTRAL",
+    "SUMMARY_OVER",
+    "WORSE",
+    "WORST_SHOWN",
+    "class_plot_png",
+    "decile_plot_png",
+]
 
 WORSE = "#c0392b"
 BETTER = "#2471a3"
@@ -240,6 +248,58 @@ def class_plot_png(classes: Sequence[ClassRow], *, title: str, dpi: int = 110) -
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # A name in a script the font lacks is drawn as boxes; no need to say so per glyph.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+        fig.savefig(buf, format="png", metadata={"Software": None}, pil_kwargs=_PNG)
+    return buf.getvalue()
+
+
+def decile_plot_png(
+    rows: Sequence[tuple[LongTailRow, LongTailRow | None]], *, title: str, dpi: int = 110
+) -> bytes:
+    """Share of flagged examples per score decile, one line per subset (compression
+    solid, its seed-noise counterpart dashed in the same colour), base rates dotted.
+
+    Parameters
+    ----------
+    rows : sequence of (row, seed row or None)
+        One score's long-tail rows (:meth:`~compaudit.results.Comparison.long_tail_pairs`).
+    title : str
+        Figure title (the score's name: the user's text).
+    dpi : int
+        Resolution of the PNG.
+
+    Returns
+    -------
+    bytes
+        A PNG image.
+    """
+    from matplotlib.figure import Figure
+
+    palette = ("#c0392b", "#2471a3", "#7d3c98", "#1e8449")
+    fig = Figure(figsize=(6.4, 3.4), dpi=dpi)
+    ax = fig.add_subplot()
+    x = np.arange(1, 11)
+
+    def share(r: LongTailRow) -> np.ndarray:
+        return np.array([np.nan if d.share_flagged is None else d.share_flagged for d in r.deciles])
+
+    for (r, s), color in zip(rows, palette * 4, strict=False):
+        ax.plot(x, 100 * share(r), color=color, marker="o", ms=3, lw=1.5, label=_label(r.subset))
+        base = r.deciles[0].base_rate if r.deciles else None
+        if base is not None:
+            ax.axhline(100 * base, color=color, lw=0.8, ls=":")
+        if s is not None:
+            ax.plot(x, 100 * share(s), color=color, lw=1.0, ls="--", label=_label(s.subset))
+    ax.set_xticks(x)
+    ax.set_xlabel("score decile (1 = lowest)", fontsize=9)
+    ax.set_ylabel("flagged share (%)", fontsize=9)
+    ax.tick_params(labelsize=8)
+    _spines(ax, "y")
+    ax.legend(fontsize=7, frameon=False, ncol=2, loc="upper left")
+    fig.subplots_adjust(left=0.11, right=0.98, top=0.88, bottom=0.16)
+    fig.suptitle(for_plot(title, max_chars=TITLE_CHARS), fontsize=10, x=0.11, ha="left")
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
         fig.savefig(buf, format="png", metadata={"Software": None}, pil_kwargs=_PNG)
     return buf.getvalue()

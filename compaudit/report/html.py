@@ -17,12 +17,15 @@ from compaudit._io import atomic_write_text
 from compaudit._text import for_html
 from compaudit.errors import InputError
 from compaudit.report._common import (
+    LONG_TAIL_CAPTION,
+    LONG_TAIL_HEADER,
     NOT_GATED,
     VERDICT_WORD,
     fmt_p,
     fmt_value,
     gate_outcome,
     header_facts,
+    long_tail_rows,
     pct,
     pct_points,
     signed_pts,
@@ -30,9 +33,15 @@ from compaudit.report._common import (
     summary_lines,
 )
 from compaudit.report._gallery import check_images, pie_gallery, pie_indices
-from compaudit.report._plot import class_plot_png
+from compaudit.report._plot import class_plot_png, decile_plot_png
 from compaudit.report.base import ReportContext
-from compaudit.results import AuditReport, Comparison, GateResult, GroupSetResult
+from compaudit.results import (
+    AuditReport,
+    Comparison,
+    GateResult,
+    GroupSetResult,
+    LongTailRow,
+)
 
 __all__ = ["HTMLReporter", "render_html"]
 
@@ -157,6 +166,32 @@ def _subgroups(gs: GroupSetResult) -> str:
     )
 
 
+def _long_tail(c: Comparison) -> str:
+    rows = long_tail_rows(c)
+    if not rows:
+        return ""
+    numeric = [i >= 2 for i in range(len(LONG_TAIL_HEADER))]
+    parts = [
+        "<h3>Long tail</h3>",
+        f"<p class='caption'>{_e(LONG_TAIL_CAPTION)}</p>",
+        _table(LONG_TAIL_HEADER, (("", [_e(v) for v in r]) for r in rows), numeric),
+    ]
+    by_score: dict[str, list[tuple[LongTailRow, LongTailRow | None]]] = {}
+    for pair in c.long_tail_pairs():
+        by_score.setdefault(pair[0].score, []).append(pair)
+    for score, pairs in by_score.items():
+        png = decile_plot_png(pairs, title=f"{score}: flagged share per score decile")
+        uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        parts.append(
+            f"<img class='plot' src='{uri}' alt='flagged share per decile of {_e(score)}'>"
+        )
+    parts.append(
+        "<p class='caption'>Solid: compression; dashed: seed noise (two disjoint halves of "
+        "the reference population); dotted: each subset's base rate.</p>"
+    )
+    return "".join(parts)
+
+
 def _comparison(i: int, c: Comparison, context: ReportContext, report: AuditReport) -> str:
     cand, ref = c.candidate, c.reference
     settings = report.settings
@@ -176,6 +211,7 @@ def _comparison(i: int, c: Comparison, context: ReportContext, report: AuditRepo
         _classes_table(c),
     ]
     parts += [_subgroups(gs) for gs in subgroup_sets(c) if gs.subgroups]
+    parts.append(_long_tail(c))
     images, indices = None, None
     if context.images is not None and context.result is not None:
         images = check_images(context.images, context.result.reference.population.n)

@@ -13,12 +13,15 @@ from compaudit._io import atomic_write_text
 from compaudit._text import for_markdown
 from compaudit.errors import InputError
 from compaudit.report._common import (
+    LONG_TAIL_CAPTION,
+    LONG_TAIL_HEADER,
     NOT_GATED,
     VERDICT_WORD,
     fmt_p,
     fmt_value,
     gate_outcome,
     header_facts,
+    long_tail_rows,
     pct,
     pct_points,
     signed_pts,
@@ -174,7 +177,16 @@ def _comparison(c: Comparison) -> list[str]:
     for gs in subgroup_sets(c):
         if gs.subgroups:
             lines += _subgroups(gs)
-    return lines
+    return lines + _long_tail(c)
+
+
+def _long_tail(c: Comparison) -> list[str]:
+    rows = long_tail_rows(c)
+    if not rows:
+        return []
+    lines = ["", "#### Long tail", "", esc(LONG_TAIL_CAPTION), ""]
+    cells = [[code(r[0]), code(r[1]), *r[2:]] for r in rows]
+    return lines + _table(LONG_TAIL_HEADER, "llrrrrrrrrr", cells)
 
 
 def render_markdown(report: AuditReport, *, max_bytes: int = MAX_BYTES) -> str:

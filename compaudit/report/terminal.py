@@ -15,12 +15,14 @@ from rich.text import Text
 
 from compaudit._text import for_terminal
 from compaudit.report._common import (
+    LONG_TAIL_HEADER,
     NOT_GATED,
     VERDICT_WORD,
     floor_text,
     fmt_p,
     fmt_value,
     gate_outcome,
+    long_tail_rows,
     noise_share,
     pct,
     signed_pts,
@@ -145,6 +147,15 @@ def _comparison(c: Comparison) -> Group:
             parts.append(
                 Text(f"{untestable} group(s) below min_support: not testable", style="yellow")
             )
+    long_tail = long_tail_rows(c)
+    if long_tail:
+        lt = Table(title=_name("Long tail (score on flagged vs rest)", "table.title"),
+                   title_justify="left")  # fmt: skip
+        for i, h in enumerate(LONG_TAIL_HEADER):
+            lt.add_column(h, justify="left" if i < 2 else "right")
+        for row in long_tail:
+            lt.add_row(_name(row[0]), *row[1:])
+        parts.append(lt)
     return Group(*parts)
 
 

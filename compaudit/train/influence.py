@@ -44,7 +44,7 @@ from compaudit.train.manifest import (
     file_matches,
     write_manifest,
 )
-from compaudit.train.recipe import InfluenceConfig, Recipe
+from compaudit.train.recipe import InfluenceConfig, Recipe, load_data
 from compaudit.train.registry import pruners
 from compaudit.train.trainer import auto_threads, complete_arch_kwargs, train_model
 
@@ -172,7 +172,6 @@ def run_influence_job(job: MemberJob, progress: ProgressFn | None = None) -> Mem
     Called by :func:`compaudit.train.member.run_job` (under its thread and
     determinism settings) for jobs whose variant is :data:`INFLUENCE_JOB`.
     """
-    from compaudit.train.member import load_data
     from compaudit.train.recipe import recipe_from_dict
 
     recipe = recipe_from_dict(job.recipe, source=f"{job.run_dir}/manifest.json")

@@ -8,7 +8,6 @@ files of the member it derives from, and returns the member's manifest entry.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from compaudit.train.export import export_onnx
 from compaudit.train.influence import INFLUENCE_JOB, run_influence_job
 from compaudit.train.manifest import ONNX_AGREEMENT
 from compaudit.train.quantization import draw_calibration
-from compaudit.train.recipe import Recipe, VariantConfig, recipe_from_dict
+from compaudit.train.recipe import Recipe, VariantConfig, load_data, recipe_from_dict
 from compaudit.train.registry import pruners, quantizers
 from compaudit.train.trainer import (
     auto_threads,
@@ -58,20 +57,6 @@ def member_stem(run_dir: str | Path, variant: str, member: int) -> Path:
 def member_seed(recipe: Recipe, member: int) -> int:
     """Seed of member ``member`` in every variant: ``recipe.seed + member``."""
     return recipe.seed + member
-
-
-@functools.lru_cache(maxsize=4)
-def _load(spec: str) -> Dataset:
-    from compaudit.data.loading import load_dataset
-
-    return load_dataset(spec)
-
-
-def load_data(recipe: Recipe) -> tuple[Dataset, Dataset]:
-    """The recipe's (train, eval) datasets, cached per process."""
-    return _load(recipe.dataset.spec(recipe.dataset.train)), _load(
-        recipe.dataset.spec(recipe.dataset.eval)
-    )
 
 
 def predict_top1(

@@ -20,6 +20,7 @@ Unknown keys are errors. Every error names the file, the line and the key.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from compaudit._yaml import YamlLimitError, key_name, line_of, read_text
 from compaudit._yaml import load as load_yaml
+from compaudit.data.base import Dataset
 from compaudit.errors import InputError
 from compaudit.models.architectures import ARCHITECTURES
 
@@ -483,3 +485,18 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
             "\n".join(_format(src, loc, ERR_DUPLICATE, line) for loc, line in doc.duplicates)
         )
     return recipe_from_dict(doc.data, source=src, node=doc.node)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(spec: str) -> Dataset:
+    from compaudit.data.loading import load_dataset
+
+    return load_dataset(spec)
+
+
+def load_data(recipe: Recipe) -> tuple[Dataset, Dataset]:
+    """The recipe's (train, eval) datasets, cached per process (members and
+    influence runs of one worker share them)."""
+    return _load(recipe.dataset.spec(recipe.dataset.train)), _load(
+        recipe.dataset.spec(recipe.dataset.eval)
+    )

@@ -29,9 +29,8 @@ from compaudit.train.manifest import (
     record_member,
     write_manifest,
 )
-from compaudit.train.member import load_data
 from compaudit.train.progress import RunProgress
-from compaudit.train.recipe import Recipe, load_recipe
+from compaudit.train.recipe import Recipe, load_data, load_recipe
 from compaudit.train.registry import executor as get_executor
 from compaudit.train.trainer import steps_per_epoch
 

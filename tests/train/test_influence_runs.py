@@ -212,3 +212,25 @@ def test_cli_with_a_process_pool_gives_the_same_runs(tmp_path: Path, influence_r
     result = CliRunner().invoke(command, args)
     assert result.exit_code == 0, result.output
     assert _same(out / INFLUENCE_RUNS, influence_run / INFLUENCE_RUNS)
+
+
+def test_report_on_a_run_dir_adds_mean_influence_as_a_score(tmp_path: Path) -> None:
+    # Dense (K = 3) and its fp16 child, with influence runs of dense: `compaudit report
+    # RUN_DIR` tests its PIEs and CIEs against the runs' mean influence per eval example.
+    from compaudit.pipeline import AuditRequest, execute
+
+    variants = [v for v in TINY["variants"] if v["name"] in ("dense", "half")]
+    data = tiny_dict(
+        k=3, training={**TINY["training"], "epochs": 1}, variants=variants, influence=INFLUENCE
+    )
+    run = tmp_path / "run"
+    train_recipe(recipe_from_dict(data), run, progress=False)
+    outcome = execute(AuditRequest(run_dir=run, out=tmp_path / "out", formats=("json",)))
+    (comp,) = outcome.document.comparisons
+    rows = {(r.score, r.subset) for r in comp.long_tail}
+    assert ("mean_influence", "pie") in rows
+    assert ("mean_influence", "cie") in rows
+    expected = mean_influence(load_runs(load_run(run).influence)).value  # type: ignore[arg-type]
+    n_flagged = {r.subset: r.n for r in comp.long_tail}
+    assert n_flagged["pie"] == comp.pie.count
+    assert expected.shape == (outcome.result.reference.population.n,)

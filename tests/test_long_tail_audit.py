@@ -1,0 +1,205 @@
+"""The long-tail test in every comparison (Dam et al.): per-example scores on PIEs and
+CIEs against the rest, beside the same subsets under seed noise (issue 15)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+import compaudit
+from compaudit.cli import build_cli
+from compaudit.population import Population, save_population
+from compaudit.report.base import validate_report
+from compaudit.results import AuditReport, Comparison
+
+N, C, K = 2000, 10, 6
+
+
+@pytest.fixture(scope="module")
+def case() -> dict[str, np.ndarray]:
+    """Reference and candidate populations with i.i.d. member noise; the candidate
+    forgets the examples of the top score decile (PIEs planted on the long tail)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, C, N)
+    score = rng.random(N)
+
+    def members(error: np.ndarray) -> np.ndarray:
+        wrong = rng.random((K, N)) < error[None, :]
+        noise = (y[None, :] + rng.integers(1, C, (K, N))) % C
+        return np.where(wrong, noise, y[None, :])
+
+    ref = members(np.full(N, 0.1))
+    cand = members(np.full(N, 0.1))
+    tail = score >= np.quantile(score, 0.9)
+    cand[:, tail] = (y[tail] + 1) % C
+    ids = np.arange(N) * 7 + 1
+    return {"y": y, "score": score, "ref": ref, "cand": cand, "ids": ids}
+
+
+def _audit(case: dict[str, np.ndarray]) -> compaudit.Report:
+    return compaudit.audit(
+        case["ref"],
+        {"pruned": case["cand"]},
+        y=case["y"],
+        ids=case["ids"],
+        example_scores={"cscore": case["score"]},
+    )
+
+
+def _row(comp: Comparison, subset: str):  # type: ignore[no-untyped-def]
+    return next(r for r in comp.long_tail if r.score == "cscore" and r.subset == subset)
+
+
+def test_planted_pies_are_the_long_tail_and_seed_noise_is_not(
+    case: dict[str, np.ndarray],
+) -> None:
+    comp = _audit(case).document.comparisons[0]
+    subsets = {r.subset for r in comp.long_tail}
+    assert subsets == {
+        "pie", "cie", "cie_u", "cie_c", "pie_seed", "cie_seed", "cie_u_seed", "cie_c_seed"
+    }  # fmt: skip
+    pie, seed = _row(comp, "pie"), _row(comp, "pie_seed")
+    assert pie.n == comp.pie.count
+    assert pie.p_value is not None
+    assert pie.p_value < 1e-10
+    assert pie.cliffs_delta is not None
+    assert pie.cliffs_delta > 0.5
+    assert seed.n > 0
+    assert seed.p_value is not None
+    assert seed.p_value > 0.05
+    assert seed.cliffs_delta is not None
+    assert abs(seed.cliffs_delta) < 0.2
+    top = pie.deciles[-1]
+    assert top.share_flagged is not None
+    assert top.base_rate is not None
+    assert top.share_flagged > 2 * top.base_rate
+    assert next((r, s.subset if s else None) for r, s in comp.long_tail_pairs())[1] == "pie_seed"
+
+
+def test_no_scores_no_long_tail_key(case: dict[str, np.ndarray]) -> None:
+    rep = compaudit.audit(case["ref"], {"pruned": case["cand"]}, y=case["y"])
+    assert rep.document.comparisons[0].long_tail == ()
+    assert "long_tail" not in rep.document.to_dict()["comparisons"][0]
+
+
+def test_report_validates_and_round_trips(case: dict[str, np.ndarray]) -> None:
+    doc = _audit(case).document.to_dict()
+    validate_report(doc)
+    back = AuditReport.from_dict(json.loads(json.dumps(doc)))
+    assert back.to_dict() == json.loads(json.dumps(doc))
+
+
+def test_old_report_without_long_tail_parses(case: dict[str, np.ndarray]) -> None:
+    doc = json.loads(json.dumps(_audit(case).document.to_dict()))
+    for comp in doc["comparisons"]:
+        del comp["long_tail"]
+    validate_report(doc)
+    assert AuditReport.from_dict(doc).comparisons[0].long_tail == ()
+
+
+def test_score_array_of_wrong_length_is_an_input_error(case: dict[str, np.ndarray]) -> None:
+    with pytest.raises(compaudit.InputError, match="cscore"):
+        compaudit.audit(
+            case["ref"], {"pruned": case["cand"]}, y=case["y"], example_scores={"cscore": [1.0]}
+        )
+
+
+# -- command line ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def files(case: dict[str, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("lt")
+    paths = {"ref": d / "ref.npz", "cand": d / "pruned.npz"}
+    save_population(Population.create(case["ref"], case["y"], ids=case["ids"]), paths["ref"])
+    save_population(Population.create(case["cand"], case["y"], ids=case["ids"]), paths["cand"])
+    return paths
+
+
+def invoke(files: dict[str, Path], out: Path, *extra: str) -> Result:
+    args = ["report", "-r", str(files["ref"]), "-c", f"pruned={files['cand']}"]
+    return CliRunner().invoke(build_cli(), [*args, "--out", str(out), "-f", "json", *extra])
+
+
+def _csv(path: Path, ids: list[str], values: list[str]) -> Path:
+    path.write_text("id,cscore\n" + "".join(f"{i},{v}\n" for i, v in zip(ids, values, strict=True)))
+    return path
+
+
+def test_cli_csv_in_shuffled_order_equals_the_api(
+    case: dict[str, np.ndarray], files: dict[str, Path], tmp_path: Path
+) -> None:
+    order = np.random.default_rng(1).permutation(N)
+    csv = _csv(
+        tmp_path / "scores.csv",
+        [str(i) for i in case["ids"][order]],
+        [repr(float(v)) for v in case["score"][order]],
+    )
+    res = invoke(files, tmp_path / "out", "--example-scores", f"cscore={csv}")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    validate_report(doc)
+    api = json.loads(json.dumps(_audit(case).document.to_dict()))
+    assert doc["comparisons"][0]["long_tail"] == api["comparisons"][0]["long_tail"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda ids, vals: (ids[:-1], vals[:-1]), "have no score"),
+        (lambda ids, vals: (ids + ids[:1], vals + vals[:1]), "more than once"),
+        (lambda ids, vals: (ids, ["nan", *vals[1:]]), "NaN or infinite"),
+        (lambda ids, vals: (ids, ["high", *vals[1:]]), "non-numeric"),
+    ],
+    ids=["missing-ids", "duplicates", "nan", "non-numeric"],
+)
+def test_bad_score_file_exits_2_naming_the_file(
+    case: dict[str, np.ndarray],
+    files: dict[str, Path],
+    tmp_path: Path,
+    mutate: Callable[[list[str], list[str]], tuple[list[str], list[str]]],
+    needle: str,
+) -> None:
+    ids, vals = mutate([str(i) for i in case["ids"]], ["0.5"] * N)
+    csv = _csv(tmp_path / "bad-scores.csv", ids, vals)
+    res = invoke(files, tmp_path / "out", "--example-scores", f"cscore={csv}")
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "bad-scores.csv" in text
+    assert needle in text
+
+
+def test_example_scores_needs_name_equals_file(files: dict[str, Path], tmp_path: Path) -> None:
+    res = invoke(files, tmp_path / "out", "--example-scores", "scores.csv")
+    assert res.exit_code == 2
+    assert "NAME=FILE" in res.output
+
+
+def test_reporters_show_the_long_tail_only_with_scores(
+    case: dict[str, np.ndarray], files: dict[str, Path], tmp_path: Path
+) -> None:
+    csv = _csv(
+        tmp_path / "s.csv", [str(i) for i in case["ids"]], [repr(float(v)) for v in case["score"]]
+    )
+    out = tmp_path / "with"
+    res = invoke(files, out, "-f", "terminal,md,html", "--example-scores", f"cscore={csv}")
+    assert res.exit_code == 0, res.output
+    assert "Long tail" in res.output
+    assert "pie_seed" not in res.output  # seed rows sit beside their subset
+    md = (out / "report.md").read_text()
+    assert "#### Long tail" in md
+    assert "| `cscore` | `pie` |" in md
+    html = (out / "report.html").read_text()
+    assert "<h3>Long tail</h3>" in html
+    assert "flagged share per decile of cscore" in html
+    bare = tmp_path / "without"
+    res = invoke(files, bare, "-f", "terminal,md,html")
+    assert res.exit_code == 0, res.output
+    assert "Long tail" not in res.output
+    assert "Long tail" not in (bare / "report.md").read_text()
+    assert "Long tail" not in (bare / "report.html").read_text()
