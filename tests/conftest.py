@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compaudit.population import Population
+from compaudit.population import Population, save_population
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +69,31 @@ def shared_data_dir() -> Path:
     if not value or not Path(value).is_dir():
         pytest.skip("real data not available: set COMPAUDIT_DATA_DIR to ../shared/data")
     return Path(value)
+
+
+def gated_predictions(directory: Path, names: tuple[str, str, str]) -> dict[str, Path]:
+    """Predictions files for exit-code tests: a reference (K = 5, N = 2,000, 10
+    classes), a quantized candidate (member k from reference member k, 0.2% of
+    predictions touched) that passes ``digits-demo.yaml`` with ``--paired``, and a
+    pruned one that forgets class 3 (60% errors there) and fails it.
+
+    ``names`` are the file stems of (reference, passing, failing).
+    """
+    rng = np.random.default_rng(0)
+    n, classes, k = 2000, 10, 5
+    y = rng.integers(0, classes, n)
+
+    def predictions(error: np.ndarray) -> np.ndarray:
+        wrong = rng.random((k, n)) < error[None, :]
+        noise = (y[None, :] + rng.integers(1, classes, (k, n))) % classes  # never the label
+        return np.where(wrong, noise, y[None, :])
+
+    base = predictions(np.full(n, 0.03))
+    passing = base.copy()
+    touched = rng.random((k, n)) < 0.002
+    passing[touched] = (passing[touched] + 1) % classes
+    failing = predictions(np.where(y == 3, 0.60, 0.04))
+    paths = {name: directory / f"{name}.npz" for name in names}
+    for name, pred in zip(names, (base, passing, failing), strict=True):
+        save_population(Population.create(predictions=pred, y=y), paths[name])
+    return paths

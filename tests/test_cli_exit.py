@@ -20,8 +20,8 @@ from click.testing import CliRunner, Result
 
 from compaudit import cli
 from compaudit.cli import COMMANDS, build_cli
-from compaudit.population import Population, save_population
 from compaudit.report.base import validate_report
+from tests.conftest import gated_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "examples" / "policies"
@@ -30,27 +30,9 @@ DEMO_POLICY = POLICIES / "digits-demo.yaml"
 
 @pytest.fixture(scope="module")
 def preds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Reference, a quantized candidate (member k from reference member k) that passes
-    ``digits-demo.yaml``, and a pruned one that forgets class 3 and fails it."""
-    rng = np.random.default_rng(0)
-    n, classes, k = 2000, 10, 5
-    y = rng.integers(0, classes, n)
-
-    def predictions(error: np.ndarray) -> np.ndarray:
-        wrong = rng.random((k, n)) < error[None, :]
-        noise = (y[None, :] + rng.integers(1, classes, (k, n))) % classes  # never the label
-        return np.where(wrong, noise, y[None, :])
-
-    base = predictions(np.full(n, 0.03))
-    quantized = base.copy()
-    touched = rng.random((k, n)) < 0.002
-    quantized[touched] = (quantized[touched] + 1) % classes
-    pruned = predictions(np.where(y == 3, 0.60, 0.04))
-    d = tmp_path_factory.mktemp("preds")
-    paths = {name: d / f"{name}.npz" for name in ("ref", "int8", "pruned")}
-    for name, pred in (("ref", base), ("int8", quantized), ("pruned", pruned)):
-        save_population(Population.create(predictions=pred, y=y), paths[name])
-    return paths
+    """Reference, a quantized candidate that passes ``digits-demo.yaml`` and a pruned
+    one that fails it (:func:`tests.conftest.gated_predictions`)."""
+    return gated_predictions(tmp_path_factory.mktemp("preds"), ("ref", "int8", "pruned"))
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from compaudit._io import (
@@ -27,8 +26,8 @@ from compaudit._io import (
     SET_FORMAT,
     SET_MARKER,
 )
-from compaudit.population import Population, save_population
 from compaudit.report.html import HTMLReporter
+from tests.conftest import gated_predictions
 
 from .conftest import fails_closed, run_cli
 
@@ -41,25 +40,7 @@ REPORT_FILES = {"report.json", "report.md", "report.html", "junit.xml"}
 @pytest.fixture(scope="module")
 def gated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A reference, a candidate that passes ``digits-demo.yaml`` and one that fails it."""
-    rng = np.random.default_rng(0)  # as tests/test_cli_exit.py: "pass" passes, "fail" fails
-    n, classes, k = 2000, 10, 5
-    y = rng.integers(0, classes, n)
-
-    def predictions(error: np.ndarray) -> np.ndarray:
-        wrong = rng.random((k, n)) < error[None, :]
-        noise = (y[None, :] + rng.integers(1, classes, (k, n))) % classes  # never the label
-        return np.where(wrong, noise, y[None, :])
-
-    base = predictions(np.full(n, 0.03))
-    passing = base.copy()
-    touched = rng.random((k, n)) < 0.002
-    passing[touched] = (passing[touched] + 1) % classes
-    failing = predictions(np.where(y == 3, 0.60, 0.04))
-    d = tmp_path_factory.mktemp("gated")
-    paths = {name: d / f"{name}.npz" for name in ("ref", "pass", "fail")}
-    for name, pred in (("ref", base), ("pass", passing), ("fail", failing)):
-        save_population(Population.create(predictions=pred, y=y), paths[name])
-    return paths
+    return gated_predictions(tmp_path_factory.mktemp("gated"), ("ref", "pass", "fail"))
 
 
 def check_args(gated: dict[str, Path], cand: str, out: Path, formats: str) -> list[str]:
