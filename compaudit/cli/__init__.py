@@ -353,13 +353,25 @@ def decide_exit(call: Callable[[], Any], *, argv: Sequence[str], prog: str) -> i
         return int(_internal_error(exc, argv=argv, prog=prog))
 
 
+class _Interrupted(KeyboardInterrupt):
+    """An interrupt raised by our own handler rather than Python's default one.
+
+    A plain :class:`KeyboardInterrupt` that passes through C code running Python
+    source (``PyRun_*``, which some extension modules call while they import)
+    marks the interpreter as interrupted for good: it then kills itself with
+    SIGINT at exit (status -2) even though :func:`decide_exit` caught the
+    interrupt and chose 2. CPython checks the exact type, so a subclass does not
+    set that mark, and every ``except KeyboardInterrupt`` still catches it.
+    """
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise _Interrupted
 
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job, ``kill``) ends a command as Ctrl-C does.
+    """SIGTERM (a cancelled CI job, ``kill``) and Ctrl-C end a command the same way.
 
     The same path as :class:`KeyboardInterrupt`: every temporary is removed on
     the way out and :func:`decide_exit` answers 2, ``compaudit: interrupted``.
@@ -367,12 +379,15 @@ def _terminate_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may install handlers
         return
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _interrupt)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, previous in saved.items():
+        if previous is not signal.SIG_IGN:  # an ignored Ctrl-C (nohup, a pool) stays ignored
+            signal.signal(sig, _interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        for sig, previous in saved.items():
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
 
 def _main(

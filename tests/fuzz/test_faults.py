@@ -459,6 +459,41 @@ def test_sigterm_mid_report_exits_2_and_keeps_the_old_set(
     assert leftovers(tmp_path) == []
 
 
+# An interrupt raised inside ``exec`` of a string (CPython's ``PyRun_*``; scipy's
+# array-API shim runs ``exec("from numpy import *")`` while it imports) leaves the
+# interpreter marked as interrupted. Under ``python -m`` (only there: a script's exit
+# leaves from inside PyErr_Print) the process then killed itself with SIGINT at
+# exit, status -2, though the interrupt was caught; seen on CI when SIGTERM landed
+# mid-import. The module below is that, in miniature.
+_EXEC_INTERRUPT = """
+import sys
+from compaudit.cli import _terminate_as_interrupt
+with _terminate_as_interrupt():
+    try:
+        exec("import os, signal; os.kill(os.getpid(), signal.{sig}); import time; time.sleep(5)")
+    except KeyboardInterrupt:
+        pass
+    else:
+        sys.exit("the signal raised nothing")
+sys.exit(2)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_an_interrupt_inside_exec_still_exits_2(sig: str, tmp_path: Path) -> None:
+    (tmp_path / "interrupted_in_exec.py").write_text(_EXEC_INTERRUPT.format(sig=sig))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "interrupted_in_exec"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"], ids=["sigterm-mid-train", "sigterm-mid-train-pool"])
 def test_sigterm_mid_train_exits_2_and_leaves_no_temporaries(jobs: str, tmp_path: Path) -> None:
     slow = {**TINY_RECIPE, "training": {**TINY_RECIPE["training"], "epochs": 200}, "k": 2}
