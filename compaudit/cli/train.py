@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -44,14 +45,40 @@ __all__ = ["command"]
     help="Torch threads per member (default: 1 for small models, else torch's choice; "
     "CPU count / jobs in a pool).",
 )
+@click.option(
+    "--executor",
+    default=None,
+    help="Where members run: local, pool, or a plugin's executor such as ray "
+    "(pip install ./plugins/compaudit-ray). Default: local, pool with --jobs > 1.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="auto|HOST:PORT",
+    help="Ray cluster to run on (implies --executor ray; default: $RAY_ADDRESS, "
+    "else a local Ray instance).",
+)
 def command(
-    recipe: Path, out_dir: Path | None, jobs: int, device: str, threads: int | None
+    recipe: Path,
+    out_dir: Path | None,
+    jobs: int,
+    device: str,
+    threads: int | None,
+    executor: str | None,
+    ray_address: str | None,
 ) -> ExitStatus:
     """Train dense, pruned and quantized populations from a RECIPE (YAML).
 
     Writes one checkpoint (and ONNX export) per member plus a manifest to the
     run directory; audit it with `compaudit report RUN_DIR`.
     """
+
+    if ray_address is not None:
+        if executor not in (None, "ray"):
+            raise click.UsageError(f"--ray-address needs --executor ray, not --executor {executor}")
+        executor = "ray"
+        # Ray's own variable: ray.init reads it, and so do the workers this process starts.
+        os.environ["RAY_ADDRESS"] = ray_address
 
     def body() -> ExitStatus:
         from rich.console import Console
@@ -60,7 +87,13 @@ def command(
         from compaudit.train.progress import summary_table
 
         info = train_recipe(
-            recipe, out_dir, jobs=jobs, device=device, progress=not is_quiet(), threads=threads
+            recipe,
+            out_dir,
+            jobs=jobs,
+            device=device,
+            progress=not is_quiet(),
+            threads=threads,
+            executor=executor,
         )
         Console().print(summary_table(info))
         # Plain echo: a path must never be wrapped (people copy the command).

@@ -139,11 +139,16 @@ class MemberJob:
 
 @dataclass(frozen=True)
 class MemberResult:
-    """A finished member: its manifest entry (files relative to the run directory)."""
+    """A finished member: its manifest entry (files relative to the run dir), or its failure."""
 
     variant: str
     member: int
     entry: dict[str, Any]
+    error: str | None = None
+    """Set when the member failed on its own account (it diverged: a non-finite loss
+    or weights); ``entry`` then names no files, the run records nothing for it and
+    carries on with the other members. Executors pass such a result on like any
+    other (it is no exception, so a retrying executor does not retry it)."""
 
 
 @dataclass(frozen=True)

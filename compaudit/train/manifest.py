@@ -15,13 +15,23 @@ device, metrics, timings), and an ``influence`` section with one entry per
 finished influence run and the consolidated file with its sha256. It is
 rewritten atomically after every member and run, so a run killed at any
 moment loses at most the members (and influence runs) in progress. A member
-counts as finished only when its entry exists and its files hash-match.
+counts as finished only when its entry exists, its files hash-match and its
+metrics are finite (a NaN metric is never a success; a re-run retries it).
+
+A member's ``timings`` are seconds, each a finite number >= 0: ``setup_s``
+(data, model and source weights; the first member of a process also loads the
+data), ``train_s`` (training, pruning included), ``export_s`` (checkpoint and
+ONNX export), ``eval_s`` (evaluation through the runners and the ONNX
+agreement check), ``quantize_s`` (quantized members, instead of train and
+export) and ``total_s``.
+Manifests written before a key existed load as they are.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import platform
 import statistics
 from dataclasses import dataclass, field
@@ -182,6 +192,14 @@ def _member_problem(where: str, entry: Any) -> str | None:
             problem = _kind_problem(f"{where}.{key}", entry[key], dict, "an object")
             if problem is not None:
                 return problem
+    for name, seconds in entry.get("timings", {}).items():
+        problem = _kind_problem(f"{where}.timings.{name}", seconds, (int, float), "seconds")
+        if problem is None and not (math.isfinite(seconds) and seconds >= 0):
+            problem = ERR_MANIFEST_TYPE.format(
+                where=f"{where}.timings.{name}", kind="finite seconds >= 0", got=repr(seconds)
+            )
+        if problem is not None:
+            return problem
     for kind, rel in entry["files"].items():
         problem = _kind_problem(f"{where}.files.{kind}", rel, str, "a relative path")
         if problem is not None or "\x00" in rel:
@@ -351,9 +369,16 @@ def check_compatible(
         raise InputError(ERR_INFLUENCE_CHANGED.format(run=run, dir=INFLUENCE_DIR))
 
 
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    return not isinstance(value, float) or math.isfinite(value)
+
+
 def member_finished(run_dir: str | Path, entry: dict[str, Any] | None) -> bool:
-    """Whether a member's entry exists and every file it lists hash-matches."""
-    if not entry:
+    """Whether a member's entry exists, its metrics are finite and every file it
+    lists hash-matches."""
+    if not entry or not _all_finite(entry.get("metrics", {})):
         return False
     for kind, rel in entry.get("files", {}).items():
         path = member_file(run_dir, rel)

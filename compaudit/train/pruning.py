@@ -48,6 +48,7 @@ from compaudit.train.recipe import PruneConfig
 __all__ = [
     "MagnitudePruner",
     "MagnitudePruningSession",
+    "achieved_sparsity",
     "compute_masks",
     "cubic_sparsity",
     "prunable_layers",
@@ -242,16 +243,35 @@ class MagnitudePruningSession:
             if bm is not None:
                 parametrize.remove_parametrizations(m, "bias", leave_parametrized=True)
         weights = {name: _tensor(m, "weight") for name, m in self.layers}
-        per_layer = {name: float((w == 0).sum().item() / w.numel()) for name, w in weights.items()}
-        zeros = sum(int((w == 0).sum().item()) for w in weights.values())
-        total = sum(w.numel() for w in weights.values())
         return {
-            "sparsity": zeros / total,
+            **achieved_sparsity(
+                list(weights.values()), structured=self.config.structure == "structured"
+            ),
             "target_sparsity": self.config.sparsity,
-            "pruned_weights": total,
-            "layer_sparsity": per_layer,
+            "pruned_weights": sum(w.numel() for w in weights.values()),
+            "layer_sparsity": {
+                name: float((w == 0).sum().item() / w.numel()) for name, w in weights.items()
+            },
             "mask_updates": len(self.history),
         }
+
+
+def achieved_sparsity(weights: list[torch.Tensor], *, structured: bool) -> dict[str, float]:
+    """Fraction of exactly-zero weights (``sparsity``); with ``structured``, also of
+    all-zero output units (``unit_sparsity``, what a structured target counts).
+
+    A NaN or infinite weight is not zero, so it counts as not pruned: the masked
+    forward keeps ``w - w.detach()``, which is NaN for a NaN weight, and a
+    diverged model must not report the sparsity it was asked for.
+    """
+    zeros = sum(int((w == 0).sum().item()) for w in weights)
+    out = {"sparsity": zeros / max(1, sum(w.numel() for w in weights))}
+    if structured:
+        units = [(w.reshape(w.shape[0], -1) == 0).all(dim=1) for w in weights]
+        out["unit_sparsity"] = sum(int(u.sum().item()) for u in units) / max(
+            1, sum(u.numel() for u in units)
+        )
+    return out
 
 
 class MagnitudePruner:

@@ -5,6 +5,11 @@ pruning session, then ``epochs`` passes over the training split in an order
 drawn from a generator seeded with the same ``seed``. Nothing else is random,
 so on CPU the same recipe and seed give bit-identical weights.
 
+Health checks: the loss of every step must be finite (checked before its
+backward pass, so a NaN never reaches the weights) and so must every weight
+and buffer after each epoch; otherwise training stops with
+:class:`NonFiniteError`, naming the step.
+
 Evaluation is not here: members are evaluated from the files they were saved
 to, through the model runners (:mod:`compaudit.train.member`), so that the
 manifest's metrics come from the code ``compaudit report`` runs.
@@ -23,16 +28,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812 (the PyTorch convention)
 
+from compaudit.errors import ModelError
 from compaudit.train.base import PruningSession
 from compaudit.train.recipe import TrainingConfig
 
 __all__ = [
+    "FEW_CORES",
     "SMALL_STEP_MACS",
+    "NonFiniteError",
     "auto_threads",
+    "check_weights",
     "complete_arch_kwargs",
     "deterministic",
     "lr_at",
     "make_optimizer",
+    "nonfinite_tensors",
     "step_macs",
     "steps_per_epoch",
     "train_model",
@@ -52,6 +62,53 @@ def deterministic(device: str) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+ERR_NONFINITE_LOSS = "non-finite loss ({value}) at step {step} of {total}"
+ERR_NONFINITE_WEIGHTS = "non-finite weights ({names}) after step {step} of {total}"
+
+
+class NonFiniteError(ModelError):
+    """Training produced a non-finite loss or non-finite weights.
+
+    ``step`` is the 0-based optimizer step (for weights: the number of steps
+    taken when they were checked); ``total`` the run's number of steps.
+    """
+
+    def __init__(self, message: str, *, step: int, total: int) -> None:
+        super().__init__(message)
+        self.step = step
+        self.total = total
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only fields: pickle (a process pool) would otherwise lose them.
+        return (_rebuild_nonfinite, (str(self), self.step, self.total))
+
+
+def _rebuild_nonfinite(message: str, step: int, total: int) -> NonFiniteError:
+    return NonFiniteError(message, step=step, total=total)
+
+
+def nonfinite_tensors(model: nn.Module) -> list[str]:
+    """Names of the floating-point parameters and buffers holding a NaN or an infinity."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    return [
+        name
+        for name, t in tensors
+        if t.is_floating_point() and not bool(torch.isfinite(t.detach()).all())
+    ]
+
+
+def check_weights(model: nn.Module, *, step: int, total: int) -> None:
+    """Raise :class:`NonFiniteError` when a weight or buffer of ``model`` is not finite."""
+    bad = nonfinite_tensors(model)
+    if bad:
+        names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise NonFiniteError(
+            ERR_NONFINITE_WEIGHTS.format(names=names, step=step, total=total),
+            step=step,
+            total=total,
+        )
 
 
 def complete_arch_kwargs(
@@ -102,8 +159,25 @@ def step_macs(model: nn.Module, example: torch.Tensor, batch_size: int) -> int:
     return total * batch_size
 
 
+# Threads per member on a machine of this many cores or fewer: always 1. Measured on
+# the 2-core machine (``python -m benchmarks.bench_trainer --threads``, best of 3, two
+# runs at a load of 2-6), 2 threads against 1: training the digits cnn28 8.8-33x and
+# the Fashion-MNIST cnn28 5.0-6.4x slower; inference 2.5-3.1x (digits) and 0.94-1.9x
+# (Fashion-MNIST) in torch, 0.80-1.4x in onnxruntime. Two members side by side at 1
+# thread each took 0.07-0.21x the time of one after another at 2 threads, so the
+# parallelism is in members (``--jobs`` = cores, each then gets ``cores // jobs``).
+FEW_CORES = 2
+
+
 def auto_threads(model: nn.Module, example: torch.Tensor, batch_size: int) -> int:
-    """Torch threads for training ``model``: 1 for small steps, else torch's default."""
+    """Torch threads for training ``model`` on CPU in this process.
+
+    1 on a machine of at most :data:`FEW_CORES` cores, or when a step is small
+    (under :data:`SMALL_STEP_MACS`); else torch's default (larger machines and
+    larger steps were not measured).
+    """
+    if (os.cpu_count() or 1) <= FEW_CORES:
+        return 1
     if step_macs(model, example, batch_size) < SMALL_STEP_MACS:
         return 1
     return torch.get_num_threads()
@@ -180,6 +254,11 @@ def train_model(
     -------
     int
         The number of optimizer steps taken.
+
+    Raises
+    ------
+    NonFiniteError
+        A step's loss, or a weight or buffer after an epoch, is NaN or infinite.
     """
     n = int(y.shape[0]) if indices is None else int(indices.shape[0])
     spe = steps_per_epoch(n, cfg.batch_size)
@@ -200,10 +279,20 @@ def train_model(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss = F.cross_entropy(model(x[idx]), y[idx])
+            # One scalar test per step (the loss is computed anyway); stop before
+            # backward so that a NaN never reaches the weights or the optimizer state.
+            value = loss.item()
+            if not math.isfinite(value):
+                raise NonFiniteError(
+                    ERR_NONFINITE_LOSS.format(value=value, step=step, total=total),
+                    step=step,
+                    total=total,
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             step += 1
+        check_weights(model, step=step, total=total)
         if on_epoch is not None:
             on_epoch(epoch + 1)
     if pruning is not None:
