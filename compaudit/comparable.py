@@ -53,6 +53,11 @@ def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def _prep_diff(pa: Mapping[str, Any], pb: Mapping[str, Any]) -> str:
+    if isinstance(pa.get("params"), Mapping) and isinstance(pb.get("params"), Mapping):
+        # Preprocessing.to_dict() forms: field by field (mean[age]: ...), never whole dicts.
+        from compaudit.data.prep import prep_diff
+
+        return prep_diff(pa, pb)
     keys = sorted(set(pa) | set(pb))
     return ", ".join(f"{k}: {pa.get(k)!r} vs {pb.get(k)!r}" for k in keys if pa.get(k) != pb.get(k))
 

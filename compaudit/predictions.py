@@ -64,8 +64,10 @@ ERR_MODEL_CLASSES = (
     "{data_classes}; evaluate it on the data it was trained for (or fix class_names)"
 )
 ERR_MODEL_PREPROCESSING = (
-    "{model}: the model was trained on data prepared as {model_prep} but the dataset {data} "
-    "is prepared as {data_prep}; load the data with the model's preprocessing"
+    "{model}: the model was trained on data prepared otherwise than the dataset {data} "
+    "({diff}; model vs data). Fix: load the data with the model's preprocessing, "
+    "--data 'SPEC?prep=PREP.json' (a trainer run has RUN_DIR/prep.json; for other models "
+    "run `compaudit fit-data TRAIN_SPEC --out PREP.json` on their training data)"
 )
 
 
@@ -89,13 +91,11 @@ def _check_model_meta(runner: Runner, dataset: Dataset) -> None:
     prep = meta.get("preprocessing")
     want = dataset.preprocessing.to_dict()
     if prep is not None and plain_json(prep) != plain_json(want):
+        from compaudit.data.prep import prep_diff
+
+        diff = prep_diff(plain_json(prep), plain_json(want))
         raise InputError(
-            ERR_MODEL_PREPROCESSING.format(
-                model=runner.name,
-                model_prep=plain_json(prep),
-                data=dataset.name,
-                data_prep=plain_json(want),
-            )
+            ERR_MODEL_PREPROCESSING.format(model=runner.name, data=dataset.name, diff=diff)
         )
 
 

@@ -79,6 +79,9 @@ class Dataset:
         PIE gallery, when the data are images.
     source : str
         Where it was read from (paths), used in messages.
+    subset : str
+        How a ``?subset=`` selected these examples (``""``: all of them);
+        part of the fingerprint.
     """
 
     name: str
@@ -90,6 +93,7 @@ class Dataset:
     preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(layout="NF"))
     images: np.ndarray | None = None
     source: str = "<memory>"
+    subset: str = ""
 
     @property
     def n(self) -> int:
@@ -102,13 +106,15 @@ class Dataset:
         return len(self.class_names)
 
     def fingerprint(self) -> str:
-        """sha256 of inputs, labels, ids and preprocessing (not attributes)."""
+        """sha256 of inputs, labels, ids, preprocessing and subset (not attributes)."""
         h = hashlib.sha256()
         for key, arr in (("x", self.x), ("y", self.y), ("ids", self.ids)):
             a = np.ascontiguousarray(arr)
             h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
             h.update(a.tobytes())
         h.update(self.preprocessing.fingerprint().encode())
+        if self.subset:  # only when set, so fingerprints of whole datasets are unchanged
+            h.update(f"subset:{self.subset}".encode())
         return h.hexdigest()
 
 
@@ -120,6 +126,12 @@ class DatasetProvider(Protocol):
     :func:`compaudit.plugins.best_matches` (the longest declared ``suffixes``
     wins). The built-ins declare none, so two of them claiming a spec is a
     tie, reported as ambiguous (pick one with ``?provider=NAME``).
+
+    A loader whose ``load`` also takes the keywords ``prep`` (a
+    :class:`Preprocessing` to apply, or ``None``) and ``fit`` (the data are
+    training data) is given both by :func:`~compaudit.data.loading.load_dataset`
+    and handles ``?prep=`` itself (the built-in CSV, image folder and ``.npz``
+    loaders do); for any other loader, the data it returns must match the prep.
     """
 
     name: str

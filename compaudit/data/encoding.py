@@ -25,8 +25,8 @@ ERR_NOT_NUMERIC = (
 )
 ERR_NOT_FINITE = "{src}: column '{col}' has a non-finite value ({value!r}); fix or drop the row"
 ERR_UNKNOWN_CATEGORY = (
-    "{src}: column '{col}' has {count} value(s) outside the recorded categories, e.g. {examples}; "
-    "re-fit the encoding on data that has them"
+    "{src}: column '{col}' has {count} value(s) the encoding was not fitted on, e.g. {examples}; "
+    "add ?unknown=ignore to encode them as all zeros (the model never saw them), or fix the values"
 )
 ERR_MISSING_COLUMN = "{src}: the encoding needs column '{col}', which the table does not have"
 ERR_BAD_PARAMS = "{src}: not a table encoding ({detail}); give the params a table loader recorded"

@@ -7,6 +7,11 @@ A data spec is ``NAME_OR_PATH[:SPLIT][?key=value&...]``:
 * a built-in name with an optional split (default ``test``): ``digits``,
   ``fashion-mnist:train``, ``adult:test?path=/data/adult``.
 
+Options every spec takes: ``subset=`` (an ids file or a fraction, with
+``seed=``; see :mod:`compaudit.data.subset`) and ``prep=`` (a prep file, see
+:mod:`compaudit.data.prep`: the built-in file loaders apply it, other loaders'
+data must match it).
+
 Loaders are plugins (hook ``register_datasets``); the one whose
 ``matches(spec)`` is true loads it. When several match, the plugin rule
 decides (:func:`compaudit.plugins.best_matches`: the longest declared suffix
@@ -15,6 +20,7 @@ wins); a tie is ambiguous and ``?provider=NAME`` picks one.
 
 from __future__ import annotations
 
+import inspect
 import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +30,9 @@ import numpy as np
 
 from compaudit.data._common import check_dataset, compact
 from compaudit.data._spec import parse_data_spec
-from compaudit.data.base import Dataset, DatasetProvider
+from compaudit.data.base import Dataset, DatasetProvider, Preprocessing
+from compaudit.data.prep import given_prep, plain, prep_mismatch
+from compaudit.data.subset import take_subset
 from compaudit.data.tables import read_csv_columns
 from compaudit.errors import DataNotFoundError, InputError
 
@@ -73,7 +81,13 @@ def _known(providers: Mapping[str, Any]) -> str:
 
 
 def load_dataset(
-    spec: str, *, options: Mapping[str, str] | None = None, registry: Registry | None = None
+    spec: str,
+    *,
+    options: Mapping[str, str] | None = None,
+    registry: Registry | None = None,
+    prep: Preprocessing | None = None,
+    prep_source: str = "the model",
+    fit: bool = False,
 ) -> Dataset:
     """Load the dataset named by ``spec`` through the dataset plugins.
 
@@ -86,6 +100,17 @@ def load_dataset(
         ``provider=NAME`` forces a loader.
     registry : Registry, optional
         Plugin registry; default :func:`compaudit.plugins.get_registry`.
+    prep : Preprocessing, optional
+        The preprocessing the data must get (a model's, fitted on its
+        training data). Loaders that take it (CSV, image folders, ``.npz``)
+        apply it; for others the loaded data must already match it. A
+        ``?prep=FILE`` in the spec must agree with it.
+    prep_source : str
+        Where ``prep`` came from, named in mismatch messages.
+    fit : bool
+        The data are training data: loaders that fit their preprocessing
+        (CSV tables) may fit it on them. Without ``fit`` or ``prep``, a CSV
+        table is an error unless its spec says ``fit=eval``.
 
     Returns
     -------
@@ -123,9 +148,50 @@ def load_dataset(
         raise InputError(ERR_UNKNOWN_SPEC.format(spec=spec, known=_known(providers)))
     if len(chosen) > 1:
         raise InputError(ERR_AMBIGUOUS.format(spec=spec, names=", ".join(sorted(chosen))))
-    dataset: Dataset = providers[chosen[0]].load(target, options=merged)
+    # seed= belongs to the subset only beside subset= (digits has a seed= of its own).
+    subset = merged.pop("subset", None)
+    seed = merged.pop("seed", None) if subset is not None else None
+    provider = providers[chosen[0]]
+    if _takes_prep(provider):
+        named = merged.get("prep", merged.get("encoding"))
+        if named is not None and prep is not None:
+            # The spec's prep file must be the model's; checked here to name both sources.
+            _spec_prep({"prep": named}, prep, prep_source, src=spec)
+            prep = None  # the loader applies the (equal) file
+        load: Any = provider.load  # the protocol's load takes no prep; this one does
+        dataset: Dataset = load(target, options=merged, prep=prep, fit=fit)
+    else:
+        # A loader that knows nothing of prep: the spec's prep= (if any) and the
+        # model's must both describe what it produced.
+        prep, prep_source = _spec_prep(merged, prep, prep_source, src=spec)
+        dataset = provider.load(target, options=merged)
+        if prep is not None and plain(prep.to_dict()) != plain(dataset.preprocessing.to_dict()):
+            raise prep_mismatch(
+                prep.to_dict(), dataset.preprocessing.to_dict(), model=prep_source, data=spec
+            )
     check_dataset(dataset, src=f"dataset loader '{chosen[0]}' on '{spec}'")
+    if subset is not None:
+        dataset = take_subset(dataset, subset, seed, src=spec)
     return dataset
+
+
+def _takes_prep(provider: object) -> bool:
+    """Whether a loader's ``load`` accepts ``prep=`` and ``fit=`` (the built-in file loaders)."""
+    try:
+        params = inspect.signature(provider.load).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
+    return "prep" in params and "fit" in params
+
+
+def _spec_prep(
+    options: dict[str, str], prep: Preprocessing | None, prep_source: str, *, src: str
+) -> tuple[Preprocessing | None, str]:
+    """Pop ``prep=`` from ``options``; it must agree with ``prep`` when both are given."""
+    path = options.pop("prep", None)
+    if path is None:
+        return prep, prep_source
+    return given_prep(path, prep, src=src, model=prep_source), path
 
 
 def read_attributes_csv(path: str | Path, ids: np.ndarray) -> dict[str, np.ndarray]:

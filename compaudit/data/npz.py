@@ -21,6 +21,14 @@ Keys:
     it overrides what is inferred.
 
 Any other key is an error, so that a misspelled ``attr-sex`` is not dropped.
+
+Option ``prep=prep.json`` (a prep file, see :mod:`compaudit.data.prep`):
+when ``x`` holds raw uint8 images (``[N, H, W]``, ``[N, H, W, C]`` or
+``[N, C, H, W]``, C = 1 or 3), they are prepared as the prep says (scaling
+``divide:255``, ``none``, or ``standardize`` with per-channel ``mean``/``std``
+on pixels / 255) and kept as ``images`` for the gallery; otherwise ``x`` must
+already be prepared that way (its declared or inferred preprocessing must
+equal the prep's), or loading fails with the fields that differ.
 The file is read with :func:`compaudit._npz.read_npz`: every array is
 size-checked against its zip member and a limit (8 GiB uncompressed,
 ``$COMPAUDIT_MAX_DATASET_BYTES``) before it is allocated, and nothing is
@@ -42,8 +50,10 @@ from compaudit.data._common import (
     check_length,
     check_unique_ids,
 )
+from compaudit.data._pixels import scale_pixels
 from compaudit.data._spec import file_request, merge_options
 from compaudit.data.base import Dataset, Preprocessing
+from compaudit.data.prep import given_prep, plain, prep_mismatch
 from compaudit.errors import DataNotFoundError, InputError
 
 __all__ = ["NpzProvider"]
@@ -72,6 +82,15 @@ ERR_PREPROCESSING = (
     "layout, dtype, scaling, encoding, params ({reason})"
 )
 ERR_LAYOUT = "{src}: declared layout '{layout}' does not fit 'x' of shape {shape}"
+ERR_RAW_SHAPE = (
+    "{src}: raw uint8 'x' of shape {shape} is not [N, H, W], [N, H, W, C] or [N, C, H, W] "
+    "with C = 1 or 3"
+)
+ERR_RAW_SIZE = "{src}: images are {got} (HxW) but the prep from {prep} expects {want}"
+ERR_RAW_DECLARED = (
+    "{src}: holds raw uint8 'x' and a 'preprocessing' array; with prep= the prep file "
+    "declares the preprocessing, drop the array"
+)
 
 
 def _preprocessing(arrays: Mapping[str, np.ndarray], x: np.ndarray, src: str) -> Preprocessing:
@@ -114,9 +133,23 @@ class NpzProvider:
         base, _, _ = merge_options(spec, None)
         return base.lower().endswith(".npz")
 
-    def load(self, spec: str, *, options: Mapping[str, str] | None = None) -> Dataset:
-        """Load and validate the ``.npz`` named by ``spec`` (takes no options)."""
-        path, src, _ = file_request(spec, options, allowed=(), kind=".npz file")
+    def load(
+        self,
+        spec: str,
+        *,
+        options: Mapping[str, str] | None = None,
+        prep: Preprocessing | None = None,
+        fit: bool = False,
+    ) -> Dataset:
+        """Load and validate the ``.npz`` named by ``spec`` (option ``prep=``).
+
+        ``prep`` (a model's preprocessing) is applied like ``?prep=``;
+        ``fit`` changes nothing (an ``.npz`` declares its preprocessing).
+        """
+        path, src, opts = file_request(spec, options, allowed=("prep",), kind=".npz file")
+        prep_src = "the model"
+        if "prep" in opts:
+            prep, prep_src = given_prep(opts["prep"], prep, src=src), opts["prep"]
         if not path.is_file():
             raise DataNotFoundError(ERR_NPZ_MISSING.format(src=src))
         arrays = read_npz(path, what="dataset")  # bounded: no 10**12-element header allocates
@@ -130,7 +163,20 @@ class NpzProvider:
         x = arrays["x"]
         if x.dtype.kind not in "fiub":
             raise InputError(ERR_X_DTYPE.format(src=src, dtype=x.dtype))
-        preprocessing = _preprocessing(arrays, x, src)
+        raw_images = None
+        if prep is not None and x.dtype == np.uint8:
+            if "preprocessing" in arrays:
+                raise InputError(ERR_RAW_DECLARED.format(src=src))
+            raw_images, nchw = _raw_pixels(x, src)
+            _check_raw_size(nchw, prep, src=src, prep_src=prep_src)
+            x = scale_pixels(nchw, prep, src=src, prep_src=prep_src)
+            preprocessing = prep
+        else:
+            preprocessing = _preprocessing(arrays, x, src)
+            if prep is not None and plain(prep.to_dict()) != plain(preprocessing.to_dict()):
+                raise prep_mismatch(
+                    prep.to_dict(), preprocessing.to_dict(), model=prep_src, data=src
+                )
         if x.dtype.kind == "f" and not np.isfinite(x).all():
             count = int(x.size - np.isfinite(x).sum())
             raise InputError(ERR_X_FINITE.format(src=src, count=count))
@@ -162,7 +208,7 @@ class NpzProvider:
             check_length(values, n, key=key, src=src)
             attributes[key[len(ATTR_PREFIX) :]] = values
 
-        images = arrays.get("images")
+        images = arrays.get("images", raw_images)
         if images is not None:
             rgb = images.ndim == 4 and images.shape[-1] == 3
             if images.dtype != np.uint8 or not (images.ndim == 3 or rgb):
@@ -178,4 +224,29 @@ class NpzProvider:
             preprocessing=preprocessing,
             images=images,
             source=src,
+        )
+
+
+def _raw_pixels(x: np.ndarray, src: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(gallery images [N, H, W] or [N, H, W, 3], pixels [N, C, H, W])`` of raw uint8 ``x``."""
+    if x.ndim == 3:
+        return x, x[:, None]
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        nchw = x.transpose(0, 3, 1, 2)
+    elif x.ndim == 4 and x.shape[1] in (1, 3):
+        nchw = x
+    else:
+        raise InputError(ERR_RAW_SHAPE.format(src=src, shape=x.shape))
+    gallery = nchw[:, 0] if nchw.shape[1] == 1 else nchw.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(gallery), nchw
+
+
+def _check_raw_size(nchw: np.ndarray, prep: Preprocessing, *, src: str, prep_src: str) -> None:
+    want = (prep.params.get("height"), prep.params.get("width"))
+    got = (int(nchw.shape[2]), int(nchw.shape[3]))
+    if want != (None, None) and want != got:
+        raise InputError(
+            ERR_RAW_SIZE.format(
+                src=src, got=f"{got[0]}x{got[1]}", prep=prep_src, want=f"{want[0]}x{want[1]}"
+            )
         )

@@ -15,10 +15,23 @@ Options (``table.csv?key=value&...``):
     Columns to one-hot encode; default: every column with a non-numeric value.
     Numeric columns are standardised. Both are recorded in
     ``Preprocessing.params`` (see :class:`~compaudit.data.encoding.TableEncoding`).
-``encoding``
-    A JSON file holding a recorded encoding (a ``Preprocessing.to_dict()`` or
-    its ``params``) to apply instead of fitting one, so that a test table is
-    encoded exactly like its training table.
+``prep`` (alias ``encoding``)
+    A prep file (``compaudit fit-data TRAIN.csv --out prep.json``, or
+    ``RUN_DIR/prep.json`` from the trainer; see :mod:`compaudit.data.prep`)
+    whose encoding is applied instead of fitting one, so that a test table is
+    encoded exactly like its training table. Its label column is the default
+    ``label``. A category of the training table missing here is fine.
+``fit``
+    ``fit=train``: this table is training data, fit the encoding on it (what
+    ``fit-data`` and the trainer do). ``fit=eval``: fit on this evaluation
+    table itself, only for models trained on its raw features. Without
+    ``prep`` or ``fit`` (and outside the trainer), loading is an error that
+    names the command to run: an encoding silently fitted on evaluation data
+    changes what a model sees.
+``unknown``
+    ``error`` (default): a category never seen when the encoding was fitted
+    is an error naming the column and values; ``ignore``: it encodes as all
+    zeros, like scikit-learn's ``OneHotEncoder(handle_unknown="ignore")``.
 
 Empty cells are rejected: fill or drop them first.
 """
@@ -26,7 +39,6 @@ Empty cells are rejected: fill or drop them first.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,11 +54,23 @@ from compaudit.data._spec import (
 )
 from compaudit.data.base import Dataset, Preprocessing
 from compaudit.data.encoding import TableEncoding
+from compaudit.data.prep import fit_command, given_prep
 from compaudit.errors import DataNotFoundError, InputError
 
 __all__ = ["CsvProvider", "class_index", "read_csv_columns"]
 
-OPTIONS = ("label", "id", "attributes", "keep_attributes", "categorical", "classes", "encoding")
+OPTIONS = (
+    "label",
+    "id",
+    "attributes",
+    "keep_attributes",
+    "categorical",
+    "classes",
+    "encoding",
+    "prep",
+    "fit",
+    "unknown",
+)
 
 ERR_CSV_MISSING = "{src}: file not found; check the path of the data spec"
 ERR_CSV_UNREADABLE = "{src}: cannot read as a UTF-8 CSV table ({reason})"
@@ -67,12 +91,25 @@ ERR_LABEL_NOT_IN_CLASSES = (
     "{src}: label value(s) {values} are not in classes={classes}; add them to the classes option"
 )
 ERR_DUP_CLASSES = "{src}: classes option lists a class twice: {classes}"
-ERR_ENCODING_BOTH = "{src}: give either encoding= or categorical=, not both"
+ERR_ENCODING_BOTH = "{src}: give either prep= (encoding=) or categorical=, not both"
+ERR_PREP_TWICE = "{src}: give prep= or its alias encoding=, not both"
+ERR_PREP_AND_FIT = "{src}: give prep= (apply a fitted encoding) or fit= (fit one here), not both"
 ERR_ENCODING_COLUMNS = (
-    "{src}: the table's feature columns {got} differ from the recorded encoding's {want}; "
-    "use the same columns (and attributes/keep_attributes options) as when it was recorded"
+    "{src}: the table's feature columns differ from those of the prep from {prep} ({diff}); "
+    "use the same columns (and attributes/keep_attributes options) as the training table"
 )
-ERR_ENCODING_FILE = "{src}: cannot read encoding file {path} ({reason})"
+ERR_NOT_TABLE_PREP = (
+    "{src}: the prep from {prep} is not a table encoding (layout {layout}); "
+    "give the prep of the model's training table"
+)
+ERR_NEEDS_PREP = (
+    "{src}: no preprocessing given, and fitting one on evaluation data would change what the "
+    "model sees. Fix: run {command} on the model's training table and add ?prep=prep.json "
+    "(a trainer run has RUN_DIR/prep.json), or add ?fit=eval if the model was trained on "
+    "this table's own encoding"
+)
+ERR_FIT_VALUE = "{src}: fit={value} is not supported; use fit=train or fit=eval"
+ERR_UNKNOWN_VALUE = "{src}: unknown={value} is not supported; use unknown=error or unknown=ignore"
 
 
 def read_csv_columns(path: Path, *, src: str) -> tuple[list[str], np.ndarray, list[int]]:
@@ -149,18 +186,6 @@ def class_index(
     return y, tuple(names)
 
 
-def _read_encoding(path: str, *, src: str) -> TableEncoding:
-    try:
-        blob: Any = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(ERR_ENCODING_FILE.format(src=src, path=path, reason=exc)) from None
-    if isinstance(blob, dict) and isinstance(blob.get("params"), dict):
-        blob = blob["params"]  # a whole Preprocessing.to_dict()
-    if not isinstance(blob, dict):
-        raise InputError(ERR_ENCODING_FILE.format(src=src, path=path, reason="not a JSON object"))
-    return TableEncoding.from_params(blob, src=path)
-
-
 def _ids(values: np.ndarray) -> np.ndarray:
     try:
         return values.astype(np.int64)
@@ -179,13 +204,34 @@ class CsvProvider:
         base, _, _ = merge_options(spec, None)
         return base.lower().endswith(".csv")
 
-    def load(self, spec: str, *, options: Mapping[str, str] | None = None) -> Dataset:
-        """Load and encode the table named by ``spec``."""
+    def load(
+        self,
+        spec: str,
+        *,
+        options: Mapping[str, str] | None = None,
+        prep: Preprocessing | None = None,
+        fit: bool = False,
+    ) -> Dataset:
+        """Load and encode the table named by ``spec``.
+
+        ``prep`` (a model's preprocessing) is applied like ``?prep=``; with
+        ``fit`` the table is training data and the encoding is fitted on it.
+        """
         path, src, opts = file_request(spec, options, allowed=OPTIONS, kind="CSV table")
+        prep, prep_src = _given_prep(opts, prep, src=src)
+        fit_value = opts.get("fit")
+        if fit_value is not None and fit_value not in ("train", "eval"):
+            raise InputError(ERR_FIT_VALUE.format(src=src, value=fit_value))
+        if prep is not None and fit_value is not None:
+            raise InputError(ERR_PREP_AND_FIT.format(src=src))
+        unknown = opts.get("unknown", "error")
+        if unknown not in ("error", "ignore"):
+            raise InputError(ERR_UNKNOWN_VALUE.format(src=src, value=unknown))
         header, cells, _ = read_csv_columns(path, src=src)
         table = {col: cells[:, i] for i, col in enumerate(header)}
 
-        label = opts.get("label") or "label"
+        recorded: Mapping[str, Any] = prep.params if prep is not None else {}
+        label = opts.get("label") or str(recorded.get("label") or "label")
         if label not in table:
             raise InputError(ERR_NO_LABEL.format(src=src, label=label, columns=", ".join(header)))
         id_col = opts.get("id") or "id"
@@ -203,23 +249,44 @@ class CsvProvider:
         features = [c for c in header if c not in excluded]
         if not features:
             raise InputError(ERR_NO_FEATURES.format(src=src))
-        if "encoding" in opts:
+        if prep is not None:
             if categorical is not None:
                 raise InputError(ERR_ENCODING_BOTH.format(src=src))
-            encoding = _read_encoding(opts["encoding"], src=src)
+            encoding = _table_encoding(prep, prep_src, src=src)
             if sorted(encoding.columns) != sorted(features):
                 raise InputError(
-                    ERR_ENCODING_COLUMNS.format(src=src, got=features, want=list(encoding.columns))
+                    ERR_ENCODING_COLUMNS.format(
+                        src=src, prep=prep_src, diff=_column_diff(list(encoding.columns), features)
+                    )
                 )
-        else:
+        elif fit or fit_value is not None:
             encoding = TableEncoding.fit(table, features, categorical=categorical, src=src)
-        x = encoding.transform(table, unknown="error", src=src)
+        else:
+            query = "&".join(f"{k}={v}" for k, v in opts.items() if k not in ("unknown",))
+            train = "TRAIN.csv" + (f"?{query}" if query else "")
+            raise InputError(ERR_NEEDS_PREP.format(src=src, command=fit_command(train)))
+        x = encoding.transform(table, unknown=unknown, src=src)  # type: ignore[arg-type]
 
         classes = opt_list(opts, "classes") if "classes" in opts else None
+        if classes is None and isinstance(recorded.get("classes"), list):
+            classes = [str(c) for c in recorded["classes"]]
         y, class_names = class_index(table[label], classes=classes, src=src)
         ids = _ids(table[id_col]) if id_col in table else np.arange(y.shape[0], dtype=np.int64)
         check_unique_ids(ids, src=f"{src} (column '{id_col}')")
-        params: dict[str, Any] = {"label": label, **encoding.to_params()}
+        if prep is None:
+            params: dict[str, Any] = {
+                "label": label,
+                "classes": list(class_names),
+                "fitted_on": path.name,
+                **encoding.to_params(),
+            }
+            prep = Preprocessing(
+                layout="NF",
+                dtype="float32",
+                scaling="standardize" if encoding.numeric else "none",
+                encoding="onehot" if encoding.categories else "none",
+                params=params,
+            )
         return Dataset(
             name=spec,
             x=x,
@@ -227,12 +294,36 @@ class CsvProvider:
             ids=ids,
             class_names=class_names,
             attributes={a: compact(table[a]) for a in attributes},
-            preprocessing=Preprocessing(
-                layout="NF",
-                dtype="float32",
-                scaling="standardize" if encoding.numeric else "none",
-                encoding="onehot" if encoding.categories else "none",
-                params=params,
-            ),
+            # Exactly the model's (so its recorded preprocessing matches) when applied.
+            preprocessing=prep,
             source=src,
         )
+
+
+def _given_prep(
+    opts: Mapping[str, str], prep: Preprocessing | None, *, src: str
+) -> tuple[Preprocessing | None, str]:
+    """The prep to apply: ``prep=``/``encoding=`` of the spec, which must agree with ``prep``."""
+    if "prep" in opts and "encoding" in opts:
+        raise InputError(ERR_PREP_TWICE.format(src=src))
+    path = opts.get("prep", opts.get("encoding"))
+    if path is None:
+        return prep, "the model"
+    return given_prep(path, prep, src=src), path
+
+
+def _table_encoding(prep: Preprocessing, prep_src: str, *, src: str) -> TableEncoding:
+    if prep.layout != "NF" or "columns" not in prep.params:
+        raise InputError(ERR_NOT_TABLE_PREP.format(src=src, prep=prep_src, layout=prep.layout))
+    return TableEncoding.from_params(prep.params, src=prep_src)
+
+
+def _column_diff(want: list[str], got: list[str]) -> str:
+    parts = []
+    missing = [c for c in want if c not in got]
+    extra = [c for c in got if c not in want]
+    if missing:
+        parts.append(f"missing here: {', '.join(missing[:5])}")
+    if extra:
+        parts.append(f"not in the prep: {', '.join(extra[:5])}")
+    return "; ".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ __all__ = [
 ]
 
 ERR_MISSING = "{path}: no such model file"
+ERR_ONNX_PREP = (
+    "{path}: metadata '{key}' is not a JSON object (a recorded preprocessing); "
+    "re-export the model or remove the metadata entry"
+)
 ERR_ONNX_UNREADABLE = (
     "{path}: not a readable ONNX model ({reason}); the file is truncated or corrupted, "
     "export it again"
@@ -113,6 +118,44 @@ def _external_files(path: Path) -> list[Path]:
     return [path.parent / loc for loc in sorted(locations)]
 
 
+def _recorded_preprocessing(session: Any, path: Path) -> dict[str, Any]:
+    """``{"preprocessing": ...}`` when the trainer recorded it in the model's metadata."""
+    from compaudit.data.prep import ONNX_PREP_KEY
+
+    text = session.get_modelmeta().custom_metadata_map.get(ONNX_PREP_KEY)
+    if text is None:
+        return {}
+    try:
+        prep = json.loads(text)
+    except (ValueError, RecursionError):
+        prep = None
+    if not isinstance(prep, dict):
+        raise ModelError(ERR_ONNX_PREP.format(path=path, key=ONNX_PREP_KEY))
+    return {"preprocessing": prep}
+
+
+def load_onnx_preprocessing(path: Path) -> dict[str, Any] | None:
+    """The preprocessing an ONNX file records (trainer exports), without starting a session."""
+    import onnx
+
+    from compaudit.data.prep import ONNX_PREP_KEY
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # unreadable: loading the model reports it properly
+        return None
+    for entry in proto.metadata_props:
+        if entry.key == ONNX_PREP_KEY:
+            try:
+                prep = json.loads(entry.value)
+            except (ValueError, RecursionError):
+                prep = None
+            if not isinstance(prep, dict):
+                raise ModelError(ERR_ONNX_PREP.format(path=path, key=ONNX_PREP_KEY))
+            return prep
+    return None
+
+
 class OnnxRunner:
     """An onnxruntime session that predicts top-k labels in batches.
 
@@ -150,6 +193,7 @@ class OnnxRunner:
             "format": "onnx",
             "path": str(path),
             "input": {"name": self._input.name, "type": self._input.type},
+            **_recorded_preprocessing(self._session, path),
         }
 
     @property

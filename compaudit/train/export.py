@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +34,21 @@ def quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
-def export_onnx(model: nn.Module, example: np.ndarray, path: str | Path) -> None:
+def export_onnx(
+    model: nn.Module,
+    example: np.ndarray,
+    path: str | Path,
+    *,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
     """Export ``model`` (eval mode, CPU) to ``path`` atomically.
 
     The graph takes ``input`` (float32, any batch size) and returns ``logits``.
     The TorchScript-based exporter is used: it needs no extra packages and
     gives a plain graph that ONNX Runtime's quantizers understand.
+    ``metadata`` is stored in the model's ``metadata_props`` (the trainer
+    records the preprocessing there, so an export copied out of its run
+    still carries it).
     """
     model = model.eval().cpu()
     x = torch.from_numpy(np.ascontiguousarray(example[:1], dtype=np.float32))
@@ -54,3 +63,11 @@ def export_onnx(model: nn.Module, example: np.ndarray, path: str | Path) -> None
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
         )
+        if metadata:
+            import onnx
+
+            proto = onnx.load(str(tmp))
+            for key, value in sorted(metadata.items()):
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            onnx.save(proto, str(tmp))

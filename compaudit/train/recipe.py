@@ -72,6 +72,10 @@ BUILTIN_QUANTIZERS = ("onnx-dynamic", "onnx-static", "torch-dynamic", "fp16")
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
+_NOT_FINGERPRINTED = {"eval_train"}
+"""Training keys that do not change the trained members."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -141,6 +145,9 @@ class TrainingConfig(_Strict):
     warmup_steps: int = Field(default=0, ge=0)
     """Linear warm-up from 0 over this many steps."""
     eval_batch_size: int = Field(default=1024, ge=1)
+    eval_train: bool = False
+    """Also evaluate each member on the training split (``train_top1`` in the
+    manifest). Off by default: it costs about one more epoch of training."""
 
 
 class PruneConfig(_Strict):
@@ -264,7 +271,9 @@ class Recipe(_Strict):
         blob = {
             "dataset": self.dataset.model_dump(mode="json"),
             "architecture": self.architecture.model_dump(mode="json"),
-            "training": self.training.model_dump(mode="json"),
+            # What is evaluated does not change the members (and leaving it out
+            # keeps the fingerprints of runs made before the key existed).
+            "training": self.training.model_dump(mode="json", exclude=_NOT_FINGERPRINTED),
             "seed": self.seed,
             "chain": chain,
         }
@@ -488,15 +497,20 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(spec: str) -> Dataset:
+def _load(spec: str, train_spec: str | None = None) -> Dataset:
     from compaudit.data.loading import load_dataset
 
-    return load_dataset(spec)
+    if train_spec is None:  # training data: preprocessing (a CSV encoding) is fitted here
+        return load_dataset(spec, fit=True)
+    # Evaluation data get the training data's preprocessing, never one fitted on themselves.
+    return load_dataset(
+        spec, prep=_load(train_spec).preprocessing, prep_source=f"the training data {train_spec}"
+    )
 
 
 def load_data(recipe: Recipe) -> tuple[Dataset, Dataset]:
     """The recipe's (train, eval) datasets, cached per process (members and
-    influence runs of one worker share them)."""
-    return _load(recipe.dataset.spec(recipe.dataset.train)), _load(
-        recipe.dataset.spec(recipe.dataset.eval)
-    )
+    influence runs of one worker share them). The eval split is prepared with
+    the train split's preprocessing (fitted on train)."""
+    train_spec = recipe.dataset.spec(recipe.dataset.train)
+    return _load(train_spec), _load(recipe.dataset.spec(recipe.dataset.eval), train_spec)

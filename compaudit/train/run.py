@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from compaudit._io import WRITE_FAULTS, output_error
-from compaudit.errors import InputError
+from compaudit.data.prep import PREP_FILE, write_prep
+from compaudit.errors import CompauditWarning, InputError, ModelError
 from compaudit.models.device import check_device
 from compaudit.train.base import MemberJob, MemberResult
 from compaudit.train.influence import (
@@ -34,7 +36,7 @@ from compaudit.train.recipe import Recipe, load_data, load_recipe
 from compaudit.train.registry import executor as get_executor
 from compaudit.train.trainer import steps_per_epoch
 
-__all__ = ["default_run_dir", "load_run", "plan", "train_recipe"]
+__all__ = ["TrainingFailedError", "default_run_dir", "load_run", "plan", "train_recipe"]
 
 ERR_NOT_RUN_DIR = (
     "{run}: exists, is not empty and is not a trainer run directory (no {manifest}); "
@@ -45,6 +47,59 @@ ERR_END_STEP = (
     "optimizer steps of training ({epochs} epochs x {spe} steps of batch {bs} over {n} "
     "examples); lower end_step or train longer"
 )
+
+
+ERR_FAILED = (
+    "{run}: {count} of {total} member(s) failed and were not recorded (the others were; "
+    "re-running the command retries only the failed ones): {failures}"
+)
+ERR_SOURCE_FAILED = "variant '{variant}', member {member}: not made, its source {source} failed"
+WARN_SPARSITY = (
+    "variant '{variant}', member {member}: achieved {what} {achieved:.4f} differs from the "
+    "target {target:.4f} by {points:.1f} points"
+)
+SPARSITY_TOLERANCE = 0.01
+"""Achieved sparsity further than this from the target is warned about (1 point)."""
+
+
+class TrainingFailedError(ModelError):
+    """Members failed on their own account (a non-finite loss or weights).
+
+    Raised once every other member has been trained and recorded; ``failures``
+    maps ``(variant, member)`` to each one's message (influence runs under
+    ``INFLUENCE_JOB``).
+    """
+
+    def __init__(self, message: str, failures: dict[tuple[str, int], str]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (TrainingFailedError, (str(self), self.failures))
+
+
+def _warn_sparsity(result: MemberResult) -> None:
+    """One warning line when a pruned member's sparsity is off its target by over 1 point."""
+    metrics = result.entry.get("metrics", {})
+    target = metrics.get("target_sparsity")
+    # Structured targets count units; the weight fraction is what unstructured ones count.
+    what = "unit sparsity" if "unit_sparsity" in metrics else "sparsity"
+    achieved = metrics.get("unit_sparsity", metrics.get("sparsity"))
+    if not isinstance(target, float) or not isinstance(achieved, float):
+        return
+    if abs(achieved - target) > SPARSITY_TOLERANCE:
+        warnings.warn(
+            WARN_SPARSITY.format(
+                variant=result.variant,
+                member=result.member,
+                what=what,
+                achieved=achieved,
+                target=target,
+                points=abs(achieved - target) * 100,
+            ),
+            CompauditWarning,
+            stacklevel=2,
+        )
 
 
 def default_run_dir(recipe: Recipe) -> Path:
@@ -172,10 +227,12 @@ def train_recipe(
         Executor name from the registry (default ``local``, or ``pool`` when
         ``jobs > 1``).
     threads : int, optional
-        Torch threads per member job. Default: in process, 1 when a training
-        step is small (under ``trainer.SMALL_STEP_MACS``; such models train
-        2-20x faster on one thread, on a busy machine most of all), else
-        torch's own choice; in a pool, ``cpu_count // jobs``.
+        Torch threads per member job. Default: in process, 1 on a machine of
+        at most ``trainer.FEW_CORES`` (2) cores or when a training step is
+        small (under ``trainer.SMALL_STEP_MACS``), else torch's own choice; in
+        a pool, ``cpu_count // jobs``. On 2 cores 2 threads trained 5-33x
+        slower than 1, and 2 members side by side at 1 thread each beat one
+        after another at 2 threads by 3-4x: use ``jobs`` = cores.
 
     Returns
     -------
@@ -184,6 +241,11 @@ def train_recipe(
 
     Raises
     ------
+    TrainingFailedError
+        Some members diverged (a non-finite loss or weights; each named with
+        its step and the likely fix), or derive from one that did. Raised after
+        every other member was trained and recorded; the failed ones are not,
+        so re-running retries them.
     OutputError
         A file of the run could not be written (a full or read-only disk, a
         file size limit): named, with the cause. Members already recorded
@@ -223,6 +285,13 @@ def train_recipe(
     # one) ends the run with exit 2 naming the file, and a re-run resumes from there.
     with _reported_writes(run_dir):
         write_manifest(run_dir, manifest)
+        # The preprocessing fitted on train, which `compaudit report RUN_DIR` applies to
+        # the eval data (and any --data), so audits see what the trainer evaluated.
+        write_prep(
+            run_dir / PREP_FILE,
+            train.preprocessing,
+            fitted_on=recipe.dataset.spec(recipe.dataset.train),
+        )
 
         waves: list[list[tuple[str, int]]] = plan(recipe, run_dir, manifest)
         influence_runs = pending_runs(recipe, run_dir, manifest)
@@ -243,17 +312,28 @@ def train_recipe(
         total_units = sum(units(v) for wave in waves for v, _ in wave)
         total_members = sum(len(w) for w in waves)
 
+        failed: dict[tuple[str, int], str] = {}
+
         def on_result(result: MemberResult) -> None:
-            if result.variant == INFLUENCE_JOB:
+            if result.error is not None:  # diverged: not recorded, so a re-run retries it
+                failed[(result.variant, result.member)] = result.error
+            elif result.variant == INFLUENCE_JOB:
                 record_run(run_dir, manifest, recipe, result.entry)
             else:
+                _warn_sparsity(result)
                 record_member(run_dir, manifest, recipe, result.variant, result.entry)
 
         with RunProgress(total_units, total_members, enabled=progress) as bars:
             for wave in waves:
-                member_jobs = [
-                    MemberJob(str(run_dir), recipe_dict, v, i, dev, threads) for v, i in wave
-                ]
+                member_jobs = []
+                for v, i in wave:
+                    source = None if v == INFLUENCE_JOB else recipe.variant(v).from_
+                    if source is not None and (source, i) in failed:
+                        failed[(v, i)] = ERR_SOURCE_FAILED.format(
+                            variant=v, member=i, source=f"{source}/{i}"
+                        )
+                        continue
+                    member_jobs.append(MemberJob(str(run_dir), recipe_dict, v, i, dev, threads))
                 runner.run(
                     member_jobs,
                     workers=jobs,
@@ -261,4 +341,14 @@ def train_recipe(
                     on_progress=bars.on_progress if progress else None,
                 )
         consolidate(run_dir, manifest, recipe)
+    if failed:
+        raise TrainingFailedError(
+            ERR_FAILED.format(
+                run=run_dir,
+                count=len(failed),
+                total=total_members,
+                failures=" | ".join(failed.values()),
+            ),
+            dict(failed),
+        )
     return load_run(run_dir)

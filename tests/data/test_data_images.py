@@ -137,7 +137,9 @@ def test_empty_folder_is_not_claimed(tmp_path: Path) -> None:
         ("size=big", images.ERR_IMG_SIZE_OPT.format(src="{root}", size="big")),
         (
             "resize=1",
-            _spec.ERR_UNKNOWN_OPTION.format(src="{root}", unknown="resize", allowed="mode, size"),
+            _spec.ERR_UNKNOWN_OPTION.format(
+                src="{root}", unknown="resize", allowed="mode, prep, size"
+            ),
         ),
     ],
 )

@@ -126,7 +126,7 @@ def test_load_dataset_dispatches_by_kind(registry: Registry, tmp_path: Path) -> 
 def test_options_argument_overrides_spec_options(registry: Registry, tmp_path: Path) -> None:
     table = tmp_path / "t.csv"
     table.write_text("a,b,c\n1,2,x\n3,4,y\n")
-    ds = load_dataset(f"{table}?label=b", options={"label": "c"}, registry=registry)
+    ds = load_dataset(f"{table}?label=b", options={"label": "c"}, registry=registry, fit=True)
     assert ds.class_names == ("x", "y")
     assert ds.preprocessing.params["columns"] == ["a", "b"]
 
@@ -176,7 +176,7 @@ def test_unknown_options_fail_closed(registry: Registry, tmp_path: Path) -> None
     with pytest.raises(InputError) as err:
         load_dataset(f"{spec}?lable=y", registry=registry)
     assert str(err.value) == _spec.ERR_UNKNOWN_OPTION.format(
-        src=spec, unknown="lable", allowed="(none)"
+        src=spec, unknown="lable", allowed="prep"
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from compaudit.data import _common, _spec, encoding, tables
+from compaudit.data.base import Dataset
 from compaudit.data.tables import CsvProvider
 from compaudit.errors import DataNotFoundError, InputError
 
@@ -27,15 +28,20 @@ def _csv(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
     return path
 
 
-def _error(spec: str) -> str:
+def _fit(spec: str) -> Dataset:
+    """Load ``spec`` as training data (the encoding is fitted on it)."""
+    return CsvProvider().load(spec, fit=True)
+
+
+def _error(spec: str, *, fit: bool = True) -> str:
     with pytest.raises(InputError) as err:
-        CsvProvider().load(spec)
+        CsvProvider().load(spec, fit=fit and "prep=" not in spec and "encoding=" not in spec)
     return str(err.value)
 
 
 def test_small_table_by_hand(tmp_path: Path) -> None:
     path = _csv(tmp_path, SMALL)
-    ds = CsvProvider().load(f"{path}?attributes=sex")
+    ds = _fit(f"{path}?attributes=sex")
     mean, std = 35.0, np.sqrt(125.0)  # population std of 20, 30, 40, 50
     age = (np.array([20, 30, 40, 50]) - mean) / std
     onehot = np.array([[0, 0, 1], [1, 0, 0], [0, 0, 1], [0, 1, 0]])  # blue, green, red
@@ -50,6 +56,8 @@ def test_small_table_by_hand(tmp_path: Path) -> None:
     assert (pre.layout, pre.scaling, pre.encoding) == ("NF", "standardize", "onehot")
     assert dict(pre.params) == {
         "label": "label",
+        "classes": ["no", "yes"],
+        "fitted_on": "t.csv",
         "columns": ["age", "color"],
         "numeric": {"age": {"mean": mean, "std": std}},
         "categorical": {"color": ["blue", "green", "red"]},
@@ -67,7 +75,7 @@ def test_matches_scikit_learn(tmp_path: Path) -> None:
         f"{a},{b},{c},{d}" for (a, b), (c,), d in zip(num, cat, lab, strict=True)
     ]
     path = _csv(tmp_path, "\n".join(lines) + "\n")
-    ds = CsvProvider().load(str(path))
+    ds = _fit(str(path))
     expected = np.column_stack(
         [
             StandardScaler().fit_transform(num),
@@ -81,7 +89,7 @@ def test_matches_scikit_learn(tmp_path: Path) -> None:
 
 def test_integer_labels_sort_numerically(tmp_path: Path) -> None:
     path = _csv(tmp_path, "f,label\n1,10\n2,9\n3,2\n")
-    ds = CsvProvider().load(str(path))
+    ds = _fit(str(path))
     assert ds.class_names == ("2", "9", "10")
     np.testing.assert_array_equal(ds.y, [2, 1, 0])
     np.testing.assert_array_equal(ds.ids, [0, 1, 2])
@@ -89,7 +97,7 @@ def test_integer_labels_sort_numerically(tmp_path: Path) -> None:
 
 def test_classes_option_fixes_order(tmp_path: Path) -> None:
     path = _csv(tmp_path, "f,label\n1,b\n2,a\n")
-    ds = CsvProvider().load(f"{path}?classes=c,b,a")
+    ds = _fit(f"{path}?classes=c,b,a")
     assert ds.class_names == ("c", "b", "a")
     np.testing.assert_array_equal(ds.y, [1, 2])
     message = tables.ERR_LABEL_NOT_IN_CLASSES.format(src=path, values="a", classes="b,c")
@@ -98,7 +106,7 @@ def test_classes_option_fixes_order(tmp_path: Path) -> None:
 
 def test_declared_categorical_and_keep_attributes(tmp_path: Path) -> None:
     path = _csv(tmp_path, SMALL)
-    ds = CsvProvider().load(f"{path}?attributes=sex&keep_attributes=1&categorical=age,color,sex")
+    ds = _fit(f"{path}?attributes=sex&keep_attributes=1&categorical=age,color,sex")
     params = ds.preprocessing.params
     assert params["numeric"] == {}
     assert params["columns"] == ["age", "color", "sex"]
@@ -108,31 +116,31 @@ def test_declared_categorical_and_keep_attributes(tmp_path: Path) -> None:
 
 def test_string_ids_and_label_option(tmp_path: Path) -> None:
     path = _csv(tmp_path, "id,g,income\na1,1,x\nb2,2,y\n")
-    ds = CsvProvider().load(f"{path}?label=income")
+    ds = _fit(f"{path}?label=income")
     np.testing.assert_array_equal(ds.ids, ["a1", "b2"])
 
 
 def test_recorded_encoding_is_reapplied(tmp_path: Path) -> None:
-    train = CsvProvider().load(str(_csv(tmp_path, SMALL)))
+    train = _fit(str(_csv(tmp_path, SMALL)))
     enc_file = tmp_path / "enc.json"
     enc_file.write_text(json.dumps(train.preprocessing.to_dict()))
     test_path = _csv(tmp_path, "id,age,color,sex,label\n1,35,green,m,yes\n", "test.csv")
-    test = CsvProvider().load(f"{test_path}?encoding={enc_file}")
+    test = CsvProvider().load(f"{test_path}?encoding={enc_file}")  # the alias of prep=
     assert test.preprocessing == train.preprocessing
     np.testing.assert_allclose(test.x, [[0.0, 0, 1, 0, 0, 1]], atol=1e-7)  # sex: f, m
+    # Classes come from the training table: 'no' is absent here but keeps index 0.
+    assert test.class_names == ("no", "yes")
     bad = _csv(tmp_path, "age,color,sex,label\n1,pink,m,yes\n", "bad.csv")
     message = encoding.ERR_UNKNOWN_CATEGORY.format(src=bad, col="color", count=1, examples="'pink'")
     assert _error(f"{bad}?encoding={enc_file}") == message
 
 
 def test_encoding_columns_must_match(tmp_path: Path) -> None:
-    train = CsvProvider().load(str(_csv(tmp_path, SMALL)))
+    train = _fit(str(_csv(tmp_path, SMALL)))
     enc_file = tmp_path / "enc.json"
-    enc_file.write_text(json.dumps(dict(train.preprocessing.params)))
+    enc_file.write_text(json.dumps(dict(train.preprocessing.params)))  # bare params still read
     path = _csv(tmp_path, SMALL, "again.csv")
-    message = tables.ERR_ENCODING_COLUMNS.format(
-        src=path, got=["age", "color"], want=["age", "color", "sex"]
-    )
+    message = tables.ERR_ENCODING_COLUMNS.format(src=path, prep=enc_file, diff="missing here: sex")
     assert _error(f"{path}?encoding={enc_file}&attributes=sex") == message
     assert _error(f"{path}?encoding={enc_file}&categorical=age") == (
         tables.ERR_ENCODING_BOTH.format(src=path)
@@ -201,5 +209,5 @@ def test_unknown_option_and_missing_file(tmp_path: Path) -> None:
     )
     assert _error(f"{path}?lable=x") == message
     with pytest.raises(DataNotFoundError) as err:
-        CsvProvider().load(str(tmp_path / "none.csv"))
+        _fit(str(tmp_path / "none.csv"))
     assert str(err.value) == tables.ERR_CSV_MISSING.format(src=tmp_path / "none.csv")

@@ -327,9 +327,10 @@ def test_predict_longest_name_that_fits_is_written(onnx_model: Path, tmp_path: P
 # dense/member-000.onnx, manifest.json (dense recorded), int8/member-000.onnx, manifest.json.
 TRAIN_FILLS_UP = {
     "train-disk-full-from-the-start": (0, "manifest.json"),
-    "train-disk-fills-up-at-first-checkpoint": (1, "dense/member-000.ckpt"),
-    "train-disk-fills-up-recording-a-member": (3, "manifest.json"),
-    "train-disk-fills-up-at-quantized-member": (4, "int8/member-000.onnx"),
+    "train-disk-fills-up-at-the-fitted-preprocessing": (1, "prep.json"),
+    "train-disk-fills-up-at-first-checkpoint": (2, "dense/member-000.ckpt"),
+    "train-disk-fills-up-recording-a-member": (4, "manifest.json"),
+    "train-disk-fills-up-at-quantized-member": (5, "int8/member-000.onnx"),
 }
 
 
