@@ -25,9 +25,10 @@ from compaudit.analysis.agreement import (
     pie_example_test,
     subset_top1,
 )
+from compaudit.analysis.fairness import DISPARITIES, PERMUTATIONS, RATES, fairness_table
 from compaudit.analysis.long_tail import long_tail_comparison
 from compaudit.analysis.shift import ShiftTable, group_accuracy, group_shift
-from compaudit.analysis.subgroups import pie_shares
+from compaudit.analysis.subgroups import LABEL_ATTRIBUTE, group_codes, pie_shares
 from compaudit.analysis.topline import TopLine, correct_matrix, summarize
 from compaudit.population import Population
 from compaudit.results import (
@@ -36,6 +37,12 @@ from compaudit.results import (
     CiePair,
     ClassRow,
     Comparison,
+    FairnessChange,
+    FairnessClass,
+    FairnessDisparity,
+    FairnessGroup,
+    FairnessIncrease,
+    FairnessSet,
     Floor,
     FloorsInfo,
     GroupRow,
@@ -125,6 +132,8 @@ class Partition:
     keys: list[Any]
     order: np.ndarray
     ref_accuracy: np.ndarray
+    cache: dict[Any, Any] = dataclasses.field(default_factory=dict)
+    """Reference-side work shared by every candidate (the fairness tables' memo)."""
 
     @classmethod
     def of(cls, codes: np.ndarray, keys: list[Any], ref: Side) -> Partition:
@@ -418,5 +427,153 @@ def compare(ref: Side, cand: Side, ctx: Context) -> tuple[Comparison, np.ndarray
         subgroups=sets[0].subgroups if sets else (),
         subgroup_sets=sets,
         long_tail=_long_tail(ref, cand, pie, ctx),
+        fairness=_fairness(ref, cand, ctx),
     )
     return comparison, pie
+
+
+def _fairness_partitions(
+    ref: Side, ctx: Context
+) -> list[tuple[tuple[str, ...], np.ndarray, list[Any]]]:
+    """Attribute sets for the fairness metrics: every audited set without the label, and
+    the marginal (one-attribute) sets of each intersection, marginals first."""
+    memo = ctx.class_part.cache
+    if "fairness_sets" in memo:
+        return memo["fairness_sets"]  # type: ignore[no-any-return]
+    pop = ref.population
+    known = {tuple(gs.attributes): gs.part for gs in ctx.group_sets}
+    wanted: list[tuple[str, ...]] = []
+    for attrs in known:
+        if LABEL_ATTRIBUTE in attrs:
+            continue  # grouping by the true label makes one-vs-rest rates degenerate
+        wanted.extend((a,) for a in attrs if (a,) not in wanted)
+        if len(attrs) > 1 and attrs not in wanted:
+            wanted.append(attrs)
+    out = []
+    for attrs in wanted:
+        part = known.get(attrs)
+        if part is not None:
+            out.append((attrs, part.codes, part.keys))
+            continue
+        names = [pop.class_name(i) for i in range(pop.num_classes)]
+        codes, keys = group_codes(
+            pop.attributes, attrs, y=pop.y.astype(np.intp), class_names=names, source=pop.source
+        )
+        out.append((attrs, codes, keys))
+    memo["fairness_sets"] = out
+    return out
+
+
+def _fairness(ref: Side, cand: Side, ctx: Context) -> tuple[FairnessSet, ...]:
+    """Per-group TPR, FPR, FNR, selection rate and the disparities of every fairness set."""
+    pop, s = ref.population, ctx.settings
+    floors = ctx.class_floors
+    # A floor where the reference population gives one (K >= 3), as for the other gates.
+    permutations = PERMUTATIONS if floors is not None and floors.available else 0
+    sets = []
+    memo = ctx.class_part.cache
+    for attrs, codes, keys in _fairness_partitions(ref, ctx):
+        t = fairness_table(
+            pop.predictions,
+            cand.population.predictions,
+            pop.y,
+            codes,
+            len(keys),
+            num_classes=pop.num_classes,
+            min_support=s.min_support,
+            paired=ctx.lineage,
+            permutations=permutations,
+            quantile=s.floor_quantile,
+            seed=s.seed,
+            cache=memo.setdefault(("fairness", attrs), {}),
+        )
+
+        def change(ref_v: Any, cand_v: Any, low: Any, high: Any) -> dict[str, Any]:
+            r, c = _num(ref_v), _num(cand_v)
+            return {
+                "reference": r,
+                "candidate": c,
+                "change": c - r if r is not None and c is not None else None,
+                "change_low": _num(low),
+                "change_high": _num(high),
+            }
+
+        classes = []
+        for j in _reported_classes(t):
+            cls = int(t.classes[j])
+            groups = tuple(
+                FairnessGroup(
+                    group=keys[i],
+                    n=int(t.n[i]),
+                    n_positive=int(t.n_positive[i, j]),
+                    judged=bool(t.judged[i]),
+                    **{k: FairnessChange(**change(*(a[i, j] for a in t.rates[k]))) for k in RATES},
+                )
+                for i in range(len(keys))
+            )
+            disp = {
+                k: FairnessDisparity(
+                    **change(d.reference[j], d.candidate[j], d.low[j], d.high[j]),
+                    floor=_num(d.floor[j]),
+                    excess=_num(d.excess[j]),
+                    p_floor=_num(d.p_floor[j]),
+                )
+                for k, d in t.disparities.items()
+            }
+            classes.append(
+                FairnessClass(class_index=cls, name=pop.class_name(cls), groups=groups, **disp)
+            )
+        worst = {
+            k: FairnessChange(
+                **change(d.worst_reference, d.worst_candidate, d.worst_low, d.worst_high)
+            )
+            for k, d in t.disparities.items()
+        }
+        increase = {
+            f"{k}_increase": FairnessIncrease(
+                value=_num(d.increase),
+                class_index=int(t.classes[d.increase_class]) if d.increase_class >= 0 else None,
+                floor=_num(d.increase_floor),
+                excess=_num(d.increase_excess),
+                p_value=_num(d.increase_p),
+            )
+            for k, d in t.disparities.items()
+        }
+        sets.append(
+            FairnessSet(
+                attributes=attrs,
+                kind="marginal" if len(attrs) == 1 else "intersection",
+                task="binary" if pop.num_classes == 2 else "one-vs-rest",
+                min_support=s.min_support,
+                bootstrap={
+                    "replicates": t.replicates,
+                    "level": t.level,
+                    "seed": t.seed,
+                    "resampled": t.resampled,
+                },
+                demographic_parity_difference=worst[DISPARITIES[0]],
+                equalized_odds_difference=worst[DISPARITIES[1]],
+                demographic_parity_difference_increase=increase[f"{DISPARITIES[0]}_increase"],
+                equalized_odds_difference_increase=increase[f"{DISPARITIES[1]}_increase"],
+                classes=tuple(classes),
+                n_classes=int(t.classes.size),
+            )
+        )
+    return tuple(sets)
+
+
+FAIRNESS_CLASSES_SHOWN = 20
+"""Positive classes listed per fairness set (all of them enter the summaries and gates)."""
+
+
+def _reported_classes(t: Any) -> list[int]:
+    """Indices of the classes listed: all for up to :data:`FAIRNESS_CLASSES_SHOWN`, else
+    those with the largest rise of either disparity first (a report of 1,000 classes x
+    groups x sets x candidates would be megabytes of rows nobody reads)."""
+    n = int(t.classes.size)
+    if n <= FAIRNESS_CLASSES_SHOWN:
+        return list(range(n))
+    rise = np.fmax.reduce(
+        [np.nan_to_num(d.candidate - d.reference, nan=-np.inf) for d in t.disparities.values()]
+    )
+    return [int(j) for j in np.argsort(-rise, kind="stable")[:FAIRNESS_CLASSES_SHOWN]]

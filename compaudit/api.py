@@ -309,6 +309,7 @@ def audit(
     subgroups: Sequence[str] | None = None,
     reference_name: str = "reference",
     example_scores: Mapping[str, Any] | None = None,
+    compression: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Report:
     """Audit compressed models against their reference.
 
@@ -349,6 +350,11 @@ def audit(
         comparison then tests each score on its PIEs, CIEs, CIE-U and CIE-C
         against the rest, beside the same subsets under seed noise
         (``comparisons[i].long_tail``).
+    compression : mapping of name to mapping, optional
+        Compression metadata per population (reference or candidate), e.g.
+        ``{"p90": {"sparsity": 0.9}, "int8": {"bits": 8}}``; keys ``sparsity``,
+        ``bits``, ``file_size`` (bytes), ``parameters``. It places them on the
+        compression curve (``populations[name].compression``).
 
     Returns
     -------
@@ -400,7 +406,29 @@ def audit(
         lineage=lineage,
         example_scores=scores,
     )
-    return _judge(result, pol, resolved)
+    report = _judge(result, pol, resolved)
+    if compression:
+        report = Report(_with_levels(report.document, compression), result)
+    return report
+
+
+ERR_COMPRESSION_NAME = "compression: no population named {names}; populations: {known}"
+
+
+def _with_levels(document: AuditReport, given: Mapping[str, Mapping[str, float]]) -> AuditReport:
+    from compaudit._compression import given_values, merge, with_compression
+
+    unknown = sorted(set(map(str, given)) - set(document.populations))
+    if unknown:
+        raise InputError(
+            ERR_COMPRESSION_NAME.format(
+                names=", ".join(unknown), known=", ".join(document.populations)
+            )
+        )
+    levels = {
+        str(n): merge(("given", given_values(f"compression[{n!r}]", v))) for n, v in given.items()
+    }
+    return with_compression(document, levels)
 
 
 def _policy(policy: str | Path | Policy | None) -> Policy | None:

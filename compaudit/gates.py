@@ -46,6 +46,12 @@ rates in percent and drops in percentage points.
 ``subgroups.accuracy_gap``
     Largest ``-shift_difference`` over judged groups (``n >= min_support``, and with
     ``require_significance`` significantly worse); 0 when none is judged.
+``demographic_parity_difference_increase`` / ``equalized_odds_difference_increase``
+    Per fairness set (``[sex]``, ``[sex,race]``...): the disparity's largest increase
+    over the positive classes (one-vs-rest in multi-class tasks), candidate minus
+    reference (``comparison.fairness[i].<name>.value``). Fails only when the increase
+    exceeds both the threshold and its seed-noise floor where the reference population
+    gives one (see :mod:`compaudit._gates_fairness`); unevaluable without fairness metrics.
 
 The subgroup gates run on each set of ``gates.subgroups.attributes`` /
 ``attribute_sets`` (see :mod:`compaudit._gates_subgroups`). An unevaluable
@@ -90,6 +96,10 @@ from compaudit._gates_common import (
     pct,
     pp,
     signed_pp,
+)
+from compaudit._gates_fairness import (
+    demographic_parity_difference_increase,
+    equalized_odds_difference_increase,
 )
 from compaudit._gates_subgroups import (
     REASON_ATTRIBUTES,
@@ -136,10 +146,12 @@ __all__ = [
     "GateStatus",
     "Verdict",
     "advisory_exit_status",
+    "candidate_verdicts",
     "check_error",
     "decide_verdict",
     "evaluate_gates",
     "exit_status_for",
+    "gate_unit",
     "judge",
     "nothing_evaluated",
     "required_attributes",
@@ -267,6 +279,8 @@ def judge(
         errors = nothing_evaluated(draft, gates)
         verdict = decide_verdict(gates, errors)
     document = result.report(gates=gates, verdict=verdict, errors=errors)
+    if policy is not None:
+        document = dataclasses.replace(document, comparisons=candidate_verdicts(document))
     if settings_report is not None:
         document = dataclasses.replace(document, settings=dict(settings_report))
     return document
@@ -294,6 +308,17 @@ def nothing_evaluated(report: AuditReport, gates: Sequence[GateResult]) -> list[
             why = WHY_NO_GATES
         errors.append(ERR_NOTHING_EVALUATED.format(candidate=comp.candidate, why=why))
     return errors
+
+
+def candidate_verdicts(report: AuditReport) -> tuple[Comparison, ...]:
+    """The comparisons, each with its own verdict: :func:`decide_verdict` over its gates
+    (``error`` when none of them was evaluated, as for the run)."""
+    return tuple(
+        dataclasses.replace(
+            c, verdict=decide_verdict([g for g in report.gates if g.candidate == c.candidate], ())
+        )
+        for c in report.comparisons
+    )
 
 
 def decide_verdict(gates: Sequence[GateResult], errors: Sequence[str]) -> Verdict:
@@ -566,7 +591,16 @@ _GATES: tuple[tuple[str, _GateFn, _Fmt], ...] = (
     ("subgroups.pie_share_growth", sub.pie_share_growth, "{:.1f}%".format),
     ("subgroups.pie_share_growth_excess", sub.pie_share_growth_excess, "{:.1f} pp".format),
     ("subgroups.accuracy_gap", sub.accuracy_gap, pp),
+    ("demographic_parity_difference_increase", demographic_parity_difference_increase, pp),
+    ("equalized_odds_difference_increase", equalized_odds_difference_increase, pp),
 )
+
+
+def gate_unit(name: str) -> _Fmt:
+    """How a gate's value and threshold are written for people (``1.53 pp``, ``4.20%``,
+    ``3``): the unit of its detail sentence; a gate name may carry a ``[set]`` suffix."""
+    base = name.split("[", 1)[0]
+    return next((fmt for n, _, fmt in _GATES if n == base), "{:.4g}".format)
 
 
 def _configured(gates: Gates) -> list[tuple[str, float, _GateFn, _Fmt]]:

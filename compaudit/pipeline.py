@@ -25,15 +25,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rich.console import Console
 
+from compaudit._compression import run_compression, spec_compression, split_spec, with_compression
 from compaudit._io import file_set
 from compaudit.engine import AuditResult, AuditSettings, audit
 from compaudit.errors import CompauditError, CompauditWarning, ExitStatus, InputError
 from compaudit.population import Population
 from compaudit.report.base import ReportContext
-from compaudit.results import AuditReport
+from compaudit.results import AuditReport, Compression
 
 if TYPE_CHECKING:
-    from compaudit.data.base import Dataset
+    from compaudit.data.base import Dataset, Preprocessing
     from compaudit.policy import Policy
     from compaudit.settings import Resolved
 
@@ -191,11 +192,62 @@ def _load_side(spec: str, name: str, dataset: Dataset | None, request: AuditRequ
     )
 
 
-def _load_dataset(spec: str) -> Dataset:
+def _load_dataset(
+    spec: str, *, run_dir: Path | None = None, carried: tuple[Preprocessing, str] | None = None
+) -> Dataset:
     from compaudit.data.loading import load_dataset
+    from compaudit.data.prep import PREP_FILE, read_prep
 
-    dataset: Dataset = load_dataset(spec)
+    # A run directory (or a trainer checkpoint) carries the preprocessing fitted on its
+    # training data: the evaluation data get it, never one re-fitted on themselves.
+    prep_file = None if run_dir is None else Path(run_dir) / PREP_FILE
+    if prep_file is not None and prep_file.is_file():
+        carried = read_prep(prep_file), str(prep_file)
+    if carried is not None:
+        dataset: Dataset = load_dataset(spec, prep=carried[0], prep_source=carried[1])
+    else:
+        dataset = load_dataset(spec)
     return dataset
+
+
+def _carried_prep(model_spec: str | None) -> tuple[Preprocessing, str] | None:
+    """The preprocessing a reference model carries: its run dir's prep file or a checkpoint's.
+
+    Only trainer files carry one (``RUN_DIR/VARIANT/`` or ``member-*.ckpt``);
+    anything else (ONNX, predictions, a spec that does not resolve) gives
+    ``None`` and is loaded, and checked, as before.
+    """
+    import glob
+
+    from compaudit.data.prep import PREP_FILE, prep_from_dict, read_prep
+
+    if not model_spec:
+        return None
+    _, spec = parse_named_spec(model_spec, default_name="reference")
+    path = Path(spec)
+    for folder in (path, path.parent) if path.is_dir() else (path.parent, path.parent.parent):
+        if (folder / PREP_FILE).is_file() and (folder / "manifest.json").is_file():
+            return read_prep(folder / PREP_FILE), str(folder / PREP_FILE)
+    if path.is_dir():
+        found = sorted(path.glob("*.ckpt"))
+    elif path.is_file():
+        found = [path]
+    else:
+        found = sorted(Path(p) for p in glob.glob(spec))
+    first = next((p for p in found if p.suffix in (".ckpt", ".onnx") and p.is_file()), None)
+    if first is None:
+        return None
+    if first.suffix == ".onnx":
+        from compaudit.models.onnx_runner import load_onnx_preprocessing
+
+        recorded = load_onnx_preprocessing(first)
+    else:
+        from compaudit.models.checkpoint import load_checkpoint
+
+        recorded = load_checkpoint(first)[1].get("preprocessing")
+    if not isinstance(recorded, Mapping):
+        return None
+    return prep_from_dict(recorded, src=str(first)), str(first)
 
 
 def _lineage(variants: dict[str, Any], name: str, reference: str) -> bool:
@@ -213,9 +265,10 @@ def _lineage(variants: dict[str, Any], name: str, reference: str) -> bool:
 
 
 def _load_run_dir(
-    request: AuditRequest,
+    request: AuditRequest, levels: dict[str, Compression | None] | None = None
 ) -> tuple[str, Population, dict[str, Population], Dataset, dict[str, bool]]:
-    """The trainer's run: its dense variant against every other variant, on its eval split."""
+    """The trainer's run: its dense variant against every other variant, on its eval split;
+    ``levels``, when given, gets each variant's compression metadata."""
     from compaudit.models.base import RunnerSettings
     from compaudit.predictions import predict_population
     from compaudit.train.manifest import load_run
@@ -224,7 +277,7 @@ def _load_run_dir(
     if request.reference or request.candidates:
         raise InputError(ERR_RUN_AND_SPECS)
     info = load_run(request.run_dir)
-    dataset = _load_dataset(request.data or info.eval_data)
+    dataset = _load_dataset(request.data or info.eval_data, run_dir=info.run_dir)
     batch_size = request.batch_size or info.recipe.training.eval_batch_size
     settings = RunnerSettings(
         batch_size=batch_size, device=request.device, trust_model_code=request.trust_model_code
@@ -251,6 +304,8 @@ def _load_run_dir(
     if not candidates:
         raise InputError(f"{request.run_dir}: the run has no variant besides '{info.reference}'")
     lineage = {name: _lineage(info.variants, name, info.reference) for name in candidates}
+    if levels is not None:
+        levels.update(run_compression(info))
     return info.reference, predict(info.reference), candidates, dataset, lineage
 
 
@@ -585,19 +640,26 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     candidates: dict[str, Population] = {}
     dataset: Dataset | None
     lineage: dict[str, bool] = {}
+    compression: dict[str, Compression | None] = {}
     if request.run_dir is not None:
-        ref_name, reference, candidates, dataset, lineage = _load_run_dir(request)
+        ref_name, reference, candidates, dataset, lineage = _load_run_dir(request, compression)
     else:
         if not request.reference or not request.candidates:
             raise InputError(ERR_NO_INPUTS)
-        dataset = _load_dataset(request.data) if request.data else None
-        ref_name, ref_spec = parse_named_spec(request.reference, default_name="reference")
+        ref_text, given = split_spec(request.reference)  # SPEC@sparsity=0: the tail off first
+        dataset = (
+            _load_dataset(request.data, carried=_carried_prep(ref_text)) if request.data else None
+        )
+        ref_name, ref_spec = parse_named_spec(ref_text, default_name="reference")
         reference = _load_side(ref_spec, ref_name, dataset, request)
+        compression[ref_name] = spec_compression(ref_spec, given)
         for text in request.candidates:
+            text, given = split_spec(text)
             name, spec = parse_named_spec(text)
             if name in candidates:
                 raise InputError(ERR_DUPLICATE_NAME.format(name=name))
             candidates[name] = _load_side(spec, name, dataset, request)
+            compression[name] = spec_compression(spec, given)
 
     if request.attributes_csv:
         from compaudit.data.loading import read_attributes_csv
@@ -637,7 +699,9 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
         for name in unused_overrides(policy, list(candidates)):
             warnings.warn(WARN_UNUSED_OVERRIDE.format(name=name), CompauditWarning, stacklevel=3)
     # Reporters get the typed report; ``settings``: every value, its source and the files.
-    typed = judge(result, policy, settings_report=resolved.to_report())
+    typed = with_compression(
+        judge(result, policy, settings_report=resolved.to_report()), compression
+    )
     status = exit_status_for(typed.verdict)
     partial["report"] = typed  # what an error report keeps if writing fails
 

@@ -282,6 +282,12 @@ class Gates(_Strict):
     floor (``normalized_recall_difference < floor_difference``); unevaluable without floors."""
     subgroups: SubgroupGates | None = None
     """Subgroup gates and the attributes they need."""
+    demographic_parity_difference_increase: _Fraction | None = None
+    """Largest allowed increase of the demographic-parity difference (per fairness set,
+    worst positive class; a fraction: 0.01 is one point). Fails only beyond both this
+    and the seed-noise floor where the reference population gives one."""
+    equalized_odds_difference_increase: _Fraction | None = None
+    """Largest allowed increase of the equalized-odds difference (as above)."""
 
 
 class CandidateOverride(_Strict):
@@ -513,7 +519,7 @@ def policy_json_schema() -> dict[str, Any]:
     schema = Policy.model_json_schema()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://compaudit.dev/schemas/policy-v1.json",
+        "$id": "policy.schema.json",
         **schema,
         "title": "compaudit policy (version 1)",
     }

@@ -36,7 +36,14 @@ __all__ = [
     "CiePair",
     "ClassRow",
     "Comparison",
+    "Compression",
     "DataInfo",
+    "FairnessChange",
+    "FairnessClass",
+    "FairnessDisparity",
+    "FairnessGroup",
+    "FairnessIncrease",
+    "FairnessSet",
     "Floor",
     "FloorsInfo",
     "GateResult",
@@ -309,6 +316,99 @@ class GroupSetResult(Record):
         return sorted(self.subgroups, key=key)[:limit]
 
 
+# -- fairness ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class FairnessChange(Record):
+    """A fairness number on both sides, its change and the change's bootstrap interval."""
+
+    reference: float | None
+    candidate: float | None
+    change: float | None
+    change_low: float | None = None
+    change_high: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FairnessDisparity(FairnessChange):
+    """A between-group disparity of one positive class, with its seed-noise floor."""
+
+    floor: float | None = None
+    """Seed-noise floor of the change (a high quantile), if any."""
+    excess: float | None = None
+    p_floor: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FairnessGroup(Record):
+    """One group's rates for one positive class (one-vs-rest in multi-class tasks)."""
+
+    group: dict[str, Any]
+    n: int
+    n_positive: int
+    judged: bool
+    """Counted in the disparities (``n >= min_support``)."""
+    tpr: FairnessChange
+    fpr: FairnessChange
+    fnr: FairnessChange
+    selection_rate: FairnessChange
+
+    @property
+    def label(self) -> str:
+        """``sex=Female, race=Black``."""
+        return ", ".join(f"{k}={v}" for k, v in self.group.items())
+
+
+@dataclass(frozen=True, kw_only=True)
+class FairnessClass(Record):
+    """The groups' rates and the disparities for one positive class."""
+
+    class_index: int = field(metadata={"key": "class"})
+    name: str
+    demographic_parity_difference: FairnessDisparity
+    equalized_odds_difference: FairnessDisparity
+    groups: tuple[FairnessGroup, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FairnessIncrease(Record):
+    """The largest increase of a disparity over the positive classes (what its gate
+    judges), against the seed-noise floor of that largest increase."""
+
+    value: float | None
+    class_index: int | None = field(default=None, metadata={"key": "class"})
+    floor: float | None = None
+    excess: float | None = None
+    p_value: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FairnessSet(Record):
+    """Fairness metrics of one attribute set (one attribute: marginal groups; several
+    crossed: intersections); see :mod:`compaudit.analysis.fairness`."""
+
+    attributes: tuple[str, ...]
+    kind: Literal["marginal", "intersection"]
+    task: Literal["binary", "one-vs-rest"]
+    min_support: int
+    bootstrap: dict[str, Any]
+    demographic_parity_difference: FairnessChange
+    """Worst (largest) over the positive classes."""
+    equalized_odds_difference: FairnessChange
+    demographic_parity_difference_increase: FairnessIncrease
+    equalized_odds_difference_increase: FairnessIncrease
+    classes: tuple[FairnessClass, ...]
+    """Every positive class, or (more than 20) the 20 whose disparities rose most."""
+    n_classes: int = 0
+    """Positive classes judged (all enter the summaries and the gates)."""
+
+    @property
+    def label(self) -> str:
+        """``sex, race``."""
+        return ", ".join(self.attributes)
+
+
 # -- PIE and CIE ---------------------------------------------------------------
 
 
@@ -521,6 +621,9 @@ class Comparison(Record):
 
     reference: str
     candidate: str
+    verdict: Verdict = "ungated"
+    """This candidate's own verdict (:func:`compaudit.gates.judge`); ``ungated`` in
+    reports written before it existed and without a policy."""
     lineage: Literal["paired", "none"] = "none"
     top1_delta: float
     top5_delta: float | None
@@ -538,6 +641,8 @@ class Comparison(Record):
     subgroup_sets: tuple[GroupSetResult, ...] = ()
     long_tail: tuple[LongTailRow, ...] = field(default=(), metadata=OMIT_EMPTY)
     """Per-example scores on PIEs and CIEs against the rest (empty without scores)."""
+    fairness: tuple[FairnessSet, ...] = field(default=(), metadata=OMIT_EMPTY)
+    """Per-group fairness metrics per attribute set (empty without protected attributes)."""
 
     def long_tail_pairs(self) -> list[tuple[LongTailRow, LongTailRow | None]]:
         """Each compression row with its seed-noise row (None when there is none)."""
@@ -568,6 +673,29 @@ class Comparison(Record):
         return sum(1 for c in self.classes if c.excess is not None and c.excess > 0)
 
 
+COMPRESSION_KEYS = ("sparsity", "bits", "file_size", "parameters")
+"""The compression metadata a population may carry (``NAME=SPEC@sparsity=0.9``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Compression(Record):
+    """How compressed a population is: its place on the compression curve.
+
+    ``sparsity`` is the fraction of weights that are zero, ``bits`` the weight
+    precision, ``file_size`` the mean model file size in bytes and
+    ``parameters`` the mean parameter count (zeros included); ``sources`` says
+    per key where it came from (``given`` on the command line, ``manifest`` of
+    the trainer's run, ``measured`` from the model file).
+    """
+
+    sparsity: float | None = None
+    bits: int | None = None
+    file_size: int | None = None
+    parameters: int | None = None
+    method: str | None = field(default=None, metadata=OMIT_NONE)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, kw_only=True)
 class PopulationSummary(Record):
     """One population's accuracy: the ``populations[name]`` object."""
@@ -580,6 +708,8 @@ class PopulationSummary(Record):
     top1_per_model: tuple[float, ...] = ()
     source: str = ""
     fingerprint: str = ""
+    compression: Compression | None = field(default=None, metadata=OMIT_NONE)
+    """Compression metadata, when known (reports before it existed have none)."""
 
 
 @dataclass(frozen=True, kw_only=True)

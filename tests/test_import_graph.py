@@ -89,6 +89,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "compaudit.results",
         "compaudit.comparable",
         "compaudit._frames",
+        "compaudit._compression",
     ),
     ("compaudit.pipeline", "compaudit.api"),
     ("compaudit.cli.*", "compaudit.demo.*", "compaudit.__main__"),

@@ -106,6 +106,16 @@ COMMANDS: dict[str, LazyCommand] = {
         "command",
         "Train a small real population (dense, two pruning levels, int8) and audit it.",
     ),
+    "fit-data": LazyCommand(
+        "compaudit.cli.fit_data",
+        "command",
+        "Fit the preprocessing of TRAIN_SPEC (the model's training data) into a prep file.",
+    ),
+    "init": LazyCommand(
+        "compaudit.cli.init",
+        "command",
+        "Write a starter policy (.compaudit.yaml) and CI workflow into a repository.",
+    ),
     "plugins": LazyCommand(
         "compaudit.cli.plugins",
         "command",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--reference",
             "-r",
-            metavar="[NAME=]SPEC",
+            metavar="[NAME=]SPEC[@KEY=V]",
             help="Reference model(s): predictions .npz, model file, glob or directory.",
         ),
         click.option(
@@ -72,8 +73,10 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "-c",
             "candidates",
             multiple=True,
-            metavar="[NAME=]SPEC",
-            help="Compressed model(s) to audit; repeat for several.",
+            metavar="[NAME=]SPEC[@KEY=V]",
+            help="Compressed model(s) to audit; repeat for several. A trailing "
+            "@sparsity=0.9,bits=8 (keys: sparsity, bits, file_size, parameters) places it on "
+            "the compression curve; without it, what the model files show is measured.",
         ),
         click.option(
             "--data",
@@ -183,7 +186,18 @@ def _done(outcome: Outcome) -> None:
             line += f"; failed: {', '.join(failed)}"
         if unevaluable:
             line += f"; not evaluable: {', '.join(unevaluable)}"
-        click.echo(line + ")", err=True)
+        click.echo(wrap_line(line + ")"), err=True)
+
+
+FINAL_WIDTH = 80
+
+
+def wrap_line(text: str, width: int = FINAL_WIDTH) -> str:
+    """``text`` wrapped at ``width`` columns between words, continuation lines indented;
+    a gate name longer than a line is kept whole rather than cut."""
+    return textwrap.fill(
+        text, width=width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+    )
 
 
 @cli_command("report")

@@ -9,6 +9,7 @@ that every format says the same thing the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from compaudit.results import (
@@ -21,16 +22,23 @@ from compaudit.results import (
 )
 
 __all__ = [
+    "FAILURES_FIRST",
     "LONG_TAIL_CAPTION",
     "LONG_TAIL_HEADER",
+    "NOISE_LEAD",
     "NOT_GATED",
     "VERDICT_WORD",
+    "CandidateVerdict",
     "GateOutcome",
+    "candidate_verdicts",
+    "comparisons_failures_first",
     "floor_text",
     "fmt_p",
     "fmt_value",
     "gallery_order",
+    "gate_number",
     "gate_outcome",
+    "gates_failures_first",
     "header_facts",
     "long_tail_rows",
     "noise_share",
@@ -240,3 +248,121 @@ def long_tail_rows(c: Comparison) -> list[tuple[str, ...]]:
             )
         )
     return rows
+
+
+# -- one line per candidate ------------------------------------------------------
+
+NOISE_LEAD = "excess over seed floor: "
+"""Leads the seed-noise part of a candidate's line (excess of PIE and CIE rates)."""
+FAILURES_FIRST: dict[str, int] = {"fail": 0, "error": 1, "pass": 2, "ungated": 3}
+"""Order of candidates in the verdict lines: failures, errors, passes, then ungated."""
+_GATE_FIRST: dict[str, int] = {"failed": 0, "error": 1, "skipped": 2, "passed": 3}
+
+
+def gate_number(gate: GateResult, value: float | None) -> str:
+    """A gate's value or threshold in its unit (``1.53 pp``, ``4.2%``, ``3``), "-" if none."""
+    from compaudit.gates import gate_unit
+
+    return "-" if value is None else gate_unit(gate.name)(value)
+
+
+@dataclass(frozen=True)
+class CandidateVerdict:
+    """What one candidate came to, as the first lines of every format say it."""
+
+    candidate: str
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    """Gates that failed (value vs threshold) or could not be evaluated; for a pass,
+    how many gates passed; ungated: the headline numbers."""
+    noise: tuple[str, ...]
+    """Excess over the seed-noise floors (PIE, CIE, classes), where the audit has them."""
+
+    def text(self, name: Callable[[str], str] = str) -> str:
+        """``p90: FAIL: top1_drop 2.31 pp > 1.00 pp; over seed noise: PIE +0.70 pp``;
+        ``name`` escapes the candidate's name for the medium."""
+        line = f"{name(self.candidate)}: {VERDICT_WORD[self.verdict]}: {'; '.join(self.reasons)}"
+        return line + (f"; {NOISE_LEAD}{', '.join(self.noise)}" if self.noise else "")
+
+
+def _apart(g: GateResult, value: float, threshold: float) -> tuple[str, str]:
+    """Value and threshold in the gate's unit, with more digits when they would read
+    the same (``3.0 pp > 3.0 pp`` for a value just over its threshold)."""
+    a, b = gate_number(g, value), gate_number(g, threshold)
+    unit = next((u for u in (" pp", "%") if a.endswith(u) and b.endswith(u)), None)
+    if a != b or unit is None:
+        return a, b
+    digits = 2
+    while digits < 8 and f"{100 * value:.{digits}f}" == f"{100 * threshold:.{digits}f}":
+        digits += 1
+    return f"{100 * value:.{digits}f}{unit}", f"{100 * threshold:.{digits}f}{unit}"
+
+
+def _gate_reason(g: GateResult) -> str | None:
+    if g.status == "failed":
+        if g.value is None or g.threshold is None:
+            return f"{g.name} not evaluable (counted as failed)"
+        value, threshold = _apart(g, g.value, g.threshold)
+        return f"{g.name} {value} > {threshold}"
+    if g.status == "error":
+        return f"{g.name} not evaluable"
+    return None
+
+
+def _noise(c: Comparison) -> tuple[str, ...]:
+    out = []
+    if c.pie.floor.excess is not None:
+        out.append(f"PIE {signed_pts(c.pie.floor.excess)}")
+    if c.cie.floor.excess is not None:
+        out.append(f"CIE {signed_pts(c.cie.floor.excess)}")
+    beyond = c.classes_beyond_floor
+    if beyond is not None:
+        out.append(f"{beyond} of {len(c.classes)} classes below theirs")
+    return tuple(out)
+
+
+def _verdict_of(c: Comparison, report: AuditReport) -> Verdict:
+    # Reports written before per-candidate verdicts: the run's, when it is gated
+    # and has one candidate; otherwise the candidate's own gates decide.
+    if c.verdict != "ungated" or report.verdict == "ungated":
+        return c.verdict
+    from compaudit.gates import decide_verdict
+
+    return decide_verdict([g for g in report.gates if g.candidate == c.candidate], ())
+
+
+def candidate_verdicts(report: AuditReport) -> list[CandidateVerdict]:
+    """One :class:`CandidateVerdict` per comparison, failures first (:data:`FAILURES_FIRST`),
+    ties in report order."""
+    out = []
+    for c in report.comparisons:
+        verdict = _verdict_of(c, report)
+        gates = gates_failures_first([g for g in report.gates if g.candidate == c.candidate])
+        reasons = [r for g in gates if (r := _gate_reason(g)) is not None]
+        passed = sum(1 for g in gates if g.status == "passed")
+        skipped = sum(1 for g in gates if g.status == "skipped")
+        if verdict == "pass" or (passed and reasons):
+            reasons.append(f"{passed} of {len(gates)} gates passed")
+        if skipped:
+            reasons.append(f"{skipped} skipped")
+        if verdict == "ungated" or not gates:
+            n = len(c.significantly_worse_classes)
+            reasons = [
+                f"top-1 {signed_pts(c.top1_delta)}",
+                f"{n} of {len(c.classes)} classes significantly worse",
+                f"PIE {pct(c.pie.rate)}",
+                *reasons,
+            ]
+        out.append(CandidateVerdict(c.candidate, verdict, tuple(reasons), _noise(c)))
+    return sorted(out, key=lambda v: FAILURES_FIRST[v.verdict])
+
+
+def gates_failures_first(gates: Sequence[GateResult]) -> list[GateResult]:
+    """Failed gates first, then errors, skipped and passed; ties in report order."""
+    return sorted(gates, key=lambda g: _GATE_FIRST[g.status])
+
+
+def comparisons_failures_first(report: AuditReport) -> list[Comparison]:
+    """The comparisons in the order of :func:`candidate_verdicts`."""
+    rank = {v.candidate: i for i, v in enumerate(candidate_verdicts(report))}
+    return sorted(report.comparisons, key=lambda c: rank[c.candidate])

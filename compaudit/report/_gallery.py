@@ -2,16 +2,19 @@
 
 Each Pruning Identified Exemplar is shown as a thumbnail (when the data are
 images) with its true label and the modal reference and candidate
-predictions with their vote shares; without images, as a table row. Both are
-capped, most confident flips first.
+predictions with their vote shares; without images, as a table row with the
+example's protected attributes. Both are capped, most confident flips first
+(the table at :data:`TABLE_CAP` rows: tabular PIEs can number thousands), and
+filtered by CSS alone (no script): lost / gained / swapped, and true class.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -23,10 +26,24 @@ from compaudit.results import PieExamples
 if TYPE_CHECKING:
     from compaudit.engine import AuditResult
 
-__all__ = ["GALLERY_CAP", "TABLE_CAP", "check_images", "pie_gallery", "pie_indices"]
+__all__ = [
+    "GALLERY_CAP",
+    "TABLE_CAP",
+    "Kind",
+    "check_images",
+    "pie_gallery",
+    "pie_indices",
+    "pie_kind",
+]
 
+Kind = Literal["lost", "gained", "swapped"]
+KIND_WORDS: dict[str, str] = {"lost": "lost", "gained": "gained", "swapped": "swapped"}
 GALLERY_CAP = 120
-TABLE_CAP = 500
+TABLE_CAP = 20
+"""Rows of PIEs shown without images: a table of a few, the rest in report.json."""
+FILTER_CLASSES = 30  # class filter chips: the most frequent true classes among those shown
+FILTER_ALL_UNDER = 12  # up to this many classes shown, each gets a chip; above, those with 2+
+CHIP_ON = "background:var(--fg);color:#fff;border-color:var(--fg)"
 THUMB_MAX = 64  # longest side of an embedded thumbnail, in pixels
 PIXELATED_MAX = 48  # smaller images are upscaled by CSS without smoothing
 NO_PIES = "No PIEs: the modal predictions of both populations agree on every example."
@@ -87,6 +104,19 @@ def _pred(label: str, name: str, share: float | None, correct: bool) -> str:
     return f"<div class='{cls}'>{label} <b>{for_html(name)}</b>{share_txt}</div>"
 
 
+def pie_kind(label: int, reference: int, candidate: int) -> Kind:
+    """``lost``: the reference was right; ``gained``: the candidate is; else ``swapped``."""
+    if reference == label:
+        return "lost"
+    return "gained" if candidate == label else "swapped"
+
+
+def _classes(e: Mapping[str, Any]) -> str:
+    label = int(e["label"])
+    kind = pie_kind(label, int(e["modal_reference"]), int(e["modal_candidate"]))
+    return f"pie {kind} c{label}"
+
+
 def _card(e: Mapping[str, Any], names: dict[int, str], image: np.ndarray | None) -> str:
     label = int(e["label"])
     ref, cand = int(e["modal_reference"]), int(e["modal_candidate"])
@@ -97,7 +127,7 @@ def _card(e: Mapping[str, Any], names: dict[int, str], image: np.ndarray | None)
         alt = f"example {for_html(str(e['id']))}"
         pic = f"<img class='thumb{px}' src='{_thumbnail_uri(image)}' alt='{alt}'>"
     return (
-        f"<figure class='pie'>{pic}<figcaption>"
+        f"<figure class='{_classes(e)}'>{pic}<figcaption>"
         f"<div class='id'>#{for_html(str(e['id']))}</div>"
         f"<div>true <b>{for_html(names.get(label, str(label)))}</b></div>"
         + _pred("ref", names.get(ref, str(ref)), e["share_reference"], ref == label)
@@ -106,7 +136,7 @@ def _card(e: Mapping[str, Any], names: dict[int, str], image: np.ndarray | None)
     )
 
 
-def _row(e: Mapping[str, Any], names: dict[int, str]) -> str:
+def _row(e: Mapping[str, Any], names: dict[int, str], attrs: Sequence[str]) -> str:
     label = int(e["label"])
     ref, cand = int(e["modal_reference"]), int(e["modal_candidate"])
 
@@ -114,11 +144,57 @@ def _row(e: Mapping[str, Any], names: dict[int, str]) -> str:
         cls = "ok" if c == label else "bad"
         return f"<td class='{cls}'>{for_html(names.get(c, str(c)))} ({100 * share:.0f}%)</td>"
 
+    kind = pie_kind(label, ref, cand)
+    extra = "".join(f"<td>{for_html(a)}</td>" for a in attrs)
     return (
-        f"<tr><td class='num'>{for_html(str(e['id']))}</td>"
+        f"<tr class='{_classes(e)}'><td class='num'>{for_html(str(e['id']))}</td>"
         f"<td>{for_html(names.get(label, str(label)))}</td>"
-        f"{cell(ref, e['share_reference'])}{cell(cand, e['share_candidate'])}</tr>"
+        f"{cell(ref, e['share_reference'])}{cell(cand, e['share_candidate'])}"
+        f"<td>{kind}</td>{extra}</tr>"
     )
+
+
+def _filters(
+    uid: str, shown: Sequence[Mapping[str, Any]], names: dict[int, str]
+) -> tuple[str, str]:
+    """CSS-only filters (hidden radio buttons, no script): the controls and their style.
+
+    Each control is a ``<label>`` for a radio button that precedes the items'
+    container, so ``:checked ~`` rules can hide what does not match; the two
+    groups (kind, class) combine.
+    """
+    kinds = Counter(_classes(e).split()[1] for e in shown)
+    labels = Counter(int(e["label"]) for e in shown).most_common(FILTER_CLASSES)
+    if len(labels) > FILTER_ALL_UNDER:  # many classes: a chip per single card is only noise
+        labels = [(label, n) for label, n in labels if n >= 2]
+    radios: list[str] = []
+    rules: list[str] = []
+    kind_chips: list[str] = []
+    class_chips: list[str] = []
+
+    def add(group: str, value: str, text: str, chips: list[str], hide: str | None) -> None:
+        rid = f"f{uid}-{group}-{value}"
+        checked = " checked" if value == "all" else ""
+        radios.append(f"<input type='radio' class='fr' name='f{uid}-{group}' id='{rid}'{checked}>")
+        chips.append(f"<label for='{rid}'>{text}</label>")
+        rules.append(f"#{rid}:checked~.fchips label[for={rid}]{{{CHIP_ON}}}")
+        if hide is not None:
+            rules.append(f"#{rid}:checked~.fbody .pie:not(.{hide}){{display:none}}")
+
+    add("k", "all", f"all ({len(shown)})", kind_chips, None)
+    for kind in ("lost", "gained", "swapped"):
+        if kinds[kind]:
+            add("k", kind, f"{KIND_WORDS[kind]} ({kinds[kind]})", kind_chips, kind)
+    add("c", "all", "all classes", class_chips, None)
+    for label, count in labels:
+        name = for_html(names.get(label, str(label)))
+        add("c", str(label), f"{name} ({count})", class_chips, f"c{label}")
+    controls = "".join(radios)
+    controls += f"<div class='fchips'><span class='flabel'>show</span>{''.join(kind_chips)}</div>"
+    if labels:
+        chips = "".join(class_chips)
+        controls += f"<div class='fchips'><span class='flabel'>true class</span>{chips}</div>"
+    return controls, "<style>" + "".join(rules) + "</style>"
 
 
 def pie_gallery(
@@ -127,6 +203,8 @@ def pie_gallery(
     *,
     images: np.ndarray | None,
     indices: Sequence[int | None] | None,
+    attributes: Mapping[str, np.ndarray] | None = None,
+    uid: str = "0",
 ) -> str:
     """HTML of the PIE gallery (thumbnails) or, without images, of the PIE table.
 
@@ -140,30 +218,53 @@ def pie_gallery(
         Checked display images (see :func:`check_images`), one per example.
     indices : sequence of int or None, optional
         Image row of each example (from :func:`pie_indices`).
+    attributes : mapping of str to ndarray, optional
+        Protected attributes per example (rows as ``indices``), shown as
+        columns of the table (data without images).
+    uid : str
+        Unique on the page (the candidate's position): names the filters.
 
     Returns
     -------
     str
-        An HTML fragment saying how many PIEs are shown of how many.
+        An HTML fragment saying how many PIEs are shown of how many, with
+        filters by lost/gained and by true class (CSS only).
     """
     total = len(examples)
     if total == 0:
         return f"<p class='muted'>{NO_PIES}</p>"
     order = gallery_order(examples)
-    cap = TABLE_CAP if images is None or indices is None else GALLERY_CAP
-    shown = order[:cap]
+    gallery = images is not None and indices is not None
+    shown = order[: GALLERY_CAP if gallery else TABLE_CAP]
+    rest = "" if len(shown) >= total else "; report.json lists them all"
     note = (
         f"<p class='note'>Showing {len(shown)} of {total} PIEs, most confident flips first "
-        "(highest candidate vote share, then reference share). "
+        f"(highest candidate vote share, then reference share){rest}. "
         "<span class='ok'>green</span>: matches the true label; "
-        "<span class='bad'>red</span>: does not.</p>"
+        "<span class='bad'>red</span>: does not. Lost: the reference was right; gained: the "
+        "candidate is right; swapped: both wrong.</p>"
     )
+    rows = [examples[i] for i in shown]
+    controls, style = _filters(uid, rows, names)
     if images is not None and indices is not None:
         cards = []
-        for i in shown:
+        for i, e in zip(shown, rows, strict=True):
             row = indices[i]
-            cards.append(_card(examples[i], names, None if row is None else images[row]))
-        return note + "<div class='gallery'>" + "".join(cards) + "</div>"
-    head = "<tr><th>id</th><th>true label</th><th>modal reference</th><th>modal candidate</th></tr>"
-    rows = "".join(_row(examples[i], names) for i in shown)
-    return note + f"<table class='pies'><thead>{head}</thead><tbody>{rows}</tbody></table>"
+            cards.append(_card(e, names, None if row is None else images[row]))
+        body = "<div class='fbody gallery'>" + "".join(cards) + "</div>"
+    else:
+        attrs = dict(attributes or {})
+        if indices is None:
+            attrs = {}
+        head = (
+            "<tr><th>id</th><th>true label</th><th>modal reference</th><th>modal candidate</th>"
+            "<th>kind</th>" + "".join(f"<th>{for_html(a)}</th>" for a in attrs) + "</tr>"
+        )
+        cells = []
+        for i, e in zip(shown, rows, strict=True):
+            row = None if indices is None else indices[i]
+            values = ["-" if row is None else str(v[row]) for v in attrs.values()]
+            cells.append(_row(e, names, values))
+        table = f"<thead>{head}</thead><tbody>{''.join(cells)}</tbody>"
+        body = f"<table class='fbody pies'>{table}</table>"
+    return f"{note}{style}<div class='pief'>{controls}{body}</div>"

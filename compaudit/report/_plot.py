@@ -37,6 +37,7 @@ __all__ = [
     "WORSE",
     "WORST_SHOWN",
     "class_plot_png",
+    "class_span",
     "decile_plot_png",
 ]
 
@@ -176,7 +177,46 @@ def _summary_note(n: int, shown: int, worse: int) -> str:
     )
 
 
-def class_plot_png(classes: Sequence[ClassRow], *, title: str, dpi: int = 110) -> bytes:
+def class_span(
+    classes: Sequence[ClassRow],
+    errors: Sequence[float | None] | None = None,
+    threshold: float | None = None,
+) -> float:
+    """Half-height (pp) of the y-axis that fits every bar, error bar and the gate's line:
+    the largest of these over several candidates puts their charts on one scale."""
+    span = 0.0
+    for i, r in enumerate(classes):
+        d = r.normalized_recall_difference
+        if d is not None:
+            e = errors[i] if errors is not None else None
+            span = max(span, 100.0 * (abs(d) + (e or 0.0)))
+    if threshold is not None:
+        span = max(span, 100.0 * threshold)
+    return span
+
+
+def _error_bars(ax: Axes, values: np.ndarray, errors: np.ndarray) -> None:
+    """Vertical ``value +- error`` lines at x = i (one collection; NaN errors left out)."""
+    from matplotlib.collections import LineCollection
+
+    x = np.arange(values.size, dtype=float)
+    keep = np.isfinite(errors)
+    if not keep.any():
+        return
+    lo, hi = values[keep] - errors[keep], values[keep] + errors[keep]
+    segs = np.stack([np.stack([x[keep], lo], -1), np.stack([x[keep], hi], -1)], axis=1)
+    ax.add_collection(LineCollection(list(segs), colors="#1c2833", linewidths=0.9, zorder=3))
+
+
+def class_plot_png(
+    classes: Sequence[ClassRow],
+    *,
+    title: str,
+    dpi: int = 110,
+    span: float | None = None,
+    threshold: float | None = None,
+    errors: Sequence[float | None] | None = None,
+) -> bytes:
     """Bar chart of normalized recall difference per class, sorted, significant bars starred.
 
     Parameters
@@ -188,6 +228,15 @@ def class_plot_png(classes: Sequence[ClassRow], *, title: str, dpi: int = 110) -
         Figure title.
     dpi : int
         Resolution of the PNG.
+    span : float, optional
+        Half-height of the y-axis in percentage points (:func:`class_span` over
+        every candidate, so their charts share one scale); default: this chart's own.
+    threshold : float, optional
+        The ``class_recall_drop`` gate's threshold (a fraction), drawn as a dashed
+        line at minus that many points.
+    errors : sequence of float or None, optional
+        Half-width of each class's error bar (a fraction, aligned with ``classes``;
+        None draws none for that class).
 
     Returns
     -------
@@ -215,7 +264,12 @@ def class_plot_png(classes: Sequence[ClassRow], *, title: str, dpi: int = 110) -
         (WORSE if v < 0 else BETTER) if r.significant else NEUTRAL
         for r, v in zip(rows, values, strict=True)
     ]
-    span = float(np.abs(values).max(initial=0.0)) or 1.0
+    err = np.full(n, np.nan)
+    if errors is not None:
+        err = np.array([np.nan if (e := errors[i]) is None else 100 * e for _, i, _ in pairs])
+    if span is None:
+        span = class_span(rows, [None if np.isnan(e) else e / 100 for e in err], threshold)
+    span = span or 1.0
     summary = n > SUMMARY_OVER
     shown = _shown(values, colors) if summary else np.arange(n)
 
@@ -226,13 +280,21 @@ def class_plot_png(classes: Sequence[ClassRow], *, title: str, dpi: int = 110) -
     else:
         ax, hist = fig.add_subplot(), None
     _bars(ax, values[shown], [colors[i] for i in shown], span)
+    _error_bars(ax, values[shown], err[shown])
     below = _names(fig, ax, [_label(rows[i].name) for i in shown])
     counts = {color: colors.count(color) for color, _ in KINDS}
-    handles = [
+    handles: list[Any] = [
         Patch(color=color, label=f"{label} ({counts[color]})" if summary else label)
         for color, label in KINDS
         if counts[color]
     ]
+    if threshold is not None:
+        from matplotlib.lines import Line2D
+
+        dash = (0, (5, 3))
+        ax.axhline(-100.0 * threshold, color=WORSE, linewidth=1.3, linestyle=dash, zorder=1)
+        label = f"gate class_recall_drop: -{100 * threshold:.3g} pp"
+        handles.append(Line2D([], [], color=WORSE, linewidth=1.3, linestyle=dash, label=label))
     ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=False)
     left = 0.75 / width
     if hist is not None:

@@ -13,17 +13,23 @@ from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from compaudit._io import atomic_write_text
 from compaudit._text import for_html
 from compaudit.errors import InputError
+from compaudit.report._charts import ConfusionShift, Spreads, confusion_shifts, gate_threshold
 from compaudit.report._common import (
     LONG_TAIL_CAPTION,
     LONG_TAIL_HEADER,
+    NOISE_LEAD,
     NOT_GATED,
     VERDICT_WORD,
+    candidate_verdicts,
     fmt_p,
-    fmt_value,
+    gate_number,
     gate_outcome,
+    gates_failures_first,
     header_facts,
     long_tail_rows,
     pct,
@@ -32,8 +38,18 @@ from compaudit.report._common import (
     subgroup_sets,
     summary_lines,
 )
+from compaudit.report._curve import (
+    CURVE_CAPTION,
+    CURVE_HEADER,
+    compression_curve,
+    curve_cells,
+    curve_plot_png,
+    show_curve,
+)
+from compaudit.report._fairness import fairness_html
 from compaudit.report._gallery import check_images, pie_gallery, pie_indices
-from compaudit.report._plot import class_plot_png, decile_plot_png
+from compaudit.report._plot import class_plot_png, class_span, decile_plot_png
+from compaudit.report._views import SUBGROUPS_SHOWN, confusion_html, forest_html, heatmap_html
 from compaudit.report.base import ReportContext
 from compaudit.results import (
     AuditReport,
@@ -84,15 +100,43 @@ def _cut(shown: int, total: int, what: str) -> str:
     return f"<p class='note'>Showing {shown} of {total} {what}; report.json has them all.</p>"
 
 
+def _verdicts(report: AuditReport) -> str:
+    """One line per candidate, failures first (the first thing on the page)."""
+    items = []
+    for v in candidate_verdicts(report):
+        noise = f"<span class='noise'>; {_e(NOISE_LEAD)}{_e(', '.join(v.noise))}</span>"
+        items.append(
+            f"<li class='v-{_e(v.verdict)}'><b class='cand'>{_e(v.candidate)}</b> "
+            f"<span class='vbadge b-{_e(v.verdict)}'>{VERDICT_WORD[v.verdict]}</span> "
+            f"{_e('; '.join(v.reasons))}{noise if v.noise else ''}</li>"
+        )
+    return f"<ul class='verdicts'>{''.join(items)}</ul>"
+
+
+def _curve(report: AuditReport) -> str:
+    points = compression_curve(report)
+    rows = [(f"r-{_e(p.verdict)}" if p.verdict else "", [_e(x) for x in curve_cells(p)])
+            for p in points]  # fmt: skip
+    numeric = [False, False, True, True, True, True, True, True, False]
+    uri = "data:image/png;base64," + base64.b64encode(curve_plot_png(points)).decode("ascii")
+    return (
+        f"<section id='curve'><h2>Compression curve</h2><p class='caption'>{_e(CURVE_CAPTION)}"
+        f"</p><div class='wide'>{_table(CURVE_HEADER, rows, numeric)}</div>"
+        f"<img class='plot-curve' src='{uri}' "
+        "alt='top-1, significantly worse classes, PIEs and CIE rate against compression'>"
+        "</section>"
+    )
+
+
 def _gates(gates: Sequence[GateResult]) -> str:
     rows = []
-    for g in gates:
+    for g in gates_failures_first(gates):
         res = gate_outcome(g)
         cells = [
-            _e(g.name),
+            f"<span class='gate-name'>{_e(g.name)}</span>",
             _e(g.candidate or "-"),
-            fmt_value(g.value),
-            fmt_value(g.threshold),
+            gate_number(g, g.value),
+            gate_number(g, g.threshold),
             f"<span class='res-{res}'>{_e(res)}</span>",
             f"<span class='detail'>{_e(g.detail)}</span>",
         ]
@@ -133,7 +177,38 @@ def _classes_table(c: Comparison) -> str:
     )
 
 
-def _subgroups(gs: GroupSetResult) -> str:
+def _subgroup_chart(
+    c: Comparison, gs: GroupSetResult, gates: Sequence[GateResult], spreads: Spreads
+) -> str:
+    """Forest plot of the worst groups' shifts with their intervals and the gate's line."""
+    errors = spreads.groups(c, gs)
+    position = {id(g): i for i, g in enumerate(gs.subgroups)}
+    rows = gs.worst_groups(SUBGROUPS_SHOWN)
+    err = None if errors is None else [errors[position[id(g)]] for g in rows]
+    suffix = ",".join(gs.attributes)
+    threshold = gate_threshold(gates, "subgroups.accuracy_gap", c.candidate, suffix=suffix)
+    basis = spreads.basis(c)
+    what = (
+        f"approximate 95% intervals (±1.96 standard errors from {basis})"
+        if err is not None and basis is not None
+        else "no intervals (they need the predictions, not report.json alone)"
+    )
+    shown = (
+        f"the {len(rows)} worst of {len(gs.subgroups)} groups"
+        if len(rows) < len(gs.subgroups)
+        else "every group"
+    )
+    return (
+        forest_html(rows, errors=err, threshold=threshold)
+        + f"<p class='caption'>Each group's top-1 change minus the overall change, {shown}, "
+        f"worst on top, in pp ± half-interval; {_e(what)}; filled: significant after correction "
+        "(red worse, blue better), hollow: too small to test"
+        + ("; dashed: the accuracy_gap gate's threshold" if threshold is not None else "")
+        + ".</p>"
+    )
+
+
+def _subgroups(gs: GroupSetResult, chart: str = "") -> str:
     groups = gs.subgroups
     rows = []
     for g in gs.worst_groups(MAX_GROUP_ROWS):
@@ -157,13 +232,23 @@ def _subgroups(gs: GroupSetResult) -> str:
     numeric = [False] + [True] * 11 + [False]
     attrs = " × ".join(_e(a) for a in gs.attributes)
     return (
-        f"<h3>Subgroups ({attrs})</h3><p class='caption'>Worst first. % non-PIE and % PIE: "
+        f"<h3>Subgroups ({attrs})</h3>{chart}<p class='caption'>Worst first. % non-PIE and % PIE: "
         "the group's share "
         "of all non-PIEs and of all PIEs; growth: relative growth of that share among PIEs; "
         "growth floor: what seed noise alone gives (disjoint splits of the reference); "
         "shift Δ: the group's top-1 change minus the overall change; * significant after "
         f"correction.</p>{_table(header, rows, numeric)}{_cut(len(rows), len(groups), 'groups')}"
     )
+
+
+def _shifts(c: Comparison) -> list[ConfusionShift]:
+    cols = c.pie.examples.columns
+    if not len(c.pie.examples):
+        return []
+    return confusion_shifts(
+        np.asarray(cols["label"]), np.asarray(cols["modal_reference"]),
+        np.asarray(cols["modal_candidate"]),
+    )  # fmt: skip
 
 
 def _long_tail(c: Comparison) -> str:
@@ -192,11 +277,21 @@ def _long_tail(c: Comparison) -> str:
     return "".join(parts)
 
 
-def _comparison(i: int, c: Comparison, context: ReportContext, report: AuditReport) -> str:
+def _comparison(
+    i: int,
+    c: Comparison,
+    context: ReportContext,
+    report: AuditReport,
+    charts: tuple[Spreads, float, list[float | None] | None],
+) -> str:
     cand, ref = c.candidate, c.reference
     settings = report.settings
     names = {r.class_index: r.name for r in c.classes}
-    png = class_plot_png(c.classes, title=f"{cand} vs {ref}")
+    spreads, span, errors = charts
+    threshold = gate_threshold(report.gates, "class_recall_drop", cand)
+    png = class_plot_png(
+        c.classes, title=f"{cand} vs {ref}", span=span, threshold=threshold, errors=errors
+    )
     uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     summary = "".join(f"<li>{_e(s)}</li>" for s in summary_lines(c))
     parts = [
@@ -207,21 +302,50 @@ def _comparison(i: int, c: Comparison, context: ReportContext, report: AuditRepo
         "<p class='caption'>Each class's recall change minus the model's overall top-1 change, "
         f"in percentage points, sorted; * significant after {_e(settings.get('correction', '?'))}"
         f" correction at alpha {_e(settings.get('alpha', '?'))} ({_e(c.class_test)} test)."
-        "</p>",
+        " One y-scale for every candidate"
+        + (
+            f"; error bars: ±1.96 standard errors from {_e(spreads.basis(c))}"
+            if errors is not None
+            else ""
+        )
+        + ("; dashed: the class_recall_drop gate's threshold" if threshold is not None else "")
+        + ".</p>",
         _classes_table(c),
     ]
-    parts += [_subgroups(gs) for gs in subgroup_sets(c) if gs.subgroups]
-    parts.append(_long_tail(c))
-    images, indices = None, None
-    if context.images is not None and context.result is not None:
-        images = check_images(context.images, context.result.reference.population.n)
+    if c.pie.count:  # no PIE, no confusion changed (the PIE section says so)
+        parts.append(
+            "<h3>Confusions that grew</h3><p class='caption'>PIEs by true class and the class "
+            "the candidate now predicts, against how many the reference put there: the (true "
+            "&rarr; predicted) confusions of the modal predictions that grew most.</p>"
+            + confusion_html(_shifts(c), names)
+        )
+    parts += [
+        _subgroups(gs, _subgroup_chart(c, gs, report.gates, spreads))
+        for gs in subgroup_sets(c)
+        if gs.subgroups
+    ]
+    parts.append(_long_tail(c) + fairness_html(c))
+    images, indices, attributes = None, None, None
+    if context.result is not None:
         indices = pie_indices(context.result, cand, c.pie.examples)
+        attributes = context.result.reference.population.attributes
+        if context.images is not None:
+            images = check_images(context.images, context.result.reference.population.n)
     parts.append(
         f"<h3>Pruning Identified Exemplars ({c.pie.count})</h3><p class='caption'>Examples "
         "whose modal candidate prediction differs from the modal reference prediction, with "
         f"vote shares; ties: {_e(c.pie.tie_rule)}.</p>"
     )
-    parts.append(pie_gallery(c.pie.examples, names, images=images, indices=indices))
+    parts.append(
+        pie_gallery(
+            c.pie.examples,
+            names,
+            images=images,
+            indices=indices,
+            attributes=attributes,
+            uid=str(i),
+        )
+    )
     parts.append("</section>")
     return "".join(parts)
 
@@ -261,12 +385,16 @@ def render_html(report: AuditReport, context: ReportContext) -> str:
         f"<p class='meta'>{_e(sources)}</p>" if sources else "",
         f"<nav>{nav}</nav></header>",
     ]
+    if report.comparisons:
+        body.append(_verdicts(report))
     if report.errors:
         items = "".join(f"<li>{_e(e)}</li>" for e in report.errors)
         body.append(f"<section class='errors'><h2>Errors</h2><ul>{items}</ul></section>")
     if report.warnings:
         items = "".join(f"<li>{_e(w)}</li>" for w in report.warnings)
         body.append(f"<section class='errors'><h2>Warnings</h2><ul>{items}</ul></section>")
+    if show_curve(report):
+        body.append(_curve(report))
     if report.gates:
         body.append(f"<section id='gates'><h2>Gates</h2>{_gates(report.gates)}</section>")
     elif verdict == "ungated":
@@ -277,7 +405,25 @@ def render_html(report: AuditReport, context: ReportContext) -> str:
     else:
         body.append("<p class='muted'>No gates were evaluated.</p>")
     body.append(f"<section id='populations'><h2>Populations</h2>{_populations(report)}</section>")
-    body += [_comparison(i, c, context, report) for i, c in enumerate(report.comparisons)]
+    if len(report.comparisons) > 1:
+        body.append(
+            "<section id='heatmap'><h2>Classes across candidates</h2><p class='caption'>"
+            "Normalized recall difference (pp) per class and candidate; * significant after "
+            f"correction.</p>{heatmap_html(report.comparisons)}</section>"
+        )
+    spreads = Spreads(context.result)
+    errors = [spreads.classes(c) for c in report.comparisons]
+    span = max(
+        (
+            class_span(c.classes, e, gate_threshold(report.gates, "class_recall_drop", c.candidate))
+            for c, e in zip(report.comparisons, errors, strict=True)
+        ),
+        default=0.0,
+    )
+    body += [
+        _comparison(i, c, context, report, (spreads, span, e))
+        for i, (c, e) in enumerate(zip(report.comparisons, errors, strict=True))
+    ]
     body.append(
         f"<footer>{_e(report.schema)} · generated by compaudit; the machine-readable "
         "findings are in report.json.</footer>"

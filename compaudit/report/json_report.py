@@ -7,8 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from compaudit._io import atomic_write_text
+from compaudit.report._common import candidate_verdicts
 from compaudit.report.base import ReportContext, validate_report
 from compaudit.results import AuditReport
+
+
+def document(report: AuditReport) -> dict[str, Any]:
+    """The ``compaudit.report/v1`` document as ``report.json`` holds it: the report's
+    dict with ``summary`` (one line per candidate, failures first) after ``verdict``,
+    so the file opens with the answer. ``summary`` is derived: readers ignore it."""
+    doc = report.to_dict()
+    lines = [v.text() for v in candidate_verdicts(report)]
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        out[key] = value
+        if key == "verdict":
+            out["summary"] = lines
+    return out
 
 
 def dumps(report: dict[str, Any]) -> str:
@@ -48,7 +63,7 @@ class JSONReporter:
         self, report: AuditReport, *, out_dir: Path | None, context: ReportContext
     ) -> Path | None:
         """Validate ``report.to_dict()`` and write it to ``out_dir/report.json`` atomically."""
-        doc = report.to_dict()
+        doc = document(report)
         validate_report(doc)
         text = dumps(doc)
         if out_dir is None:

@@ -7,10 +7,18 @@ allowed to be skipped (``on_unevaluable: skip-with-warning``), never for a
 failure. Without gates, each candidate gets one ``audit`` case: skipped
 when no policy was given (verdict ``ungated``: nothing was gated, so nothing
 may read as passed), passing when a policy had no gates.
+
+The document is valid against the Jenkins xunit plugin's ``junit-10.xsd``
+(``tests/report/junit-10.xsd``): counts and ``time`` on ``<testsuites>`` (no
+``skipped`` there; each ``<testsuite>`` carries its own), and per suite a
+``timestamp`` and ``<properties>``: compaudit's version, the verdict, the
+policy, and the sha256 fingerprints of the populations compared.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +37,8 @@ FAILURE_MESSAGE = "{name}: measured {value} exceeds threshold {threshold}"
 FAILURE_UNMEASURED = "{name}: cannot be evaluated, counted as failed (threshold {threshold})"
 ERROR_MESSAGE = "{name}: cannot be evaluated (threshold {threshold})"
 VERDICT_MESSAGE = "verdict is {verdict} although no gate says why"
+ROOT_COUNTS = ("tests", "failures", "errors")
+"""Counts ``<testsuites>`` carries: junit-10.xsd allows no ``skipped`` there."""
 
 
 def _clean(text: object) -> str:
@@ -65,8 +75,52 @@ def _gate_case(gate: GateResult) -> tuple[ET.Element, str]:
     return case, outcome
 
 
-def _suite(name: str, cases: Sequence[tuple[ET.Element, str]]) -> ET.Element:
+def _timestamp(when: dt.datetime | None) -> str:
+    """ISO 8601 in UTC, to the second: ``when``, else ``$SOURCE_DATE_EPOCH``, else now."""
+    if when is None:
+        epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+        when = (
+            dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc)
+            if epoch.isdigit()
+            else dt.datetime.now(dt.timezone.utc)
+        )
+    elif when.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware")
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _properties(report: AuditReport, candidate: str | None, sources: dict[str, str]) -> ET.Element:
+    """What a CI reader needs to trace a suite to its inputs."""
+    props: list[tuple[str, str]] = [
+        ("compaudit.version", str(report.tool.get("version", ""))),
+        ("verdict", report.verdict),
+        ("policy", sources.get("policy") or "none"),
+    ]
+    if sources.get("data"):
+        props.append(("data", sources["data"]))
+    comparison = next((c for c in report.comparisons if c.candidate == candidate), None)
+    names = (
+        [comparison.reference, comparison.candidate]
+        if comparison is not None
+        else list(report.populations)
+    )
+    if comparison is not None:
+        props += [("reference", comparison.reference), ("candidate", comparison.candidate)]
+    for name in names:
+        population = report.populations.get(name)
+        if population is not None and population.fingerprint:
+            props.append((f"fingerprint.{name}", population.fingerprint))
+    element = ET.Element("properties")
+    for key, value in props:
+        ET.SubElement(element, "property", name=_clean(key), value=_clean(value))
+    return element
+
+
+def _suite(
+    name: str, cases: Sequence[tuple[ET.Element, str]], properties: ET.Element, timestamp: str
+) -> ET.Element:
     suite = ET.Element("testsuite", name=name)
+    suite.append(properties)
     counts = {"FAIL": 0, "error": 0, "skipped": 0}
     for case, outcome in cases:
         suite.append(case)
@@ -77,6 +131,7 @@ def _suite(name: str, cases: Sequence[tuple[ET.Element, str]]) -> ET.Element:
     suite.set("errors", str(counts["error"]))
     suite.set("skipped", str(counts["skipped"]))
     suite.set("time", "0")
+    suite.set("timestamp", timestamp)
     return suite
 
 
@@ -95,13 +150,24 @@ def _cases_without_gates(report: AuditReport, candidate: str) -> list[tuple[ET.E
     return [(case, outcome)]
 
 
-def render_junit(report: AuditReport) -> bytes:
+def render_junit(
+    report: AuditReport,
+    *,
+    sources: dict[str, str] | None = None,
+    timestamp: dt.datetime | None = None,
+) -> bytes:
     """Render ``report`` as JUnit XML (UTF-8 bytes with an XML declaration).
 
     Parameters
     ----------
     report : AuditReport
         The typed report (:meth:`compaudit.engine.AuditResult.report`).
+    sources : dict, optional
+        Input names (``policy``, ``data``) for the suites' ``<properties>``
+        (:attr:`ReportContext.sources`).
+    timestamp : datetime, optional
+        When the audit ran (timezone-aware); default ``$SOURCE_DATE_EPOCH``
+        when set (reproducible builds), else now.
 
     Returns
     -------
@@ -125,9 +191,11 @@ def render_junit(report: AuditReport) -> bytes:
         by_candidate.setdefault(None, []).append((case, "error"))
 
     root = ET.Element("testsuites", name=SUITE)
-    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    totals = dict.fromkeys(ROOT_COUNTS, 0)
+    when = _timestamp(timestamp)
     for cand, cases in by_candidate.items():
-        suite = _suite(_classname(cand), cases)
+        props = _properties(report, cand, sources or {})
+        suite = _suite(_classname(cand), cases, props, when)
         root.append(suite)
         for key in totals:
             totals[key] += int(suite.get(key, "0"))
@@ -149,7 +217,7 @@ class JUnitReporter:
         self, report: AuditReport, *, out_dir: Path | None, context: ReportContext
     ) -> Path | None:
         """Write ``out_dir/junit.xml`` (print it when ``out_dir`` is None)."""
-        body = render_junit(report)
+        body = render_junit(report, sources=context.sources)
         if out_dir is None:
             context.console.out(body.decode("utf-8"), end="", highlight=False)
             return None

@@ -10,16 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from compaudit._io import atomic_write_text
-from compaudit._text import for_markdown
+from compaudit._text import for_html, for_markdown
 from compaudit.errors import InputError
 from compaudit.report._common import (
     LONG_TAIL_CAPTION,
     LONG_TAIL_HEADER,
+    NOISE_LEAD,
     NOT_GATED,
     VERDICT_WORD,
+    candidate_verdicts,
+    comparisons_failures_first,
     fmt_p,
-    fmt_value,
+    gate_number,
     gate_outcome,
+    gates_failures_first,
     header_facts,
     long_tail_rows,
     pct,
@@ -28,6 +32,14 @@ from compaudit.report._common import (
     subgroup_sets,
     summary_lines,
 )
+from compaudit.report._curve import (
+    CURVE_CAPTION,
+    CURVE_HEADER,
+    compression_curve,
+    curve_cells,
+    show_curve,
+)
+from compaudit.report._fairness import fairness_markdown
 from compaudit.report.base import ReportContext
 from compaudit.results import AuditReport, Comparison, GateResult, GroupSetResult
 
@@ -79,17 +91,34 @@ def _cut_note(shown: int, total: int, what: str) -> list[str]:
     return ["", f"_{total - shown} more {what} not shown ({shown} of {total}); see report.json._"]
 
 
+def _verdicts(report: AuditReport) -> list[str]:
+    """One bullet per candidate, failures first."""
+    lines = []
+    for v in candidate_verdicts(report):
+        noise = f"; _{esc(NOISE_LEAD.strip())} {esc(', '.join(v.noise))}_" if v.noise else ""
+        lines.append(
+            f"- {VERDICT_ICON[v.verdict]} {code(v.candidate)} **{VERDICT_WORD[v.verdict]}**: "
+            f"{esc('; '.join(v.reasons))}{noise}"
+        )
+    return lines
+
+
+def _curve(report: AuditReport) -> list[str]:
+    rows = [[code(c[0]), *(esc(x) for x in c[1:])] for c in map(curve_cells,
+            compression_curve(report))]  # fmt: skip
+    lines = ["### Compression curve", "", esc(CURVE_CAPTION), ""]
+    return lines + _table(CURVE_HEADER, "llrrrrrrl", rows)
+
+
 def _gates(gates: Sequence[GateResult]) -> list[str]:
-    shown = list(gates)
-    if len(shown) > MAX_GATE_ROWS:  # never hide a failure behind the cap
-        bad = [g for g in shown if gate_outcome(g) != "pass"]
-        shown = (bad + [g for g in shown if gate_outcome(g) == "pass"])[:MAX_GATE_ROWS]
+    # Failures first, so the cap never hides one.
+    shown = gates_failures_first(gates)[:MAX_GATE_ROWS]
     rows = [
         [
             code(g.name),
             code(g.candidate) if g.candidate else "-",
-            fmt_value(g.value),
-            fmt_value(g.threshold),
+            gate_number(g, g.value),
+            gate_number(g, g.threshold),
             OUTCOME_CELL[gate_outcome(g)],
             esc(g.detail),
         ]
@@ -128,13 +157,16 @@ def _classes(c: Comparison) -> list[str]:
     ]
     header = ["class", "n", "recall ref", "recall cand", "norm. Δ", "seed floor", "p adj",
               "significant"]  # fmt: skip
+    n_worse = len(c.significantly_worse_classes)
     lines = [
         "",
-        "**Worst classes** (significantly worse first, then by normalized recall difference)",
+        "<details><summary><b>Worst classes</b> "
+        f"({n_worse} of {len(c.classes)} significantly worse; significantly worse first, "
+        "then by normalized recall difference)</summary>",
         "",
     ]
     lines += _table(header, "lrrrrrrc", rows)
-    return lines + _cut_note(len(rows), len(c.classes), "classes")
+    return lines + _cut_note(len(rows), len(c.classes), "classes") + ["", "</details>"]
 
 
 def _subgroups(gs: GroupSetResult) -> list[str]:
@@ -159,25 +191,29 @@ def _subgroups(gs: GroupSetResult) -> list[str]:
     ]
     header = ["group", "n", "non-PIE", "PIE", "% non-PIE", "% PIE", "growth", "growth floor",
               "top-1 ref", "top-1 cand", "shift Δ", "p adj", "testable"]  # fmt: skip
-    attrs = " × ".join(esc(a) for a in gs.attributes)
+    # HTML, not Markdown, inside <summary>: GitHub does not render Markdown escapes there.
+    attrs = " × ".join(for_html(a) for a in gs.attributes)
+    n_worse = sum(1 for g in groups if g.significantly_worse)
     lines = [
         "",
-        f"**Subgroups** ({attrs}; worst first; % of all non-PIEs / all PIEs; "
-        "\\* significant after correction)",
+        f"<details><summary><b>Subgroups</b> ({attrs}; {n_worse} of {len(groups)} "
+        "significantly worse; worst first; % of all non-PIEs / all PIEs; "
+        "* significant after correction)</summary>",
         "",
     ]
     lines += _table(header, "lrrrrrrrrrrrc", rows)
-    return lines + _cut_note(len(rows), len(groups), "groups")
+    return lines + _cut_note(len(rows), len(groups), "groups") + ["", "</details>"]
 
 
 def _comparison(c: Comparison) -> list[str]:
-    lines = ["", f"### {code(c.candidate)} vs {code(c.reference)}", ""]
+    icon = f"{VERDICT_ICON[c.verdict]} " if c.verdict != "ungated" else ""
+    lines = ["", f"### {icon}{code(c.candidate)} vs {code(c.reference)}", ""]
     lines += [f"- {esc(s)}" for s in summary_lines(c)]
     lines += _classes(c)
     for gs in subgroup_sets(c):
         if gs.subgroups:
             lines += _subgroups(gs)
-    return lines + _long_tail(c)
+    return lines + _long_tail(c) + fairness_markdown(c)
 
 
 def _long_tail(c: Comparison) -> list[str]:
@@ -212,16 +248,20 @@ def render_markdown(report: AuditReport, *, max_bytes: int = MAX_BYTES) -> str:
         "",
         " · ".join(facts),
     ]
+    if report.comparisons:
+        lines += ["", *_verdicts(report)]
     if verdict == "ungated" and not report.gates:
         lines += ["", f"> **{esc(NOT_GATED)}** (give a policy with `--policy FILE` to gate)."]
     if report.errors:
         lines += ["", "### Errors", "", *(f"- {esc(e)}" for e in report.errors)]
     if report.warnings:
         lines += ["", "### Warnings", "", *(f"- {esc(w)}" for w in report.warnings)]
+    if show_curve(report):
+        lines += ["", *_curve(report)]
     if report.gates:
         lines += ["", *_gates(report.gates)]
     lines += ["", *_populations(report)]
-    for c in report.comparisons:
+    for c in comparisons_failures_first(report):
         lines += _comparison(c)
     text = "\n".join(lines) + "\n"
     return _fit(text, max_bytes)

@@ -16,18 +16,24 @@ from rich.text import Text
 from compaudit._text import for_terminal
 from compaudit.report._common import (
     LONG_TAIL_HEADER,
+    NOISE_LEAD,
     NOT_GATED,
     VERDICT_WORD,
+    candidate_verdicts,
+    comparisons_failures_first,
     floor_text,
     fmt_p,
-    fmt_value,
+    gate_number,
     gate_outcome,
+    gates_failures_first,
     long_tail_rows,
     noise_share,
     pct,
     signed_pts,
     subgroup_sets,
 )
+from compaudit.report._curve import compression_curve, curve_cells, level_text, show_curve
+from compaudit.report._fairness import fairness_terminal
 from compaudit.report.base import ReportContext
 from compaudit.results import AuditReport, Comparison
 
@@ -158,27 +164,62 @@ def _comparison(c: Comparison) -> Group:
             cells = [row[i] for i in _LONG_TAIL_SHOWN]
             lt.add_row(_name(cells[0]), *cells[1:])
         parts.append(lt)
-    return Group(*parts)
+    return Group(*parts, *fairness_terminal(c))
 
 
 _LONG_TAIL_SHOWN = (0, 1, 2, 5, 6, 9, 10)  # score, subset, n, Welch p, δ, seed p, seed δ
 _RESULT_STYLE = {"pass": "green", "FAIL": "bold red", "skipped": "yellow", "error": "bold magenta"}
 
 
+def _verdicts(report: AuditReport) -> Table:
+    """One line per candidate, failures first: the answer before the evidence (a long
+    line wraps under its own reasons, so the names and verdicts stay in one column)."""
+    t = Table.grid(padding=(0, 1))
+    t.add_column(overflow="fold", max_width=24)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")
+    for v in candidate_verdicts(report):
+        why = Text(for_terminal("; ".join(v.reasons)))
+        if v.noise:
+            why.append(for_terminal(f"; {NOISE_LEAD}{', '.join(v.noise)}"), style="dim")
+        t.add_row(_name(v.candidate, "bold"), Text(VERDICT_WORD[v.verdict],
+                  style=VERDICT_STYLE[v.verdict]), why)  # fmt: skip
+    return t
+
+
+def _curve(report: AuditReport) -> Table:
+    # Eight of the nine columns fit 80 columns; top-5 is in Markdown, HTML and report.json.
+    t = Table(title="Compression curve", title_justify="left")
+    t.add_column("name", overflow="fold", max_width=14)
+    t.add_column("level", overflow="fold", max_width=18)
+    for head in ("top-1", "worse", "PIEs", "+floor", "CIE"):
+        t.add_column(head, justify="right")
+    t.add_column("verdict")
+    for p in compression_curve(report):
+        name, _level, top1, _top5, worse, pies, excess, cie, verdict = curve_cells(p)
+        level = level_text(p.compression, short=True)
+        style = {"fail": "bold red", "error": "bold magenta"}.get(verdict, "")
+        t.add_row(
+            _name(name), _name(level), top1, worse.split(" of ")[0], pies, excess, cie,
+            Text(verdict, style=style),
+        )  # fmt: skip
+    return t
+
+
 def _gates(report: AuditReport) -> Table:
     t = Table(title="Gates", title_justify="left")
-    t.add_column("gate")
+    t.add_column("gate", overflow="fold")
     t.add_column("candidate")
     t.add_column("value", justify="right")
     t.add_column("limit", justify="right")
     t.add_column("result")
-    for g in report.gates:
+    for g in gates_failures_first(report.gates):
         outcome = gate_outcome(g)
         t.add_row(
             _name(g.name),
             _name(g.candidate or "-"),
-            fmt_value(g.value),
-            fmt_value(g.threshold),
+            gate_number(g, g.value),
+            gate_number(g, g.threshold),
             Text(outcome, style=_RESULT_STYLE[outcome]),
         )
     return t
@@ -197,8 +238,12 @@ def render(report: AuditReport, context: ReportContext) -> None:
         facts.append(f"alpha {report.settings['alpha']} ({report.settings['correction']})")
     head.append(for_terminal(f"  {', '.join(facts)}") if facts else "")
     con.print(head)
+    if report.comparisons:
+        con.print(_verdicts(report))
+    if show_curve(report):
+        con.print(_curve(report))
     con.print(_populations(report))
-    for c in report.comparisons:
+    for c in comparisons_failures_first(report):
         con.print(
             Panel(
                 _comparison(c),

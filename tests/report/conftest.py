@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from compaudit.engine import AuditResult, AuditSettings, audit
+from compaudit.gates import candidate_verdicts
 from compaudit.population import Population
 from compaudit.results import AuditReport
 
@@ -110,7 +111,11 @@ def _fixed_doc(audit_result: AuditResult) -> dict[str, Any]:
     report = audit_result.to_report()
     report = audit_result.to_report(gates=gates_for(report), verdict="error")
     report["tool"]["version"] = GOLDEN_VERSION
-    return report
+    # Each candidate's own verdict, as compaudit.gates.judge sets it.
+    typed = AuditReport.from_dict(report)
+    for comp, judged in zip(report["comparisons"], candidate_verdicts(typed), strict=True):
+        comp["verdict"] = judged.verdict
+    return AuditReport.from_dict(report).to_dict()
 
 
 @pytest.fixture(scope="session")

@@ -63,3 +63,35 @@ def test_chromium_draws_the_plot_and_the_gallery(
     assert _count(rgb, _rgb(WORSE)) > 2000
     # Every PIE thumbnail is drawn 96x96 CSS pixels: at least the first row of cards is visible.
     assert _count(rgb, MARKER) >= 5 * 96 * 96
+
+
+# Counts, per gate-name span, the line boxes it was laid out in: one unless it broke.
+_MEASURE = (
+    "<script>window.addEventListener('load', () => {"
+    "const n = [...document.querySelectorAll('.gate-name')].map(e => e.getClientRects().length);"
+    "document.body.setAttribute('data-lines', n.join(','));});</script>"
+)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_a_narrow_window_never_breaks_a_gate_name(report: AuditReport, tmp_path: Path) -> None:
+    import re
+
+    from compaudit.report.html import render_html
+
+    page = render_html(report, ReportContext(console=Console(file=io.StringIO())))
+    html = tmp_path / "narrow.html"
+    html.write_text(page.replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
+    assert CHROMIUM is not None
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--virtual-time-budget=3000", f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=420,900", "--dump-dom", html.resolve().as_uri(),
+    ]  # fmt: skip
+    dom = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'data-lines="([\d,]*)"', dom)
+    assert found is not None, dom[-500:]
+    lines = [int(n) for n in found.group(1).split(",")]
+    assert len(lines) == len(report.gates)
+    assert lines == [1] * len(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import re
@@ -11,15 +12,18 @@ from typing import Any
 from rich.console import Console
 
 from compaudit.report.base import ReportContext, validate_report
-from compaudit.report.json_report import dumps
+from compaudit.report.json_report import document, dumps
 from compaudit.report.junit import render_junit
 from compaudit.report.markdown import render_markdown
 from compaudit.report.terminal import render
 from compaudit.results import AuditReport
 
 Golden = Callable[[str, str], None]
-# A JSON number with a fraction or an exponent (not inside a string: reports hold none there).
-_FLOAT = re.compile(r"(?<![\w.\"])-?\d+(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)(?![\w\"])")
+# A JSON string (kept as it is: ``summary`` lines hold numbers), or a number with a
+# fraction or an exponent.
+_FLOAT = re.compile(
+    r'"(?:[^"\\]|\\.)*"|(?<![\w.\"])-?\d+(?:\.\d+(?:[eE][-+]?\d+)?|[eE][-+]?\d+)(?![\w\"])'
+)
 
 
 def test_fixed_report_follows_the_schema(report: AuditReport, doc: dict[str, Any]) -> None:
@@ -57,17 +61,20 @@ def test_markdown_golden(report: AuditReport, golden: Golden) -> None:
 
 def _round_floats(text: str) -> str:
     """Floats to 10 significant digits: the layout is pinned, not the last ulp of a p-value."""
-    return _FLOAT.sub(lambda m: f"{float(m.group()):.10g}", text)
+    return _FLOAT.sub(
+        lambda m: m.group() if m.group()[0] == '"' else f"{float(m.group()):.10g}", text
+    )
 
 
 def test_json_golden(report: AuditReport, golden: Golden) -> None:
-    text = dumps(report.to_dict())
+    text = dumps(document(report))
     assert AuditReport.from_dict(json.loads(text)) == report
     golden("report.json", _round_floats(text))
 
 
 def test_junit_golden(report: AuditReport, golden: Golden) -> None:
-    golden("junit.xml", render_junit(report).decode("utf-8"))
+    when = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)  # goldens have no clock
+    golden("junit.xml", render_junit(report, timestamp=when).decode("utf-8"))
 
 
 def _order(text: str, needles: list[str]) -> list[int]:
@@ -97,7 +104,9 @@ def test_every_format_lists_the_worst_classes_in_the_same_order(doc: dict[str, A
     render(report, ReportContext(console=console))
     terminal = console.export_text().split("Worst classes", 1)[1].split("Worst groups", 1)[0]
     assert _order(terminal, [f"│ {n[:5]}" for n in names[:5]]) == expected[:5]  # cells cut
-    markdown = render_markdown(report).split("**Worst classes**", 1)[1].split("**Subgroups", 1)[0]
+    markdown = (
+        render_markdown(report).split("<b>Worst classes</b>", 1)[1].split("<b>Subgroups", 1)[0]
+    )
     assert _order(markdown, [f"| {esc(n)} |" for n in names]) == expected
     html = render_html(report, ReportContext(console=_console()))
     table = html.split("<details>", 1)[1].split("</details>", 1)[0]

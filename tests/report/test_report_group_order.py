@@ -107,7 +107,7 @@ def test_every_format_lists_the_groups_in_the_same_order(doc: dict[str, Any]) ->
     assert "│ sex=male, age=old " not in terminal  # the terminal counts untestable groups
     assert "1 group(s) below min_support: not testable" in terminal
 
-    markdown = render_markdown(report).split("**Subgroups**", 1)[1].split("###", 1)[0]
+    markdown = render_markdown(report).split("<b>Subgroups</b>", 1)[1].split("###", 1)[0]
     assert _order(markdown, EXPECTED, lambda label: f"| {esc(label)} |") == EXPECTED
 
     html = render_html(report, ReportContext(console=_console()))

@@ -90,7 +90,7 @@ def test_significantly_worse_classes_come_first(doc: dict[str, Any]) -> None:
         row["significant"] = row["name"] == "bird"
         row["normalized_recall_difference"] = -0.01 if row["name"] == "bird" else -0.2
     text = render_markdown(AuditReport.from_dict(doc))
-    section = text.split("**Worst classes**", 1)[1]
+    section = text.split("<b>Worst classes</b>", 1)[1]
     first_row = section.split("\n| ")[3]  # header, rule, then the first row
     assert first_row.startswith("bird |")
 
