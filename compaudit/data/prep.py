@@ -37,6 +37,7 @@ __all__ = [
     "PREP_SCHEMA",
     "fit_command",
     "given_prep",
+    "onnx_prep_metadata",
     "plain",
     "prep_diff",
     "prep_from_dict",
@@ -59,6 +60,11 @@ ERR_PREP_MISMATCH = (
 DIFF_LIMIT = 4
 """Differing fields shown in a mismatch message (the rest are counted)."""
 _FIELDS = ("layout", "dtype", "scaling", "encoding")
+
+
+def onnx_prep_metadata(prep: Mapping[str, Any]) -> dict[str, str]:
+    """The ``metadata_props`` entry that makes an ONNX export carry ``prep`` (a to_dict())."""
+    return {ONNX_PREP_KEY: json.dumps(dict(prep), sort_keys=True, default=str)}
 
 
 def fit_command(train_spec: str = "TRAIN_SPEC") -> str:

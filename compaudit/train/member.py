@@ -8,7 +8,6 @@ files of the member it derives from, and returns the member's manifest entry.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from torch import nn
 
 from compaudit._io import sha256_file
 from compaudit.data.base import Dataset
-from compaudit.data.prep import ONNX_PREP_KEY
+from compaudit.data.prep import onnx_prep_metadata
 from compaudit.errors import ModelError
 from compaudit.models.architectures import build
 from compaudit.models.base import MemberSpec, RunnerSettings
@@ -172,8 +171,8 @@ def _train_member(
     save_checkpoint(
         ckpt, model, quantization=None, meta=meta, **_ckpt_args(recipe, arch_kwargs, train)
     )
-    prep_json = json.dumps(train.preprocessing.to_dict(), sort_keys=True, default=str)
-    export_onnx(model, train.x[:1], onnx_path, metadata={ONNX_PREP_KEY: prep_json})
+    prep = onnx_prep_metadata(train.preprocessing.to_dict())
+    export_onnx(model, train.x[:1], onnx_path, metadata=prep)
     timings["export_s"] = time.perf_counter() - t
 
     # Evaluate the files as saved (on the training device), not the model in memory.

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from compaudit._io import atomic_path
+from compaudit.data.prep import onnx_prep_metadata
 from compaudit.errors import ModelError
 from compaudit.models.checkpoint import apply_quantization_structure, save_checkpoint
 from compaudit.train.base import QuantizedFiles, SourceMember
@@ -174,5 +175,7 @@ class Fp16Quantizer:
         model = apply_quantization_structure(copy.deepcopy(source.model).cpu(), "fp16")
         ckpt, onnx_path = out_stem.with_suffix(".ckpt"), out_stem.with_suffix(".onnx")
         save_checkpoint(ckpt, model, quantization="fp16", **_ckpt_args(source, self.name, {}))
-        export_onnx(model, source.example_input, onnx_path)
+        # Carried like the float export's, so the fp16 file audits on its own too.
+        prep = onnx_prep_metadata(source.info["preprocessing"])
+        export_onnx(model, source.example_input, onnx_path, metadata=prep)
         return QuantizedFiles(files={"ckpt": str(ckpt), "onnx": str(onnx_path)}, canonical="ckpt")

@@ -362,3 +362,21 @@ def test_report_runs_the_verified_onnx_exports_and_reproduces_the_manifest(
     assert pops["dense"].meta["model_fingerprints"] == [
         dense[str(i)]["sha256"]["ckpt"] for i in range(3)
     ]
+
+
+def test_every_onnx_export_carries_the_run_preprocessing(trained_run: Path) -> None:
+    """Float, fp16 and ONNX Runtime int8 exports all name the prep the run was trained with,
+    so any one of them audits on its own (copied out of the run directory)."""
+    import json
+
+    import onnx
+
+    from compaudit.data.prep import ONNX_PREP_KEY, PREP_FILE, read_prep
+
+    want = read_prep(trained_run / PREP_FILE).to_dict()
+    exports = sorted(trained_run.glob("*/member-*.onnx"))
+    assert {p.parent.name for p in exports} >= {"dense", "p50", "half", "int8s", "int8d"}
+    for path in exports:
+        meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert ONNX_PREP_KEY in meta, path
+        assert json.loads(meta[ONNX_PREP_KEY]) == json.loads(json.dumps(want, default=str)), path
