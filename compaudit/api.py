@@ -487,6 +487,8 @@ def predict(
         command line (``--candidate``).
     data : str
         Dataset spec (``digits``, ``fashion-mnist:test``, ``table.csv?label=y``...).
+        When the (first) model carries its preprocessing (a trainer run dir,
+        checkpoint or ONNX export), the data get exactly that one.
     batch_size, device, cache
         Inference batch size, ``"cpu"`` or ``"cuda"``, and whether to use the
         prediction cache.
@@ -495,11 +497,13 @@ def predict(
         ``module:factory``. Without it they raise ``ModelError``; ONNX, ``.pt2``
         and checkpoints are loaded as data either way.
     """
-    from compaudit.data.loading import load_dataset
     from compaudit.models.base import RunnerSettings
+    from compaudit.pipeline import load_data_for_model
     from compaudit.predictions import predict_population
 
     settings = RunnerSettings(
         batch_size=batch_size, device=device, trust_model_code=trust_model_code
     )
-    return predict_population(model, load_dataset(data), settings=settings, cache=cache)
+    first = model if isinstance(model, str) else next(iter(model), None)
+    dataset = load_data_for_model(data, first)
+    return predict_population(model, dataset, settings=settings, cache=cache)

@@ -250,6 +250,17 @@ def _carried_prep(model_spec: str | None) -> tuple[Preprocessing, str] | None:
     return prep_from_dict(recorded, src=str(first)), str(first)
 
 
+def load_data_for_model(data: str, model_spec: str | None) -> Dataset:
+    """Load the dataset spec ``data`` with the preprocessing ``model_spec`` carries, if any.
+
+    The one rule for every command that runs a model on data (``report``,
+    ``check``, ``predict``): a trainer run dir, checkpoint or ONNX export that
+    records the preprocessing it was trained with gets exactly that, never one
+    re-fitted on the evaluation data.
+    """
+    return _load_dataset(data, carried=_carried_prep(model_spec))
+
+
 def _lineage(variants: dict[str, Any], name: str, reference: str) -> bool:
     """Whether a variant derives, through its ``from`` chain, from the reference variant."""
     seen: set[str] = set()
@@ -647,9 +658,7 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
         if not request.reference or not request.candidates:
             raise InputError(ERR_NO_INPUTS)
         ref_text, given = split_spec(request.reference)  # SPEC@sparsity=0: the tail off first
-        dataset = (
-            _load_dataset(request.data, carried=_carried_prep(ref_text)) if request.data else None
-        )
+        dataset = load_data_for_model(request.data, ref_text) if request.data else None
         ref_name, ref_spec = parse_named_spec(ref_text, default_name="reference")
         reference = _load_side(ref_spec, ref_name, dataset, request)
         compression[ref_name] = spec_compression(ref_spec, given)

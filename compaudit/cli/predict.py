@@ -61,12 +61,12 @@ def command(
 
     def body() -> ExitStatus:
         from compaudit._io import output_error
-        from compaudit.data.loading import load_dataset
         from compaudit.models.base import RunnerSettings
+        from compaudit.pipeline import load_data_for_model
         from compaudit.population import save_population
         from compaudit.predictions import predict_population
 
-        dataset = load_dataset(data)
+        dataset = load_data_for_model(data, spec[0] if spec else None)
         settings = RunnerSettings(
             batch_size=batch_size,
             k=top_k,

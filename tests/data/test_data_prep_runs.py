@@ -224,3 +224,26 @@ def test_csv_without_prep_for_a_model_that_needs_it_exits_2_with_the_command(
     assert "Fix: " in line
     assert "fit-data" in line
     assert len(line) < 700, line
+
+
+def test_predict_applies_the_prep_a_model_carries(
+    csv_run: Path, adult_tables: dict[str, Path], tmp_path: Path
+) -> None:
+    """`compaudit predict` and `compaudit.predict` use a model's carried prep, as report does."""
+    import compaudit
+    from compaudit.population import load_population
+    from compaudit.train.manifest import load_run
+
+    test_spec = f"{adult_tables['test']}?{OPTS}&unknown=ignore"
+    info = load_run(csv_run)
+    member = info.variants["dense"].members[0]
+    out = tmp_path / "preds.npz"
+    for model in (csv_run / "dense" / "member-000.onnx", member.path):
+        res = CliRunner().invoke(
+            build_cli(), ["predict", str(model), "--data", test_spec, "--out", str(out)]
+        )
+        assert res.exit_code == 0, res.output
+        pop = load_population(out)
+        assert float(np.mean(pop.predictions[0] == pop.y)) == member.metrics["eval_top1"]
+    api = compaudit.predict(str(member.path), test_spec, cache=False)
+    assert float(np.mean(api.predictions[0] == api.y)) == member.metrics["eval_top1"]
