@@ -277,8 +277,9 @@ def test_gate_run_keeps_a_glob_one_population_and_annotates_failures(
     errors = [line for line in check.stdout.splitlines() if line.startswith("::error ")]
     assert len(errors) == 1, check.stdout
     assert errors[0].startswith(
-        "::error title=compaudit%3A top1_drop failed::p90: top1_drop measured"
+        "::error title=compaudit%3A top1_drop failed::p90: top1_drop: top-1 fell by "
     )
+    assert errors[0].endswith(" pp (threshold 1.0 pp)"), errors[0]
     last = job.steps[-1]
     assert (last.returncode, job.failed) == (1, True)  # the job fails with the gate's exit 1
 

@@ -285,7 +285,7 @@ class CandidateVerdict:
         return line + (f"; {NOISE_LEAD}{', '.join(self.noise)}" if self.noise else "")
 
 
-def _apart(g: GateResult, value: float, threshold: float) -> tuple[str, str]:
+def gate_pair(g: GateResult, value: float, threshold: float) -> tuple[str, str]:
     """Value and threshold in the gate's unit, with more digits when they would read
     the same (``3.0 pp > 3.0 pp`` for a value just over its threshold)."""
     a, b = gate_number(g, value), gate_number(g, threshold)
@@ -302,7 +302,7 @@ def _gate_reason(g: GateResult) -> str | None:
     if g.status == "failed":
         if g.value is None or g.threshold is None:
             return f"{g.name} not evaluable (counted as failed)"
-        value, threshold = _apart(g, g.value, g.threshold)
+        value, threshold = gate_pair(g, g.value, g.threshold)
         return f"{g.name} {value} > {threshold}"
     if g.status == "error":
         return f"{g.name} not evaluable"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from compaudit._io import atomic_write_bytes
 from compaudit._text import for_xml
-from compaudit.report._common import NOT_GATED, fmt_value, gate_outcome
+from compaudit.report._common import NOT_GATED, gate_number, gate_outcome, gate_pair
 from compaudit.report.base import ReportContext
 from compaudit.results import AuditReport, GateResult
 
@@ -57,7 +57,11 @@ def _gate_case(gate: GateResult) -> tuple[ET.Element, str]:
     case.set("time", "0")
     detail = _clean(gate.detail)
     outcome = gate_outcome(gate)
-    value, threshold = fmt_value(gate.value), fmt_value(gate.threshold)
+    # In the unit people read (1.5 pp, 4.2%), as every other format writes gates.
+    if gate.value is not None and gate.threshold is not None:
+        value, threshold = gate_pair(gate, gate.value, gate.threshold)
+    else:
+        value, threshold = gate_number(gate, gate.value), gate_number(gate, gate.threshold)
     if outcome == "FAIL":
         # on_unevaluable: fail gives a failure without a measured value.
         template = FAILURE_UNMEASURED if gate.value is None else FAILURE_MESSAGE

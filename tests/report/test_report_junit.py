@@ -49,8 +49,10 @@ def test_failure_carries_value_and_threshold(report: AuditReport, tmp_path: Path
     case = _cases(_parse(report, tmp_path))[0]
     (failure,) = case.result
     assert isinstance(failure, Failure)
-    assert f"{gate.value:.4g}" in failure.message
-    assert "threshold 0.01" in failure.message
+    # In the unit people read, as the other formats write it: top1_drop in points.
+    assert gate.name == "top1_drop"
+    assert f"measured {100 * gate.value:.1f} pp" in failure.message
+    assert "threshold 1.0 pp" in failure.message
     assert failure.text == gate.detail
 
 
@@ -136,5 +138,5 @@ def test_unevaluable_gate_counted_as_failed_says_so(doc: dict[str, Any], tmp_pat
     (failure,) = case.result
     assert isinstance(failure, Failure)
     assert failure.message == FAILURE_UNMEASURED.format(
-        name="subgroups.accuracy_gap", threshold="0.03"
+        name="subgroups.accuracy_gap", threshold="3.0 pp"
     )
