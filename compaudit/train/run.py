@@ -227,12 +227,12 @@ def train_recipe(
         Executor name from the registry (default ``local``, or ``pool`` when
         ``jobs > 1``).
     threads : int, optional
-        Torch threads per member job. Default: in process, 1 on a machine of
-        at most ``trainer.FEW_CORES`` (2) cores or when a training step is
-        small (under ``trainer.SMALL_STEP_MACS``), else torch's own choice; in
-        a pool, ``cpu_count // jobs``. On 2 cores 2 threads trained 5-33x
-        slower than 1, and 2 members side by side at 1 thread each beat one
-        after another at 2 threads by 3-4x: use ``jobs`` = cores.
+        Torch threads per member job. Default: in process, 1 when a training
+        step is small (under ``trainer.SMALL_STEP_MACS``), else torch's own
+        choice (every core); in a pool, ``cpu_count // jobs``. On the idle
+        2-core machine 2 members side by side at 1 thread each took 0.66-0.73x
+        the time of one after another at 2 threads: use ``jobs`` = cores for
+        populations whose members take more than a few seconds.
 
     Returns
     -------

@@ -33,7 +33,6 @@ from compaudit.train.base import PruningSession
 from compaudit.train.recipe import TrainingConfig
 
 __all__ = [
-    "FEW_CORES",
     "SMALL_STEP_MACS",
     "NonFiniteError",
     "auto_threads",
@@ -159,25 +158,20 @@ def step_macs(model: nn.Module, example: torch.Tensor, batch_size: int) -> int:
     return total * batch_size
 
 
-# Threads per member on a machine of this many cores or fewer: always 1. Measured on
-# the 2-core machine (``python -m benchmarks.bench_trainer --threads``, best of 3, two
-# runs at a load of 2-6), 2 threads against 1: training the digits cnn28 8.8-33x and
-# the Fashion-MNIST cnn28 5.0-6.4x slower; inference 2.5-3.1x (digits) and 0.94-1.9x
-# (Fashion-MNIST) in torch, 0.80-1.4x in onnxruntime. Two members side by side at 1
-# thread each took 0.07-0.21x the time of one after another at 2 threads, so the
-# parallelism is in members (``--jobs`` = cores, each then gets ``cores // jobs``).
-FEW_CORES = 2
-
-
+# Threads per member (``python -m benchmarks.bench_trainer --threads`` on the idle
+# 2-core machine, load 0.8, best of 3): 2 threads against 1 trained the digits cnn28
+# in 0.79x and the Fashion-MNIST cnn28 in 0.75x the time, and ran inference in
+# 0.56-0.66x; but two members side by side at 1 thread each took 0.66x (digits) and
+# 0.73x (Fashion-MNIST) the wall time of the same two one after another at 2
+# threads. So a single job takes every core, and parallelism is better spent on
+# members (``--jobs`` = cores, each then gets ``cores // jobs``). Under load (2-6),
+# extra threads spin instead: 2 threads were 5-33x slower there.
 def auto_threads(model: nn.Module, example: torch.Tensor, batch_size: int) -> int:
     """Torch threads for training ``model`` on CPU in this process.
 
-    1 on a machine of at most :data:`FEW_CORES` cores, or when a step is small
-    (under :data:`SMALL_STEP_MACS`); else torch's default (larger machines and
-    larger steps were not measured).
+    1 when a step is small (under :data:`SMALL_STEP_MACS`), else torch's
+    default (every core).
     """
-    if (os.cpu_count() or 1) <= FEW_CORES:
-        return 1
     if step_macs(model, example, batch_size) < SMALL_STEP_MACS:
         return 1
     return torch.get_num_threads()
