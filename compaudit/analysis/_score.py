@@ -181,14 +181,14 @@ def restricted_fit(
     # A bracket that ends at 0 (one side without change) may have its root exactly
     # there, at the jump: Newton cannot reach it and bisection takes ~45 halvings.
     # The score falls with delta, so the root is 0 when S keeps its sign up to 0.
-    for edge, probe, keeps in (
-        ((lo < 0) & (hi == 0), -1e-300, lambda v: v >= 0),  # S(0-) >= 0: max at 0
-        ((lo == 0) & (hi > 0), 0.0, lambda v: v <= 0),  # S(0+) <= 0: max at 0
+    for edge, probe, sign in (
+        ((lo < 0) & (hi == 0), -1e-300, 1.0),  # S(0-) >= 0: the maximum is at 0
+        ((lo == 0) & (hi > 0), 0.0, -1.0),  # S(0+) <= 0: likewise
     ):
         rows = np.flatnonzero(edge)
         if rows.size:
             args = (n1[rows], l1[rows], g1[rows], n2[rows], l2[rows], g2[rows])
-            at0 = rows[keeps(_total_score(*args, np.full(rows.size, probe)))]
+            at0 = rows[sign * _total_score(*args, np.full(rows.size, probe)) >= 0]
             x[at0], lo[at0], hi[at0] = 0.0, 0.0, 0.0
     active = np.flatnonzero(hi > lo)
     for _ in range(_MAX_ITER):
