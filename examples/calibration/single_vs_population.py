@@ -16,10 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 from calibration_nulls import binomial_interval, load_members, policy_draws
 
-from compaudit.analysis.shift import group_shift
+import compaudit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,27 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     if pop is None:
         print(note, file=sys.stderr)
         return 2
-    correct = pop.predictions == pop.y[None]
     ref_idx, cand_idx = policy_draws(pop.k, args.k_ref, 1, args.draws, 0)
-    c = pop.num_classes
     alarms = 0
     methods: dict[str, int] = {}
     for r, k in zip(ref_idx, cand_idx, strict=True):
-        ref, cand = correct[r], correct[k]
-        table = group_shift(
-            ref,
-            cand,
-            pop.y,
-            c,
-            ref_summary=ref.mean(axis=0) >= 0.5,
-            cand_summary=cand[0],
-            testable=np.ones(c, dtype=bool),
-            alpha=0.05,
-            correction="holm",
-        )
-        alarms += bool((table.significant & (table.difference < 0)).any())
-        for m in table.method:
-            methods[str(m)] = methods.get(str(m), 0) + 1
+        ref = compaudit.Population.create(pop.predictions[r], pop.y)
+        cand = compaudit.Population.create(pop.predictions[k], pop.y)
+        (comparison,) = compaudit.audit(ref, {"seed-only": cand}).comparisons
+        alarms += any(row.significantly_worse for row in comparison.classes)
+        for row in comparison.classes:
+            methods[str(row.test)] = methods.get(str(row.test), 0) + 1
     lo, hi = binomial_interval(alarms, len(ref_idx))
     print(note)
     print(
