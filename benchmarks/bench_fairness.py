@@ -15,42 +15,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
-
 from benchmarks.common import row
-from compaudit.analysis.fairness import PERMUTATIONS, fairness_table
+from compaudit.analysis.calibration_sim import fairness_fire_rates
 
 NAME = "fairness"
-
-
-def _replicate(
-    rng: np.random.Generator, n: int, kr: int, kc: int, c: int, flip: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    group = (rng.random(n) < 0.4).astype(np.intp)
-    y = rng.integers(0, c, n) if c > 2 else (rng.random(n) < 0.5 - 0.2 * group).astype(np.intp)
-    p_ok = np.where(group == 1, rng.beta(6, 3, n), rng.beta(8, 2, n))
-    k = kr + kc
-    preds = np.where(rng.random((k, n)) < p_ok, y, (y + rng.integers(1, c, (k, n))) % c)
-    ref, cand = preds[:kr], preds[kr:].copy()
-    if flip:
-        target = (group == 1) & (y == (1 if c == 2 else 0))
-        hit = target[None, :] & (rng.random((kc, n)) < flip)
-        cand[hit] = (1 - cand[hit]) if c == 2 else (y[None, :].repeat(kc, 0)[hit] + 1) % c
-    return ref, cand, y, group
-
-
-def _rates(n: int, kr: int, kc: int, c: int, flip: float, reps: int, seed: int) -> dict[str, float]:
-    rng = np.random.default_rng(seed)
-    fired = {"demographic_parity_difference": 0, "equalized_odds_difference": 0}
-    for _ in range(reps):
-        ref, cand, y, group = _replicate(rng, n, kr, kc, c, flip)
-        t = fairness_table(
-            ref, cand, y, group, 2, num_classes=c, min_support=30,
-            permutations=PERMUTATIONS, replicates=0,
-        )  # fmt: skip
-        for key, d in t.disparities.items():
-            fired[key] += bool(d.increase > 0 and d.increase > d.increase_floor)
-    return {k: v / reps for k, v in fired.items()}
 
 
 def _audit_cost(quick: bool) -> list[dict[str, Any]]:
@@ -90,7 +58,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     rows = []
     for c in (2, 4):
         for flip in (0.0, 0.1, 0.3):
-            rates = _rates(n, kr, kc, c, flip, reps, seed=1000 + 10 * c + int(100 * flip))
+            rates = fairness_fire_rates(
+                n, kr, kc, c, flip, reps=reps, seed=1000 + 10 * c + int(100 * flip)
+            )
             what = "false_alarm" if flip == 0 else f"power_flip{flip:g}"
             for key, rate in rates.items():
                 rows.append(

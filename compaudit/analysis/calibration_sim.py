@@ -17,6 +17,8 @@ standard error of a rejection rate.
   fragile examples at random, fragility heterogeneous within groups; size
   (``damage = 0``) and power of the lineage test.
 * :func:`prediction_interval_size`: the prediction-interval test's size.
+* :func:`fairness_fire_rates`: how often the fairness gates' rule fires on
+  seed-only candidates and on planted damage to one group's positives.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from compaudit.analysis import _score
 from compaudit.analysis.stats import prediction_interval_test
 
 __all__ = [
+    "fairness_fire_rates",
+    "fairness_replicate",
     "lineage_table",
     "old_paired_pvalue",
     "power_table",
@@ -272,3 +276,55 @@ def prediction_interval_size(
         rate = float(np.mean(p <= alpha))
         out.append({"k": k, "size": rate, "mc_se": _mc_se(alpha, p.size), "tests": p.size})
     return out
+
+
+def fairness_replicate(
+    rng: np.random.Generator, n: int, kr: int, kc: int, c: int, flip: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One simulated comparison for the fairness gates: ``(ref, cand, y, group)``.
+
+    New examples, a harder group B (40%), per-example correctness probabilities
+    shared by every member (seed noise piles up on hard examples), members'
+    errors independent given those. Binary: base rates differ by group (50% in
+    A, 30% in B), so selection rates do too. ``flip`` > 0 plants damage: the
+    candidate's members call that share of group B's positives negative (class
+    0 for multi-class).
+    """
+    group = (rng.random(n) < 0.4).astype(np.intp)
+    y = rng.integers(0, c, n) if c > 2 else (rng.random(n) < 0.5 - 0.2 * group).astype(np.intp)
+    p_ok = np.where(group == 1, rng.beta(6, 3, n), rng.beta(8, 2, n))
+    k = kr + kc
+    ok = rng.random((k, n)) < p_ok
+    wrong = (y + rng.integers(1, c, (k, n))) % c  # any other class
+    preds = np.where(ok, y, wrong)
+    ref, cand = preds[:kr], preds[kr:].copy()
+    if flip:
+        target = (group == 1) & (y == (1 if c == 2 else 0))
+        hit = target[None, :] & (rng.random((kc, n)) < flip)
+        cand[hit] = (1 - cand[hit]) if c == 2 else (y[None, :].repeat(kc, 0)[hit] + 1) % c
+    return ref, cand, y, group
+
+
+def fairness_fire_rates(
+    n: int, kr: int, kc: int, c: int, flip: float, *, reps: int, seed: int
+) -> dict[str, float]:
+    """Share of ``reps`` replicates where the fairness gates' rule fires, per disparity.
+
+    The rule of ``demographic_parity_difference_increase`` and
+    ``equalized_odds_difference_increase`` at threshold 0 (the strictest
+    policy): the largest increase over classes is above 0 and beyond its
+    seed-noise floor (the member relabellings).
+    """
+    from compaudit.analysis.fairness import PERMUTATIONS, fairness_table
+
+    rng = np.random.default_rng(seed)
+    fired = {"demographic_parity_difference": 0, "equalized_odds_difference": 0}
+    for _ in range(reps):
+        ref, cand, y, group = fairness_replicate(rng, n, kr, kc, c, flip)
+        t = fairness_table(
+            ref, cand, y, group, 2, num_classes=c, min_support=30,
+            permutations=PERMUTATIONS, replicates=0,
+        )  # fmt: skip
+        for key, d in t.disparities.items():
+            fired[key] += bool(d.increase > 0 and d.increase > d.increase_floor)
+    return {k: v / reps for k, v in fired.items()}

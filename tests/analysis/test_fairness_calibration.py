@@ -19,49 +19,17 @@ replicates per case.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from scipy.stats import binom
 
-from compaudit.analysis.fairness import PERMUTATIONS, fairness_table
+from compaudit.analysis.calibration_sim import fairness_fire_rates
 
 ALPHA = 0.05
 R_SIZE, R_POWER, N, KR, KC = 600, 200, 1200, 8, 4
 
 
-def _replicate(
-    rng: np.random.Generator, c: int, flip: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    group = (rng.random(N) < 0.4).astype(np.intp)  # group B: 40%, harder
-    # Binary: base rates differ by group (50% in A, 30% in B), so selection rates do too.
-    y = rng.integers(0, c, N) if c > 2 else (rng.random(N) < 0.5 - 0.2 * group).astype(np.intp)
-    p_ok = np.where(group == 1, rng.beta(6, 3, N), rng.beta(8, 2, N))
-    k = KR + KC
-    ok = rng.random((k, N)) < p_ok
-    wrong = (y + rng.integers(1, c, (k, N))) % c  # any other class
-    preds = np.where(ok, y, wrong)
-    ref, cand = preds[:KR], preds[KR:].copy()
-    if flip:
-        # Planted damage: the candidate calls a share of group B's positives negative.
-        target = (group == 1) & (y == (1 if c == 2 else 0))
-        hit = target[None, :] & (rng.random((KC, N)) < flip)
-        cand[hit] = (1 - cand[hit]) if c == 2 else (y[None, :].repeat(KC, 0)[hit] + 1) % c
-    return ref, cand, y, group
-
-
 def _fire_rates(c: int, flip: float, seed: int, reps: int) -> dict[str, float]:
-    rng = np.random.default_rng(seed)
-    fired = {"demographic_parity_difference": 0, "equalized_odds_difference": 0}
-    for _ in range(reps):
-        ref, cand, y, group = _replicate(rng, c, flip)
-        t = fairness_table(
-            ref, cand, y, group, 2, num_classes=c, min_support=30,
-            permutations=PERMUTATIONS, replicates=0,
-        )  # fmt: skip
-        for key, d in t.disparities.items():
-            # The gate's rule with threshold 0: beyond the threshold and beyond the floor.
-            fired[key] += bool(d.increase > 0 and d.increase > d.increase_floor)
-    return {k: v / reps for k, v in fired.items()}
+    return fairness_fire_rates(N, KR, KC, c, flip, reps=reps, seed=seed)
 
 
 @pytest.mark.parametrize("c", [2, 4])
