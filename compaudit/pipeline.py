@@ -655,7 +655,7 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     if request.run_dir is not None:
         ref_name, reference, candidates, dataset, lineage = _load_run_dir(request, compression)
     else:
-        if not request.reference or not request.candidates:
+        if request.reference is None or not request.candidates:  # "" is an empty SPEC
             raise InputError(ERR_NO_INPUTS)
         ref_text, given = split_spec(request.reference)  # SPEC@sparsity=0: the tail off first
         dataset = load_data_for_model(request.data, ref_text) if request.data else None

@@ -8,6 +8,7 @@ import click
 
 from compaudit.cli import command as cli_command
 from compaudit.cli import is_quiet, run_command
+from compaudit.cli._params import NonBlankPath
 from compaudit.errors import ExitStatus
 
 __all__ = ["command"]
@@ -18,7 +19,7 @@ __all__ = ["command"]
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonBlankPath(dir_okay=False, path_type=Path),
     help="Prep file to write (JSON), applied with ?prep=FILE on a data spec.",
 )
 def command(train_spec: str, out: Path) -> ExitStatus:

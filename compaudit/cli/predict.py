@@ -8,6 +8,7 @@ import click
 
 from compaudit.cli import command as cli_command
 from compaudit.cli import run_command
+from compaudit.cli._params import NonBlankPath
 from compaudit.errors import ExitStatus
 from compaudit.models.base import TRUST_MODEL_CODE_HELP
 
@@ -20,7 +21,7 @@ __all__ = ["command"]
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonBlankPath(dir_okay=False, path_type=Path),
     help="Predictions file to write (.npz).",
 )
 @click.option(

@@ -12,6 +12,7 @@ import click
 from compaudit._text import for_terminal
 from compaudit.cli import command as cli_command
 from compaudit.cli import fail, is_quiet, run_command
+from compaudit.cli._params import NON_BLANK, NonBlankPath
 from compaudit.errors import ExitStatus
 from compaudit.models.base import TRUST_MODEL_CODE_HELP
 from compaudit.pipeline import DEFAULT_FORMATS, AuditRequest, Outcome, execute
@@ -61,7 +62,9 @@ def setting_option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[
 def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by ``report`` and ``check`` (the design's contract)."""
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-        click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path)),
+        click.argument(
+            "run_dir", required=False, type=NonBlankPath(file_okay=False, path_type=Path)
+        ),
         click.option(
             "--reference",
             "-r",
@@ -81,6 +84,7 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--data",
             "-d",
+            type=NON_BLANK,
             metavar="SPEC",
             help="Evaluation data (.npz, .csv, image folder, or a built-in such as "
             "digits / fashion-mnist / adult[:split]); "
@@ -90,13 +94,14 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--attributes",
             "attributes_csv",
             metavar="CSV",
-            type=click.Path(dir_okay=False),
+            type=NonBlankPath(dir_okay=False),
             help="Protected attributes: a CSV with an 'id' column and one column per attribute.",
         ),
         click.option(
             "--example-scores",
             "example_scores",
             multiple=True,
+            type=NON_BLANK,
             metavar="NAME=FILE",
             help="Per-example scores (C-score, memorization...): a CSV with 'id' and one score "
             "column, or an .npz with 'ids' and 'scores'; each is tested on the PIEs and CIEs "
@@ -106,14 +111,14 @@ def audit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--policy",
             "-p",
             metavar="FILE",
-            type=click.Path(dir_okay=False),
+            type=NonBlankPath(dir_okay=False),
             help="Policy file (YAML, TOML or pyproject.toml). Settings: an explicit flag beats "
             "the policy, which beats [tool.compaudit] in the closest pyproject.toml.",
         ),
         click.option(
             "--out",
             "-o",
-            type=click.Path(file_okay=False, path_type=Path),
+            type=NonBlankPath(file_okay=False, path_type=Path),
             default=Path("compaudit-report"),
             show_default=True,
             help="Directory for report files.",

@@ -9,17 +9,18 @@ import click
 
 from compaudit.cli import command as cli_command
 from compaudit.cli import is_quiet, run_command
+from compaudit.cli._params import NonBlankPath
 from compaudit.errors import ExitStatus
 
 __all__ = ["command"]
 
 
 @cli_command("train")
-@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("recipe", type=NonBlankPath(dir_okay=False, path_type=Path))
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NonBlankPath(file_okay=False, path_type=Path),
     default=None,
     help="Run directory (default: runs/<recipe name>). Re-running resumes it.",
 )

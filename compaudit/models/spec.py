@@ -19,6 +19,7 @@ from compaudit.errors import DataNotFoundError, InputError
 from compaudit.models.base import MemberSpec, ModelLoader, Runner, RunnerSettings
 
 __all__ = [
+    "ERR_BLANK_SPEC",
     "ERR_EMPTY_SPEC",
     "ERR_NO_LOADER",
     "ERR_NO_SUCH_MODEL",
@@ -36,6 +37,11 @@ HOOK = "register_model_loaders"
 ERR_EMPTY_SPEC = (
     "{spec}: no model files found (looked for {suffixes}); give a model file, a glob such as "
     "'models/*.onnx', or a directory of model files"
+)
+ERR_BLANK_SPEC = (
+    "model spec {spec!r} names no file: an empty SPEC would run whatever lies in the working "
+    "directory; give a model file, a glob such as 'models/*.onnx', a directory of model files "
+    "or a module:factory (is a CI variable unset?)"
 )
 ERR_NO_SUCH_MODEL = "{spec}: no such model file or directory"
 ERR_SAME_MODEL_TWICE = (
@@ -89,6 +95,8 @@ def _is_non_file_spec(spec: str) -> bool:
 
 
 def _expand_one(spec: str) -> list[str]:
+    if not spec.strip():  # Path("") and Path(" /") are folders: the working directory, or /
+        raise InputError(ERR_BLANK_SPEC.format(spec=spec))
     if any(ch in _GLOB_CHARS for ch in spec):
         hits = sorted(p for p in glob.glob(spec) if Path(p).is_file())
         found = [p for p in hits if find_loader(p) is not None]
@@ -164,7 +172,9 @@ def resolve_members(
     Raises
     ------
     InputError
-        A glob or directory with no model files, or a file no loader reads.
+        A blank spec (:data:`ERR_BLANK_SPEC`: ``""`` would be the working
+        directory), a glob or directory with no model files, or a file no
+        loader reads.
     DataNotFoundError
         A path that does not exist.
     """

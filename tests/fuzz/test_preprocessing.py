@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from compaudit.comparable import ERR_DIFFERENT_DATA, ERR_DIFFERENT_PREPROCESSING
@@ -46,4 +47,24 @@ def test_differently_prepared_predictions_exit_2(
         )
     else:
         expected = ERR_DIFFERENT_DATA.format(a=str(ref), b=str(cand), fa="a" * 64, fb="b" * 64)
+    assert run.error_lines == [f"compaudit: error: {expected}"]
+
+
+def test_predictions_prepared_unlike_data_exit_2(tmp_path: Path) -> None:
+    # With --data the rule is the same: a file that records other preprocessing than
+    # the data's is not audited against them (the digits are divided by 16).
+    from compaudit.data.loading import load_dataset
+
+    data = load_dataset("digits:test")
+    preds = np.tile(data.y, (3, 1))
+    prep: dict[str, object] = dict(data.preprocessing.to_dict())
+    meta: dict[str, object] = {"dataset_fingerprint": data.fingerprint(), "preprocessing": prep}
+    ref, cand = tmp_path / "ref.npz", tmp_path / "cand.npz"
+    save_population(Population.create(preds, data.y, ids=data.ids, meta=meta), ref)
+    other = {**meta, "preprocessing": {**prep, "scaling": "divide:255"}}
+    save_population(Population.create(preds, data.y, ids=data.ids, meta=other), cand)
+    args = ["report", "-r", str(ref), "-c", f"int8={cand}", "--data", "digits:test"]
+    run = fails_closed([*args, "--out", str(tmp_path / "o"), "-f", "json"])
+    what = "scaling: 'divide:255' vs 'divide:16'"
+    expected = ERR_DIFFERENT_PREPROCESSING.format(a=str(cand), b="--data digits:test", what=what)
     assert run.error_lines == [f"compaudit: error: {expected}"]

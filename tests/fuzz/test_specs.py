@@ -38,6 +38,7 @@ SPECS = [
     ("candidate-name-then-blank", "ref.npz", "int8=  ", "int8=  "),
     ("reference-name-then-nothing", "ref=", "cand.npz", "ref="),
     ("candidate-blank", "ref.npz", " ", " "),
+    ("reference-empty", "", "cand.npz", ""),  # was "nothing to audit", naming no spec
 ]
 
 
@@ -48,6 +49,67 @@ def test_empty_spec_is_a_usage_error(workdir: Path, ref: str, cand: str, spec: s
     after = f" after '{name}='" if sep else ""
     expected = ERR_EMPTY_SPEC.format(text=spec, after=after)
     assert run.error_lines == [f"compaudit: error: {expected}"]
+
+
+def test_predict_empty_spec_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `compaudit predict "$MODEL"` with MODEL unset ran every model in the working
+    # directory (Path("") is ".") and exited 0.
+    from compaudit.models.spec import ERR_BLANK_SPEC
+    from tests.fuzz.test_models import _export
+
+    _export(tmp_path / "stray.pt2")
+    monkeypatch.chdir(tmp_path)
+    run = fails_closed(["predict", "", "--data", "digits:test", "--out", "p.npz", "--no-cache"])
+    assert run.error_lines == ["compaudit: error: " + ERR_BLANK_SPEC.format(spec="")]
+    assert not (tmp_path / "p.npz").exists()
+
+
+# (id, extra arguments, the option the error must name): each value an unset CI
+# variable gives; before, --data/--attributes/--policy "" were dropped silently (report
+# exited 0 without subgroups) and a blank RUN_DIR or --out meant the working directory.
+BLANKS = [
+    ("data-blank", ["--data", ""], "--data"),
+    ("attributes-blank", ["--attributes", ""], "--attributes"),
+    ("policy-blank", ["--policy", " "], "--policy"),
+    ("out-blank", ["--out", ""], "--out"),
+    ("example-scores-blank", ["--example-scores", ""], "--example-scores"),
+]
+
+
+@pytest.mark.parametrize("command", ["report", "check"])
+@pytest.mark.parametrize(("extra", "option"), [b[1:] for b in BLANKS], ids=[b[0] for b in BLANKS])
+def test_blank_option_is_a_usage_error(
+    workdir: Path, command: str, extra: list[str], option: str
+) -> None:
+    from compaudit.cli._params import ERR_BLANK_VALUE
+
+    base = [command, "-r", "ref.npz", "-c", "cand.npz"]
+    run = fails_closed([*base, *(["--out", "out"] if option != "--out" else []), *extra])
+    assert run.error_lines == ["compaudit: error: " + ERR_BLANK_VALUE.format(option=option)]
+    assert sorted(p.name for p in workdir.iterdir()) == ["cand.npz", "ref.npz"]
+
+
+# (id, command line, the option the error must name): the other commands' paths.
+OTHER_BLANKS = [
+    ("report-run-dir", ["report", "", "--out", "out"], "RUN_DIR"),
+    ("train-recipe", ["train", "", "--out", "run"], "RECIPE"),
+    ("train-out", ["train", "recipe.yaml", "--out", ""], "--out"),
+    ("predict-out", ["predict", "ref.npz", "--data", "digits:test", "--out", ""], "--out"),
+    ("fit-data-out", ["fit-data", "digits:train", "--out", " "], "--out"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "option"), [b[1:] for b in OTHER_BLANKS], ids=[b[0] for b in OTHER_BLANKS]
+)
+def test_blank_path_is_a_usage_error(workdir: Path, args: list[str], option: str) -> None:
+    from compaudit.cli._params import ERR_BLANK_VALUE
+
+    run = fails_closed(args)
+    assert run.error_lines == ["compaudit: error: " + ERR_BLANK_VALUE.format(option=option)]
+    assert sorted(p.name for p in workdir.iterdir()) == ["cand.npz", "ref.npz"]
 
 
 def write_attributes(path: Path, columns: dict[str, list[str]]) -> Path:
@@ -130,3 +192,23 @@ def test_an_attribute_from_two_sources_is_an_error(
     )
     expected = ERR_ATTRIBUTE_TWICE.format(csv=csv, name="sex", src=str(carried))
     assert run.error_lines == [f"compaudit: error: {expected}"]
+
+
+@pytest.mark.parametrize("command", ["report", "check"])
+def test_negative_seed_is_a_usage_error(
+    good_preds: dict[str, Path], tmp_path: Path, command: str
+) -> None:
+    # --seed -1 reached numpy's default_rng and ended in a traceback (exit 1).
+    from compaudit.settings import ERR_AT_LEAST
+    from tests.fuzz.conftest import run_cli
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\ngates: {top1_drop: 0.5}\n")
+    args = [command, "-r", str(good_preds["ref"]), "-c", str(good_preds["cand"]), "-p", str(policy)]
+    run = run_cli([*args, "--seed", "-1", "--out", str(tmp_path / "out"), "-f", "json"])
+    assert run.code == 2, run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    message = ERR_AT_LEAST.format(name="seed", low=0, value=-1)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [f"Error: Invalid value for '--seed': {message}"]
+    assert not (tmp_path / "out").exists()  # refused before anything ran
