@@ -14,12 +14,17 @@ the working tree ("after") and :data:`BASE_REV` extracted with ``git archive``
 
 * the real command (``compaudit.cli.main``), CPU time of the child process;
 * a breakdown: the same ``execute()`` call with its stages wrapped in CPU
-  timers (imports, loading, audit, validation, each writer), and which heavy
-  modules (torch, ``scipy.stats``, jsonschema, matplotlib, ...) it loaded,
-  beside what importing each costs alone;
+  timers (imports, loading, audit and its phases, validation, each writer, the
+  rest), and which heavy modules (torch, ``scipy.stats``, jsonschema,
+  matplotlib, ...) it loaded, beside what importing each costs alone;
 * the report validator alone (jsonschema against the compiled one, also on a
   report with 20x the example lists, about 1M examples) and the per-class
   figure alone at 1,000 and 10,000 classes.
+
+Every child writes bytecode and keeps compaudit's cache in the run's temporary
+folder, and one untimed run warms both, so the figures are those of an
+installed compaudit after its first run (``PYTHONDONTWRITEBYTECODE`` in the
+caller's environment would otherwise add the compilation of every module).
 
 ``--quick`` (CI smoke test): N = 5,000, C = 100, K = 10, the working tree alone.
 """
@@ -68,15 +73,29 @@ HEAVY_MODULES = (
     "fastjsonschema",
     "matplotlib",
 )
-STAGES = ("imports", "load", "audit", "validation", *(f"write_{f}" for f in ALL_FORMATS))
-"""Breakdown rows; ``write_json`` excludes the validation it runs."""
+STAGES = ("imports", "load", "audit", "validation", *(f"write_{f}" for f in ALL_FORMATS), "other")
+"""Breakdown rows; ``write_json`` excludes the validation it runs; ``other``: the rest of
+``execute()`` (settings, the gates module, the registry, the report file set)."""
+AUDIT_PHASES = {
+    "modal": "Side.of: correctness, top-1/top-5 and the seeded modal predictions (6 sides)",
+    "floors": "the seed-noise floors from the reference (splits, split PIEs, group nulls)",
+    "class_tests": "_class_rows: per-class shift test and floors, a row per class and candidate",
+    "subgroup_tests": "_subgroup_rows: per-group shift test, PIE shares and floors",
+    "pie": "_pie_block: the Fisher test per example (pooled modal) and the PIE list",
+    "cie": "_cie_block: CIE counts (mean over all member pairs) and list",
+    "fairness": "_fairness: per-group rates, disparities and their permutation nulls",
+}
+"""Sub-rows of ``audit`` (timed where the tree has the function; ``compare``'s rest is small)."""
 
 STAGE_NOTES = {
     "imports": "build_cli(), the pipeline, audit and JSON modules, the reporter registry "
     "(torch {torch} by the end of the run)",
     "load": "the six predictions files (pipeline._load_side)",
     "audit": "audit() and to_report()",
-    "validation": "validate_report() in the JSON writer, its one-time compile included",
+    "validation": "validate_report() in the JSON writer (the compiled validator, built in "
+    "every process)",
+    "other": "the rest of execute(): settings, the gates module (and the policy module when "
+    "a policy is given), registry lookups, the report file set",
     "write_json": "the JSON writer less its validation",
     "write_html": "the HTML writer, the matplotlib import and five figures included",
 }
@@ -88,7 +107,7 @@ ERR_WRONG_PACKAGE = "the {what} subprocess imported compaudit from {got}, not fr
 # Run by `python -c` with PYTHONPATH at one tree and the working directory elsewhere.
 # argv: out.json, out_dir, formats, reference, candidates...; stages in process CPU seconds.
 _STAGE_SCRIPT = """
-import json, os, sys, time
+import importlib, json, os, sys, time
 cpu = time.process_time
 t0 = cpu()
 from compaudit.cli import build_cli
@@ -118,6 +137,16 @@ class Timed:
 registry.reporters = lambda: {k: Timed(v) for k, v in found.items()}
 pl._load_side = timed("load", pl._load_side)
 pl.audit = timed("audit", pl.audit)
+import importlib.util as iu
+cm, eng = (importlib.import_module(m) if iu.find_spec(m) else None
+           for m in ("compaudit._comparison", "compaudit.engine"))
+for mod, attr, key in ((cm, "_class_rows", "class_tests"), (cm, "_subgroup_rows", "subgroup_tests"),
+                       (cm, "_pie_block", "pie"), (cm, "_cie_block", "cie"),
+                       (cm, "_fairness", "fairness"), (eng, "_floors", "floors")):
+    if hasattr(mod, attr):
+        setattr(mod, attr, timed("audit_" + key, getattr(mod, attr)))
+if hasattr(cm, "Side"):
+    cm.Side.of = classmethod(timed("audit_modal", cm.Side.of.__func__))
 AuditResult.to_report = timed("audit", AuditResult.to_report)
 jr.validate_report = timed("validation", jr.validate_report)
 out_json, out_dir, formats, ref, *cands = sys.argv[1:]
@@ -128,6 +157,8 @@ with open(os.devnull, "w") as devnull:
     pl.execute(request)
 spent["execute"] = cpu() - t1
 spent["imports"] = imports
+top = ("load", "audit", *(k for k in spent if k.startswith("write_")))  # validation: in write_json
+spent["other"] = spent["execute"] - sum(spent.get(k, 0.0) for k in top)
 spent["write_json"] = spent.get("write_json", 0.0) - spent.get("validation", 0.0)
 heavy = {m: m in sys.modules for m in %(heavy)r}
 with open(out_json, "w") as f:
@@ -184,9 +215,18 @@ def _check_package(what: str, out: Mapping[str, Any], tree: Path) -> None:
 
 
 def _child(what: str, cmd: Sequence[str], tree: Path, cwd: Path) -> tuple[float, str]:
-    """Run ``cmd`` with compaudit from ``tree``; return its CPU seconds (user + sys) and stderr."""
+    """Run ``cmd`` with compaudit from ``tree``; return its CPU seconds (user + sys) and stderr.
+
+    Bytecode is written (to a ``pycache`` folder beside ``cwd``, even where the caller
+    sets ``PYTHONDONTWRITEBYTECODE``) and compaudit's cache lives beside ``cwd`` too, so
+    a run after the first measures what an installed compaudit costs after its first
+    run, not the compilation of every module.
+    """
     env = {**os.environ, "PYTHONPATH": str(tree), "COLUMNS": "100"}
     env.pop("GITHUB_STEP_SUMMARY", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(cwd / "pycache")
+    env["COMPAUDIT_CACHE_DIR"] = str(cwd / "compaudit-cache")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         list(cmd), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -222,12 +262,15 @@ def stages(tree: Path, paths: Sequence[Path], out: Path) -> dict[str, Any]:
     return data
 
 
-def standalone_import_cpu(module: str, cwd: Path) -> float:
+def standalone_import_cpu(module: str) -> float:
     """CPU seconds ``import module`` adds to a process that has imported numpy (best of 2)."""
     base = [sys.executable, "-c", "import numpy"]
     with_module = [sys.executable, "-c", f"import numpy, {module}"]
-    cost = [_child("import", with_module, REPO_ROOT, cwd)[0] for _ in range(2)]
-    floor = [_child("import", base, REPO_ROOT, cwd)[0] for _ in range(2)]
+    # A folder of its own: the children's bytecode goes beside their cwd, never the checkout.
+    with tempfile.TemporaryDirectory(prefix="compaudit-bench-import-") as name:
+        cwd = Path(name)
+        cost = [_child("import", with_module, REPO_ROOT, cwd)[0] for _ in range(2)]
+        floor = [_child("import", base, REPO_ROOT, cwd)[0] for _ in range(2)]
     return max(0.0, min(cost) - min(floor))
 
 
@@ -279,6 +322,7 @@ def _measure(
     """Every measurement of one tree: the command twice, the breakdown, imports, plots."""
     out, repeat = tmp / f"out-{label}", int(size["repeat"])
     with_html = (*DEFAULT_FORMATS, "html")
+    cli_cpu(tree, paths, out, with_html)  # warm-up: bytecode, matplotlib's font cache
     return {
         "cli": min(cli_cpu(tree, paths, out, DEFAULT_FORMATS) for _ in range(repeat)),
         "cli_html": min(cli_cpu(tree, paths, out, with_html) for _ in range(repeat)),
@@ -347,12 +391,18 @@ def _rows(
     for stage in STAGES:
         note = STAGE_NOTES.get(stage, "the writer's write()").format(torch=torch)
         compare(f"{stage}_cpu", cpu_after.get(stage, 0.0), cpu_before.get(stage), note)
+        if stage != "audit":
+            continue
+        for phase, what in AUDIT_PHASES.items():
+            key = f"audit_{phase}"
+            if key in cpu_after:
+                compare(f"{key}_cpu", cpu_after[key], cpu_before.get(key), f"of audit: {what}")
     total_old = before["stages"]["total"] if before else None
     compare("breakdown_total_cpu", after["stages"]["total"], total_old, "the breakdown's process")
     for module in HEAVY_MODULES:
         used = [label for label in ("after", "before") if label in got]
         yes = {label: got[label]["stages"]["loaded"][module] for label in used}
-        cost: float | str = NOT_MEASURED if quick else standalone_import_cpu(module, REPO_ROOT)
+        cost: float | str = NOT_MEASURED if quick else standalone_import_cpu(module)
         words = {True: "imported", False: "not imported"}
         note = "; ".join(f"{label}: {words[yes[label]]}" for label in used)
         note = f"CPU of `import {module}` after numpy, alone; by the breakdown's run: {note}"

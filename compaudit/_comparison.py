@@ -182,6 +182,8 @@ def _shift(
         order=part.order,
         seed=s.seed,
         lineage=ctx.lineage,
+        ref_top1=ref.topline.top1_per_model,
+        cand_top1=cand.topline.top1_per_model,
     )
 
 

@@ -11,6 +11,8 @@ filter leaves out are named in the detail, never hidden.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from compaudit._gates_common import (
     Measured,
     Outcome,
@@ -23,8 +25,10 @@ from compaudit._gates_common import (
     pp,
     signed_pp,
 )
-from compaudit.policy import Gates
 from compaudit.results import ClassRow, Comparison
+
+if TYPE_CHECKING:  # a run without a policy never imports it (pydantic: 0.3 s)
+    from compaudit.policy import Gates
 
 __all__ = ["class_recall_drop", "significant_classes"]
 

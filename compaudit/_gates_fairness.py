@@ -13,10 +13,15 @@ the floor; without a floor it is judged on the threshold alone (the detail says 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from compaudit._gates_common import Env, Measured, Outcome, Unevaluable, pp, signed_pp
-from compaudit.policy import Gates
 from compaudit.results import Comparison, FairnessIncrease, FairnessSet
+
+if TYPE_CHECKING:  # a run without a policy never imports it (pydantic: 0.3 s)
+    from compaudit.policy import Gates
+
+    GateFn = Callable[[Comparison, Gates, Env], list[tuple[str, Outcome]]]
 
 __all__ = [
     "REASON_NO_DISPARITY",
@@ -37,7 +42,6 @@ TOLERANCE = 1e-12  # compaudit.gates.TOLERANCE (which imports this module)
 NO_FLOOR = "no seed-noise floor (judged on the threshold alone)"
 WITHIN_FLOOR = "within seed noise"
 
-GateFn = Callable[[Comparison, Gates, Env], list[tuple[str, Outcome]]]
 _WHAT = {
     "demographic_parity_difference": "demographic-parity difference",
     "equalized_odds_difference": "equalized-odds difference",

@@ -18,6 +18,7 @@ hidden.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from compaudit._gates_common import (
     Env,
@@ -34,8 +35,10 @@ from compaudit._gates_common import (
     signed_pp,
 )
 from compaudit.analysis.subgroups import LABEL_ATTRIBUTE
-from compaudit.policy import Gates, SubgroupGates
 from compaudit.results import Comparison, GroupRow
+
+if TYPE_CHECKING:  # a run without a policy never imports it (pydantic: 0.3 s)
+    from compaudit.policy import Gates, SubgroupGates
 
 __all__ = ["accuracy_gap", "pie_share_growth", "pie_share_growth_excess"]
 
@@ -63,8 +66,9 @@ NONE_WORSE = "no group is significantly worse than the overall shift"
 SIGNIFICANT = " among significantly worse groups"
 
 Row = GroupRow
-_SetGate = Callable[[Comparison, list[Row], SubgroupGates], Outcome]
-GateFn = Callable[[Comparison, Gates, Env], list[tuple[str, Outcome]]]
+if TYPE_CHECKING:
+    _SetGate = Callable[[Comparison, list[Row], SubgroupGates], Outcome]
+    GateFn = Callable[[Comparison, Gates, Env], list[tuple[str, Outcome]]]
 
 
 def _shown(attrs: Sequence[str]) -> str:

@@ -111,7 +111,6 @@ from compaudit._gates_subgroups import (
     REASON_NO_SUPPORT,
 )
 from compaudit.errors import ExitStatus
-from compaudit.policy import EffectivePolicy, Gates, Policy, required_attributes, settings
 from compaudit.results import (
     ERR_SHAPE,
     AuditReport,
@@ -125,6 +124,16 @@ from compaudit.results import (
 
 if TYPE_CHECKING:
     from compaudit.engine import AuditResult
+
+    # Imported when a policy is judged: a run without one never needs the policy
+    # module (pydantic models, 0.3 s of CPU); its re-exports load on first use.
+    from compaudit.policy import (
+        EffectivePolicy,
+        Gates,
+        Policy,
+        required_attributes,
+        settings,
+    )
 
 __all__ = [
     "MAX_LISTED",
@@ -213,8 +222,19 @@ _UNEVALUABLE: dict[str, tuple[bool | None, GateStatus, str]] = {
 }
 
 
-_GateFn = Callable[[Comparison, Gates, Env], list[tuple[str, Outcome]]]
+if TYPE_CHECKING:
+    _GateFn = Callable[[Comparison, Gates, Env], list[tuple[str, Outcome]]]
 _Fmt = Callable[[float], str]
+_FROM_POLICY = ("required_attributes", "settings")
+
+
+def __getattr__(name: str) -> Any:
+    """``required_attributes`` and ``settings``, re-exported from :mod:`compaudit.policy`."""
+    if name in _FROM_POLICY:
+        from compaudit import policy
+
+        return getattr(policy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def evaluate_gates(report: AuditReport | Mapping[str, Any], policy: Policy) -> list[GateResult]:
@@ -268,12 +288,12 @@ def judge(
     too). ``settings_report`` (every value and its source) replaces the
     report's ``settings`` when given.
     """
-    from compaudit.policy import with_settings
-
     gates: list[GateResult] = []
     errors: list[str] = []
     verdict: Verdict = "ungated"
     if policy is not None:
+        from compaudit.policy import with_settings
+
         draft = result.report()
         gates = evaluate_gates(draft, with_settings(policy, result.settings))
         errors = nothing_evaluated(draft, gates)

@@ -262,6 +262,11 @@ def _point(
     return _rates(pp, tp, pos[:, None], n[:, None], cols)
 
 
+def _member_means(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each array's mean over the members (axis 1)."""
+    return {k: v.mean(axis=1) for k, v in x.items()}
+
+
 def _affordable(replicates: int, draws: int) -> int:
     """Replicates within :data:`BOOTSTRAP_BUDGET` member-example draws; 0 (no interval)
     when fewer than :data:`MIN_REPLICATES` fit."""
@@ -345,8 +350,11 @@ def fairness_table(
     kr, kc = ref.shape[0], cand.shape[0]
     memo: dict[Any, Any] = cache if cache is not None else {}
     if ("point", min_support) not in memo:
-        memo[("point", min_support)] = _point(ref, y, codes, pos_full, n_full, g, c, cols)
-    mr_ref = memo[("point", min_support)]
+        # The reference's rates, disparities and their member means: once per grouping.
+        point = _point(ref, y, codes, pos_full, n_full, g, c, cols)
+        disp = _disparities(point, judged)
+        memo[("point", min_support)] = (disp, _member_means(point), _member_means(disp))
+    md_ref, r_ref, d_ref = memo[("point", min_support)]
     mr_cand = _point(cand, y, codes, pos_full, n_full, g, c, cols)
     # The bootstrap's cost is members x examples x replicates: capped (report says how many).
     # Per replicate: the members' example weights and their rates of every group and class.
@@ -357,11 +365,8 @@ def fairness_table(
             memo["indicators"] = _indicators(ref, y, codes, g * c, c)
         mats_ref = memo["indicators"]
         mats_cand = _indicators(cand, y, codes, g * c, c)
-    md_ref, md_cand = _disparities(mr_ref, judged), _disparities(mr_cand, judged)
-    r_ref = {k: v.mean(axis=1) for k, v in mr_ref.items()}
-    r_cand = {k: v.mean(axis=1) for k, v in mr_cand.items()}
-    d_ref = {k: v.mean(axis=1) for k, v in md_ref.items()}
-    d_cand = {k: v.mean(axis=1) for k, v in md_cand.items()}
+    md_cand = _disparities(mr_cand, judged)
+    r_cand, d_cand = _member_means(mr_cand), _member_means(md_cand)
 
     # Bootstrap: examples within groups, members with replacement. The examples and the
     # reference members come from one stream and the candidate's members from another, so

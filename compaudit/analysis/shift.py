@@ -124,6 +124,8 @@ def group_shift(
     order: np.ndarray | None = None,
     seed: int = 0,
     lineage: bool = False,
+    ref_top1: np.ndarray | None = None,
+    cand_top1: np.ndarray | None = None,
 ) -> ShiftTable:
     """Compare the accuracy shift of each group with the overall shift.
 
@@ -156,6 +158,9 @@ def group_shift(
     lineage : bool
         Candidate member k was made from reference member k; with Kr == Kc the
         lineage test is used (K = 1: the paired test of the two models).
+    ref_top1, cand_top1 : ndarray of shape (Kr,) and (Kc,), optional
+        Precomputed ``ref_correct.mean(axis=1)`` and ``cand_correct.mean(axis=1)``
+        (each member's top-1, :attr:`~compaudit.analysis.topline.TopLine.top1_per_model`).
     """
     support = np.bincount(groups, minlength=n_groups)
     if order is None:
@@ -166,8 +171,10 @@ def group_shift(
         else group_accuracy(ref_correct, groups, n_groups, order=order)
     )
     acc_c = group_accuracy(cand_correct, groups, n_groups, order=order)
-    s_r = acc_r - ref_correct.mean(axis=1)[:, None]
-    s_c = acc_c - cand_correct.mean(axis=1)[:, None]
+    top1_r = ref_top1 if ref_top1 is not None else ref_correct.mean(axis=1)
+    top1_c = cand_top1 if cand_top1 is not None else cand_correct.mean(axis=1)
+    s_r = acc_r - top1_r[:, None]
+    s_c = acc_c - top1_c[:, None]
     difference = s_c.mean(axis=0) - s_r.mean(axis=0)
 
     testable = testable & (support > 0)

@@ -95,6 +95,9 @@ def report_schema() -> dict[str, Any]:
 def _compiled_validator() -> Callable[[Any], Any]:
     """The schema compiled to Python once per process (``fastjsonschema``, about 0.08 s).
 
+    Never cached on disk: the cache directory can be restored from a CI cache that
+    someone else wrote, and compiled validator code read from it would run as ours.
+
     ``use_default=False``: validation never writes a schema ``default`` into the report.
     """
     import fastjsonschema
