@@ -18,7 +18,6 @@ corrections are per comparison).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,14 +34,19 @@ from calibration_nulls import (
     train_population,
 )
 from calibration_tables import (
-    DAMAGE_WORDS,
-    FAIL_TARGET,
-    PASS_TARGET,
-    _png,
     pct,
     policy_section,
     policy_verdict,
 )
+from policy_cache import (
+    Judgement,
+    VerdictCache,
+    draw_key,
+    map_draws,
+    population_digest,
+    source_fingerprint,
+)
+from policy_figure import power_figure
 
 import compaudit
 from compaudit import GateResult, Policy, Population, load_policy
@@ -200,6 +204,88 @@ class Setup:
     group_size: int = 50  # size of the random group when ``group`` is empty
 
 
+@dataclass(frozen=True)
+class DrawState:
+    """What every draw of one (dataset, shape) shares; sent once to each worker process."""
+
+    setup: Setup
+    ref_rows: np.ndarray  # [D, K_ref]
+    cand_rows: np.ndarray  # [D, K_cand]
+    policies: Mapping[str, tuple[Path, Policy]]
+    damages: tuple[Damage, ...]
+    seed: int
+    cache: VerdictCache | None = None
+    code: str = ""  # compaudit's source fingerprint (part of every cache key)
+    policy_bytes: Mapping[str, bytes] = field(default_factory=dict)
+
+
+def draw_candidates(state: DrawState, i: int) -> tuple[Population, dict[str, Population]]:
+    """Draw ``i``'s reference group and its seed-only and damaged candidates.
+
+    The class damage goes into one random class and, without a real group, the
+    group damage into a random group of ``setup.group_size`` examples carried as
+    the attribute :data:`GROUP_ATTRIBUTE` (so subgroup analyses can see it).
+    """
+    setup = state.setup
+    pop = setup.population
+    k_ref, k_cand = state.ref_rows.shape[1], state.cand_rows.shape[1]
+    real_group = bool(setup.group.any())
+    y = pop.y.astype(np.intp)
+    rng_seed = [state.seed, k_ref, k_cand, i]
+    target_class = int(np.random.default_rng([*rng_seed, 0]).integers(pop.num_classes))
+    group = setup.group if real_group else random_group(pop.n, setup.group_size, [*rng_seed, 1])
+    base = pop if real_group else pop.with_attributes({GROUP_ATTRIBUTE: _group_values(group)})
+    rows = state.cand_rows[i]
+    cand = base.predictions[rows]
+    candidates = {}
+    for d in state.damages:
+        preds = cand
+        if d.kind != "none":
+            target = y == target_class if d.kind == "class" else group
+            seed_d = [*rng_seed, 2 if d.kind == "class" else 3]
+            preds = plant_damage(
+                cand, y, target, d.fraction, num_classes=pop.num_classes, seed=seed_d
+            )
+        candidates[d.name] = members(base, rows, preds)
+    return members(base, state.ref_rows[i]), candidates
+
+
+def judge_draw(state: DrawState, i: int) -> dict[tuple[str, str], Judgement]:
+    """:func:`judge` of draw ``i`` under every policy of ``state``, reusing the cached
+    judgements of policies whose inputs (policy bytes, populations, seed, code) are
+    unchanged and caching the others."""
+    reference, candidates = draw_candidates(state, i)
+    if state.cache is None:
+        return judge(reference, candidates, state.policies)
+    k_ref, k_cand = state.ref_rows.shape[1], state.cand_rows.shape[1]
+    ref_digest = population_digest(reference)
+    cand_digests = {name: population_digest(c) for name, c in candidates.items()}
+    keys = {
+        name: draw_key(
+            code=state.code,
+            policy_bytes=state.policy_bytes[name],
+            reference=ref_digest,
+            candidates=cand_digests,
+            draw_seed=[state.seed, k_ref, k_cand, i],
+        )
+        for name in state.policies
+    }
+    out: dict[tuple[str, str], Judgement] = {}
+    todo: dict[str, tuple[Path, Policy]] = {}
+    for name, pp in state.policies.items():
+        hit = state.cache.get(keys[name])
+        if hit is not None and set(hit) == set(candidates):
+            out.update({(cand, name): j for cand, j in hit.items()})
+        else:
+            todo[name] = pp
+    if todo:
+        judged = judge(reference, candidates, todo)
+        out.update(judged)
+        for name in todo:
+            state.cache.put(keys[name], {cand: judged[(cand, name)] for cand in candidates})
+    return out
+
+
 def run_cells(
     setup: Setup,
     draws: tuple[np.ndarray, np.ndarray],
@@ -208,13 +294,16 @@ def run_cells(
     *,
     seed: int,
     progress: bool = False,
+    jobs: int = 1,
+    cache: VerdictCache | None = None,
 ) -> list[Cell]:
     """Audit every draw's seed-only and damaged candidates under every applicable policy.
 
-    Each draw plants its class damage in one random class and, without a real
-    group, its group damage in a random group of ``setup.group_size`` examples
-    carried as the attribute :data:`GROUP_ATTRIBUTE` (so subgroup analyses can
-    see it). Returns one :class:`Cell` per (damage, policy), in that order.
+    Draws are planted as :func:`draw_candidates` says and judged by
+    :func:`judge_draw` (``jobs`` processes; with ``cache``, finished draws are
+    read back instead of audited again). Returns one :class:`Cell` per
+    (damage, policy), in that order; the outcome does not depend on ``jobs``
+    or on the cache.
     """
     from rich.progress import track
 
@@ -225,25 +314,22 @@ def run_cells(
     chosen = {name: pp for name, pp in policies.items() if applies(pp[1], attrs)}
     k_ref, k_cand = ref_rows.shape[1], cand_rows.shape[1]
     cells = {(d, p): Cell(setup.dataset, k_ref, k_cand, d, p) for d in damages for p in chosen}
-    y = pop.y.astype(np.intp)
+    state = DrawState(
+        setup,
+        ref_rows,
+        cand_rows,
+        chosen,
+        tuple(damages),
+        seed,
+        cache,
+        source_fingerprint() if cache is not None else "",
+        {name: path.read_bytes() for name, (path, _) in chosen.items()},
+    )
     label = f"{setup.dataset}, {k_ref} vs {k_cand}"
-    for i in track(range(len(ref_rows)), description=label, disable=not progress, transient=True):
-        rng_seed = [seed, k_ref, k_cand, i]
-        target_class = int(np.random.default_rng([*rng_seed, 0]).integers(pop.num_classes))
-        group = setup.group if real_group else random_group(pop.n, setup.group_size, [*rng_seed, 1])
-        base = pop if real_group else pop.with_attributes({GROUP_ATTRIBUTE: _group_values(group)})
-        cand = base.predictions[cand_rows[i]]
-        candidates = {}
-        for d in damages:
-            preds = cand
-            if d.kind != "none":
-                target = y == target_class if d.kind == "class" else group
-                seed_d = [*rng_seed, 2 if d.kind == "class" else 3]
-                preds = plant_damage(
-                    cand, y, target, d.fraction, num_classes=pop.num_classes, seed=seed_d
-                )
-            candidates[d.name] = members(base, cand_rows[i], preds)
-        judged = judge(members(base, ref_rows[i]), candidates, chosen)
+    results = map_draws(judge_draw, state, len(ref_rows), jobs=jobs)
+    for judged in track(
+        results, total=len(ref_rows), description=label, disable=not progress, transient=True
+    ):
         for (d, name), cell in cells.items():
             verdict, failed, errored, cell.gates = judged[(d.name, name)]
             cell.verdicts.append(verdict)
@@ -252,14 +338,12 @@ def run_cells(
     return list(cells.values())
 
 
-Judgement = tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]
-
-
 def candidate_verdict(gates: Sequence[GateResult]) -> str:
     """What ``compaudit check`` would decide for one candidate from its gates:
-    ``error`` if one could not be evaluated, else ``fail`` if one failed, else ``pass``
-    (skipped gates count for neither)."""
-    if any(g.status == "error" for g in gates):
+    ``error`` if one could not be evaluated or none was (all skipped), else ``fail`` if
+    one failed, else ``pass`` (skipped gates count for neither)."""
+    evaluated = any(g.status in ("passed", "failed") for g in gates)
+    if not evaluated or any(g.status == "error" for g in gates):
         return "error"
     return "fail" if any(g.status == "failed" for g in gates) else "pass"
 
@@ -293,65 +377,6 @@ def _group_values(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, GROUP_VALUES[1], GROUP_VALUES[0])
 
 
-# -- the figure --------------------------------------------------------------------------------
-def power_figure(cells: Sequence[Cell], path: Path) -> Path:
-    """Fail rate against the planted magnitude (0: seed-only), one panel per dataset and
-    kind of damage, one line per policy and shape."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    datasets = list(dict.fromkeys(c.dataset for c in cells))
-    kinds = ("class", "group")
-    fig = Figure(figsize=(4.4 * len(kinds), 2.7 * len(datasets) + 0.6))
-    FigureCanvasAgg(fig)
-    policies = list(dict.fromkeys(c.policy for c in cells))
-    palette = ("#2471a3", "#c0392b", "#27ae60", "#8e44ad", "#d68910", "#5d6d7e")
-    colors = dict(zip(policies, itertools.cycle(palette), strict=False))
-    shapes = list(dict.fromkeys((c.k_ref, c.k_cand) for c in cells))
-    for i, dataset in enumerate(datasets):
-        for j, kind in enumerate(kinds):
-            ax = fig.add_subplot(len(datasets), len(kinds), i * len(kinds) + j + 1)
-            for policy, shape in itertools.product(policies, shapes):
-                sel = sorted(
-                    (
-                        c
-                        for c in cells
-                        if (c.dataset, c.policy, (c.k_ref, c.k_cand)) == (dataset, policy, shape)
-                        and c.damage.kind in ("none", kind)
-                    ),
-                    key=lambda c: c.damage.fraction,
-                )
-                if len(sel) < 2:
-                    continue
-                ax.plot(
-                    [100 * c.damage.fraction for c in sel],
-                    [c.rate("fail") for c in sel],
-                    marker="o",
-                    ms=3,
-                    lw=1,
-                    color=colors[policy],
-                    ls="--" if shape[1] == 1 else "-",  # dashed: one candidate model
-                    label=f"{policy}, {shape[0]} vs {shape[1]}",
-                )
-            ax.axhline(FAIL_TARGET, color="#7f8c8d", lw=0.8, ls="--")
-            ax.axhline(1 - PASS_TARGET, color="#7f8c8d", lw=0.8, ls=":")
-            ax.set_ylim(-0.03, 1.03)
-            ax.set_title(f"{dataset}: {DAMAGE_WORDS[kind]}", fontsize=8)
-            ax.set_xlabel("share of the target's correct examples lost (%)", fontsize=7)
-            ax.set_ylabel("comparisons failed", fontsize=7)
-            ax.tick_params(labelsize=7)
-            if j == 0:
-                ax.legend(fontsize=5.5, frameon=False, loc="center right")
-    fig.suptitle(
-        "Shipped policies: fail rate on seed-only (0%) and planted-damage comparisons\n"
-        "solid: candidate population, dashed: one candidate model; grey: 90% target and "
-        "5% false-fail budget",
-        fontsize=8.5,
-    )
-    fig.tight_layout()
-    return _png(fig, path)
-
-
 # -- the study's part -------------------------------------------------------------------------
 DAMAGES = (
     Damage("none"),
@@ -382,10 +407,13 @@ def policy_part(
     seed: int,
     figure: Path,
     progress: bool,
+    jobs: int = 1,
+    cache: VerdictCache | None = None,
 ) -> tuple[str, tuple[bool, list[str]]]:
     """Every shipped policy on seed-only and planted-damage comparisons of each data set:
     the RESULTS.md section (tables and figure) and the verdict. ``fmnist`` and
-    ``adult`` are a population or None, and a note (why not)."""
+    ``adult`` are a population or None, and a note (why not). Draws run on ``jobs``
+    processes; with ``cache``, a re-run reads finished draws back (:func:`run_cells`)."""
     policies = shipped_policies(POLICIES)
     setups = [(Setup("digits", digits, np.zeros(digits.n, dtype=bool)), ((10, 5), (10, 1)))]
     fm_pop, fm_note = fmnist
@@ -412,7 +440,16 @@ def policy_part(
     for setup, shapes in setups:
         for k_ref, k_cand in shapes:
             draws = policy_draws(setup.population.k, k_ref, k_cand, resamples, seed)
-            cells += run_cells(setup, draws, policies, DAMAGES, seed=seed, progress=progress)
+            cells += run_cells(
+                setup,
+                draws,
+                policies,
+                DAMAGES,
+                seed=seed,
+                progress=progress,
+                jobs=jobs,
+                cache=cache,
+            )
     written = power_figure(cells, figure)
     names = ", ".join(f"`{p}`" for p in policies)
     sizes = ", ".join(f"{100 * f:g}%" for f in FRACTIONS)

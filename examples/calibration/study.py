@@ -27,7 +27,13 @@ cores). Adult's 20 seed-only MLPs (recipe-adult.yaml) are trained into
 figures/ next to this file.
 
     COMPAUDIT_DATA_DIR=../shared/data ./run study calibration [--resamples 1000]
-        [--policy-resamples 200] [--seed 0] [--run-dir runs/calibration]
+        [--policy-resamples 200] [--seed 0] [--run-dir runs/calibration] [--jobs 2]
+        [--datasets digits,fashion-mnist,adult] [--policy-cache runs/calibration-cache]
+
+The policy tables' draws run on ``--jobs`` processes and are cached per draw and
+policy under ``--policy-cache`` (policy_cache.py), so an interrupted study
+resumes where it stopped; ``--datasets digits`` restricts the study to digits
+(quick checks; its RESULTS.md then says what was not run).
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from calibration_tables import (
     pct,
     pvalue_figure,
 )
+from policy_cache import VerdictCache
 from policy_calibration import adult_population, policy_part
 
 from compaudit import Policy, Population, load_policy
@@ -78,6 +85,17 @@ RECIPE = HERE / "recipe.yaml"
 POLICY = ROOT / "examples" / "policies" / "strict-release.yaml"
 FMNIST_MEMBERS = 10
 FMNIST_RECIPE = ROOT / "examples" / "recipes" / "fashion-mnist.yaml"
+DATASETS = ("digits", "fashion-mnist", "adult")
+NOT_SELECTED = "skipped: not selected (--datasets)"
+ERR_DATASETS = "choose from {known} (digits always), got {got!r}"
+
+
+def _datasets(text: str) -> tuple[str, ...]:
+    """``--datasets`` as a tuple in :data:`DATASETS` order; digits is always in it."""
+    given = {t.strip() for t in text.split(",") if t.strip()}
+    if not given <= set(DATASETS) or "digits" not in given:
+        raise argparse.ArgumentTypeError(ERR_DATASETS.format(known=", ".join(DATASETS), got=text))
+    return tuple(d for d in DATASETS if d in given)
 
 
 def rel(path: Path) -> str:
@@ -298,7 +316,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--policy-resamples", type=int, default=200, help="draws per policy-table shape"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="processes for training and for the policy draws"
+    )
+    parser.add_argument(
+        "--datasets",
+        type=_datasets,
+        default=DATASETS,
+        help=f"comma-separated subset of {','.join(DATASETS)} (digits always runs: the null "
+        "comparisons are on it); the others are then neither trained nor tabled",
+    )
+    parser.add_argument(
+        "--policy-cache",
+        type=Path,
+        default=ROOT / "runs" / "calibration-cache",
+        help="where each policy draw's verdicts are cached, so an interrupted study resumes",
+    )
+    parser.add_argument("--no-policy-cache", action="store_true", help="audit every draw afresh")
     parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and figures/ go")
     parser.add_argument("-q", "--quiet", action="store_true")
     parser.add_argument(
@@ -339,7 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     classes = [("digits", class_table(pop, [welch[0], paired, naive]))]
     spread = {paired.label: paired_spread(pop, pairs)}
 
-    if not args.no_fmnist_training:
+    use_fmnist = "fashion-mnist" in args.datasets
+    if use_fmnist and not args.no_fmnist_training:
         train_dense_if_missing(
             FMNIST_RECIPE,
             args.fmnist_run_dir,
@@ -348,8 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=progress,
             note="10-20 min on 2 cores; --no-fmnist-training skips them",
         )
-    fm_pop, fm_note = load_members(
-        args.fmnist_run_dir, FMNIST_MEMBERS, shown=rel(args.fmnist_run_dir)
+    fm_pop, fm_note = (
+        load_members(args.fmnist_run_dir, FMNIST_MEMBERS, shown=rel(args.fmnist_run_dir))
+        if use_fmnist
+        else (None, NOT_SELECTED)
     )
     fm_why = fm_note
     fmnist: list[NullRuns] = []
@@ -397,12 +434,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     figures = args.out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    adult = adult_population(
-        args.adult_run_dir,
-        train=not args.no_adult_training,
-        jobs=args.jobs,
-        progress=progress,
-        shown=rel(args.adult_run_dir),
+    adult = (
+        adult_population(
+            args.adult_run_dir,
+            train=not args.no_adult_training,
+            jobs=args.jobs,
+            progress=progress,
+            shown=rel(args.adult_run_dir),
+        )
+        if "adult" in args.datasets
+        else (None, NOT_SELECTED)
     )
     policy_text, policy_ok = policy_part(
         pop,
@@ -412,10 +453,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         figure=figures / "policies.png",
         progress=progress,
+        jobs=args.jobs,
+        cache=None if args.no_policy_cache else VerdictCache(args.policy_cache / "policies"),
     )
     command = (
         f"COMPAUDIT_DATA_DIR=<data> ./run study calibration --resamples {samples} "
         f"--policy-resamples {args.policy_resamples} --seed {args.seed}"
+        + (f" --datasets {','.join(args.datasets)}" if args.datasets != DATASETS else "")
     )
     text = results_markdown(
         setup=setup,

@@ -6,6 +6,7 @@ Nothing here trains; populations are small seeded synthetic ones.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import itertools
@@ -332,3 +333,12 @@ def test_class_table_and_figures(mods: Mods, tmp_path: Path) -> None:
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert len(data) < 300_000
+
+
+def test_datasets_option_keeps_digits_and_the_study_order(mods: Mods) -> None:
+    _, _, study = mods
+    assert study._datasets("adult, digits") == ("digits", "adult")
+    assert study._datasets("digits") == ("digits",)
+    for bad in ("adult", "digits,cifar", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="choose from digits"):
+            study._datasets(bad)

@@ -413,3 +413,149 @@ def test_results_md_has_the_policy_tables_for_every_shipped_policy() -> None:
             rows = [r for r in seed_rows if r.startswith(f"| {dataset} |") and f"`{policy}`" in r]
             # two shapes, in the seed-only, class and group tables
             assert len(rows) == 6, (policy, dataset, rows)
+
+
+# -- resuming and parallel draws (policy_cache.py) ---------------------------------------
+@pytest.fixture(scope="module")
+def cache_mod(mods: Mods) -> ModuleType:
+    """policy_cache (importable while ``mods`` holds the script folder on sys.path)."""
+    return importlib.import_module("policy_cache")
+
+
+def test_verdict_cache_round_trips_and_recomputes_damaged_entries(
+    cache_mod: ModuleType, tmp_path: Path
+) -> None:
+    cache = cache_mod.VerdictCache(tmp_path / "c")
+    key = "ab" + "0" * 62
+    assert cache.get(key) is None
+    value = {
+        "seed-only": ("pass", frozenset(), frozenset(), ("top1_drop", "pie_rate")),
+        "class-30pct": ("fail", frozenset({"pie_rate"}), frozenset({"x"}), ("top1_drop",)),
+    }
+    cache.put(key, value)
+    assert cache.get(key) == value
+    path = tmp_path / "c" / "ab" / f"{key}.json"
+    assert path.is_file()
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+    path.write_text(path.read_text()[:40])  # a torn entry
+    assert cache.get(key) is None
+    cache.put(key, value)
+    other = "cd" + "0" * 62
+    (tmp_path / "c" / "cd").mkdir()
+    (tmp_path / "c" / "cd" / f"{other}.json").write_bytes(path.read_bytes())  # wrong key inside
+    assert cache.get(other) is None
+
+
+def test_digest_and_key_change_with_every_input(mods: Mods, cache_mod: ModuleType) -> None:
+    _, _, nulls = mods
+    pop = toy(np.random.default_rng(1), 3)
+    digest = cache_mod.population_digest
+    base = digest(pop)
+    assert base == digest(nulls.members(pop, np.arange(3)))  # same content, same digest
+    flipped = pop.predictions.copy()
+    flipped[0, 0] = (flipped[0, 0] + 1) % 3
+    assert digest(nulls.members(pop, np.arange(3), flipped)) != base
+    assert digest(pop.with_attributes({"sex": pop.attributes["race"]})) != base
+    assert digest(nulls.members(pop, np.arange(2))) != base
+    key = dict(code="c", policy_bytes=b"p", reference="r", candidates={"a": "1"}, draw_seed=[0, 1])
+    k0 = cache_mod.draw_key(**key)
+    assert k0 == cache_mod.draw_key(**key)
+    for change in (
+        {"code": "d"},
+        {"policy_bytes": b"p "},
+        {"reference": "s"},
+        {"candidates": {"a": "2"}},
+        {"candidates": {"b": "1"}},
+        {"draw_seed": [0, 2]},
+    ):
+        assert cache_mod.draw_key(**{**key, **change}) != k0, change
+
+
+def _counting_audit(monkeypatch: pytest.MonkeyPatch, pc: ModuleType) -> list[int]:
+    calls: list[int] = []
+    real = pc.compaudit.audit
+
+    def audit(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pc.compaudit, "audit", audit)
+    return calls
+
+
+def test_run_cells_resumes_from_the_cache_and_reruns_only_what_changed(
+    mods: Mods, cache_mod: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pc, _, nulls = mods
+    policies = write_policies(tmp_path, mods)
+    pop = toy(np.random.default_rng(3), 9)
+    mask, _ = nulls.smallest_cell(pop.attributes, ("sex", "race"), 20)
+    setup = pc.Setup("toy", pop, mask)
+    damages = [pc.Damage("none"), pc.Damage("class", 0.3), pc.Damage("group", 0.3)]
+    draws = nulls.policy_draws(9, 6, 3, 3, seed=0)
+    fresh = pc.run_cells(setup, draws, policies, damages, seed=0)
+    calls = _counting_audit(monkeypatch, pc)
+    cache = cache_mod.VerdictCache(tmp_path / "cache")
+
+    def run() -> list[object]:
+        out: list[object] = pc.run_cells(setup, draws, policies, damages, seed=0, cache=cache)
+        return out
+
+    assert run() == fresh
+    assert len(calls) == 3 * 2  # draws x policies, one audit each
+    calls.clear()
+    assert run() == fresh  # every draw read back: nothing audited
+    assert calls == []
+    # An interrupted run: one entry lost is the only audit redone.
+    next(iter((tmp_path / "cache").rglob("*.json"))).unlink()
+    assert run() == fresh
+    assert len(calls) == 1
+    calls.clear()
+    # A policy edited (even a comment): only its draws are audited again.
+    path = policies["groups"][0]
+    path.write_text(path.read_text() + "# edited\n")
+    assert run() == fresh
+    assert len(calls) == 3
+
+
+def test_run_cells_on_two_processes_matches_one(mods: Mods, tmp_path: Path) -> None:
+    pc, _, nulls = mods
+    policies = write_policies(tmp_path, mods)
+    pop = toy(np.random.default_rng(5), 8)
+    setup = pc.Setup("toy", pop, np.zeros(pop.n, dtype=bool), group_size=20)
+    damages = [pc.Damage("none"), pc.Damage("group", 0.3)]
+    draws = nulls.policy_draws(8, 4, 2, 2, seed=1)
+    serial = pc.run_cells(setup, draws, policies, damages, seed=1)
+    assert pc.run_cells(setup, draws, policies, damages, seed=1, jobs=2) == serial
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        (["passed", "passed"], "pass"),
+        (["passed", "skipped"], "pass"),
+        (["passed", "failed"], "fail"),
+        (["failed", "error"], "error"),
+        (["skipped", "skipped"], "error"),  # nothing evaluated: check says error, never pass
+        ([], "error"),
+    ],
+)
+def test_candidate_verdict_is_checks_rule(mods: Mods, statuses: list[str], expected: str) -> None:
+    from compaudit.gates import decide_verdict
+    from compaudit.results import GateResult
+
+    passed = {"passed": True, "failed": False, "error": None, "skipped": None}
+    gates = [
+        GateResult(
+            name=f"g{i}",
+            candidate="c",
+            value=None,
+            threshold=None,
+            passed=passed[s],
+            detail="",
+            status=s,  # type: ignore[arg-type]
+        )
+        for i, s in enumerate(statuses)
+    ]
+    assert mods[0].candidate_verdict(gates) == expected
+    assert decide_verdict(gates, ()) == expected
