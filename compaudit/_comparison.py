@@ -26,7 +26,8 @@ from compaudit.analysis.agreement import (
     subset_top1,
 )
 from compaudit.analysis.fairness import DISPARITIES, PERMUTATIONS, RATES, fairness_table
-from compaudit.analysis.long_tail import long_tail_comparison
+from compaudit.analysis.long_tail import LongTailResult, long_tail_comparison, rank_scores
+from compaudit.analysis.long_tail_seed import long_tail_splits, seed_position, summarise_splits
 from compaudit.analysis.shift import ShiftTable, group_accuracy, group_shift
 from compaudit.analysis.subgroups import LABEL_ATTRIBUTE, group_codes, pie_shares
 from compaudit.analysis.topline import TopLine, correct_matrix, summarize
@@ -372,33 +373,65 @@ def cie_masks(
 def seed_masks(
     ref: Population, floors: SeedFloors | None, *, paired: bool
 ) -> dict[str, np.ndarray]:
-    """Seed-noise counterparts of the long-tail subsets: the first floor split's two
-    disjoint halves A and B of the reference population (sized like the candidate),
-    PIEs as the floors compute them and CIEs by :func:`cie_masks` (member with member
-    under lineage). Empty without floors (fewer than 3 reference members)."""
+    """Seed-noise counterparts of the long-tail subsets, one row per floor split
+    (``[S, N]`` bool each): the split's two disjoint halves A and B of the reference
+    population (sized like the candidate), PIEs as the floors compute them and CIEs by
+    :func:`cie_masks` (member with member under lineage). Empty without floors (fewer
+    than 3 reference members)."""
     pies = floors._pies if floors is not None and floors.available else None
     if floors is None or pies is None or floors.splits.shape[0] == 0:
         return {}
-    pie = np.zeros(pies.n, dtype=bool)
-    pie[pies.examples[pies.pie[0]]] = True
-    a, b = floors.splits[0]
+    s_count = floors.splits.shape[0]
+    pie = np.zeros((s_count, pies.n), dtype=bool)
+    pie[:, pies.examples] = pies.pie
+    out = {"pie_seed": pie, **{f"{k}_seed": np.zeros_like(pie) for k in ("cie", "cie_u", "cie_c")}}
     preds = ref.predictions
-    cies = cie_masks(preds[a], preds[b], ref.y, paired=paired)
-    return {"pie_seed": pie, **{f"{k}_seed": v for k, v in cies.items()}}
+    for s, (a, b) in enumerate(floors.splits):
+        for k, v in cie_masks(preds[a], preds[b], ref.y, paired=paired).items():
+            out[f"{k}_seed"][s] = v
+    return out
+
+
+def _long_tail_row(name: str, subset: str, res: LongTailResult, **extra: Any) -> LongTailRow:
+    fields = res.to_dict()
+    deciles = tuple(LongTailDecile(**d) for d in fields.pop("deciles"))
+    return LongTailRow(score=name, subset=subset, **fields, deciles=deciles, **extra)
 
 
 def _long_tail(ref: Side, cand: Side, pie: np.ndarray, ctx: Context) -> tuple[LongTailRow, ...]:
+    """Each score on each subset (``pie``, ``cie``, ...), each beside where its Cliff's
+    delta falls among the floor splits', then the seed rows summarising all splits
+    (:mod:`compaudit.analysis.long_tail_seed`)."""
     if not ctx.scores:
         return ()
     rp, cp = ref.population.predictions, cand.population.predictions
     masks = {"pie": pie, **cie_masks(rp, cp, ref.population.y, paired=ctx.lineage)}
-    masks.update(seed_masks(ref.population, ctx.class_floors, paired=ctx.lineage))
+    seed = seed_masks(ref.population, ctx.class_floors, paired=ctx.lineage)
     rows: list[LongTailRow] = []
     for name, values in ctx.scores.items():
+        ranked = rank_scores(values)  # once per score: every mask below is O(N)
+        splits = {k: long_tail_splits(ranked, v) for k, v in seed.items()}
         for subset, mask in masks.items():
-            res = long_tail_comparison(values, mask).to_dict()
-            deciles = tuple(LongTailDecile(**d) for d in res.pop("deciles"))
-            rows.append(LongTailRow(score=name, subset=subset, **res, deciles=deciles))
+            res = long_tail_comparison(ranked, mask)
+            stats = splits.get(f"{subset}_seed")
+            pos = (
+                seed_position(res.cliffs_delta, res.n, stats, ranked) if stats is not None else None
+            )
+            rows.append(
+                _long_tail_row(
+                    name,
+                    subset,
+                    res,
+                    seed_splits=None if pos is None else pos.splits,
+                    seed_cliffs_delta_q05=None if pos is None else _num(pos.delta_q05),
+                    seed_cliffs_delta_q95=None if pos is None else _num(pos.delta_q95),
+                    p_beyond_seed=None if pos is None else _num(pos.p_beyond_seed),
+                )
+            )
+        for subset, stats in splits.items():
+            rows.append(
+                _long_tail_row(name, subset, summarise_splits(stats), n_splits=stats.n_splits)
+            )
     return tuple(rows)
 
 

@@ -68,7 +68,12 @@ ERR_ATTRIBUTE_TWICE = (
 )
 WARN_INFLUENCE_DATA = (
     "{run}: its influence runs were measured on other examples than this audit's, so "
-    "no mean_influence score was added; audit the run on its own eval split"
+    "no mean_influence score was added; audit the run on its own eval split (or on its "
+    "training split, --data with the run's train spec, for memorization)"
+)
+WARN_INFLUENCE_UNDEFINED = (
+    "{run}: {name} is undefined for {count} audited example(s) (each trained on by every "
+    "influence run or by none), so it was not added as a score; raise influence.runs"
 )
 ERR_UNKNOWN_FORMAT = "unknown format '{fmt}'; installed formats: {known}"
 ERR_EMPTY_SPEC = (
@@ -594,46 +599,93 @@ ERR_SCORES_SPEC = (
     "the score and a CSV ('id' + one score column) or an .npz ('ids', 'scores')"
 )
 ERR_SCORES_TWICE = "--example-scores: the score name {name!r} is given twice; name each score once"
+ERR_POLICY_SCORES = "{policy}: example_scores.{name}: {problem}"
 
 
 def _run_scores(
     run_dir: Path, dataset: Dataset, reference: Population, given: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """A run directory's influence runs as a score of the audited (eval) examples:
-    ``mean_influence`` (Dam et al.'s Algorithm 1), when the run has finished them and
-    the audit runs on the eval split they were measured on."""
+    """A run directory's influence runs as a score of the audited examples, when the run
+    has finished them: on its eval split ``mean_influence`` (Dam et al.'s Algorithm 1),
+    on its training split (``--data`` the run's train spec) ``memorization`` (Feldman
+    and Zhang). A name the caller gives itself (``--example-scores``) is left alone."""
     from compaudit.train.manifest import load_run
 
     info = load_run(run_dir)
-    if info.influence is None or "mean_influence" in given:
+    if info.influence is None:
         return {}
-    if dataset.fingerprint() != info.manifest.get("data", {}).get("eval_fingerprint"):
+    data, fingerprint = info.manifest.get("data", {}), dataset.fingerprint()
+    name = (
+        "mean_influence"
+        if fingerprint == data.get("eval_fingerprint")
+        else "memorization"
+        if fingerprint == data.get("train_fingerprint")
+        else None
+    )
+    if name in given:
+        return {}
+    if name is None:
         warnings.warn(WARN_INFLUENCE_DATA.format(run=run_dir), CompauditWarning, stacklevel=3)
         return {}
-    from compaudit.analysis.influence import load_runs, mean_influence
+    from compaudit.analysis.influence import load_runs, mean_influence, memorization
 
-    value = mean_influence(load_runs(info.influence)).value
-    if value.shape != (reference.n,) or not np.isfinite(value).all():
+    runs = load_runs(info.influence)
+    value = (mean_influence(runs) if name == "mean_influence" else memorization(runs)).value
+    if value.shape != (reference.n,):
         warnings.warn(WARN_INFLUENCE_DATA.format(run=run_dir), CompauditWarning, stacklevel=3)
         return {}
-    return {"mean_influence": value}
-
-
-def _example_scores(specs: Sequence[str], ids: Any) -> dict[str, Any]:
-    """Each ``NAME=FILE`` read and joined to the audit's example ids."""
-    if not specs:
+    undefined = int((~np.isfinite(value)).sum())
+    if undefined:  # an example in every run, or in none: too few runs for it
+        warnings.warn(
+            WARN_INFLUENCE_UNDEFINED.format(run=run_dir, name=name, count=undefined),
+            CompauditWarning,
+            stacklevel=3,
+        )
         return {}
-    from compaudit.analysis.long_tail import read_scores
+    return {name: value}
 
-    out: dict[str, Any] = {}
+
+def _example_scores(
+    specs: Sequence[str],
+    ids: Any,
+    policy: Policy | None = None,
+    policy_file: str | None = None,
+) -> dict[str, Any]:
+    """Each ``NAME=FILE`` read and joined to the audit's example ids, then the policy's
+    ``example_scores`` (paths relative to the policy file) for the names the command
+    line does not give: a flag beats the policy entry of the same name."""
+    files: dict[str, str | Path] = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         name, path = name.strip(), path.strip()
         if not sep or not name or not path:
             raise InputError(ERR_SCORES_SPEC.format(spec=spec))
-        if name in out:
+        if name in files:
             raise InputError(ERR_SCORES_TWICE.format(name=name))
-        out[name] = read_scores(path, ids)
+        files[name] = path
+    from_policy: set[str] = set()
+    if policy is not None and policy.example_scores and policy_file is not None:
+        from compaudit.policy import example_score_files
+
+        for name, resolved in example_score_files(policy, policy_file).items():
+            if name not in files:
+                files[name] = resolved
+                from_policy.add(name)
+    if not files:
+        return {}
+    from compaudit.analysis.long_tail import read_scores
+
+    out: dict[str, Any] = {}
+    for name, file in files.items():
+        try:
+            out[name] = read_scores(file, ids)
+        except CompauditError as exc:
+            if name not in from_policy:
+                raise
+            # The policy named the file: say where, so the fix lands in the right file.
+            raise type(exc)(
+                ERR_POLICY_SCORES.format(policy=policy_file, name=name, problem=exc)
+            ) from None
     return out
 
 
@@ -686,7 +738,7 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     # A policy attribute the data lack: the sets that exist are still audited, the
     # missing one is named in a warning and its gates are unevaluable (an error unless
     # the policy's on_unevaluable says otherwise); resolve() sets missing_attributes.
-    scores = _example_scores(request.example_scores, reference.ids)
+    scores = _example_scores(request.example_scores, reference.ids, policy, request.policy)
     if request.run_dir is not None and dataset is not None:
         scores.update(_run_scores(request.run_dir, dataset, reference, scores))
     result = audit(
@@ -711,6 +763,13 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     typed = with_compression(
         judge(result, policy, settings_report=resolved.to_report()), compression
     )
+    train = None  # the training split, when the report lists influencers from it
+    if request.run_dir is not None and dataset is not None:
+        from compaudit._influencers import with_influencers
+
+        typed, train = with_influencers(
+            typed, request.run_dir, dataset, reference, cap=settings.examples_cap
+        )
     status = exit_status_for(typed.verdict)
     partial["report"] = typed  # what an error report keeps if writing fails
 
@@ -721,6 +780,7 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
         console=console,
         result=result,
         images=images,
+        train_images=None if train is None else train.images,
         sources={
             "reference": request.reference or str(request.run_dir),
             "data": request.data or "",

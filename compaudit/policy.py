@@ -58,6 +58,7 @@ __all__ = [
     "ERR_NOT_FOUND",
     "ERR_NOT_MAPPING",
     "ERR_NO_TOOL_TABLE",
+    "ERR_SCORE_ENTRY",
     "ERR_SETS_REPEAT",
     "ERR_SET_EMPTY",
     "ERR_SET_REPEATS",
@@ -79,6 +80,7 @@ __all__ = [
     "PolicySettings",
     "SubgroupGates",
     "attribute_sets",
+    "example_score_files",
     "load_policy",
     "policy_json_schema",
     "policy_layer",
@@ -127,6 +129,10 @@ ERR_WEAKER_OVERRIDE = (
 ERR_OVERRIDE_ATTRIBUTES = (
     "subgroup attributes are shared by every candidate; set them once in "
     "gates.subgroups.attributes (or attribute_sets), not per candidate"
+)
+ERR_SCORE_ENTRY = (
+    "example_scores entry {name!r}: {path!r} must be a score name (no '=') and a non-empty "
+    "path to its file, e.g. 'cscore: scores/cscores.csv'"
 )
 # ERR_BOTH_ATTRIBUTE_KEYS, ERR_SET_EMPTY, ERR_SET_REPEATS and ERR_SETS_REPEAT come from
 # compaudit.settings (the validators every source shares).
@@ -349,6 +355,18 @@ class Policy(_Strict):
     """Gate thresholds."""
     candidates: dict[str, CandidateOverride] = Field(default_factory=dict)
     """Overrides by candidate name."""
+    example_scores: dict[str, str] = Field(default_factory=dict)
+    """Per-example score files by score name (a CSV with an 'id' column and one score
+    column, or an .npz with 'ids' and 'scores'), paths relative to the policy file; each
+    becomes a long-tail score. --example-scores NAME=FILE replaces the entry of that name."""
+
+    @field_validator("example_scores")
+    @classmethod
+    def _score_entries(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, path in v.items():
+            if not name.strip() or "=" in name or not path.strip():
+                raise ValueError(ERR_SCORE_ENTRY.format(name=name, path=path))
+        return v
 
     @field_validator("candidates")
     @classmethod
@@ -512,6 +530,13 @@ def required_attributes(policy: Policy) -> list[str]:
 def unused_overrides(policy: Policy, candidates: list[str]) -> list[str]:
     """Override names that match none of ``candidates`` (likely typos; warn about them)."""
     return sorted(set(policy.candidates) - set(candidates))
+
+
+def example_score_files(policy: Policy, file: str | Path) -> dict[str, Path]:
+    """The policy's ``example_scores``, each path resolved against the policy's folder
+    (an absolute path stays as written)."""
+    base = Path(file).parent
+    return {name: base / Path(path) for name, path in policy.example_scores.items()}
 
 
 def policy_json_schema() -> dict[str, Any]:

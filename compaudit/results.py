@@ -50,6 +50,9 @@ __all__ = [
     "GateStatus",
     "GroupRow",
     "GroupSetResult",
+    "InfluencedExample",
+    "Influencer",
+    "InfluencersBlock",
     "LongTailDecile",
     "LongTailRow",
     "PieBlock",
@@ -605,11 +608,66 @@ class LongTailRow(Record):
     cohens_d: float | None
     cliffs_delta: float | None
     deciles: tuple[LongTailDecile, ...] = ()
+    n_splits: int | None = field(default=None, metadata=OMIT_NONE)
+    """Seed rows only: the floor splits summarised (each statistic is its median over
+    the splits where it is defined, ``n`` the lower median, decile shares the means)."""
+    seed_splits: int | None = None
+    """Compression rows: floor splits with a defined Cliff's delta (None without floors
+    and on seed rows)."""
+    seed_cliffs_delta_q05: float | None = None
+    """5th percentile of the splits' Cliff's deltas for this score and subset."""
+    seed_cliffs_delta_q95: float | None = None
+    """95th percentile of the same."""
+    p_beyond_seed: float | None = None
+    """Two-sided p of this row's Cliff's delta against the splits' median delta, in units
+    of both deltas' null standard errors (:mod:`compaudit.analysis.long_tail_seed`)."""
 
     @property
     def is_seed(self) -> bool:
         """A seed-noise row (two disjoint halves of the reference population)."""
         return self.subset.endswith("_seed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Influencer(Record):
+    """One training example among a flagged example's most influential (Feldman-Zhang
+    influence estimate from the run directory's influence runs)."""
+
+    train_index: int
+    """Row of the training split (the runs' column)."""
+    train_id: Any
+    label: int
+    """Its true label in the training split."""
+    influence: float | None
+    """``I[t, j]``: correctness on the flagged example over runs that trained on it minus
+    over runs that did not; None when not estimable (always or never in a run)."""
+    se: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class InfluencedExample(Record):
+    """A flagged example (listed PIE and/or CIE) and its top influencers, best first."""
+
+    id: Any
+    flagged_as: tuple[Literal["pie", "cie"], ...]
+    influencers: tuple[Influencer, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class InfluencersBlock(Record):
+    """What the flagged examples had memorized: the ``comparisons[i].influencers`` object,
+    present only for a trainer run directory with influence runs on the audited split."""
+
+    k: int
+    n_runs: int
+    n_train: int
+    train_data: str
+    """Data spec of the training split the influencers come from (``digits:train``)."""
+    examples: tuple[InfluencedExample, ...]
+
+    def by_id(self) -> dict[str, InfluencedExample]:
+        """The examples keyed by ``str(id)`` (ids join report lists as strings)."""
+        return {str(e.id): e for e in self.examples}
 
 
 # -- one comparison, the whole report ------------------------------------------
@@ -643,6 +701,8 @@ class Comparison(Record):
     """Per-example scores on PIEs and CIEs against the rest (empty without scores)."""
     fairness: tuple[FairnessSet, ...] = field(default=(), metadata=OMIT_EMPTY)
     """Per-group fairness metrics per attribute set (empty without protected attributes)."""
+    influencers: InfluencersBlock | None = field(default=None, metadata=OMIT_NONE)
+    """Top influencers of the listed PIEs and CIEs (None without influence runs)."""
 
     def long_tail_pairs(self) -> list[tuple[LongTailRow, LongTailRow | None]]:
         """Each compression row with its seed-noise row (None when there is none)."""

@@ -36,7 +36,8 @@ Layers, bottom to top (``pkg.*`` is the package and everything in it)::
     5  audit, _comparison, _noise, gates,     the audit, its settings and results,
        _gates_*, policy, _policy_files,       gates, policies, reports, studies and
        report.*, study, predictions,          population predictions
-       settings, results, comparable, _frames
+       settings, results, comparable, _frames,
+       _compression, _influencers
     6  pipeline, api                          the library's entry points
     7  cli.*, demo.*, __main__                the command line and the demo
 
@@ -90,6 +91,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "compaudit.comparable",
         "compaudit._frames",
         "compaudit._compression",
+        "compaudit._influencers",
     ),
     ("compaudit.pipeline", "compaudit.api"),
     ("compaudit.cli.*", "compaudit.demo.*", "compaudit.__main__"),

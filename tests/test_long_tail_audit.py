@@ -12,6 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 import compaudit
+from compaudit.analysis._modal import modal_predictions
+from compaudit.analysis.floors import seed_floors
+from compaudit.analysis.long_tail import long_tail_comparison
 from compaudit.cli import build_cli
 from compaudit.population import Population, save_population
 from compaudit.report.base import validate_report
@@ -232,5 +235,137 @@ def test_long_tail_pie_row_size_and_power_by_simulation() -> None:
     for _ in range(100):
         score = srng.random(n)
         row = pie_row(np.where(score > 0.9, 0.3, 0.0), score)
-        hits += row.p_value is not None and row.p_value <= alpha and row.cliffs_delta > 0
+        hits += row.p_value is not None and row.p_value <= alpha and (row.cliffs_delta or 0) > 0
     assert hits >= 75, hits  # measured 87% (131 of 150) in a trial run
+
+
+# -- the seed-noise control over every floor split -----------------------------------
+
+
+def _direct_seed_masks(
+    case: dict[str, np.ndarray], splits: np.ndarray
+) -> dict[str, list[np.ndarray]]:
+    """Each split's seed subsets from the definitions: modal labels of A and B differ
+    (PIE); some member of A and some of B disagree, or are right/wrong (CIEs)."""
+    ref, y = case["ref"], case["y"]
+    out: dict[str, list[np.ndarray]] = {
+        "pie_seed": [],
+        "cie_seed": [],
+        "cie_u_seed": [],
+        "cie_c_seed": [],
+    }
+    for a, b in splits:
+        pa, pb = ref[a], ref[b]
+        out["pie_seed"].append(modal_predictions(pa, seed=0)[0] != modal_predictions(pb, seed=0)[0])
+        out["cie_seed"].append(~((pa == pa[0]).all(0) & (pb == pa[0]).all(0)))
+        out["cie_u_seed"].append((pa == y).any(0) & (pb != y).any(0))
+        out["cie_c_seed"].append((pa != y).any(0) & (pb == y).any(0))
+    return out
+
+
+def test_seed_rows_summarise_every_floor_split(case: dict[str, np.ndarray]) -> None:
+    comp = _audit(case).document.comparisons[0]
+    floors = seed_floors(
+        case["ref"], case["y"], k_candidate=K, class_codes=case["y"], n_classes=C, n_splits=64
+    )
+    assert floors.n_splits == 10  # C(6, 3) C(3, 3) / 2: all distinct splits of 3 against 3
+    masks = _direct_seed_masks(case, floors.splits)
+    for subset, per_split in masks.items():
+        loop = [long_tail_comparison(case["score"], m) for m in per_split]
+        row = _row(comp, subset)
+        assert row.n_splits == floors.n_splits
+        assert row.n == sorted(r.n for r in loop)[(len(loop) - 1) // 2]
+        for f in ("mean_subset", "mean_rest", "statistic", "p_value", "mann_whitney_p",
+                  "cohens_d", "cliffs_delta"):  # fmt: skip
+            values = np.array([getattr(r, f) for r in loop])
+            want = float(np.median(values[~np.isnan(values)]))
+            assert abs(getattr(row, f) - want) <= 1e-12 * max(1.0, abs(want)), (subset, f)
+        for i, d in enumerate(row.deciles):
+            want = float(np.mean([r.deciles[i].share_flagged for r in loop]))
+            assert d.share_flagged == pytest.approx(want, abs=1e-12)
+        deltas = np.array([r.cliffs_delta for r in loop])
+        obs = _row(comp, subset.removesuffix("_seed"))
+        assert obs.seed_splits == floors.n_splits
+        assert obs.seed_cliffs_delta_q05 == pytest.approx(np.quantile(deltas, 0.05), abs=1e-12)
+        assert obs.seed_cliffs_delta_q95 == pytest.approx(np.quantile(deltas, 0.95), abs=1e-12)
+        assert obs.n_splits is None
+        assert row.p_beyond_seed is None
+    # The candidate forgets the top score decile: its PIEs and CIEs lie beyond seed noise.
+    for subset in ("pie", "cie", "cie_u"):
+        p = _row(comp, subset).p_beyond_seed
+        assert p is not None
+        assert p < 1e-3, (subset, p)
+
+
+def test_no_floors_no_seed_rows_and_null_seed_fields(case: dict[str, np.ndarray]) -> None:
+    # Two reference members: no floor split, so no seed rows and null seed fields.
+    rep = compaudit.audit(
+        case["ref"][:2], {"pruned": case["cand"]}, y=case["y"],
+        example_scores={"cscore": case["score"]},
+    )  # fmt: skip
+    doc = rep.document.to_dict()
+    validate_report(doc)
+    rows = doc["comparisons"][0]["long_tail"]
+    assert {r["subset"] for r in rows} == {"pie", "cie", "cie_u", "cie_c"}
+    for r in rows:
+        assert r["seed_splits"] is None
+        assert r["p_beyond_seed"] is None
+        assert r["seed_cliffs_delta_q05"] is None
+        assert "n_splits" not in r
+
+
+# -- memorization: the run's influence runs on its own training split ----------------
+
+
+def test_report_on_the_run_training_split_adds_memorization(tmp_path: Path) -> None:
+    # `compaudit report RUN_DIR --data <the run's train spec>` audits the members on
+    # the training split; the influence runs' memorization is then a score of exactly
+    # those examples (on the eval split it is mean_influence instead).
+    pytest.importorskip("torch")
+    from compaudit.analysis.influence import load_runs, memorization
+    from compaudit.pipeline import AuditRequest, execute
+    from compaudit.train import load_run, train_recipe
+    from compaudit.train.recipe import recipe_from_dict
+
+    recipe = {
+        "name": "tiny",
+        "dataset": {"name": "digits", "train": "train", "eval": "test"},
+        "architecture": {"name": "mlp", "kwargs": {"hidden": [16]}},
+        "training": {"epochs": 1, "batch_size": 64, "lr": 0.2, "weight_decay": 0.0005},
+        "k": 3,
+        "seed": 0,
+        "variants": [
+            {"name": "dense", "kind": "dense"},
+            {"name": "half", "kind": "quantize", "from": "dense", "quantize": {"method": "fp16"}},
+        ],
+        # 20 runs at 0.5: every training example in some run and out of another
+        # (else its memorization is undefined and no score is added).
+        "influence": {"runs": 20, "subset_fraction": 0.5, "seed": 0, "variant": "dense"},
+    }
+    run = tmp_path / "run"
+    train_recipe(recipe_from_dict(recipe), run, progress=False)
+    info = load_run(run)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        build_cli(),
+        ["report", str(run), "--data", info.train_data, "--out", str(out), "-f", "json"],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "report.json").read_text())
+    validate_report(doc)
+    rows = doc["comparisons"][0]["long_tail"]
+    assert {r["score"] for r in rows} == {"memorization"}
+    assert info.influence is not None
+    mem = memorization(load_runs(info.influence)).value
+    assert mem.shape == (info.manifest["data"]["train_n"],)
+    # The same audit in the library: the PIE row is the long-tail test of this array,
+    # example by example, on the training split's PIEs.
+    outcome = execute(AuditRequest(run_dir=run, data=info.train_data, out=None, formats=()))
+    ref = outcome.result.reference.population
+    (cand,) = outcome.result.candidates
+    pie = modal_predictions(ref.predictions)[0] != modal_predictions(cand.population.predictions)[0]
+    want = long_tail_comparison(mem, pie).to_dict()
+    got = next(r for r in rows if r["subset"] == "pie")
+    assert got["n"] == want["n"] == doc["comparisons"][0]["pie"]["count"]
+    assert got["cliffs_delta"] == pytest.approx(want["cliffs_delta"], abs=1e-12)
+    assert got["mean_subset"] == pytest.approx(want["mean_subset"], abs=1e-12)

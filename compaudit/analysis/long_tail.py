@@ -67,7 +67,9 @@ __all__ = [
     "N_DECILES",
     "DecileShare",
     "LongTailResult",
+    "RankedScores",
     "long_tail_comparison",
+    "rank_scores",
     "read_scores",
 ]
 
@@ -237,6 +239,77 @@ def _check(scores: npt.ArrayLike, flagged: npt.ArrayLike) -> tuple[np.ndarray, n
     return s, f
 
 
+@dataclass(frozen=True, eq=False)
+class RankedScores:
+    """A score's rank and tie structure: it depends on the scores alone, so it is
+    computed once (``O(N log N)``) and shared by every mask (each then ``O(N)``).
+
+    Build it with :func:`rank_scores`; :func:`long_tail_comparison` and
+    :func:`compaudit.analysis.long_tail_seed.long_tail_splits` accept it in
+    place of the scores.
+
+    Attributes
+    ----------
+    values : ndarray of float64, shape (N,)
+        The checked scores.
+    less, upto : ndarray of int64, shape (N,)
+        Per example ``#{scores < x}`` and ``#{scores <= x}``; twice the
+        mid-rank is ``less + upto + 1``.
+    order : ndarray of intp, shape (N,)
+        A stable sort order of the scores.
+    tie_term : float
+        ``sum(t**3 - t)`` over the tie groups (sizes ``t``) of all scores:
+        the Mann-Whitney variance's tie correction.
+    ties : bool
+        Whether any two scores are equal.
+    max_tie : int
+        Size of the largest tie group (1 without ties, 0 without scores).
+    """
+
+    values: np.ndarray
+    less: np.ndarray
+    upto: np.ndarray
+    order: np.ndarray
+    tie_term: float
+    ties: bool
+    max_tie: int
+
+    @property
+    def n(self) -> int:
+        """Number of examples, ``N``."""
+        return int(self.values.size)
+
+    @property
+    def constant(self) -> bool:
+        """No two scores differ (or there are none)."""
+        return self.n == 0 or bool(np.ptp(self.values) == 0)
+
+    @property
+    def decile(self) -> np.ndarray:
+        """Each example's decile index, 0 (lowest) to 9 (see the module doc)."""
+        n = self.n
+        # floor(10 F) with F = (less + (upto - less) / 2) / n = (less + upto) / (2 n)
+        return (N_DECILES * (self.less + self.upto)) // (2 * n) if n else np.zeros(0, np.int64)
+
+
+def rank_scores(scores: npt.ArrayLike | RankedScores) -> RankedScores:
+    """Rank and tie structure of ``scores`` (returned as is when already ranked).
+
+    Raises
+    ------
+    InputError
+        If ``scores`` is not 1-D or holds a non-finite or non-real value.
+    """
+    if isinstance(scores, RankedScores):
+        return scores
+    s, _ = _check(scores, np.zeros(np.shape(scores), dtype=bool))
+    order, less, upto = _tie_groups(s)
+    sizes = np.diff(np.unique(upto), prepend=0) if s.size else upto
+    tie_term = float(np.sum(sizes.astype(np.float64) ** 3 - sizes))
+    ties = bool(sizes.size < s.size)
+    return RankedScores(s, less, upto, order, tie_term, ties, int(sizes.max(initial=0)))
+
+
 def _tie_groups(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sort order, and per example ``#less`` and ``#less + #equal`` (``int64``)."""
     order = np.argsort(x, kind="stable")
@@ -254,10 +327,8 @@ def _tie_groups(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, less, upto
 
 
-def _deciles(flagged: np.ndarray, less: np.ndarray, upto: np.ndarray) -> tuple[DecileShare, ...]:
+def _deciles(flagged: np.ndarray, d: np.ndarray) -> tuple[DecileShare, ...]:
     n = flagged.size
-    # floor(10 F) with F = (less + (upto - less) / 2) / n = (less + upto) / (2 n), in integers
-    d = (N_DECILES * (less + upto)) // (2 * n) if n else np.zeros(0, np.int64)
     size = np.bincount(d, minlength=N_DECILES)
     hits = np.bincount(d, weights=flagged, minlength=N_DECILES)
     base = float(flagged.sum()) / n if n else math.nan
@@ -272,13 +343,16 @@ def _deciles(flagged: np.ndarray, less: np.ndarray, upto: np.ndarray) -> tuple[D
     )
 
 
-def long_tail_comparison(scores: npt.ArrayLike, flagged: npt.ArrayLike) -> LongTailResult:
+def long_tail_comparison(
+    scores: npt.ArrayLike | RankedScores, flagged: npt.ArrayLike
+) -> LongTailResult:
     """Compare a per-example score on the flagged examples against the rest.
 
     Parameters
     ----------
-    scores : array-like of float, shape (N,)
-        One finite score per audited example (e.g. mean influence, memorization).
+    scores : array-like of float, shape (N,), or RankedScores
+        One finite score per audited example (e.g. mean influence, memorization);
+        a :class:`RankedScores` skips re-ranking when one score meets many masks.
     flagged : array-like of bool, shape (N,)
         The subset (PIEs, CIEs, CIE-U or CIE-C).
 
@@ -293,16 +367,17 @@ def long_tail_comparison(scores: npt.ArrayLike, flagged: npt.ArrayLike) -> LongT
         If the shapes differ or are not 1-D, ``flagged`` is not boolean, or a
         score is not a finite real number.
     """
-    s, f = _check(scores, flagged)
+    ranked = rank_scores(scores)
+    s, f = _check(ranked.values, flagged)
     x, y = s[f], s[~f]
     n1, n2 = x.size, y.size
-    _, less, upto = _tie_groups(s)
+    less, upto = ranked.less, ranked.upto
     nan = math.nan
     mean_x = float(x.mean()) if n1 else nan
     mean_y = float(y.mean()) if n2 else nan
     const_x = n1 == 0 or bool(np.ptp(x) == 0)
     const_y = n2 == 0 or bool(np.ptp(y) == 0)
-    constant = s.size == 0 or bool(np.ptp(s) == 0)
+    constant = ranked.constant
 
     statistic = p_value = mw_p = d = delta = nan
     if n1 and n2:
@@ -332,7 +407,7 @@ def long_tail_comparison(scores: npt.ArrayLike, flagged: npt.ArrayLike) -> LongT
         mann_whitney_p=mw_p,
         cohens_d=d,
         cliffs_delta=delta,
-        deciles=_deciles(f, less, upto),
+        deciles=_deciles(f, ranked.decile),
     )
 
 

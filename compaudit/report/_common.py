@@ -17,6 +17,7 @@ from compaudit.results import (
     Comparison,
     GateResult,
     GroupSetResult,
+    LongTailRow,
     PieExamples,
     Verdict,
 )
@@ -208,13 +209,19 @@ LONG_TAIL_HEADER = (
     "seed mean",
     "seed p",
     "seed δ",
+    "seed δ 5-95%",
+    "p beyond seed",
 )
-"""Columns of the long-tail table: each subset, then its seed-noise counterpart."""
+"""Columns of the long-tail table: each subset, then its seed-noise counterpart (medians
+over the floor splits), the splits' 5th-95th percentile of Cliff's delta and the p of the
+subset's delta against theirs (``p_beyond_seed``)."""
 LONG_TAIL_CAPTION = (
     "Per-example scores on the flagged examples against the rest (Dam et al.): Welch's "
     "t-test p and Cliff's delta; seed columns: the same subset between two disjoint halves "
-    "of the reference population (seed noise alone). CIEs: examples changed in at least one "
-    "model pair."
+    "of the reference population (seed noise alone), medians over the floor splits; seed δ "
+    "5-95%: the splits' spread of Cliff's delta; p beyond seed: the subset's delta against the "
+    "splits' median, in units of both deltas' sampling error. CIEs: examples changed in at "
+    "least one model pair."
 )
 
 
@@ -245,9 +252,16 @@ def long_tail_rows(c: Comparison) -> list[tuple[str, ...]]:
                 fmt_p(r.p_value),
                 _delta(r.cliffs_delta),
                 *seed,
+                _seed_range(r),
+                fmt_p(r.p_beyond_seed),
             )
         )
     return rows
+
+
+def _seed_range(r: LongTailRow) -> str:
+    lo, hi = r.seed_cliffs_delta_q05, r.seed_cliffs_delta_q95
+    return "-" if lo is None or hi is None else f"{lo:+.2f}..{hi:+.2f}"
 
 
 # -- one line per candidate ------------------------------------------------------

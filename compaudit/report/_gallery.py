@@ -6,6 +6,11 @@ predictions with their vote shares; without images, as a table row with the
 example's protected attributes. Both are capped, most confident flips first
 (the table at :data:`TABLE_CAP` rows: tabular PIEs can number thousands), and
 filtered by CSS alone (no script): lost / gained / swapped, and true class.
+
+With the comparison's ``influencers`` (a trainer run directory with influence
+runs), each PIE also shows "what it had memorized": its most influential
+training examples, as small thumbnails of the training split (or, for tables,
+a cell of rows), each with its label and influence estimate.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 from compaudit._text import for_html
 from compaudit.errors import InputError
 from compaudit.report._common import gallery_order
-from compaudit.results import PieExamples
+from compaudit.results import InfluencedExample, Influencer, InfluencersBlock, PieExamples
 
 if TYPE_CHECKING:
     from compaudit.engine import AuditResult
@@ -45,6 +50,7 @@ FILTER_CLASSES = 30  # class filter chips: the most frequent true classes among 
 FILTER_ALL_UNDER = 12  # up to this many classes shown, each gets a chip; above, those with 2+
 CHIP_ON = "background:var(--fg);color:#fff;border-color:var(--fg)"
 THUMB_MAX = 64  # longest side of an embedded thumbnail, in pixels
+MINI_MAX = 32  # longest side of an influencer's thumbnail
 PIXELATED_MAX = 48  # smaller images are upscaled by CSS without smoothing
 NO_PIES = "No PIEs: the modal predictions of both populations agree on every example."
 
@@ -87,12 +93,12 @@ def pie_indices(result: AuditResult, candidate: str, examples: PieExamples) -> l
     return [position.get(w) for w in wanted]
 
 
-def _thumbnail_uri(image: np.ndarray) -> str:
+def _thumbnail_uri(image: np.ndarray, size: int = THUMB_MAX) -> str:
     from PIL import Image
 
     im = Image.fromarray(np.ascontiguousarray(image))
-    if max(im.size) > THUMB_MAX:
-        im.thumbnail((THUMB_MAX, THUMB_MAX), Image.Resampling.LANCZOS)
+    if max(im.size) > size:
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -117,7 +123,9 @@ def _classes(e: Mapping[str, Any]) -> str:
     return f"pie {kind} c{label}"
 
 
-def _card(e: Mapping[str, Any], names: dict[int, str], image: np.ndarray | None) -> str:
+def _card(
+    e: Mapping[str, Any], names: dict[int, str], image: np.ndarray | None, memo: str = ""
+) -> str:
     label = int(e["label"])
     ref, cand = int(e["modal_reference"]), int(e["modal_candidate"])
     if image is None:
@@ -132,11 +140,13 @@ def _card(e: Mapping[str, Any], names: dict[int, str], image: np.ndarray | None)
         f"<div>true <b>{for_html(names.get(label, str(label)))}</b></div>"
         + _pred("ref", names.get(ref, str(ref)), e["share_reference"], ref == label)
         + _pred("cand", names.get(cand, str(cand)), e["share_candidate"], cand == label)
-        + "</figcaption></figure>"
+        + f"</figcaption>{memo}</figure>"
     )
 
 
-def _row(e: Mapping[str, Any], names: dict[int, str], attrs: Sequence[str]) -> str:
+def _row(
+    e: Mapping[str, Any], names: dict[int, str], attrs: Sequence[str], memo: str | None = None
+) -> str:
     label = int(e["label"])
     ref, cand = int(e["modal_reference"]), int(e["modal_candidate"])
 
@@ -150,8 +160,92 @@ def _row(e: Mapping[str, Any], names: dict[int, str], attrs: Sequence[str]) -> s
         f"<tr class='{_classes(e)}'><td class='num'>{for_html(str(e['id']))}</td>"
         f"<td>{for_html(names.get(label, str(label)))}</td>"
         f"{cell(ref, e['share_reference'])}{cell(cand, e['share_candidate'])}"
-        f"<td>{kind}</td>{extra}</tr>"
+        f"<td>{kind}</td>{extra}"
+        + ("" if memo is None else f"<td class='memo'>{memo}</td>")
+        + "</tr>"
     )
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def _influencer_title(inf: Influencer, names: dict[int, str]) -> str:
+    se = "" if inf.se is None else f" ± {inf.se:.2f}"
+    label = names.get(inf.label, str(inf.label))
+    return for_html(
+        f"training example {inf.train_id}: {label}, influence {_signed(inf.influence)}{se}"
+    )
+
+
+class _Memo:
+    """Renders "what it had memorized" for PIEs: thumbnails of the training split, or text.
+
+    Thumbnails are encoded once per training example (PIEs share influencers).
+    """
+
+    def __init__(
+        self, block: InfluencersBlock, names: dict[int, str], train_images: np.ndarray | None
+    ) -> None:
+        self.block = block
+        self.by_id = block.by_id()
+        self.names = names
+        self.images = train_images
+        self._uris: dict[int, str] = {}
+
+    def _uri(self, j: int) -> str:
+        assert self.images is not None
+        if j not in self._uris:
+            self._uris[j] = _thumbnail_uri(self.images[j], MINI_MAX)
+        return self._uris[j]
+
+    def entry(self, e: Mapping[str, Any]) -> InfluencedExample | None:
+        return self.by_id.get(str(e["id"]))
+
+    def card(self, e: Mapping[str, Any]) -> str:
+        """The strip under a PIE card (empty when the PIE has no influencers listed)."""
+        found = self.entry(e)
+        if found is None or not found.influencers:
+            return ""
+        items = []
+        for inf in found.influencers:
+            name = for_html(self.names.get(inf.label, str(inf.label)))
+            title = _influencer_title(inf, self.names)
+            if self.images is not None:
+                px = " px" if max(self.images.shape[1:3]) <= PIXELATED_MAX else ""
+                pic = f"<img class='mini{px}' src='{self._uri(inf.train_index)}' alt='{title}'>"
+            else:
+                pic = f"<span class='tid'>#{for_html(str(inf.train_id))}</span>"
+            items.append(
+                f"<div class='inf' title='{title}'>{pic}<span class='il'>{name}</span>"
+                f"<span class='iv'>{_signed(inf.influence)}</span></div>"
+            )
+        return (
+            "<div class='memo'><div class='mhead'>memorized</div>"
+            f"<div class='infs'>{''.join(items)}</div></div>"
+        )
+
+    def cell(self, e: Mapping[str, Any]) -> str:
+        """The table cell of a tabular PIE: one compact row per influencer."""
+        found = self.entry(e)
+        if found is None or not found.influencers:
+            return "-"
+        return "<br>".join(
+            f"<span title='{_influencer_title(inf, self.names)}'>#{for_html(str(inf.train_id))} "
+            f"{for_html(self.names.get(inf.label, str(inf.label)))} "
+            f"<b>{_signed(inf.influence)}</b></span>"
+            for inf in found.influencers
+        )
+
+    def note(self) -> str:
+        b = self.block
+        return (
+            "<p class='note'>What each PIE had memorized: its "
+            f"{b.k} most influential training examples (of {b.n_train} in "
+            f"{for_html(b.train_data)}), most influential first. Influence: accuracy on the "
+            "PIE over the influence runs that trained on the example minus over those that "
+            f"did not, from {b.n_runs} runs (hover for the standard error).</p>"
+        )
 
 
 def _filters(
@@ -205,6 +299,8 @@ def pie_gallery(
     indices: Sequence[int | None] | None,
     attributes: Mapping[str, np.ndarray] | None = None,
     uid: str = "0",
+    influencers: InfluencersBlock | None = None,
+    train_images: np.ndarray | None = None,
 ) -> str:
     """HTML of the PIE gallery (thumbnails) or, without images, of the PIE table.
 
@@ -223,6 +319,12 @@ def pie_gallery(
         columns of the table (data without images).
     uid : str
         Unique on the page (the candidate's position): names the filters.
+    influencers : InfluencersBlock or None
+        The comparison's ``influencers``: each PIE listed there shows its top
+        influencers ("what it had memorized").
+    train_images : ndarray or None
+        Checked display images of the training split (rows as the influencers'
+        ``train_index``); without them the influencers are shown as text.
 
     Returns
     -------
@@ -246,25 +348,33 @@ def pie_gallery(
     )
     rows = [examples[i] for i in shown]
     controls, style = _filters(uid, rows, names)
+    memo = None if influencers is None else _Memo(influencers, names, train_images)
+    if memo is not None:
+        note += memo.note()
     if images is not None and indices is not None:
         cards = []
         for i, e in zip(shown, rows, strict=True):
             row = indices[i]
-            cards.append(_card(e, names, None if row is None else images[row]))
-        body = "<div class='fbody gallery'>" + "".join(cards) + "</div>"
+            strip = "" if memo is None else memo.card(e)
+            cards.append(_card(e, names, None if row is None else images[row], strip))
+        wide = "" if memo is None else " wide"
+        body = f"<div class='fbody gallery{wide}'>" + "".join(cards) + "</div>"
     else:
         attrs = dict(attributes or {})
         if indices is None:
             attrs = {}
         head = (
             "<tr><th>id</th><th>true label</th><th>modal reference</th><th>modal candidate</th>"
-            "<th>kind</th>" + "".join(f"<th>{for_html(a)}</th>" for a in attrs) + "</tr>"
+            "<th>kind</th>"
+            + "".join(f"<th>{for_html(a)}</th>" for a in attrs)
+            + ("" if memo is None else "<th>memorized (top influencers)</th>")
+            + "</tr>"
         )
         cells = []
         for i, e in zip(shown, rows, strict=True):
             row = None if indices is None else indices[i]
             values = ["-" if row is None else str(v[row]) for v in attrs.values()]
-            cells.append(_row(e, names, values))
+            cells.append(_row(e, names, values, None if memo is None else memo.cell(e)))
         table = f"<thead>{head}</thead><tbody>{''.join(cells)}</tbody>"
         body = f"<table class='fbody pies'>{table}</table>"
     return f"{note}{style}<div class='pief'>{controls}{body}</div>"

@@ -47,12 +47,16 @@ class ReportContext:
         in the populations' example order, for the PIE gallery.
     sources : dict
         Input names (reference, candidates, data, policy) for headers.
+    train_images : ndarray or None
+        Displayable images of the training split (same form, in its order), for
+        the influencers of the PIE gallery (``comparisons[i].influencers``).
     """
 
     console: Console = field(default_factory=lambda: Console(stderr=False))
     result: AuditResult | None = None
     images: np.ndarray | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    train_images: np.ndarray | None = None
 
 
 class Reporter(Protocol):

@@ -325,12 +325,14 @@ def _comparison(
         if gs.subgroups
     ]
     parts.append(_long_tail(c) + fairness_html(c))
-    images, indices, attributes = None, None, None
+    images, indices, attributes, train_images = None, None, None, None
     if context.result is not None:
         indices = pie_indices(context.result, cand, c.pie.examples)
         attributes = context.result.reference.population.attributes
         if context.images is not None:
             images = check_images(context.images, context.result.reference.population.n)
+    if c.influencers is not None and context.train_images is not None:
+        train_images = check_images(context.train_images, c.influencers.n_train)
     parts.append(
         f"<h3>Pruning Identified Exemplars ({c.pie.count})</h3><p class='caption'>Examples "
         "whose modal candidate prediction differs from the modal reference prediction, with "
@@ -344,6 +346,8 @@ def _comparison(
             indices=indices,
             attributes=attributes,
             uid=str(i),
+            influencers=c.influencers,
+            train_images=train_images,
         )
     )
     parts.append("</section>")
@@ -358,8 +362,8 @@ def render_html(report: AuditReport, context: ReportContext) -> str:
     report : AuditReport
         The typed report (:meth:`compaudit.engine.AuditResult.report`).
     context : ReportContext
-        ``images`` and ``result`` enable the PIE thumbnails; ``sources`` are
-        listed in the header.
+        ``images`` and ``result`` enable the PIE thumbnails, ``train_images``
+        the thumbnails of their influencers; ``sources`` are listed in the header.
 
     Returns
     -------
@@ -370,7 +374,7 @@ def render_html(report: AuditReport, context: ReportContext) -> str:
     ------
     InputError
         When ``context.images`` are not uint8 ``[N, H, W(, 3)]`` with one
-        image per example.
+        image per example (``context.train_images``: per training example).
     """
     verdict = report.verdict
     facts = header_facts(report, lambda s: s)  # escaped where the page joins them

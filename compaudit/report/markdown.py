@@ -40,6 +40,7 @@ from compaudit.report._curve import (
     show_curve,
 )
 from compaudit.report._fairness import fairness_markdown
+from compaudit.report._influencers import MEMORIZED_CAPTION, MEMORIZED_HEADER, memorized_rows
 from compaudit.report.base import ReportContext
 from compaudit.results import AuditReport, Comparison, GateResult, GroupSetResult
 
@@ -213,7 +214,17 @@ def _comparison(c: Comparison) -> list[str]:
     for gs in subgroup_sets(c):
         if gs.subgroups:
             lines += _subgroups(gs)
-    return lines + _long_tail(c) + fairness_markdown(c)
+    return lines + _long_tail(c) + _memorized(c) + fairness_markdown(c)
+
+
+def _memorized(c: Comparison) -> list[str]:
+    rows = memorized_rows(c)
+    if not rows:
+        return []
+    lines = ["", "#### What the first PIEs had memorized", "", esc(MEMORIZED_CAPTION), ""]
+    return lines + _table(
+        MEMORIZED_HEADER, "lll", [[code(r[0]), esc(r[1]), esc(r[2])] for r in rows]
+    )
 
 
 def _long_tail(c: Comparison) -> list[str]:
@@ -222,7 +233,7 @@ def _long_tail(c: Comparison) -> list[str]:
         return []
     lines = ["", "#### Long tail", "", esc(LONG_TAIL_CAPTION), ""]
     cells = [[code(r[0]), code(r[1]), *r[2:]] for r in rows]
-    return lines + _table(LONG_TAIL_HEADER, "llrrrrrrrrr", cells)
+    return lines + _table(LONG_TAIL_HEADER, "llrrrrrrrrrrr", cells)
 
 
 def render_markdown(report: AuditReport, *, max_bytes: int = MAX_BYTES) -> str:

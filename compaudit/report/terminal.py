@@ -34,6 +34,7 @@ from compaudit.report._common import (
 )
 from compaudit.report._curve import compression_curve, curve_cells, level_text, show_curve
 from compaudit.report._fairness import fairness_terminal
+from compaudit.report._influencers import MEMORIZED_HEADER, memorized_rows
 from compaudit.report.base import ReportContext
 from compaudit.results import AuditReport, Comparison
 
@@ -164,10 +165,19 @@ def _comparison(c: Comparison) -> Group:
             cells = [row[i] for i in _LONG_TAIL_SHOWN]
             lt.add_row(_name(cells[0]), *cells[1:])
         parts.append(lt)
+    memorized = memorized_rows(c)
+    if memorized:
+        mt = Table(title=_name("What the first PIEs had memorized", "table.title"),
+                   title_justify="left")  # fmt: skip
+        for head in MEMORIZED_HEADER:
+            mt.add_column(head)
+        for row in memorized:
+            mt.add_row(*(_name(cell) for cell in row))
+        parts.append(mt)
     return Group(*parts, *fairness_terminal(c))
 
 
-_LONG_TAIL_SHOWN = (0, 1, 2, 5, 6, 9, 10)  # score, subset, n, Welch p, δ, seed p, seed δ
+_LONG_TAIL_SHOWN = (0, 1, 2, 5, 6, 10, 12)  # score, subset, n, Welch p, δ, seed δ, p beyond
 _RESULT_STYLE = {"pass": "green", "FAIL": "bold red", "skipped": "yellow", "error": "bold magenta"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 from pathlib import Path
@@ -11,11 +12,18 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
+from compaudit._text import for_html
 from compaudit.engine import AuditResult
 from compaudit.report import _gallery as gallery
 from compaudit.report.base import ReportContext
 from compaudit.report.html import _css, render_html
-from compaudit.results import AuditReport, PieExamples
+from compaudit.results import (
+    AuditReport,
+    InfluencedExample,
+    Influencer,
+    InfluencersBlock,
+    PieExamples,
+)
 
 from .test_report_browser import CHROMIUM, screenshot
 
@@ -115,3 +123,89 @@ def test_chromium_applies_the_kind_filter(tmp_path: Path) -> None:
     assert gained_all >= 2 * 96 * 96  # the gained and the swapped card
     assert lost_only == lost_all >= 3 * 96 * 96
     assert gained_only == 0
+
+
+# -- "what it had memorized" (issue 15) ------------------------------------------------
+def _influencers(ids: list[str], n_train: int, hostile: str = "") -> InfluencersBlock:
+    """Example e{i}'s influencers: training rows 3i, 3i+1 (influence 0.9, 0.5), the
+    second with a hostile id when ``hostile`` is given."""
+    return InfluencersBlock(
+        k=2,
+        n_runs=40,
+        n_train=n_train,
+        train_data="toy:train",
+        examples=tuple(
+            InfluencedExample(
+                id=key,
+                flagged_as=("pie",),
+                influencers=(
+                    Influencer(train_index=3 * i, train_id=f"t{3 * i}", label=i % 3,
+                               influence=0.9, se=0.05),
+                    Influencer(train_index=3 * i + 1, train_id=hostile or f"t{3 * i + 1}",
+                               label=2, influence=None if hostile else 0.5, se=None),
+                ),
+            )
+            for i, key in enumerate(ids)
+        ),
+    )  # fmt: skip
+
+
+def test_each_pie_card_shows_its_influencers_training_thumbnails() -> None:
+    # Training image j is filled with the value j, so a thumbnail says which row it shows.
+    train = np.repeat(np.arange(20, dtype=np.uint8)[:, None, None], 4, axis=1).repeat(4, axis=2)
+    block = _influencers([f"e{i}" for i in range(4)], n_train=20)  # e4 has none listed
+    html = gallery.pie_gallery(
+        _examples(), NAMES, images=np.zeros((5, 4, 4), np.uint8), indices=list(range(5)),
+        influencers=block, train_images=train,
+    )  # fmt: skip
+    cards = re.findall(r"<figure class='pie [^']*'>(.*?)</figure>", html)
+    assert len(cards) == 5
+    for i, card in enumerate(cards[:4]):
+        minis = re.findall(r"<img class='mini px' src='([^']+)' alt='([^']*)'>", card)
+        values = [_pixel(uri) for uri, _ in minis]
+        assert values == [3 * i, 3 * i + 1]  # its own influencers, in order
+        assert minis[0][1] == (
+            f"training example t{3 * i}: {for_html(NAMES[i % 3])}, influence +0.90 ± 0.05"
+        )
+        assert re.findall(r"<span class='iv'>([^<]*)</span>", card) == ["+0.90", "+0.50"]
+    assert "memorized" not in cards[4]
+    assert "class='fbody gallery wide'" in html
+    assert "from 40 runs" in html
+    assert "of 20 in toy:train" in html
+    # Without influencers nothing changes.
+    plain = gallery.pie_gallery(
+        _examples(), NAMES, images=np.zeros((5, 4, 4), np.uint8), indices=list(range(5))
+    )
+    assert "memorized" not in plain
+    assert "gallery wide" not in plain
+
+
+def _pixel(uri: str) -> int:
+    raw = base64.b64decode(uri.split(",", 1)[1])
+    values = np.unique(np.asarray(Image.open(io.BytesIO(raw))))
+    assert values.size == 1
+    return int(values[0])
+
+
+def test_influencers_without_training_images_or_as_table_rows_are_text_and_escaped() -> None:
+    hostile = "<script>alert(1)</script>\x1b[31m"
+    block = _influencers([f"e{i}" for i in range(5)], n_train=20, hostile=hostile)
+    cards = gallery.pie_gallery(
+        _examples(), NAMES, images=np.zeros((5, 4, 4), np.uint8), indices=list(range(5)),
+        influencers=block, train_images=None,
+    )  # fmt: skip
+    assert "<img class='mini" not in cards
+    assert "<span class='tid'>#t0</span>" in cards
+    table = gallery.pie_gallery(
+        _examples(), NAMES, images=None, indices=list(range(5)), influencers=block
+    )
+    assert "<th>memorized (top influencers)</th>" in table
+    rows = re.findall(r"<tr class='pie [^']*'>(.*?)</tr>", table)
+    memo = re.findall(r"<td class='memo'>(.*?)</td>", rows[0])
+    assert len(memo) == 1
+    assert ">#t0 zero <b>+0.90</b></span><br>" in memo[0]
+    assert "n/a" in memo[0]  # not estimable
+    for html in (cards, table):
+        assert "<script" not in html
+        assert "\x1b" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;\\x1b[31m" in html
