@@ -16,9 +16,11 @@ pooled, so each is computed once, by
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,8 +39,9 @@ if TYPE_CHECKING:
     from compaudit.analysis.influence import InfluenceRuns
     from compaudit.data.base import Dataset
     from compaudit.population import Population
+    from compaudit.train.manifest import RunInfo
 
-__all__ = ["INFLUENCERS_K", "flagged_examples", "with_influencers"]
+__all__ = ["INFLUENCERS_K", "RunInfluence", "flagged_examples", "run_influence", "with_influencers"]
 
 INFLUENCERS_K = 5
 """Influencers listed per flagged example (the gallery shows them all)."""
@@ -49,6 +52,46 @@ WARN_TRAIN_DATA = (
 )
 
 Flag = Literal["pie", "cie"]
+
+
+@dataclass(frozen=True)
+class RunInfluence:
+    """A run directory's finished influence runs and which of its splits the audit is on.
+
+    Read once per command: the scores (``mean_influence`` on the eval split,
+    ``memorization`` on the training split) and the influencer lists share it.
+    """
+
+    run_dir: Path
+    info: RunInfo
+    split: Literal["eval", "train"] | None
+    """The run's split the audited examples are (by fingerprint), or None: other data."""
+
+    @functools.cached_property
+    def runs(self) -> InfluenceRuns:
+        """The influence runs, loaded on first use."""
+        from compaudit.analysis.influence import load_runs
+
+        assert self.info.influence is not None  # run_influence returns None otherwise
+        return load_runs(self.info.influence)
+
+
+def run_influence(run_dir: Path, dataset: Dataset) -> RunInfluence | None:
+    """The run's influence runs for auditing ``dataset``, or None when it has none."""
+    from compaudit.train.manifest import load_run
+
+    info = load_run(run_dir)
+    if info.influence is None:
+        return None
+    data, fingerprint = info.manifest.get("data", {}), dataset.fingerprint()
+    split: Literal["eval", "train"] | None = (
+        "eval"
+        if fingerprint == data.get("eval_fingerprint")
+        else "train"
+        if fingerprint == data.get("train_fingerprint")
+        else None
+    )
+    return RunInfluence(run_dir=run_dir, info=info, split=split)
 
 
 def flagged_examples(comparison: Comparison, cap: int) -> list[tuple[Any, tuple[Flag, ...]]]:
@@ -77,8 +120,7 @@ def _num(value: float) -> float | None:
 
 def with_influencers(
     document: AuditReport,
-    run_dir: Path,
-    dataset: Dataset,
+    influence: RunInfluence | None,
     reference: Population,
     *,
     cap: int,
@@ -90,10 +132,9 @@ def with_influencers(
     ----------
     document : AuditReport
         The judged report of the run directory's variants.
-    run_dir : Path
-        The trainer run directory.
-    dataset : Dataset
-        The audited examples (the report's rows).
+    influence : RunInfluence or None
+        The run's influence runs (:func:`run_influence`); influencers are listed
+        only when the audit is on the run's eval split.
     reference : Population
         The reference population (its ``ids`` join the report's example ids).
     cap : int
@@ -114,14 +155,12 @@ def with_influencers(
         The training split cannot be loaded or is not the one the run was
         trained on: no influencers are listed.
     """
-    from compaudit.analysis.influence import load_runs, top_influencers
-    from compaudit.train.manifest import load_run
+    from compaudit.analysis.influence import top_influencers
 
-    info = load_run(run_dir)
-    data = info.manifest.get("data", {})
-    if info.influence is None or dataset.fingerprint() != data.get("eval_fingerprint"):
+    if influence is None or influence.split != "eval":
         return document, None  # _run_scores already warned about other examples
-    runs = load_runs(info.influence)
+    info, runs, run_dir = influence.info, influence.runs, influence.run_dir
+    data = info.manifest.get("data", {})
     if runs.n_test != reference.n:
         return document, None
     flagged = [flagged_examples(c, cap) for c in document.comparisons]

@@ -34,6 +34,7 @@ from compaudit.report.base import ReportContext
 from compaudit.results import AuditReport, Compression
 
 if TYPE_CHECKING:
+    from compaudit._influencers import RunInfluence
     from compaudit.data.base import Dataset, Preprocessing
     from compaudit.policy import Policy
     from compaudit.settings import Resolved
@@ -603,33 +604,24 @@ ERR_POLICY_SCORES = "{policy}: example_scores.{name}: {problem}"
 
 
 def _run_scores(
-    run_dir: Path, dataset: Dataset, reference: Population, given: Mapping[str, Any]
+    influence: RunInfluence | None, reference: Population, given: Mapping[str, Any]
 ) -> dict[str, Any]:
     """A run directory's influence runs as a score of the audited examples, when the run
     has finished them: on its eval split ``mean_influence`` (Dam et al.'s Algorithm 1),
     on its training split (``--data`` the run's train spec) ``memorization`` (Feldman
     and Zhang). A name the caller gives itself (``--example-scores``) is left alone."""
-    from compaudit.train.manifest import load_run
-
-    info = load_run(run_dir)
-    if info.influence is None:
+    if influence is None:
         return {}
-    data, fingerprint = info.manifest.get("data", {}), dataset.fingerprint()
-    name = (
-        "mean_influence"
-        if fingerprint == data.get("eval_fingerprint")
-        else "memorization"
-        if fingerprint == data.get("train_fingerprint")
-        else None
-    )
+    run_dir = influence.run_dir
+    name = {"eval": "mean_influence", "train": "memorization", None: None}[influence.split]
     if name in given:
         return {}
     if name is None:
         warnings.warn(WARN_INFLUENCE_DATA.format(run=run_dir), CompauditWarning, stacklevel=3)
         return {}
-    from compaudit.analysis.influence import load_runs, mean_influence, memorization
+    from compaudit.analysis.influence import mean_influence, memorization
 
-    runs = load_runs(info.influence)
+    runs = influence.runs
     value = (mean_influence(runs) if name == "mean_influence" else memorization(runs)).value
     if value.shape != (reference.n,):
         warnings.warn(WARN_INFLUENCE_DATA.format(run=run_dir), CompauditWarning, stacklevel=3)
@@ -739,8 +731,12 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     # missing one is named in a warning and its gates are unevaluable (an error unless
     # the policy's on_unevaluable says otherwise); resolve() sets missing_attributes.
     scores = _example_scores(request.example_scores, reference.ids, policy, request.policy)
+    influence = None  # the run's influence runs, read once for the scores and influencers
     if request.run_dir is not None and dataset is not None:
-        scores.update(_run_scores(request.run_dir, dataset, reference, scores))
+        from compaudit._influencers import run_influence
+
+        influence = run_influence(request.run_dir, dataset)
+        scores.update(_run_scores(influence, reference, scores))
     result = audit(
         reference,
         candidates,
@@ -764,12 +760,10 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
         judge(result, policy, settings_report=resolved.to_report()), compression
     )
     train = None  # the training split, when the report lists influencers from it
-    if request.run_dir is not None and dataset is not None:
+    if influence is not None:
         from compaudit._influencers import with_influencers
 
-        typed, train = with_influencers(
-            typed, request.run_dir, dataset, reference, cap=settings.examples_cap
-        )
+        typed, train = with_influencers(typed, influence, reference, cap=settings.examples_cap)
     status = exit_status_for(typed.verdict)
     partial["report"] = typed  # what an error report keeps if writing fails
 

@@ -326,14 +326,11 @@ def test_report_on_the_run_training_split_adds_memorization(tmp_path: Path) -> N
     from compaudit.pipeline import AuditRequest, execute
     from compaudit.train import load_run, train_recipe
     from compaudit.train.recipe import recipe_from_dict
+    from tests.train.conftest import TINY
 
     recipe = {
-        "name": "tiny",
-        "dataset": {"name": "digits", "train": "train", "eval": "test"},
-        "architecture": {"name": "mlp", "kwargs": {"hidden": [16]}},
-        "training": {"epochs": 1, "batch_size": 64, "lr": 0.2, "weight_decay": 0.0005},
-        "k": 3,
-        "seed": 0,
+        **TINY,
+        "training": {**TINY["training"], "epochs": 1},
         "variants": [
             {"name": "dense", "kind": "dense"},
             {"name": "half", "kind": "quantize", "from": "dense", "quantize": {"method": "fp16"}},

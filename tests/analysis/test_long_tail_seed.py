@@ -26,16 +26,9 @@ from compaudit.analysis.long_tail_seed import (
 )
 from compaudit.errors import InputError
 from compaudit.population import Population
+from tests.analysis.test_long_tail import KEYS
 
-FIELDS = (
-    "mean_subset",
-    "mean_rest",
-    "statistic",
-    "p_value",
-    "mann_whitney_p",
-    "cohens_d",
-    "cliffs_delta",
-)
+FIELDS = tuple(KEYS[1:-1])  # the statistics, without n and deciles
 TOL = 1e-12  # relative to max(1, |value|)
 
 
