@@ -268,11 +268,50 @@ def score_test(
     if boot.size:
         uniq, first, inv = np.unique(counts[boot], axis=0, return_index=True, return_inverse=True)
         j = boot[first]
-        b_two, b_low = bootstrap_pvalues(
-            uniq, t[j], delta[j], p1[j], p2[j], seed=seed, n_boot=n_boot
-        )
+        b_two, b_low = _memo_bootstrap(uniq, t[j], delta[j], p1[j], p2[j], seed=seed, n_boot=n_boot)
         p_two[boot], p_low[boot] = b_two[inv.ravel()], b_low[inv.ravel()]
     return t, p_two, np.where(t >= 0, 1.0, p_low), normal
+
+
+# A row's bootstrap p-values depend only on its counts, the seed and the number of
+# draws (every row uses the same uniforms), so repeated rows (one audit under
+# several policies, floor splits that reproduce a count) are computed once.
+_MEMO: dict[tuple[int, int, bytes], tuple[float, float]] = {}
+_MEMO_MAX = 1 << 16
+
+
+def _memo_bootstrap(
+    uniq: np.ndarray,
+    t: np.ndarray,
+    delta: np.ndarray,
+    p1: np.ndarray,
+    p2: np.ndarray,
+    *,
+    seed: int,
+    n_boot: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bootstrap_pvalues` of distinct rows ``uniq``, reading rows seen before
+    (same counts, seed and ``n_boot``) from a bounded in-process memo."""
+    rows = np.ascontiguousarray(uniq, dtype=np.int64)
+    keys = [(seed, n_boot, r.tobytes()) for r in rows]
+    hits = [_MEMO.get(k) for k in keys]
+    miss = np.array([h is None for h in hits], dtype=bool)
+    p_two, p_low = np.empty(len(keys)), np.empty(len(keys))
+    for i, h in enumerate(hits):
+        if h is not None:
+            p_two[i], p_low[i] = h
+    if miss.any():
+        m = np.flatnonzero(miss)
+        b_two, b_low = bootstrap_pvalues(
+            uniq[m], t[m], delta[m], p1[m], p2[m], seed=seed, n_boot=n_boot
+        )
+        p_two[m], p_low[m] = b_two, b_low
+        if len(_MEMO) + m.size > _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO.update(
+            (keys[i], (float(a), float(b))) for i, a, b in zip(m, b_two, b_low, strict=True)
+        )
+    return p_two, p_low
 
 
 # -- bootstrap ---------------------------------------------------------------------

@@ -103,3 +103,40 @@ def test_lattice_with_one_pair_is_the_trinomial(case: list[int]) -> None:
     c2 = np.array([[l2, n2 - l2 - g2, g2]], dtype=np.float64)
     t_lat = _score.lattice_statistic(c1, c2)[0]
     np.testing.assert_allclose(t_lat, stat(np.array([case])), rtol=1e-9, atol=1e-12)
+
+
+@st.composite
+def group_and_rest(draw: st.DrawFn) -> list[int]:
+    """A small group and a low-churn rest at least 20 times larger (a class against
+    the others: the rest is drawn from the shared uniforms)."""
+    n1 = draw(st.integers(1, 20))
+    l1 = draw(st.integers(0, n1))
+    g1 = draw(st.integers(0, n1 - l1))
+    n2 = draw(st.integers(400, 2000))
+    return [n1, l1, g1, n2, draw(st.integers(0, 20)), draw(st.integers(0, 20))]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(group_and_rest(), min_size=2, max_size=4), st.integers(0, 3))
+def test_a_rows_p_values_do_not_depend_on_its_batch_or_the_memo(
+    cases: list[list[int]], seed: int
+) -> None:
+    # The bootstrap memo is exact only if each row's p-values are a function of
+    # its own counts: computed in a batch, alone, or read back, bit for bit.
+    rows = np.array(cases)
+    _score._MEMO.clear()
+    _, p_batch, w_batch, _ = _score.score_test(rows, path="bootstrap", seed=seed, n_boot=199)
+    _, p_again, w_again, _ = _score.score_test(rows, path="bootstrap", seed=seed, n_boot=199)
+    assert np.array_equal(p_batch, p_again)
+    assert np.array_equal(w_batch, w_again)
+    for i in range(len(rows)):
+        _score._MEMO.clear()
+        _, p_one, w_one, _ = _score.score_test(
+            rows[i : i + 1], path="bootstrap", seed=seed, n_boot=199
+        )
+        assert p_one[0] == p_batch[i], cases[i]
+        assert w_one[0] == w_batch[i], cases[i]
+    _score._MEMO.clear()
+    _score.score_test(rows[:1], path="bootstrap", seed=seed + 1, n_boot=199)
+    assert _score._MEMO  # filled, and keyed by the seed
+    assert all(k[0] == seed + 1 for k in _score._MEMO)
