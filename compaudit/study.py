@@ -24,7 +24,7 @@ import numpy as np
 
 from compaudit._io import atomic_write_bytes, atomic_write_text
 from compaudit._text import for_filename, for_plot
-from compaudit.report._plot import BETTER, NEUTRAL, WORSE
+from compaudit.report._class_chart import BETTER, NEUTRAL, WORSE
 from compaudit.results import AuditReport, ClassRow, Comparison, PopulationSummary
 
 __all__ = [

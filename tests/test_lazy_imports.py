@@ -2,7 +2,9 @@
 
 Without a policy the policy module (pydantic models, 0.3 s of CPU) is never
 imported, and without ``--data`` neither are the dataset loaders (PIL, urllib,
-``rich.progress``). The names the lazy modules re-export still resolve.
+``rich.progress``). The HTML report draws its charts as SVG, so without
+long-tail scores it never imports matplotlib (0.5 s of CPU). The names the lazy
+modules re-export still resolve.
 """
 
 from __future__ import annotations
@@ -56,6 +58,26 @@ def test_report_without_policy_or_data_imports_neither(tmp_path: Path) -> None:
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["code"] in (0, None), proc.stderr
     assert (tmp_path / "out" / "report.json").is_file()
+    assert got["loaded"] == []
+
+
+def test_an_html_report_imports_no_matplotlib(tmp_path: Path) -> None:
+    ref, cand = _populations(tmp_path)
+    out = tmp_path / "out"
+    args = ["report", "-r", str(ref), "-c", f"a={cand}", "-c", f"b={cand}", "-o", str(out)]
+    args += ["--format", "html"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN % (("matplotlib",),), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["code"] in (0, None), proc.stderr
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("<svg class='plot'") == 2  # one class chart per candidate
+    assert page.count("<svg class='plot-curve'") == 1  # two candidates: the curve
     assert got["loaded"] == []
 
 

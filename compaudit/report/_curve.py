@@ -8,11 +8,9 @@ or more candidates; the reference is the first point (level 0).
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
-from compaudit._text import for_plot
 from compaudit.report._common import candidate_verdicts, pct
 from compaudit.results import AuditReport, Comparison, Compression, Verdict
 
@@ -22,7 +20,7 @@ __all__ = [
     "CurvePoint",
     "compression_curve",
     "curve_cells",
-    "curve_plot_png",
+    "curve_x",
     "level_text",
     "show_curve",
 ]
@@ -162,83 +160,12 @@ def curve_cells(p: CurvePoint) -> tuple[str, ...]:
     return (p.name, level_text(p.compression), pct(p.top1), pct(p.top5), *rest)
 
 
-def _x(points: list[CurvePoint]) -> tuple[list[float], list[str], str]:
-    """x positions, tick labels and axis label: sparsity when every point has a distinct
-    one, else one slot per population in curve order."""
+def curve_x(points: list[CurvePoint]) -> tuple[list[float], list[str], str]:
+    """x positions, tick labels (the user's names, unescaped) and axis label: sparsity
+    when every point has a distinct one, else one slot per population in curve order."""
     sparsity = [p.compression.sparsity if p.compression else None for p in points]
     if all(s is not None for s in sparsity) and len(set(sparsity)) == len(points):
         xs = [100 * float(s) for s in sparsity if s is not None]
         return xs, [f"{x:.3g}%" for x in xs], "sparsity (share of zero weights)"
-    labels = [for_plot(p.name, max_chars=14) for p in points]
+    labels = [p.name for p in points]
     return [float(i) for i in range(len(points))], labels, "population (curve order)"
-
-
-def curve_plot_png(points: list[CurvePoint], *, dpi: int = 110) -> bytes:
-    """Four panels against compression level: top-1 and top-5; classes significantly
-    worse (red bars: candidates that failed or errored); PIEs and PIEs over the seed
-    floor; CIE rate.
-
-    Returns
-    -------
-    bytes
-        A PNG image.
-    """
-    import io
-    import warnings
-
-    from matplotlib.figure import Figure
-
-    from compaudit.report._plot import _PNG, BETTER, NEUTRAL, WORSE, _spines
-
-    xs, labels, xlabel = _x(points)
-    cands = [(x, p) for x, p in zip(xs, points, strict=True) if p.comparison is not None]
-    cx = [x for x, _ in cands]
-    fig = Figure(figsize=(11.0, 6.2), dpi=dpi)
-    axes = fig.subplots(2, 2, sharex=True)
-    top, worse, pies, cie = axes[0][0], axes[0][1], axes[1][0], axes[1][1]
-    top.plot(xs, [100 * p.top1 for p in points], marker="o", color=BETTER, label="top-1")
-    if any(p.top5 is not None for p in points):
-        top5 = [math.nan if p.top5 is None else 100 * p.top5 for p in points]
-        top.plot(xs, top5, marker="s", ls="--", color=NEUTRAL, label="top-5")
-    top.set_ylabel("accuracy (%)", fontsize=9)
-    top.legend(fontsize=8, frameon=False)
-    n_worse = [len(p.comparison.significantly_worse_classes) for _, p in cands if p.comparison]
-    colors = [WORSE if p.verdict in ("fail", "error") else BETTER for _, p in cands]
-    width = 0.6 * (min(_gaps(xs)) if len(xs) > 1 else 1.0)
-    worse.bar(cx, n_worse, width=width, color=colors)
-    for x, n in zip(cx, n_worse, strict=True):  # a zero is a finding too: write it
-        worse.annotate(str(n), (x, n), xytext=(0, 2), textcoords="offset points",
-                       ha="center", fontsize=8)  # fmt: skip
-    worse.set_ylim(0, max([1, *n_worse]) * 1.2)
-    worse.yaxis.get_major_locator().set_params(integer=True)
-    worse.set_ylabel("classes significantly worse", fontsize=9)
-    pies.plot(cx, [p.comparison.pie.count for _, p in cands if p.comparison], marker="o",
-              color=WORSE, label="PIEs")  # fmt: skip
-    if any(p.excess_pies is not None for _, p in cands):
-        excess = [math.nan if p.excess_pies is None else p.excess_pies for _, p in cands]
-        pies.plot(cx, excess, marker="^", ls="--", color=BETTER, label="PIEs over seed floor")
-        pies.axhline(0, color="#707b7c", lw=0.8)
-    pies.set_ylabel("examples", fontsize=9)
-    pies.legend(fontsize=8, frameon=False)
-    cie.plot(cx, [100 * p.comparison.cie.rate for _, p in cands if p.comparison], marker="o",
-             color=WORSE)  # fmt: skip
-    cie.set_ylabel("CIE rate (%)", fontsize=9)
-    for ax in (top, worse, pies, cie):
-        _spines(ax, "y")
-        ax.tick_params(labelsize=8)
-    for ax in (pies, cie):
-        ax.set_xticks(xs, labels, rotation=30 if len(labels) > 4 else 0, ha="right")
-        ax.set_xlabel(xlabel, fontsize=9)
-    fig.suptitle("Compression curve", fontsize=11, x=0.07, ha="left")
-    bottom = 0.16 if len(labels) > 4 else 0.1
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.92, bottom=bottom, hspace=0.12, wspace=0.2)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
-        fig.savefig(buf, format="png", metadata={"Software": None}, pil_kwargs=_PNG)
-    return buf.getvalue()
-
-
-def _gaps(xs: list[float]) -> list[float]:
-    ordered = sorted(xs)
-    return [b - a for a, b in itertools.pairwise(ordered) if b > a] or [1.0]

@@ -1,16 +1,14 @@
-"""The per-class figure of the paper: normalized recall difference, one bar per class.
+"""The per-class figure of the paper as a PNG (studies' figure files), and the
+long-tail decile figure.
 
 Drawn with matplotlib's object API (no pyplot state, Agg canvas), imported
-lazily so that reports without HTML never load matplotlib. Each kind of mark
-is one vectorised artist (every bar in one ``PolyCollection``, every star in
-one ``scatter``), names are plain texts rather than tick labels, and margins
-are fixed rather than solved by a layout engine: a figure costs about the same
-at 10 or at 10,000 classes.
-
-Up to :data:`SUMMARY_OVER` classes, every class is a named bar. Above, the
-figure says so and draws :data:`WORST_SHOWN` classes as named bars (the
-significantly worse ones first, then the lowest others, sorted) beside a
-histogram of every class on the same scale.
+lazily so that reports without these figures never load matplotlib. Each kind
+of mark is one vectorised artist (every bar in one ``PolyCollection``, every
+star in one ``scatter``), names are plain texts rather than tick labels, and
+margins are fixed rather than solved by a layout engine: a figure costs about
+the same at 10 or at 10,000 classes. What the per-class figure shows is
+:func:`~compaudit.report._class_chart.class_chart`, which the HTML report draws
+as SVG.
 """
 
 from __future__ import annotations
@@ -23,6 +21,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from compaudit._text import for_plot
+from compaudit.report._class_chart import (
+    BETTER,
+    KINDS,
+    NEUTRAL,
+    SUMMARY_OVER,
+    WORSE,
+    WORST_SHOWN,
+    YLIM,
+    ClassChart,
+    class_chart,
+    class_span,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -41,21 +51,8 @@ __all__ = [
     "decile_plot_png",
 ]
 
-WORSE = "#c0392b"
-BETTER = "#2471a3"
-NEUTRAL = "#b8bcc0"
-SUMMARY_OVER = 60
-"""More classes than this: :data:`WORST_SHOWN` of them as bars, all of them in a histogram."""
-WORST_SHOWN = 30
-HIST_BINS = 40
 NAME_CHARS = 18
 HEIGHT = 4.2  # inches
-YLIM = 1.18  # y limits: this times the largest |difference|
-KINDS = (
-    (WORSE, "* significantly worse"),
-    (BETTER, "* significantly better"),
-    (NEUTRAL, "not significant"),
-)
 # Average character width and line height as fractions of the font size (DejaVu Sans).
 _CHAR_W, _CHAR_H = 0.62, 1.2
 _PNG = {"compress_level": 3}  # zlib level 3: as small as the default 6 here, and faster
@@ -130,20 +127,18 @@ def _names(fig: Figure, ax: Axes, labels: Sequence[str]) -> float:
     return (longest * _CHAR_W * size * 0.866 + _CHAR_H * size * 0.5 + 8) / 72  # at 60 degrees
 
 
-def _histogram(ax: Axes, values: np.ndarray, colors: Sequence[str], span: float) -> None:
+def _histogram(ax: Axes, chart: ClassChart) -> None:
     """Horizontal histogram of every class, stacked by kind, on the bars' y scale."""
     from matplotlib.collections import PolyCollection
 
-    edges = np.linspace(-YLIM * span, YLIM * span, HIST_BINS + 1)
-    kinds = np.array(colors)
-    left = np.zeros(HIST_BINS)
+    edges, counts = chart.histogram()
+    left = np.zeros(counts.shape[1])
     verts, faces = [], []
-    for color, _ in KINDS:
-        counts = np.histogram(values[kinds == color], bins=edges)[0].astype(float)
-        keep = counts > 0
-        verts.append(_rects(left[keep], (left + counts)[keep], edges[:-1][keep], edges[1:][keep]))
+    for (color, _), row in zip(KINDS, counts.astype(float), strict=True):
+        keep = row > 0
+        verts.append(_rects(left[keep], (left + row)[keep], edges[:-1][keep], edges[1:][keep]))
         faces += [color] * int(keep.sum())
-        left = left + counts
+        left = left + row
     ax.add_collection(
         PolyCollection(list(np.concatenate(verts)), facecolors=faces, linewidths=0, zorder=2)
     )
@@ -154,45 +149,6 @@ def _histogram(ax: Axes, values: np.ndarray, colors: Sequence[str], span: float)
     ax.set_xlabel("classes", fontsize=9)
     ax.tick_params(labelsize=8)
     _spines(ax, "x")
-
-
-def _shown(values: np.ndarray, colors: Sequence[str]) -> np.ndarray:
-    """Indices (sorted by value) of the classes drawn as bars in a summary figure:
-    the significantly worse first, then the lowest others, :data:`WORST_SHOWN` in all."""
-    worse = np.array([c == WORSE for c in colors], dtype=bool)
-    order = np.lexsort((values, ~worse))  # worse first, each part by value
-    return np.sort(order[:WORST_SHOWN])  # values are sorted, so index order is value order
-
-
-def _summary_note(n: int, shown: int, worse: int) -> str:
-    if worse == 0:
-        which = f"the {shown} lowest"
-    elif worse < shown:
-        which = f"the {worse} significantly worse and the lowest others, {shown} in all"
-    else:
-        which = f"the {shown} lowest of the {worse} significantly worse"
-    return (
-        f"{n} classes, too many for a bar each: {which}, sorted; "
-        "every class in the histogram on the right"
-    )
-
-
-def class_span(
-    classes: Sequence[ClassRow],
-    errors: Sequence[float | None] | None = None,
-    threshold: float | None = None,
-) -> float:
-    """Half-height (pp) of the y-axis that fits every bar, error bar and the gate's line:
-    the largest of these over several candidates puts their charts on one scale."""
-    span = 0.0
-    for i, r in enumerate(classes):
-        d = r.normalized_recall_difference
-        if d is not None:
-            e = errors[i] if errors is not None else None
-            span = max(span, 100.0 * (abs(d) + (e or 0.0)))
-    if threshold is not None:
-        span = max(span, 100.0 * threshold)
-    return span
 
 
 def _error_bars(ax: Axes, values: np.ndarray, errors: np.ndarray) -> None:
@@ -249,45 +205,18 @@ def class_plot_png(
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    pairs = sorted(
-        (
-            (r.normalized_recall_difference, i, r)
-            for i, r in enumerate(classes)
-            if r.normalized_recall_difference is not None
-        ),
-        key=lambda t: (t[0], t[1]),
-    )
-    rows = [r for _, _, r in pairs]
-    n = len(rows)
-    values = np.array([100.0 * d for d, _, _ in pairs], dtype=float)
-    colors = [
-        (WORSE if v < 0 else BETTER) if r.significant else NEUTRAL
-        for r, v in zip(rows, values, strict=True)
-    ]
-    err = np.full(n, np.nan)
-    if errors is not None:
-        err = np.array([np.nan if (e := errors[i]) is None else 100 * e for _, i, _ in pairs])
-    if span is None:
-        span = class_span(rows, [None if np.isnan(e) else e / 100 for e in err], threshold)
-    span = span or 1.0
-    summary = n > SUMMARY_OVER
-    shown = _shown(values, colors) if summary else np.arange(n)
-
-    width = 13.0 if summary else max(8.0, min(13.0, 2.0 + 0.3 * n))
+    chart = class_chart(classes, span=span, threshold=threshold, errors=errors)
+    values, shown, summary = chart.values, chart.shown, chart.summary
+    width = 13.0 if summary else max(8.0, min(13.0, 2.0 + 0.3 * values.size))
     fig = Figure(figsize=(width, HEIGHT), dpi=dpi)
     if summary:
         ax, hist = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
     else:
         ax, hist = fig.add_subplot(), None
-    _bars(ax, values[shown], [colors[i] for i in shown], span)
-    _error_bars(ax, values[shown], err[shown])
-    below = _names(fig, ax, [_label(rows[i].name) for i in shown])
-    counts = {color: colors.count(color) for color, _ in KINDS}
-    handles: list[Any] = [
-        Patch(color=color, label=f"{label} ({counts[color]})" if summary else label)
-        for color, label in KINDS
-        if counts[color]
-    ]
+    _bars(ax, values[shown], [chart.colors[i] for i in shown], chart.span)
+    _error_bars(ax, values[shown], chart.errors[shown])
+    below = _names(fig, ax, [_label(chart.names[i]) for i in shown])
+    handles: list[Any] = [Patch(color=color, label=label) for color, label in chart.legend()]
     if threshold is not None:
         from matplotlib.lines import Line2D
 
@@ -298,8 +227,8 @@ def class_plot_png(
     ax.legend(handles=handles, loc="upper left", fontsize=8, frameon=False)
     left = 0.75 / width
     if hist is not None:
-        _histogram(hist, values, colors, span)
-        fig.text(left, 0.08 / HEIGHT, _summary_note(n, shown.size, counts[WORSE]), fontsize=9)
+        _histogram(hist, chart)
+        fig.text(left, 0.08 / HEIGHT, chart.note(), fontsize=9)
         below += 0.25
     fig.subplots_adjust(
         left=left, right=1 - 0.2 / width, top=1 - 0.3 / HEIGHT,

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from compaudit._text import for_html
-from compaudit.report._plot import BETTER, WORSE
+from compaudit.report._class_chart import BETTER, WORSE
 
 if TYPE_CHECKING:
     from compaudit.report._charts import ConfusionShift

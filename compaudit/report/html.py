@@ -1,9 +1,10 @@
 """``report.html``: one self-contained page a reviewer opens offline.
 
-Verdict and gates; populations; per candidate the paper's per-class figure
-(matplotlib PNG as a data URI), the subgroup table (the paper's CelebA
-table) and the PIE gallery. No external URL: CSS is inlined and every image
-is a ``data:`` URI. All text is escaped.
+Verdict and gates; the compression curve; populations; per candidate the
+paper's per-class figure, the subgroup table (the paper's CelebA table) and
+the PIE gallery. No external URL: CSS is inlined, the curve and the class
+charts are inline SVG (:mod:`._svg`, no matplotlib), and every image (PIE
+thumbnails, the long-tail decile figures) is a ``data:`` URI. All text is escaped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from compaudit._io import atomic_write_text
 from compaudit._text import for_html
 from compaudit.errors import InputError
 from compaudit.report._charts import ConfusionShift, Spreads, confusion_shifts, gate_threshold
+from compaudit.report._class_chart import class_span
 from compaudit.report._common import (
     LONG_TAIL_CAPTION,
     LONG_TAIL_HEADER,
@@ -43,12 +45,13 @@ from compaudit.report._curve import (
     CURVE_HEADER,
     compression_curve,
     curve_cells,
-    curve_plot_png,
     show_curve,
 )
 from compaudit.report._fairness import fairness_html
 from compaudit.report._gallery import check_images, pie_gallery, pie_indices
-from compaudit.report._plot import class_plot_png, class_span, decile_plot_png
+from compaudit.report._plot import decile_plot_png
+from compaudit.report._svg import class_plot_svg
+from compaudit.report._svg_curve import curve_plot_svg
 from compaudit.report._views import SUBGROUPS_SHOWN, confusion_html, forest_html, heatmap_html
 from compaudit.report.base import ReportContext
 from compaudit.results import (
@@ -118,12 +121,10 @@ def _curve(report: AuditReport) -> str:
     rows = [(f"r-{_e(p.verdict)}" if p.verdict else "", [_e(x) for x in curve_cells(p)])
             for p in points]  # fmt: skip
     numeric = [False, False, True, True, True, True, True, True, False]
-    uri = "data:image/png;base64," + base64.b64encode(curve_plot_png(points)).decode("ascii")
     return (
         f"<section id='curve'><h2>Compression curve</h2><p class='caption'>{_e(CURVE_CAPTION)}"
         f"</p><div class='wide'>{_table(CURVE_HEADER, rows, numeric)}</div>"
-        f"<img class='plot-curve' src='{uri}' "
-        "alt='top-1, significantly worse classes, PIEs and CIE rate against compression'>"
+        f"{curve_plot_svg(points)}"
         "</section>"
     )
 
@@ -289,16 +290,15 @@ def _comparison(
     names = {r.class_index: r.name for r in c.classes}
     spreads, span, errors = charts
     threshold = gate_threshold(report.gates, "class_recall_drop", cand)
-    png = class_plot_png(
+    chart = class_plot_svg(
         c.classes, title=f"{cand} vs {ref}", span=span, threshold=threshold, errors=errors
     )
-    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     summary = "".join(f"<li>{_e(s)}</li>" for s in summary_lines(c))
     parts = [
         f"<section class='candidate' id='cand-{i}'><h2>{_e(cand)} vs {_e(ref)}</h2>",
         f"<ul class='summary'>{summary}</ul>",
         "<h3>Per-class normalized recall difference</h3>",
-        f"<img class='plot' src='{uri}' alt='normalized recall difference per class, {_e(cand)}'>",
+        chart,
         "<p class='caption'>Each class's recall change minus the model's overall top-1 change, "
         f"in percentage points, sorted; * significant after {_e(settings.get('correction', '?'))}"
         f" correction at alpha {_e(settings.get('alpha', '?'))} ({_e(c.class_test)} test)."

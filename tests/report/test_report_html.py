@@ -17,8 +17,9 @@ from rich.console import Console
 from compaudit.engine import AuditResult
 from compaudit.errors import InputError
 from compaudit.report import _gallery as gallery
+from compaudit.report._class_chart import BETTER, NEUTRAL, WORSE
 from compaudit.report._common import NOT_GATED
-from compaudit.report._plot import BETTER, NEUTRAL, WORSE, class_plot_png
+from compaudit.report._svg import class_plot_svg
 from compaudit.report.base import ReportContext
 from compaudit.report.html import ERR_NO_OUT_DIR, HTMLReporter, render_html
 from compaudit.results import AuditReport, ClassRow, PieExamples
@@ -72,13 +73,13 @@ def test_self_contained_no_external_references(page_with_images: str, tmp_path: 
     assert not page.all("link")
 
 
-def test_plot_is_an_embedded_png(page_with_images: str, report: AuditReport) -> None:
-    plots = Page(page_with_images).all("img", "plot")
+def test_plot_is_an_inline_svg_per_comparison(page_with_images: str, report: AuditReport) -> None:
+    plots = Page(page_with_images).all("svg", "plot")
     assert len(plots) == len(report.comparisons)
-    img = _png(plots[0]["src"])
-    assert img.format == "PNG"
-    assert img.width > 600
-    assert img.height > 300
+    assert plots[0]["role"] == "img"
+    width, height = map(float, plots[0]["viewbox"].split()[2:])
+    assert width >= 600
+    assert height >= 300
 
 
 def test_subgroup_table_has_the_paper_columns(page_with_images: str) -> None:
@@ -187,25 +188,24 @@ def test_gallery_order_is_the_same_for_rows_and_columns(report: AuditReport) -> 
     assert gallery_order(PieExamples({})) == []
 
 
-def _colour_pixels(png: bytes, hex_colour: str) -> int:
-    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3)
-    target = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
-    return int((np.abs(rgb.astype(int) - target).sum(axis=1) <= 6).sum())
+def _bar_fills(svg: str) -> list[str]:
+    """Fill colours of the chart's bars (the rects with a hover title)."""
+    return re.findall(r"<rect [^>]*fill='(#[0-9a-f]{6})'><title>", svg)
 
 
 def test_plot_colours_only_significant_bars(doc: dict[str, Any]) -> None:
     classes = doc["comparisons"][0]["classes"]
     for row in classes:
         row["significant"] = False
-    plain = class_plot_png([ClassRow.from_dict(r) for r in classes], title="t")
-    assert _colour_pixels(plain, WORSE) == 0
-    assert _colour_pixels(plain, BETTER) == 0
-    assert _colour_pixels(plain, NEUTRAL) > 1000
+    plain = _bar_fills(class_plot_svg([ClassRow.from_dict(r) for r in classes], title="t"))
+    assert plain
+    assert set(plain) == {NEUTRAL}
     worst = min(classes, key=lambda r: r["normalized_recall_difference"])
     worst["significant"] = True
-    marked = class_plot_png([ClassRow.from_dict(r) for r in classes], title="t")
-    assert _colour_pixels(marked, WORSE) > 1000
-    assert _colour_pixels(marked, BETTER) == 0
+    marked = _bar_fills(class_plot_svg([ClassRow.from_dict(r) for r in classes], title="t"))
+    assert marked[0] == WORSE  # sorted: the worst first
+    assert BETTER not in marked
+    assert marked.count(WORSE) == 1
 
 
 def test_a_class_without_recall_renders_everywhere(

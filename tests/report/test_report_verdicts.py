@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
@@ -12,8 +13,10 @@ from rich.console import Console
 from compaudit.engine import AuditResult
 from compaudit.gates import judge
 from compaudit.policy import Policy
+from compaudit.report._class_chart import BETTER
 from compaudit.report._common import candidate_verdicts
-from compaudit.report._curve import compression_curve, curve_plot_png, level_text
+from compaudit.report._curve import compression_curve, level_text
+from compaudit.report._svg_curve import curve_plot_svg
 from compaudit.report.base import ReportContext, validate_report
 from compaudit.report.html import render_html
 from compaudit.report.json_report import document
@@ -146,10 +149,18 @@ def test_the_curve_orders_candidates_by_compression_level(doc: dict[str, Any]) -
     assert [r.split(" | ")[0] for r in rows] == ["| `reference`", "| `int8`", "| `pruned-90`"]
     assert "| 90% sparse, 32-bit, 1.2 MB | 83.00% | - | 1 of 6 | 23 | -103 | 25.55% |" in curve
     assert max(map(len, _terminal(report))) <= 80
-    png = curve_plot_png(points)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = ET.fromstring(curve_plot_svg(points))  # well-formed
+    markers = [e for e in svg.iter("circle") if e.get("fill") == BETTER]  # top-1 line
+    assert len(markers) == len(points) + 1  # one per population, plus the legend's
+    texts = ["".join(t.itertext()) for t in svg.iter("text")]
+    assert texts[-1] == "population (curve order)"  # two points share sparsity 0
+    assert [t for t in texts if t in ("reference", "int8", "pruned-90")] == 2 * [
+        "reference",
+        "int8",
+        "pruned-90",
+    ]  # both bottom panels, in curve order
     page = render_html(report, ReportContext(console=Console(file=io.StringIO())))
-    assert page.count("<img class='plot-curve'") == 1
+    assert page.count("<svg class='plot-curve'") == 1
 
 
 def test_no_curve_for_a_single_candidate(doc: dict[str, Any]) -> None:
