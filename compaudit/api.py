@@ -17,7 +17,6 @@ the same files the command line writes (:meth:`Report.write`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,13 +223,23 @@ class Report:
         """The ``compaudit.report/v1`` document."""
         return self.document.to_dict()
 
-    def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
-        """The report as JSON text; also written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-        if path is not None:
-            from compaudit._io import atomic_write_bytes
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The report as ``report.json`` holds it, validated against the schema; also
+        written atomically to ``path`` when given.
 
-            atomic_write_bytes(Path(path), (text + "\n").encode("utf-8"))
+        The same text as the JSON writer's (``.write(out, formats=["json"])``):
+        the document's outline indented, its tables one line each.
+        """
+        from compaudit.report.base import validate_report
+        from compaudit.report.json_report import document, dumps
+
+        doc = document(self.document)
+        validate_report(doc)
+        text = dumps(doc)
+        if path is not None:
+            from compaudit._io import atomic_write_text
+
+            atomic_write_text(Path(path), text)
         return text
 
     def to_frame(self, table: str = "classes", *, candidate: str | None = None) -> pd.DataFrame:

@@ -64,7 +64,9 @@ def test_notebook_session_in_three_lines(arrays: dict[str, np.ndarray]) -> None:
     assert "int8" in report._repr_html_()
     assert "not gated" in report._repr_html_()
     validate_report(report.to_dict())
-    assert json.loads(report.to_json()) == report.to_dict()
+    doc = json.loads(report.to_json())
+    assert [line.split(":")[:2] for line in doc.pop("summary")] == [["int8", " NOT GATED"]]
+    assert doc == report.to_dict()
 
 
 def test_every_table_is_a_frame(arrays: dict[str, np.ndarray]) -> None:
@@ -176,8 +178,12 @@ def test_predictions_files_and_writing(arrays: dict[str, np.ndarray], tmp_path: 
         "report.json",
         "report.md",
     ]
-    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    text = (tmp_path / "out" / "report.json").read_text(encoding="utf-8")
+    doc = json.loads(text)
     assert doc["comparisons"][0]["top1_delta"] == report.comparisons[0].top1_delta
+    assert report.to_json() == text  # one serialiser: the API's JSON is report.json
+    assert report.to_json(tmp_path / "again.json") == text
+    assert (tmp_path / "again.json").read_text(encoding="utf-8") == text
     assert "not gated" in (tmp_path / "out" / "report.md").read_text().lower()
     with pytest.raises(InputError, match="unknown format 'pdf'"):
         report.write(tmp_path / "out", formats=["pdf"])
