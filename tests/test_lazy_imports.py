@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,18 +46,24 @@ def _populations(tmp_path: Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def test_report_without_policy_or_data_imports_neither(tmp_path: Path) -> None:
-    ref, cand = _populations(tmp_path)
-    args = ["report", "-r", str(ref), "-c", f"c={cand}", "-o", str(tmp_path / "out")]
+def _loaded(cwd: Path, modules: tuple[str, ...], args: list[str]) -> dict[str, Any]:
+    """Run ``compaudit ARGS`` in a fresh interpreter; which of ``modules`` it loaded."""
     proc = subprocess.run(
-        [sys.executable, "-c", _RUN % (NOT_LOADED,), *args],
+        [sys.executable, "-c", _RUN % (modules,), *args],
         capture_output=True,
         text=True,
         check=True,
-        cwd=tmp_path,
+        cwd=cwd,
     )
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["code"] in (0, None), proc.stderr
+    return got
+
+
+def test_report_without_policy_or_data_imports_neither(tmp_path: Path) -> None:
+    ref, cand = _populations(tmp_path)
+    args = ["report", "-r", str(ref), "-c", f"c={cand}", "-o", str(tmp_path / "out")]
+    got = _loaded(tmp_path, NOT_LOADED, args)
     assert (tmp_path / "out" / "report.json").is_file()
     assert got["loaded"] == []
 
@@ -66,15 +73,7 @@ def test_an_html_report_imports_no_matplotlib(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["report", "-r", str(ref), "-c", f"a={cand}", "-c", f"b={cand}", "-o", str(out)]
     args += ["--format", "html"]
-    proc = subprocess.run(
-        [sys.executable, "-c", _RUN % (("matplotlib",),), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    )
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["code"] in (0, None), proc.stderr
+    got = _loaded(tmp_path, ("matplotlib",), args)
     page = (out / "report.html").read_text(encoding="utf-8")
     assert page.count("<svg class='plot'") == 2  # one class chart per candidate
     assert page.count("<svg class='plot-curve'") == 1  # two candidates: the curve

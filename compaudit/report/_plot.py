@@ -175,24 +175,9 @@ def class_plot_png(
 ) -> bytes:
     """Bar chart of normalized recall difference per class, sorted, significant bars starred.
 
-    Parameters
-    ----------
-    classes : sequence of ClassRow
-        The comparison's class rows; rows without a normalized recall
-        difference are left out.
-    title : str
-        Figure title.
-    dpi : int
-        Resolution of the PNG.
-    span : float, optional
-        Half-height of the y-axis in percentage points (:func:`class_span` over
-        every candidate, so their charts share one scale); default: this chart's own.
-    threshold : float, optional
-        The ``class_recall_drop`` gate's threshold (a fraction), drawn as a dashed
-        line at minus that many points.
-    errors : sequence of float or None, optional
-        Half-width of each class's error bar (a fraction, aligned with ``classes``;
-        None draws none for that class).
+    Parameters are those of :func:`~compaudit.report._class_chart.class_chart`
+    (the gate's threshold drawn as a dashed line), plus ``title`` (the figure's,
+    the user's text) and ``dpi`` (the PNG's resolution).
 
     Returns
     -------

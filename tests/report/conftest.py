@@ -25,7 +25,7 @@ import pytest
 from compaudit.engine import AuditResult, AuditSettings, audit
 from compaudit.gates import candidate_verdicts
 from compaudit.population import Population
-from compaudit.results import AuditReport
+from compaudit.results import AuditReport, ClassRow
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UPDATE_ENV = "COMPAUDIT_UPDATE_GOLDEN"
@@ -178,3 +178,12 @@ def golden() -> Callable[[str, str], None]:
             )
 
     return check
+
+
+def class_row(i: int, d: float | None, *, sig: bool = False, name: str | None = None) -> ClassRow:
+    """A class row with normalized recall difference ``d`` (the charts' input)."""
+    return ClassRow(
+        class_index=i, name=name or f"class{i}", support=50, recall_reference=0.9,
+        recall_candidate=0.9, normalized_recall_difference=d, test="welch", statistic=None,
+        p_value=None, p_adjusted=None, significant=sig,
+    )  # fmt: skip

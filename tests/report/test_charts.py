@@ -18,7 +18,9 @@ from compaudit.report import _views as views
 from compaudit.report._plot import NEUTRAL, WORSE, class_plot_png, class_span
 from compaudit.report.base import ReportContext
 from compaudit.report.html import render_html
-from compaudit.results import AuditReport, ClassRow, GroupRow
+from compaudit.results import AuditReport, GroupRow
+
+from .conftest import class_row
 
 
 def test_confusion_shifts_hand_computed() -> None:
@@ -86,14 +88,6 @@ def test_shift_errors_of_single_models_are_the_examples_sem() -> None:
     assert np.isnan(se[3])
 
 
-def _class(i: int, d: float | None, *, sig: bool = False, name: str | None = None) -> ClassRow:
-    return ClassRow(
-        class_index=i, name=name or f"class{i}", support=50, recall_reference=0.9,
-        recall_candidate=0.9, normalized_recall_difference=d, test="welch", statistic=None,
-        p_value=None, p_adjusted=None, significant=sig,
-    )  # fmt: skip
-
-
 def _pixels(png: bytes, hex_colour: str, tol: int = 6) -> int:
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3).astype(int)
     target = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
@@ -101,7 +95,7 @@ def _pixels(png: bytes, hex_colour: str, tol: int = 6) -> int:
 
 
 def test_class_chart_draws_the_gate_and_takes_a_shared_scale() -> None:
-    rows = [_class(i, d) for i, d in enumerate([-0.04, -0.01, 0.0, 0.02, 0.03])]
+    rows = [class_row(i, d) for i, d in enumerate([-0.04, -0.01, 0.0, 0.02, 0.03])]
     plain = class_plot_png(rows, title="t")
     gated = class_plot_png(rows, title="t", threshold=0.05)
     # Nothing significant: no red at all, but the gate's dashed line (anti-aliased: near red).

@@ -19,15 +19,9 @@ from compaudit.report._class_chart import (
 )
 from compaudit.report._svg import class_plot_svg
 from compaudit.report._svg_curve import curve_plot_svg, ticks
-from compaudit.results import AuditReport, ClassRow
+from compaudit.results import AuditReport
 
-
-def _class(i: int, d: float | None, *, sig: bool = False, name: str | None = None) -> ClassRow:
-    return ClassRow(
-        class_index=i, name=name or f"class{i}", support=50, recall_reference=0.9,
-        recall_candidate=0.9, normalized_recall_difference=d, test="welch", statistic=None,
-        p_value=None, p_adjusted=None, significant=sig,
-    )  # fmt: skip
+from .conftest import class_row
 
 
 def _tree(svg: str) -> ET.Element:
@@ -44,7 +38,12 @@ def _height(rect: ET.Element) -> float:
 
 
 def test_bars_are_sorted_coloured_by_significance_and_titled() -> None:
-    rows = [_class(0, 0.02), _class(1, -0.05, sig=True), _class(2, 0.0), _class(3, 0.04, sig=True)]
+    rows = [
+        class_row(0, 0.02),
+        class_row(1, -0.05, sig=True),
+        class_row(2, 0.0),
+        class_row(3, 0.04, sig=True),
+    ]
     bars = _bars(class_plot_svg(rows, title="int8 vs dense"))
     assert [b.get("fill") for b in bars] == [WORSE, NEUTRAL, NEUTRAL, BETTER]
     tips = [b.find("title").text for b in bars]  # type: ignore[union-attr]
@@ -55,7 +54,7 @@ def test_bars_are_sorted_coloured_by_significance_and_titled() -> None:
 
 
 def test_stars_mark_only_significant_bars_and_the_gate_draws_a_dashed_line() -> None:
-    rows = [_class(i, d) for i, d in enumerate([-0.04, -0.01, 0.0, 0.02, 0.03])]
+    rows = [class_row(i, d) for i, d in enumerate([-0.04, -0.01, 0.0, 0.02, 0.03])]
     plain = class_plot_svg(rows, title="t")
     gated = class_plot_svg(rows, title="t", threshold=0.05)
     assert not [p for p in _tree(plain).iter("path") if p.get("stroke") in (WORSE, BETTER)]
@@ -63,19 +62,19 @@ def test_stars_mark_only_significant_bars_and_the_gate_draws_a_dashed_line() -> 
     dashed = [e for e in _tree(gated).iter() if e.get("stroke-dasharray")]
     assert len(dashed) == 2  # the line and its legend sample
     assert "gate class_recall_drop: -5 pp" in gated
-    starred = class_plot_svg([_class(0, -0.04, sig=True), _class(1, 0.01)], title="t")
+    starred = class_plot_svg([class_row(0, -0.04, sig=True), class_row(1, 0.01)], title="t")
     assert len([p for p in _tree(starred).iter("path") if p.get("stroke") == WORSE]) == 1
 
 
 def test_a_shared_span_puts_charts_on_one_scale() -> None:
-    rows = [_class(i, d) for i, d in enumerate([-0.04, -0.01, 0.0, 0.02, 0.03])]
+    rows = [class_row(i, d) for i, d in enumerate([-0.04, -0.01, 0.0, 0.02, 0.03])]
     own, wide = class_plot_svg(rows, title="t"), class_plot_svg(rows, title="t", span=40.0)
     # Another candidate dropped 40 pp: the same bars are 10x shorter (own span: 4 pp).
     assert _height(_bars(wide)[0]) == pytest.approx(_height(_bars(own)[0]) / 10, rel=1e-3)
 
 
 def test_error_bars_span_two_errors() -> None:
-    rows = [_class(0, -0.04), _class(1, 0.02)]
+    rows = [class_row(0, -0.04), class_row(1, 0.02)]
     svg = class_plot_svg(rows, title="t", errors=[0.01, None])
     lines = [e for e in _tree(svg).iter("line") if e.get("stroke") == "#1c2833"]
     assert len(lines) == 1  # class 1 has none
@@ -87,7 +86,7 @@ def test_error_bars_span_two_errors() -> None:
 def test_many_classes_are_summarised_with_bounded_markup() -> None:
     rng = np.random.default_rng(0)
     values = rng.normal(0, 0.02, 10_000)
-    rows = [_class(i, float(v), sig=bool(v < -0.06)) for i, v in enumerate(values)]
+    rows = [class_row(i, float(v), sig=bool(v < -0.06)) for i, v in enumerate(values)]
     svg = class_plot_svg(rows, title="t")
     worse = int((values < -0.06).sum())
     assert 0 < worse < WORST_SHOWN
@@ -104,7 +103,7 @@ def test_many_classes_are_summarised_with_bounded_markup() -> None:
 
 def test_hostile_names_and_titles_are_escaped_and_cut() -> None:
     name = "<script>alert(1)</script>\x1b[2J" + "x" * 3000
-    svg = class_plot_svg([_class(0, -0.05, sig=True, name=name)], title=f"{name} & co")
+    svg = class_plot_svg([class_row(0, -0.05, sig=True, name=name)], title=f"{name} & co")
     root = _tree(svg)  # parses: nothing broke out of its element
     assert not [e for e in root.iter() if e.tag == "script"]
     assert "<script>" not in svg
@@ -116,7 +115,7 @@ def test_hostile_names_and_titles_are_escaped_and_cut() -> None:
 
 def test_the_svg_draws_the_chart_model() -> None:
     # The PNG (studies) draws the same ClassChart; the SVG must show its bars, in order.
-    rows = [_class(i, v, sig=v < -0.03) for i, v in enumerate(np.linspace(-0.05, 0.03, 80))]
+    rows = [class_row(i, v, sig=v < -0.03) for i, v in enumerate(np.linspace(-0.05, 0.03, 80))]
     chart = class_chart(rows, threshold=0.02)
     assert chart.summary  # 80 classes: more than SUMMARY_OVER
     assert len(chart.values) == 80
