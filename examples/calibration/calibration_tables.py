@@ -119,12 +119,22 @@ def claim(runs: NullRuns, correction: str, alpha: float = ALPHA) -> tuple[bool, 
     lo, hi = binomial_interval(hits, runs.draws)
     held = rate <= alpha
     verb, rel = ("keeps", "<=") if held else ("lets", ">")
-    sure = f"; the interval reaches {pct(hi)}" if held and hi > alpha else ""
+    sure = ""
+    if held and hi > alpha:
+        sure = f"; the interval reaches {pct(hi)}"
+    elif not held and lo <= alpha:
+        sure = f"; the interval reaches down to {pct(lo)}: within Monte-Carlo error of alpha"
     return held, (
         f"{CORRECTION_NAMES[correction]} {verb} the family-wise false alarm rate at "
         f"{pct(rate)} {rel} alpha = {pct(alpha)} ({runs.label}: {hits} of {runs.draws} "
         f"comparisons; 95% interval {pct(lo)}-{pct(hi)}{sure})."
     )
+
+
+def refuted(runs: NullRuns, correction: str, alpha: float = ALPHA) -> bool:
+    """Whether the FWER of ``runs`` is above alpha beyond Monte-Carlo error (the 95%
+    interval lies wholly above it), not only as a point estimate."""
+    return binomial_interval(runs.alarms(correction), runs.draws)[0] > alpha
 
 
 def noise_floor(runs: NullRuns, key: str) -> float:

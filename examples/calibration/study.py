@@ -72,6 +72,7 @@ from calibration_tables import (
     noisy_gates,
     pct,
     pvalue_figure,
+    refuted,
 )
 from policy_cache import VerdictCache
 from policy_calibration import adult_population, policy_part
@@ -114,8 +115,13 @@ def verdict(runs: Sequence[NullRuns]) -> tuple[bool, list[str]]:
     return all(ok for ok, _ in results), [text for _, text in results]
 
 
-def _held(ok: bool) -> str:
-    return "HOLDS" if ok else "DOES NOT HOLD"
+def _held(ok: bool, runs: Sequence[NullRuns] = ()) -> str:
+    """The heading's word: a miss whose interval still reaches alpha is not a refutation."""
+    if ok:
+        return "HOLDS"
+    if runs and not any(refuted(r, "holm") for r in runs):
+        return "HOLDS WITHIN MONTE-CARLO ERROR (a point estimate over alpha, its interval not)"
+    return "DOES NOT HOLD"
 
 
 def spread_summary(spread: Mapping[str, np.ndarray]) -> str:
@@ -222,13 +228,13 @@ def results_markdown(
         "",
         *_policy_lines(policy_verdict),
         f"**Populations (Welch, the paper's test): Holm keeps the family-wise false alarm "
-        f"rate at or under alpha: {_held(pop_ok)}.**",
+        f"rate at or under alpha: {_held(pop_ok, welch)}.**",
         "",
         *(f"- {s}" for s in pop_lines),
         f"- {uncorrected(welch)}",
         "",
         "**Single models (the single-model test of the CI case): Holm keeps the "
-        f"family-wise false alarm rate at or under alpha: {_held(one_ok)}.**",
+        f"family-wise false alarm rate at or under alpha: {_held(one_ok, single)}.**",
         "",
         *(f"- {s}" for s in one_lines),
         f"- {uncorrected(single)}",

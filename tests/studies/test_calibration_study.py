@@ -219,8 +219,16 @@ def test_claim_and_verdict_follow_the_numbers(mods: Mods) -> None:
     ok, text = tables.claim(bad, "holm")
     assert not ok
     assert text.startswith("Holm lets the family-wise false alarm rate at 8.0% > alpha = 5.0%")
+    # 8 of 100: the interval (3.5%-15.2%) still reaches alpha, so it is no refutation.
+    assert text.endswith("; the interval reaches down to 3.5%: within Monte-Carlo error of alpha).")
+    assert not tables.refuted(bad, "holm")
+    worse = fake_runs(mods, "D", [2] * 30, 100)  # 30%: interval 21.2%-40.1%
+    assert tables.refuted(worse, "holm")
     assert study.verdict([good])[0]
     assert not study.verdict([good, bad])[0]
+    assert study._held(True) == "HOLDS"
+    assert study._held(False, [good, bad]).startswith("HOLDS WITHIN MONTE-CARLO ERROR")
+    assert study._held(False, [good, bad, worse]) == "DOES NOT HOLD"
     assert tables.claim(fake_runs(mods, "C", [1], 1000), "holm")[1].endswith("0.0%-0.6%).")
 
 
