@@ -41,6 +41,7 @@ from .conftest import Run, fails_closed, run_cli
 Where = Literal["class", "id", "attribute", "group", "candidate", "file"]
 FORMATS = "terminal,json,md,html,junit"
 PNG_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+SVG_CHART = re.compile(r"<svg class='plot(?:-curve)?'.*?</svg>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,13 @@ def test_html_is_escaped_and_draws_its_figures(reported: tuple[Case, Run, Path])
     page = (out / "report.html").read_text("utf-8")
     assert _unsafe(page) == []
     assert for_html(case.text) in page
-    pngs = PNG_URI.findall(page)
-    assert pngs
+    # The class charts and the curve are inline SVG: each must still parse as XML
+    # (a name that broke out of its text would not) and carry the candidate's chart.
+    charts = SVG_CHART.findall(page)
+    assert charts
+    for svg in charts:
+        ET.fromstring(svg)
+    pngs = PNG_URI.findall(page)  # thumbnails and decile figures, where there are any
     assert all(base64.b64decode(p).startswith(b"\x89PNG") for p in pngs)
 
 
