@@ -23,7 +23,7 @@ from compaudit.report._class_chart import KINDS, NEUTRAL, WORSE, YLIM, ClassChar
 if TYPE_CHECKING:
     from compaudit.results import ClassRow
 
-__all__ = ["FONT", "class_plot_svg", "cut", "num"]
+__all__ = ["FONT", "class_plot_svg", "cut", "nice_step", "num"]
 
 WIDTH = 1000.0  # px of the viewBox; the page scales it down to fit
 PLOT_H = 300.0
@@ -45,11 +45,15 @@ def num(x: float) -> str:
     return f"{x:.2f}".rstrip("0").rstrip(".")
 
 
+def nice_step(raw: float, multiples: Sequence[float] = (1, 2, 5, 10)) -> float:
+    """The smallest ``m * 10**k`` (``m`` in ``multiples``) at least ``raw``: a tick step."""
+    mag = 10 ** math.floor(math.log10(raw))
+    return float(next(m * mag for m in multiples if m * mag >= raw))
+
+
 def _step(span: float) -> float:
     """A 1-2-5 tick step giving about four ticks on each side of zero."""
-    raw = YLIM * span / 4
-    mag = 10 ** math.floor(math.log10(raw))
-    return float(next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw))
+    return nice_step(YLIM * span / 4)
 
 
 def _star(x: float, y: float, color: str) -> str:

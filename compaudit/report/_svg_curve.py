@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from compaudit._text import for_html
 from compaudit.report._class_chart import BETTER, NEUTRAL, WORSE
 from compaudit.report._curve import curve_x
-from compaudit.report._svg import FONT, cut, num
+from compaudit.report._svg import FONT, cut, nice_step, num
 
 if TYPE_CHECKING:
     from compaudit.report._curve import CurvePoint
@@ -31,9 +31,7 @@ def ticks(lo: float, hi: float, n: int = 5, *, integer: bool = False) -> list[fl
     """About ``n`` 1-2-5 ticks covering [lo, hi] (whole numbers when ``integer``)."""
     if not hi > lo:
         lo, hi = lo - 1.0, hi + 1.0
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    step = nice_step((hi - lo) / n, (1, 2, 2.5, 5, 10))
     if integer:
         step = max(1.0, round(step))
     first = math.floor(lo / step) * step
