@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from compaudit import __version__
 from compaudit._comparison import Context, GroupSet, Partition, Side, compare
@@ -240,50 +241,54 @@ def audit(
         more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
         raise InputError(ERR_EMPTY_CLASS.format(src=ref_pop.source, classes=listed + more))
 
-    scores = _scores(example_scores, ref_pop.n)
-    ref_side = Side.of(reference_name, ref_pop, seed=settings.seed)
-    y = ref_pop.y.astype(np.intp)
-    class_names = [ref_pop.class_name(i) for i in range(ref_pop.num_classes)]
-    class_part = Partition.of(y, list(range(ref_pop.num_classes)), ref_side)
-    warnings: list[str] = []
-    group_sets: list[GroupSet] = []
-    for attrs in _attribute_sets(settings, ref_pop):
-        available = sorted({*ref_pop.attributes, LABEL_ATTRIBUTE})
-        absent = [a for a in attrs if a not in available]
-        if absent and settings.missing_attributes == "warn":
-            warnings.append(
-                WARN_MISSING_ATTRIBUTE.format(
-                    name=absent[0], available=", ".join(available), attrs=list(attrs)
+    # One BLAS thread: the audit's products are small, and numpy's OpenBLAS threads
+    # spin between them (0.7 s of CPU in a five-candidate report on 2 cores, and
+    # slower in wall time too); the caller's setting is restored on return.
+    with threadpool_limits(limits=1, user_api="blas"):
+        scores = _scores(example_scores, ref_pop.n)
+        ref_side = Side.of(reference_name, ref_pop, seed=settings.seed)
+        y = ref_pop.y.astype(np.intp)
+        class_names = [ref_pop.class_name(i) for i in range(ref_pop.num_classes)]
+        class_part = Partition.of(y, list(range(ref_pop.num_classes)), ref_side)
+        warnings: list[str] = []
+        group_sets: list[GroupSet] = []
+        for attrs in _attribute_sets(settings, ref_pop):
+            available = sorted({*ref_pop.attributes, LABEL_ATTRIBUTE})
+            absent = [a for a in attrs if a not in available]
+            if absent and settings.missing_attributes == "warn":
+                warnings.append(
+                    WARN_MISSING_ATTRIBUTE.format(
+                        name=absent[0], available=", ".join(available), attrs=list(attrs)
+                    )
                 )
+                continue
+            codes, keys = group_codes(
+                ref_pop.attributes, attrs, y=y, class_names=class_names, source=ref_pop.source
             )
-            continue
-        codes, keys = group_codes(
-            ref_pop.attributes, attrs, y=y, class_names=class_names, source=ref_pop.source
-        )
-        group_sets.append(GroupSet(attrs, Partition.of(codes, keys, ref_side), {}))
+            group_sets.append(GroupSet(attrs, Partition.of(codes, keys, ref_side), {}))
 
-    sides = [Side.of(name, pop, seed=settings.seed) for name, pop in cands.items()]
-    class_floors: dict[int, SeedFloors] = {}
-    for k in sorted({s.population.k for s in sides}):
-        floors = class_floors[k] = _floors(ref_pop, y, k, settings)
-        for gs in group_sets:
-            # Each split's PIEs are reused: only the group nulls are recomputed.
-            gs.floors[k] = floors.regroup(gs.part.codes, len(gs.part.keys))
-    comparisons: list[Comparison] = []
-    masks: dict[str, np.ndarray] = {}
-    for side in sides:
-        ctx = Context(
-            settings=settings,
-            class_part=class_part,
-            group_sets=tuple(group_sets),
-            class_floors=class_floors[side.population.k],
-            lineage=paired[side.name],
-            scores=scores,
-        )
-        comp, pie = compare(ref_side, side, ctx)
-        comparisons.append(comp)
-        masks[side.name] = pie
-    return AuditResult(settings, ref_side, sides, comparisons, masks, warnings)
+        sides = [Side.of(name, pop, seed=settings.seed) for name, pop in cands.items()]
+        class_floors: dict[int, SeedFloors] = {}
+        for k in sorted({s.population.k for s in sides}):
+            floors = class_floors[k] = _floors(ref_pop, y, k, settings)
+            for gs in group_sets:
+                # Each split's PIEs are reused: only the group nulls are recomputed.
+                gs.floors[k] = floors.regroup(gs.part.codes, len(gs.part.keys))
+        comparisons: list[Comparison] = []
+        masks: dict[str, np.ndarray] = {}
+        for side in sides:
+            ctx = Context(
+                settings=settings,
+                class_part=class_part,
+                group_sets=tuple(group_sets),
+                class_floors=class_floors[side.population.k],
+                lineage=paired[side.name],
+                scores=scores,
+            )
+            comp, pie = compare(ref_side, side, ctx)
+            comparisons.append(comp)
+            masks[side.name] = pie
+        return AuditResult(settings, ref_side, sides, comparisons, masks, warnings)
 
 
 ERR_SCORES = (
