@@ -255,10 +255,12 @@ def _point(
     """Every member's rates ``[1, K, G, P]`` on the examples as given (one bincount)."""
     k = pred.shape[0]
     gc = g * c
-    cell = (np.arange(k)[:, None] * gc + codes[None, :] * c + pred).ravel()
-    ok = (pred == y[None, :]).ravel()
-    pp = np.bincount(cell, minlength=k * gc).reshape(1, k, g, c).astype(float)
-    tp = np.bincount(cell[ok], minlength=k * gc).reshape(1, k, g, c).astype(float)
+    # One bincount over (cell, correct) pairs: twice as fast as indexing the correct ones.
+    cell = np.arange(k)[:, None] * (2 * gc) + codes[None, :] * (2 * c) + 2 * pred.astype(np.intp)
+    cell += pred == y[None, :]
+    both = np.bincount(cell.ravel(), minlength=2 * k * gc).reshape(1, k, g, c, 2)
+    tp = both[..., 1].astype(float)
+    pp = tp + both[..., 0]
     return _rates(pp, tp, pos[:, None], n[:, None], cols)
 
 
