@@ -38,7 +38,7 @@ REASON_NO_DISPARITY = (
     "the {what} of [{attrs}] is undefined: fewer than two groups reach min_support "
     "{min_support}; lower min_support or audit more examples"
 )
-TOLERANCE = 1e-12  # compaudit.gates.TOLERANCE (which imports this module)
+TOLERANCE = 1e-12  # compaudit.gates.TOLERANCE (which imports this module); TIE_TOLERANCE
 NO_FLOOR = "no seed-noise floor (judged on the threshold alone)"
 WITHIN_FLOOR = "within seed noise"
 

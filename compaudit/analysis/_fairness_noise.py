@@ -8,7 +8,10 @@ import math
 
 import numpy as np
 
-__all__ = ["against", "assignments", "members", "nulls", "resample"]
+__all__ = ["TIE_TOLERANCE", "against", "assignments", "members", "nulls", "resample"]
+
+TIE_TOLERANCE = 1e-12
+"""Values this close count as tied (``compaudit._gates_fairness.TOLERANCE``, the same)."""
 
 
 def resample(
@@ -42,7 +45,11 @@ def against(
     so under exchangeability a value beyond the floor happens with probability at most
     ``1 - quantile`` (with 4 relabellings the floor is their maximum, which the
     observed value cannot exceed: an interpolated floor would fail a quarter of
-    seed-only candidates). ``p = #{null >= value} / M``; NaN entries are left out.
+    seed-only candidates). ``p = #{null >= value - TIE_TOLERANCE} / M``; NaN entries
+    are left out. The tolerance is the fairness gates' own: the null's copy of the
+    observed labelling is computed along another path and may differ from ``value`` in
+    the last bits, and must still count (so ``p >= 1 / M``, and ``p`` never moves with
+    rounding).
     """
     z = np.sort(np.asarray(null, dtype=float), axis=0)  # NaN last
     m = np.count_nonzero(~np.isnan(z), axis=0)
@@ -51,7 +58,8 @@ def against(
     floor = np.where(m > 0, floor, np.nan)
     v = np.asarray(value, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(np.isnan(v) | (m == 0), np.nan, np.count_nonzero(z >= v, axis=0) / m)
+        hits = np.count_nonzero(z >= v - TIE_TOLERANCE, axis=0)
+        p = np.where(np.isnan(v) | (m == 0), np.nan, hits / m)
     return floor, v - floor, p
 
 

@@ -317,3 +317,22 @@ def test_few_relabellings_never_put_the_observed_value_beyond_the_floor() -> Non
         for d in t.disparities.values():
             assert d.increase_excess <= 0.0
             assert d.increase_p >= 0.25
+
+
+def test_the_observed_labelling_always_counts_in_its_own_p_value() -> None:
+    """The null holds the observed labelling, computed along another path (pooled sums):
+    within rounding it ties with the observed change and must count, so every p-value
+    is at least 1 / M. Before the tie tolerance, rounding gave p = 0 for some classes."""
+    lowest = []
+    for seed in range(4):
+        y, ref, cand, attrs = _data(400, 12, 10, 5, seed=40 + seed)
+        codes, keys = group_codes(attrs, ("age",), y=y, class_names=[str(i) for i in range(12)])
+        t = fairness_table(
+            ref, cand, y, codes, len(keys), num_classes=12, permutations=500, replicates=0
+        )
+        for d in t.disparities.values():
+            finite = d.p_floor[np.isfinite(d.p_floor)]
+            assert finite.size
+            lowest.append(float(finite.min()))
+            assert d.increase_p >= 1 / 501
+    assert min(lowest) >= 1 / 501
