@@ -212,7 +212,8 @@ def _rates(
 
     def ratio(num: np.ndarray, den: np.ndarray, defined: np.ndarray) -> np.ndarray:
         # Divides only where defined: half the work of np.where over both branches.
-        return np.divide(num, den, out=np.full(shape, np.nan), where=defined)
+        out: np.ndarray = np.divide(num, den, out=np.full(shape, np.nan), where=defined)
+        return out
 
     has_pos = pos > 0
     return {
