@@ -95,13 +95,15 @@ def shipped_validator(text: str) -> Callable[[Any], Any] | None:
     return function
 
 
-def main() -> None:
-    """Write ``_report_validator.py`` for the packaged schema (atomically)."""
+def main() -> Path:
+    """Write ``_report_validator.py`` for the packaged schema (atomically); return its path.
+
+    Silent, like all library code (``tests/test_quiet.py``); ``git diff`` shows the change.
+    """
     from compaudit._io import atomic_write_text
 
-    source = generate(schema_text())
-    atomic_write_text(TARGET, source)
-    print(f"wrote {TARGET} ({len(source):,} characters)")
+    atomic_write_text(TARGET, generate(schema_text()))
+    return TARGET
 
 
 if __name__ == "__main__":
