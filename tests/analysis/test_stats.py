@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
 
-from compaudit.analysis import _score
+from compaudit.analysis import _score, _score_bootstrap
 from compaudit.analysis import stats as cs
 from compaudit.analysis.stats import (
     adjust_pvalues,
@@ -390,9 +390,9 @@ def test_bootstrap_matches_a_plain_parametric_bootstrap(
     # other, and 4,999 paired draws of both sides) estimate the same bootstrap
     # p-value. Allowance: 3 SE of the 40,000-draw reference plus 3 SE of 999 draws.
     if enumerate_group:
-        monkeypatch.setattr(_score, "_ENUM_RATIO", 1)
+        monkeypatch.setattr(_score_bootstrap, "_ENUM_RATIO", 1)
     else:
-        monkeypatch.setattr(_score, "_MAX_CELLS", 0)
+        monkeypatch.setattr(_score_bootstrap, "_MAX_CELLS", 0)
     counts = np.array([case])
     t, delta, p1, p2 = _score.score_statistic(*counts.T.astype(float))
     two, low = _score.bootstrap_pvalues(counts, t, delta, p1, p2, seed=1, n_boot=4999)

@@ -1,0 +1,205 @@
+"""The lineage (paired-members) score test: per-example mean outcome over K pairs.
+
+Each example's outcome is the mean over the K (parent, child) pairs of the change
+``d_k`` in {-1, 0, 1}, a value on the lattice ``{-1, -1 + 1/K, ..., 1}``; each side
+is a multinomial on that lattice (see :func:`compaudit.analysis.stats.paired_shift_test`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compaudit.analysis._trinomial import (
+    _CHUNK,
+    _DELTA_TOL,
+    _MAX_ITER,
+    _TIE_ATOL,
+    _TIE_RTOL,
+    _choose,
+    _normal,
+)
+
+__all__ = ["lattice_fit", "lattice_statistic", "lattice_test"]
+
+
+def _psi(cnt: np.ndarray, a: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``psi = sum cnt a / (1 + lam a)`` and its derivative in lam (observed cells only)."""
+    den = 1.0 + lam[:, None] * a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(cnt > 0, 1.0 / den, 0.0)
+    w = np.where((cnt > 0) & (den <= 0), np.inf, w)
+    with np.errstate(invalid="ignore"):
+        f = np.sum(np.where(cnt > 0, cnt * a * w, 0.0), axis=1)
+        df = -np.sum(np.where(cnt > 0, cnt * a * a * w * w, 0.0), axis=1)
+    return f, df
+
+
+def _lattice_lambda(
+    cnt: np.ndarray, a: np.ndarray, lam0: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A side's multiplier at a fixed common mean: ``(lam, clamp)``, clamp in {-1, 0, 1}.
+
+    The side MLE on the lattice with mean mu is ``p_j = cnt_j / (n (1 + lam a_j))``,
+    ``a_j = v_j - mu``, lam the root of psi within ``[-1 / (1 - mu), 1 / (1 + mu)]``
+    (there ``1 + lam a >= 0`` on every lattice point). When the root lies beyond,
+    lam is clamped there and the missing mass sits on the lattice end v = -1
+    (upper clamp, +1) or v = +1 (lower clamp, -1), as the KKT conditions require.
+    """
+    lo, hi = -1.0 / a[:, -1], -1.0 / a[:, 0]
+    f_hi = np.nan_to_num(_psi(cnt, a, hi)[0], nan=-np.inf)
+    f_lo = np.nan_to_num(_psi(cnt, a, lo)[0], nan=np.inf)
+    clamp = np.where(f_hi >= 0, 1, np.where(f_lo <= 0, -1, 0))
+    x = np.where((lam0 > lo) & (lam0 < hi), lam0, 0.5 * (lo + hi))
+    blo, bhi = lo.copy(), hi.copy()
+    act = np.flatnonzero(clamp == 0)
+    for _ in range(_MAX_ITER):
+        if act.size == 0:
+            break
+        xa = x[act]
+        f, df = _psi(cnt[act], a[act], xa)
+        la, ha = np.where(f > 0, xa, blo[act]), np.where(f < 0, xa, bhi[act])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = xa - f / df
+        inside = np.isfinite(newton) & (newton >= la) & (newton <= ha)
+        xn = np.where(f == 0, xa, np.where(inside, newton, 0.5 * (la + ha)))
+        x[act], blo[act], bhi[act] = xn, la, ha
+        done = (np.abs(xn - xa) <= 1e-15 * np.maximum(1.0, np.abs(xn))) | (f == 0)
+        done |= ha - la <= 1e-15 * np.maximum(1.0, np.abs(xn))
+        act = act[~done]
+    return np.where(clamp == 1, hi, np.where(clamp == -1, lo, x)), clamp
+
+
+def _lattice_score(
+    cnt: np.ndarray, n: np.ndarray, v: np.ndarray, mu: np.ndarray, lam0: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Side profile score ``n lam``, its derivative in mu, lam and the clamp flag."""
+    a = v[None, :] - mu[:, None]
+    lam, clamp = _lattice_lambda(cnt, a, lam0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w2 = np.where(cnt > 0, 1.0 / (1.0 + lam[:, None] * a) ** 2, 0.0)
+        dlam = -np.sum(cnt * w2, axis=1) / np.sum(cnt * a * a * w2, axis=1)
+    dlam = np.where(clamp == 1, -1.0 / (1.0 + mu) ** 2, dlam)
+    dlam = np.where(clamp == -1, -1.0 / (1.0 - mu) ** 2, dlam)
+    return n * lam, n * dlam, lam, clamp
+
+
+def lattice_fit(c1: np.ndarray, c2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Restricted MLE of two multinomials on the lattice ``v_j = (j - K) / K``,
+    ``j = 0..2K``, with a common mean: ``(mu, P1, P2)``, P_i of shape [R, 2K + 1].
+
+    ``c1``, ``c2``: float counts [R, 2K + 1], each row with a positive total. For
+    K = 1 this is the trinomial fit of :func:`restricted_fit`.
+    """
+    J = c1.shape[1]
+    K = (J - 1) // 2
+    v = (np.arange(J) - K) / K
+    n1, n2 = c1.sum(axis=1), c2.sum(axis=1)
+    m1, m2 = c1 @ v / n1, c2 @ v / n2
+    lo, hi = np.minimum(m1, m2), np.maximum(m1, m2)
+    mu = np.clip((n1 * m1 + n2 * m2) / (n1 + n2), lo, hi)
+    lam1, lam2 = np.zeros_like(mu), np.zeros_like(mu)
+    act = np.flatnonzero(hi > lo)
+    for _ in range(_MAX_ITER):
+        if act.size == 0:
+            break
+        xa = mu[act]
+        S1, dS1, lam1[act], _ = _lattice_score(c1[act], n1[act], v, xa, lam1[act])
+        S2, dS2, lam2[act], _ = _lattice_score(c2[act], n2[act], v, xa, lam2[act])
+        S, dS = S1 + S2, dS1 + dS2
+        la, ha = np.where(S > 0, xa, lo[act]), np.where(S < 0, xa, hi[act])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = xa - S / dS
+        inside = np.isfinite(newton) & (newton >= la) & (newton <= ha)
+        xn = np.where(S == 0, xa, np.where(inside, newton, 0.5 * (la + ha)))
+        mu[act], lo[act], hi[act] = xn, la, ha
+        done = (np.abs(xn - xa) <= _DELTA_TOL) | (ha - la <= _DELTA_TOL) | (S == 0)
+        act = act[~done]
+    return mu, _lattice_probs(c1, n1, v, mu, lam1), _lattice_probs(c2, n2, v, mu, lam2)
+
+
+def _lattice_probs(
+    cnt: np.ndarray, n: np.ndarray, v: np.ndarray, mu: np.ndarray, lam0: np.ndarray
+) -> np.ndarray:
+    """A side's restricted distribution on the lattice at the common mean mu."""
+    a = v[None, :] - mu[:, None]
+    lam, clamp = _lattice_lambda(cnt, a, lam0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(cnt > 0, cnt / (n[:, None] * (1.0 + lam[:, None] * a)), 0.0)
+    rest = np.maximum(1.0 - p.sum(axis=1), 0.0)
+    p[:, 0] += np.where(clamp == 1, rest, 0.0)
+    p[:, -1] += np.where(clamp == -1, rest, 0.0)
+    return np.asarray(p / p.sum(axis=1, keepdims=True))
+
+
+def lattice_statistic(c1: np.ndarray, c2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """T of the lineage test and both restricted distributions, per row of counts.
+
+    ``T = (xbar_1 - xbar_2) / sqrt(V_1 / n_1 + V_2 / n_2)``, ``V_i`` the variance of
+    side i's restricted distribution about the common mean; 0 where the observed
+    means are equal.
+    """
+    J = c1.shape[1]
+    K = (J - 1) // 2
+    v = (np.arange(J) - K) / K
+    mu, P1, P2 = lattice_fit(c1, c2)
+    a2 = (v[None, :] - mu[:, None]) ** 2
+    n1, n2 = c1.sum(axis=1), c2.sum(axis=1)
+    var = (P1 * a2).sum(axis=1) / n1 + (P2 * a2).sum(axis=1) / n2
+    idx = np.arange(J) - K  # integer sums: equal means are detected exactly
+    num = (c1 @ idx) * n2 - (c2 @ idx) * n1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = num / (K * n1 * n2) / np.sqrt(var)
+    return np.where(num == 0, 0.0, t), P1, P2
+
+
+def lattice_bootstrap(
+    c1: np.ndarray,
+    c2: np.ndarray,
+    t_obs: np.ndarray,
+    P1: np.ndarray,
+    P2: np.ndarray,
+    *,
+    seed: int,
+    n_boot: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided and lower p-values of distinct rows by paired draws of both sides
+    from their restricted distributions: ``(1 + #{T* as extreme}) / (n_boot + 1)``."""
+    R, J = c1.shape
+    n1, n2 = c1.sum(axis=1).astype(np.int64), c2.sum(axis=1).astype(np.int64)
+    thr_lo = t_obs + _TIE_RTOL * np.abs(t_obs) + _TIE_ATOL
+    thr_abs = np.abs(t_obs) * (1 - _TIE_RTOL) - _TIE_ATOL
+    p_two, p_low = np.empty(R), np.empty(R)
+    step = max(_CHUNK // (n_boot * J), 1)
+    for s in range(0, R, step):
+        rows = np.arange(s, min(s + step, R))
+        d1 = np.concatenate(
+            [np.random.default_rng([seed, 1]).multinomial(n1[i], P1[i], size=n_boot) for i in rows]
+        )
+        d2 = np.concatenate(
+            [np.random.default_rng([seed, 2]).multinomial(n2[i], P2[i], size=n_boot) for i in rows]
+        )
+        t = lattice_statistic(d1.astype(np.float64), d2.astype(np.float64))[0]
+        t = t.reshape(rows.size, n_boot)
+        p_low[rows] = (1.0 + np.sum(t <= thr_lo[rows][:, None], axis=1)) / (n_boot + 1.0)
+        p_two[rows] = (1.0 + np.sum(np.abs(t) >= thr_abs[rows][:, None], axis=1)) / (n_boot + 1.0)
+    return p_two, p_low
+
+
+def lattice_test(
+    c1: np.ndarray, c2: np.ndarray, *, path: str, seed: int, n_boot: int, per_row: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`score_test` for lattice counts [R, 2K + 1] of both sides (lineage)."""
+    t, P1, P2 = lattice_statistic(c1, c2)
+    K = (c1.shape[1] - 1) // 2
+    changed1, changed2 = 1.0 - P1[:, K], 1.0 - P2[:, K]
+    expected = np.minimum(c1.sum(axis=1) * changed1, c2.sum(axis=1) * changed2)
+    normal = _choose(expected, path, per_row)
+    p_two, p_low = _normal(t)
+    boot = np.flatnonzero(~normal)
+    if boot.size:
+        both = np.concatenate([c1[boot], c2[boot]], axis=1)
+        _, first, inv = np.unique(both, axis=0, return_index=True, return_inverse=True)
+        j = boot[first]
+        b_two, b_low = lattice_bootstrap(c1[j], c2[j], t[j], P1[j], P2[j], seed=seed, n_boot=n_boot)
+        p_two[boot], p_low[boot] = b_two[inv.ravel()], b_low[inv.ravel()]
+    return t, p_two, np.where(t >= 0, 1.0, p_low), normal
