@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from compaudit.analysis import long_tail as lt
+from compaudit.analysis import score_files as sf
 from compaudit.analysis.long_tail import long_tail_comparison, read_scores
 from compaudit.errors import DataNotFoundError, InputError
 
@@ -286,10 +287,10 @@ def test_read_scores_chooses_a_column(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_scores(path, IDS, column="b"), [5, 6, 7, 8])
     with pytest.raises(InputError) as exc:
         read_scores(path, IDS)
-    assert str(exc.value) == lt.ERR_CSV_COLUMNS.format(path=path, columns=["id", "a", "b"])
+    assert str(exc.value) == sf.ERR_CSV_COLUMNS.format(path=path, columns=["id", "a", "b"])
     with pytest.raises(InputError) as exc:
         read_scores(path, IDS, column="c")
-    assert str(exc.value) == lt.ERR_CSV_NO_COLUMN.format(
+    assert str(exc.value) == sf.ERR_CSV_NO_COLUMN.format(
         path=path, column="c", columns=["id", "a", "b"]
     )
 
@@ -305,37 +306,37 @@ def test_read_scores_from_an_npz(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", lt.ERR_CSV_EMPTY),
-        ("id,score\n", lt.ERR_CSV_NO_ROWS),
-        ("key,score\n10,1\n", lt.ERR_CSV_NO_ID.replace("{columns}", "['key', 'score']")),
-        ("id\n10\n", lt.ERR_CSV_COLUMNS.replace("{columns}", "['id']")),
+        ("", sf.ERR_CSV_EMPTY),
+        ("id,score\n", sf.ERR_CSV_NO_ROWS),
+        ("key,score\n10,1\n", sf.ERR_CSV_NO_ID.replace("{columns}", "['key', 'score']")),
+        ("id\n10\n", sf.ERR_CSV_COLUMNS.replace("{columns}", "['id']")),
         (
             "id,score\n10,1\n11\n",
-            lt.ERR_CSV_RAGGED.replace("{line}", "3").replace("{got}", "1").replace("{want}", "2"),
+            sf.ERR_CSV_RAGGED.replace("{line}", "3").replace("{got}", "1").replace("{want}", "2"),
         ),
         (
             "id,score\n10,1\n11,high\n",
-            lt.ERR_NOT_NUMERIC.replace("{column!r}", "'score'")
+            sf.ERR_NOT_NUMERIC.replace("{column!r}", "'score'")
             .replace("{value!r}", "'high'")
             .replace("{line}", "3"),
         ),
         (
             "id,score\n10,1\n11,\n",
-            lt.ERR_NOT_NUMERIC.replace("{column!r}", "'score'")
+            sf.ERR_NOT_NUMERIC.replace("{column!r}", "'score'")
             .replace("{value!r}", "''")
             .replace("{line}", "3"),
         ),
         (
             "id,score\n10,1\n11,2\n12,nan\n13,inf\n",
-            lt.ERR_FILE_NONFINITE.replace("{count}", "2").replace("{example!r}", "'12'"),
+            sf.ERR_FILE_NONFINITE.replace("{count}", "2").replace("{example!r}", "'12'"),
         ),
         (
             "id,score\n10,1\n11,2\n12,3\n13,4\n12,5\n10,6\n",
-            lt.ERR_FILE_DUP.replace("{count}", "2").replace("{examples}", "'10', '12'"),
+            sf.ERR_FILE_DUP.replace("{count}", "2").replace("{examples}", "'10', '12'"),
         ),
         (
             "id,score\n10,1\n12,3\n",
-            lt.ERR_FILE_MISSING_IDS.replace("{count}", "2")
+            sf.ERR_FILE_MISSING_IDS.replace("{count}", "2")
             .replace("{n}", "4")
             .replace("{examples}", "'11', '13'"),
         ),
@@ -354,23 +355,23 @@ def test_npz_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
     cases = {
         "keys.npz": (
             {"id": ids, "scores": np.zeros(4)},
-            lt.ERR_NPZ_KEYS.replace("{found}", "['id', 'scores']"),
+            sf.ERR_NPZ_KEYS.replace("{found}", "['id', 'scores']"),
         ),
         "length.npz": (
             {"ids": ids, "scores": np.zeros(3)},
-            lt.ERR_NPZ_LENGTH.replace("{ids}", "(4,)").replace("{scores}", "(3,)"),
+            sf.ERR_NPZ_LENGTH.replace("{ids}", "(4,)").replace("{scores}", "(3,)"),
         ),
         "text.npz": (
             {"ids": ids, "scores": np.array(["a", "b", "c", "d"])},
-            lt.ERR_NPZ_NOT_NUMERIC.replace("{dtype}", "<U1"),
+            sf.ERR_NPZ_NOT_NUMERIC.replace("{dtype}", "<U1"),
         ),
         "nan.npz": (
             {"ids": ids, "scores": np.array([0.0, np.nan, 1.0, 2.0])},
-            lt.ERR_FILE_NONFINITE.replace("{count}", "1").replace("{example!r}", "'11'"),
+            sf.ERR_FILE_NONFINITE.replace("{count}", "1").replace("{example!r}", "'11'"),
         ),
         "dup.npz": (
             {"ids": np.r_[ids, ["11"]], "scores": np.zeros(5)},
-            lt.ERR_FILE_DUP.replace("{count}", "1").replace("{examples}", "'11'"),
+            sf.ERR_FILE_DUP.replace("{count}", "1").replace("{examples}", "'11'"),
         ),
     }
     for name, (arrays, message) in cases.items():
@@ -393,10 +394,10 @@ def test_npz_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
 def test_file_kind_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc:
         read_scores(tmp_path / "scores.json", IDS)
-    assert str(exc.value) == lt.ERR_FILE_KIND.format(path=tmp_path / "scores.json")
+    assert str(exc.value) == sf.ERR_FILE_KIND.format(path=tmp_path / "scores.json")
     with pytest.raises(DataNotFoundError) as nf:
         read_scores(tmp_path / "nope.csv", IDS)
-    assert str(nf.value) == lt.ERR_FILE_MISSING.format(path=tmp_path / "nope.csv")
+    assert str(nf.value) == sf.ERR_FILE_MISSING.format(path=tmp_path / "nope.csv")
     latin = tmp_path / "latin.csv"
     latin.write_bytes("id,score\n\xe9,1\n".encode("latin-1"))
     with pytest.raises(InputError, match=r"latin\.csv: cannot read the score file"):
