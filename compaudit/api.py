@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from compaudit._api_inputs import as_array, to_populations
 from compaudit.errors import ExitStatus, InputError
 from compaudit.population import Population, load_population
 from compaudit.results import AuditReport, Comparison, GateResult, Verdict
@@ -39,141 +40,9 @@ __all__ = ["TABLES", "Report", "audit", "check", "load_predictions", "predict"]
 
 TABLES = ("summary", "classes", "groups", "pies", "cies", "gates")
 """Tables :meth:`Report.to_frame` builds."""
-
-ERR_NEED_Y = (
-    "{name}: an array of predictions needs the true labels: pass y=... "
-    "(or a Population / predictions file, which carries them)"
-)
-ERR_UNKNOWN_LABEL = (
-    "{name}: label {label!r} is not one of class_names ({known}); add it to class_names "
-    "or fix the labels"
-)
-ERR_MIXED_LABELS = (
-    "{name}: got {kind}; give string labels everywhere (y, reference and candidates), "
-    "or class_names to say which index each string is"
-)
 ERR_TABLE = "unknown table {table!r}; choose one of {tables}"
-ERR_LABEL_ATTRIBUTE = (
-    "attributes: a column named 'label' would shadow the true label; rename it "
-    "(the true label is always available as the attribute 'label')"
-)
 ERR_PAIRED_NAMES = "paired: no candidate named {names}; candidates: {known}"
 ERR_NO_CANDIDATES = "candidates: give at least one candidate, e.g. {'int8': predictions}"
-
-
-# -- inputs ---------------------------------------------------------------------
-
-
-def _array(values: Any) -> np.ndarray:
-    """numpy from arrays, lists, pandas Series (values) and DataFrames (models as rows)."""
-    if hasattr(values, "to_numpy") and hasattr(values, "columns"):  # DataFrame: N x K
-        return np.asarray(values.to_numpy()).T
-    return np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values)
-
-
-def _is_text(arr: np.ndarray) -> bool:
-    return arr.dtype.kind in "USO"
-
-
-def _label_space(arrays: Sequence[np.ndarray], class_names: Sequence[Any] | None) -> list[str]:
-    """Class names in index order: the ones given, else the sorted labels seen."""
-    if class_names is not None:
-        return [str(c) for c in class_names]
-    seen: set[str] = set()
-    for arr in arrays:
-        seen.update(str(v) for v in np.unique(arr.astype(str)))
-    return sorted(seen)
-
-
-def _encode(arr: np.ndarray, names: list[str], name: str) -> np.ndarray:
-    """String labels to class indices (``names`` order); an unknown label is an error."""
-    index = {n: i for i, n in enumerate(names)}
-    flat = arr.astype(str).ravel()
-    uniq, inverse = np.unique(flat, return_inverse=True)
-    missing = [u for u in uniq.tolist() if u not in index]
-    if missing:
-        known = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
-        raise InputError(ERR_UNKNOWN_LABEL.format(name=name, label=missing[0], known=known))
-    codes = np.asarray([index[u] for u in uniq.tolist()], dtype=np.int64)
-    return codes[inverse].reshape(arr.shape)
-
-
-def _attributes(attributes: Any) -> dict[str, np.ndarray]:
-    if attributes is None:
-        return {}
-    if hasattr(attributes, "columns"):  # DataFrame
-        attrs = {str(c): np.asarray(attributes[c].to_numpy()) for c in attributes.columns}
-    elif isinstance(attributes, Mapping):
-        attrs = {str(k): _array(v) for k, v in attributes.items()}
-    else:
-        raise InputError("attributes: give a pandas DataFrame or a mapping name -> values")
-    if "label" in attrs:
-        raise InputError(ERR_LABEL_ATTRIBUTE)
-    return attrs
-
-
-def _members(values: Any) -> list[str] | None:
-    """Member names of a DataFrame population (its columns)."""
-    if hasattr(values, "columns"):
-        return [str(c) for c in values.columns]
-    return None
-
-
-def _populations(
-    reference: Any,
-    candidates: Mapping[str, Any],
-    *,
-    y: Any,
-    class_names: Sequence[Any] | None,
-    ids: Any,
-    attributes: Any,
-) -> tuple[Population, dict[str, Population]]:
-    """Populations from whatever the caller holds (all on the same examples)."""
-    sides = {"reference": reference, **{str(k): v for k, v in candidates.items()}}
-    loaded: dict[str, Population] = {}
-    raw: dict[str, np.ndarray] = {}
-    for name, value in sides.items():
-        if isinstance(value, Population):
-            loaded[name] = value
-        elif isinstance(value, str | Path):
-            loaded[name] = load_population(value)
-        else:
-            raw[name] = _array(value)
-    if raw:
-        y_arr = _array(y) if y is not None else None
-        if y_arr is None:
-            first = next(iter(loaded.values()), None)
-            if first is None:
-                raise InputError(ERR_NEED_Y.format(name=next(iter(raw))))
-            y_arr = first.y
-            class_names = class_names or first.class_names
-        arrays = [y_arr, *raw.values()]
-        names: list[str] | None = None
-        if any(_is_text(a) for a in arrays):
-            # String labels: class_names fixes the order (int arrays are then
-            # indices into it); without it every side must be strings.
-            if class_names is None and not all(_is_text(a) for a in arrays):
-                raise InputError(ERR_MIXED_LABELS.format(name="labels", kind="strings and ints"))
-            names = _label_space([a for a in arrays if _is_text(a)], class_names)
-            if _is_text(y_arr):
-                y_arr = _encode(y_arr, names, "y")
-        for name, arr in raw.items():
-            if names is not None and _is_text(arr):
-                arr = _encode(arr, names, name)
-            meta = {"members": _members(sides[name])} if _members(sides[name]) else {}
-            loaded[name] = Population.create(
-                arr,
-                y_arr,
-                ids=_array(ids) if ids is not None else None,
-                class_names=names if names is not None else class_names,
-                meta=meta,
-                source=name,
-            )
-    ref = loaded.pop("reference")
-    attrs = _attributes(attributes)
-    if attrs:
-        ref = ref.with_attributes(attrs)
-    return ref, loaded
 
 
 # -- the result -------------------------------------------------------------------
@@ -377,7 +246,7 @@ def audit(
         candidates = {"candidate": candidates}
     if not candidates:
         raise InputError(ERR_NO_CANDIDATES)
-    ref, cands = _populations(
+    ref, cands = to_populations(
         reference, candidates, y=y, class_names=class_names, ids=ids, attributes=attributes
     )
     given = {
@@ -404,7 +273,7 @@ def audit(
             )
         lineage = {name: bool(paired.get(name, False)) for name in cands}
     scores = {
-        str(name): read_scores(v, ref.ids) if isinstance(v, str | Path) else _array(v)
+        str(name): read_scores(v, ref.ids) if isinstance(v, str | Path) else as_array(v)
         for name, v in (example_scores or {}).items()
     }
     result = run_audit(

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import compaudit
+from compaudit import _api_inputs as api_inputs
 from compaudit import api
 from compaudit.errors import ExitStatus, InputError
 from compaudit.population import Population, save_population
@@ -154,13 +155,13 @@ def test_attributes_never_shadow_the_label(arrays: dict[str, np.ndarray]) -> Non
             y=arrays["y"],
             attributes={"label": arrays["y"]},
         )
-    assert str(exc.value) == api.ERR_LABEL_ATTRIBUTE
+    assert str(exc.value) == api_inputs.ERR_LABEL_ATTRIBUTE
 
 
 def test_arrays_need_labels(arrays: dict[str, np.ndarray]) -> None:
     with pytest.raises(InputError) as exc:
         compaudit.audit(arrays["ref"], {"int8": arrays["cand"]})
-    assert str(exc.value) == api.ERR_NEED_Y.format(name="reference")
+    assert str(exc.value) == api_inputs.ERR_NEED_Y.format(name="reference")
 
 
 def test_predictions_files_and_writing(arrays: dict[str, np.ndarray], tmp_path: Path) -> None:

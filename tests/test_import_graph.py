@@ -93,7 +93,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "compaudit._compression",
         "compaudit._influencers",
     ),
-    ("compaudit.pipeline", "compaudit.api"),
+    ("compaudit.pipeline", "compaudit.api", "compaudit._api_inputs"),
     ("compaudit.cli.*", "compaudit.demo.*", "compaudit.__main__"),
 )
 
