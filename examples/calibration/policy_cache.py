@@ -4,7 +4,8 @@ Each draw's judgement under one policy is cached on disk, keyed by a content
 hash of everything that decides it: the policy file's bytes, the reference and
 candidate populations exactly as audited (predictions, top-k, labels, ids,
 attributes), the draw's seed, compaudit's version and a fingerprint of its
-source files (an edited engine never reuses a stale verdict). An interrupted
+source files and the study's scripts (an edited engine or study never reuses a
+stale verdict). An interrupted
 study therefore re-runs only the draws it had not finished. Entries are JSON,
 written atomically, one per (draw, policy); an unreadable entry is recomputed.
 
@@ -31,6 +32,7 @@ from compaudit import Population
 from compaudit.study import write_text
 
 CACHE_FORMAT = 1
+HERE = Path(__file__).resolve().parent
 Judgement = tuple[str, frozenset[str], frozenset[str], tuple[str, ...]]
 
 
@@ -56,9 +58,10 @@ def population_digest(pop: Population) -> str:
     return h.hexdigest()
 
 
-def source_fingerprint() -> str:
-    """sha256 over compaudit's version and its package files (``.py``, ``.json``, ``.yaml``):
-    a cached verdict is only reused by the code that computed it."""
+def source_fingerprint(study: Path = HERE) -> str:
+    """sha256 over compaudit's version, its package files (``.py``, ``.json``, ``.yaml``)
+    and the study's own scripts (``*.py`` in ``study``): a cached verdict is only reused
+    by the code that computed it, the judging rule and the damage planting included."""
     spec = importlib.util.find_spec("compaudit")
     h = hashlib.sha256(importlib.metadata.version("compaudit").encode())
     if spec is not None and spec.origin is not None:
@@ -66,6 +69,8 @@ def source_fingerprint() -> str:
         for path in sorted(root.rglob("*")):
             if path.suffix in (".py", ".json", ".yaml") and "__pycache__" not in path.parts:
                 h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    for path in sorted(study.glob("*.py")):
+        h.update(b"study/" + path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

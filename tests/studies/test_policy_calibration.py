@@ -51,10 +51,15 @@ def toy(rng: np.random.Generator, k: int, n: int = 240, c: int = 3) -> Populatio
     return Population.create(preds, y, num_classes=c, attributes={"sex": sex, "race": race})
 
 
-# -- planted damage ----------------------------------------------------------------------
-def test_lost_count_rounds_half_up(mods: Mods) -> None:
-    pc, _, _ = mods
-    assert [pc.lost_count(n, f) for n, f in ((10, 0.25), (59, 0.3), (0, 0.3), (7, 1.0))] == [
+# -- planted damage (planted_damage.py) ------------------------------------------------------
+@pytest.fixture(scope="module")
+def damage(mods: Mods) -> ModuleType:
+    """planted_damage (importable while ``mods`` holds the script folder on sys.path)."""
+    return importlib.import_module("planted_damage")
+
+
+def test_lost_count_rounds_half_up(damage: ModuleType) -> None:
+    assert [damage.lost_count(n, f) for n, f in ((10, 0.25), (59, 0.3), (0, 0.3), (7, 1.0))] == [
         3,
         18,
         0,
@@ -62,47 +67,46 @@ def test_lost_count_rounds_half_up(mods: Mods) -> None:
     ]
 
 
-def test_plant_damage_touches_only_correct_target_examples_exactly(mods: Mods) -> None:
-    pc, _, _ = mods
+def test_plant_damage_touches_only_correct_target_examples_exactly(damage: ModuleType) -> None:
     rng = np.random.default_rng(4)
     y = rng.integers(0, 4, 60)
     preds = np.where(rng.random((3, 60)) < 0.8, y, (y + 1) % 4).astype(np.uint8)
     target = y == 2
-    out = pc.plant_damage(preds, y, target, 0.5, num_classes=4, seed=[1, 2])
+    out = damage.plant_damage(preds, y, target, 0.5, num_classes=4, seed=[1, 2])
     assert out.dtype == preds.dtype
     assert np.array_equal(out[:, ~target], preds[:, ~target])  # nothing outside the target
     for k in range(3):
         correct = target & (preds[k] == y)
         changed = out[k] != preds[k]
         assert not (changed & ~correct).any()  # only correct target examples move
-        assert changed.sum() == pc.lost_count(int(correct.sum()), 0.5)
+        assert changed.sum() == damage.lost_count(int(correct.sum()), 0.5)
         assert (out[k, changed] != y[changed]).all()  # ... and become wrong
         assert out[k].max() < 4
     # A smaller damage is contained in the larger one; 0 and 1 are the extremes.
-    small = pc.plant_damage(preds, y, target, 0.2, num_classes=4, seed=[1, 2])
+    small = damage.plant_damage(preds, y, target, 0.2, num_classes=4, seed=[1, 2])
     assert not ((small != preds) & (out == preds)).any()
-    assert np.array_equal(pc.plant_damage(preds, y, target, 0.0, num_classes=4, seed=0), preds)
-    full = pc.plant_damage(preds, y, target, 1.0, num_classes=4, seed=0)
+    assert np.array_equal(damage.plant_damage(preds, y, target, 0.0, num_classes=4, seed=0), preds)
+    full = damage.plant_damage(preds, y, target, 1.0, num_classes=4, seed=0)
     assert not (full[:, target] == y[target]).any()
-    assert np.array_equal(out, pc.plant_damage(preds, y, target, 0.5, num_classes=4, seed=[1, 2]))
+    assert np.array_equal(
+        out, damage.plant_damage(preds, y, target, 0.5, num_classes=4, seed=[1, 2])
+    )
 
 
-def test_plant_damage_is_systematic_across_members(mods: Mods) -> None:
-    pc, _, _ = mods
+def test_plant_damage_is_systematic_across_members(damage: ModuleType) -> None:
     y = np.arange(50) % 5
     preds = np.tile(y, (4, 1))  # every member right everywhere
-    out = pc.plant_damage(preds, y, y == 3, 0.3, num_classes=5, seed=9)
+    out = damage.plant_damage(preds, y, y == 3, 0.3, num_classes=5, seed=9)
     assert (out == out[0]).all()  # the same examples, the same wrong labels
     assert (out[0] != y).sum() == 3  # 30% of the 10 examples of class 3
 
 
-def test_plant_damage_rejects_bad_inputs(mods: Mods) -> None:
-    pc, _, _ = mods
+def test_plant_damage_rejects_bad_inputs(damage: ModuleType) -> None:
     y = np.zeros(4, dtype=int)
-    with pytest.raises(ValueError, match=re.escape(pc.ERR_FRACTION.format(fraction=1.5))):
-        pc.plant_damage(y[None], y, y == 0, 1.5, num_classes=2, seed=0)
+    with pytest.raises(ValueError, match=re.escape(damage.ERR_FRACTION.format(fraction=1.5))):
+        damage.plant_damage(y[None], y, y == 0, 1.5, num_classes=2, seed=0)
     with pytest.raises(ValueError, match="the target mask has 3 entries but there are 4"):
-        pc.plant_damage(y[None], y, np.ones(3, dtype=bool), 0.5, num_classes=2, seed=0)
+        damage.plant_damage(y[None], y, np.ones(3, dtype=bool), 0.5, num_classes=2, seed=0)
 
 
 def test_with_top1_moves_the_new_label_to_the_front_without_repeats(mods: Mods) -> None:
@@ -469,6 +473,21 @@ def test_digest_and_key_change_with_every_input(mods: Mods, cache_mod: ModuleTyp
         {"draw_seed": [0, 2]},
     ):
         assert cache_mod.draw_key(**{**key, **change}) != k0, change
+
+
+def test_source_fingerprint_covers_the_study_scripts(cache_mod: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "judge.py").write_text("RULE = 1\n")
+    (tmp_path / "notes.md").write_text("not code")
+    base = cache_mod.source_fingerprint(tmp_path)
+    assert base == cache_mod.source_fingerprint(tmp_path)
+    (tmp_path / "notes.md").write_text("edited prose")
+    assert cache_mod.source_fingerprint(tmp_path) == base  # only scripts count
+    (tmp_path / "judge.py").write_text("RULE = 2\n")  # an edited judging rule
+    assert cache_mod.source_fingerprint(tmp_path) != base
+    (tmp_path / "judge.py").write_text("RULE = 1\n")
+    (tmp_path / "damage.py").write_text("")
+    assert cache_mod.source_fingerprint(tmp_path) != base  # a new script
+    assert cache_mod.source_fingerprint() != base  # the default is the study's folder
 
 
 def _counting_audit(monkeypatch: pytest.MonkeyPatch, pc: ModuleType) -> list[int]:
