@@ -142,7 +142,8 @@ class Report:
         """Write report files under ``out`` (the command line's ``--format`` names)."""
         from rich.console import Console
 
-        from compaudit.pipeline import ERR_UNKNOWN_FORMAT, write_formats
+        from compaudit._report_set import write_formats
+        from compaudit.pipeline import ERR_UNKNOWN_FORMAT
         from compaudit.plugins import get_registry
         from compaudit.report.base import ReportContext, format_name
 

@@ -37,7 +37,8 @@ Layers, bottom to top (``pkg.*`` is the package and everything in it)::
        _gates_*, policy, _policy_files,       gates, policies, reports, studies and
        report.*, study, predictions,          population predictions
        settings, results, comparable, _frames,
-       _compression, _influencers
+       _compression, _influencers,
+       _report_set
     6  pipeline, api                          the library's entry points
     7  cli.*, demo.*, __main__                the command line and the demo
 
@@ -92,6 +93,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "compaudit._frames",
         "compaudit._compression",
         "compaudit._influencers",
+        "compaudit._report_set",
     ),
     ("compaudit.pipeline", "compaudit.api", "compaudit._api_inputs"),
     ("compaudit.cli.*", "compaudit.demo.*", "compaudit.__main__"),
