@@ -376,8 +376,8 @@ def predict(
         ``module:factory``. Without it they raise ``ModelError``; ONNX, ``.pt2``
         and checkpoints are loaded as data either way.
     """
+    from compaudit._model_data import load_data_for_model
     from compaudit.models.base import RunnerSettings
-    from compaudit.pipeline import load_data_for_model
     from compaudit.predictions import predict_population
 
     settings = RunnerSettings(

@@ -38,7 +38,7 @@ Layers, bottom to top (``pkg.*`` is the package and everything in it)::
        report.*, study, predictions,          population predictions
        settings, results, comparable, _frames,
        _compression, _influencers,
-       _report_set
+       _report_set, _model_data
     6  pipeline, api                          the library's entry points
     7  cli.*, demo.*, __main__                the command line and the demo
 
@@ -94,6 +94,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "compaudit._compression",
         "compaudit._influencers",
         "compaudit._report_set",
+        "compaudit._model_data",
     ),
     ("compaudit.pipeline", "compaudit.api", "compaudit._api_inputs"),
     ("compaudit.cli.*", "compaudit.demo.*", "compaudit.__main__"),

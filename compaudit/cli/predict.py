@@ -62,8 +62,8 @@ def command(
 
     def body() -> ExitStatus:
         from compaudit._io import output_error
+        from compaudit._model_data import load_data_for_model
         from compaudit.models.base import RunnerSettings
-        from compaudit.pipeline import load_data_for_model
         from compaudit.population import save_population
         from compaudit.predictions import predict_population
 

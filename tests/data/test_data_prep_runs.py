@@ -115,8 +115,8 @@ def test_audit_of_the_run_sees_what_the_trainer_evaluated(
     csv_run: Path, adult_tables: dict[str, Path], tmp_path: Path
 ) -> None:
     """Bitwise on CPU: the audit's inputs and predictions are the trainer's own evaluation."""
+    from compaudit._model_data import _load_dataset
     from compaudit.models.base import RunnerSettings
-    from compaudit.pipeline import _load_dataset
     from compaudit.predictions import predict_population
     from compaudit.train.manifest import load_run
     from compaudit.train.member import predict_top1

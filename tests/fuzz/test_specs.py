@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compaudit._model_data import ERR_EMPTY_SPEC
 from compaudit.data import loading
-from compaudit.pipeline import ERR_EMPTY_SPEC
 from tests.fuzz.conftest import fails_closed
 
 N = 600  # examples in good_preds

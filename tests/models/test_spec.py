@@ -252,7 +252,7 @@ def test_a_loader_that_breaks_the_contract_is_named(monkeypatch: pytest.MonkeyPa
     ],
 )
 def test_candidate_names_come_from_the_loaders_suffixes(text: str, name: str) -> None:
-    from compaudit.pipeline import parse_named_spec
+    from compaudit._model_data import parse_named_spec
 
     assert parse_named_spec(text)[0] == name
 
@@ -260,7 +260,7 @@ def test_candidate_names_come_from_the_loaders_suffixes(text: str, name: str) ->
 def test_an_unnamed_glob_in_the_working_directory_is_named_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from compaudit.pipeline import parse_named_spec
+    from compaudit._model_data import parse_named_spec
 
     work = tmp_path / "p50"
     work.mkdir()
@@ -269,7 +269,7 @@ def test_an_unnamed_glob_in_the_working_directory_is_named_after_it(
 
 
 def test_a_plugin_suffix_names_candidates_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    from compaudit.pipeline import parse_named_spec
+    from compaudit._model_data import parse_named_spec
 
     monkeypatch.setattr(plugins, "get_registry", lambda: _registry_with(_FooLoader(label=0)))
     assert parse_named_spec("m/tiny.foo") == ("tiny", "m/tiny.foo")
