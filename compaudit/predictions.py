@@ -271,6 +271,8 @@ def load_population_spec(
     InputError
         Models without a dataset, an ``.npz`` that is not a predictions
         file, or predictions made on other data than ``dataset``.
+    DataNotFoundError
+        A path that does not exist (with or without a dataset).
     """
     if _is_predictions_file(spec):
         pop = load_population(spec)
@@ -280,6 +282,8 @@ def load_population_spec(
             check_comparable(pop, _dataset_view(dataset))
         return pop
     if dataset is None:
+        # A missing file, or one no loader reads, is named as such before --data is.
+        resolve_members(spec, options=options)
         raise InputError(ERR_DATA_REQUIRED.format(spec=spec))
     return predict_population(
         spec, dataset, settings=settings, cache=cache, name=name, options=options

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from compaudit.data.base import Dataset, Preprocessing
-from compaudit.errors import InputError
+from compaudit.errors import CompauditError, DataNotFoundError, InputError
 from compaudit.models.base import RunnerSettings
+from compaudit.models.spec import ERR_NO_SUCH_MODEL
 from compaudit.population import save_population
 from compaudit.predictions import (
     ERR_DATA_REQUIRED,
@@ -87,6 +88,23 @@ def test_predictions_file_round_trip_and_checks_against_data(
     assert str(exc.value) == ERR_DIFFERENT_EXAMPLES.format(
         a=out, b="--data digits:train", what=f"N = {digits_test.n} vs {train_split.n}"
     )
+
+
+@pytest.mark.parametrize("name", ["nope.npz", "nope.onnx", "nope", "m/*.onnx"])
+def test_a_missing_file_is_named_missing_with_or_without_data(
+    name: str, tmp_path: Path, digits_test: Dataset
+) -> None:
+    """Before: without --data a missing predictions file was told to add --data."""
+    spec = str(tmp_path / name)
+    for dataset in (None, digits_test):
+        with pytest.raises(CompauditError) as exc:
+            load_population_spec(spec, dataset=dataset)
+        assert ERR_DATA_REQUIRED.format(spec=spec) != str(exc.value)
+        if "*" not in name:
+            assert isinstance(exc.value, DataNotFoundError)
+            assert str(exc.value) == ERR_NO_SUCH_MODEL.format(spec=spec)
+        else:  # a glob that matches nothing
+            assert str(exc.value).startswith(f"{spec}: no model files found")
 
 
 def test_models_need_data_and_data_files_are_not_predictions(
