@@ -27,7 +27,7 @@ from rich.console import Console
 
 from compaudit._compression import run_compression, spec_compression, split_spec, with_compression
 from compaudit._model_data import _load_dataset, load_data_for_model, parse_named_spec
-from compaudit._report_set import write_error_report, write_formats
+from compaudit._report_set import ERROR_FORMATS, write_error_report, write_formats
 from compaudit.engine import AuditResult, AuditSettings, audit
 from compaudit.errors import CompauditError, CompauditWarning, ExitStatus, InputError
 from compaudit.population import Population
@@ -111,7 +111,9 @@ class AuditRequest:
     error_report: bool = False
     """On an error, still write report.json (verdict ``error``, the message in
     ``errors``), report.md and junit.xml under ``out``, and append the Markdown
-    to ``$GITHUB_STEP_SUMMARY`` when it is set, then raise (``check`` sets it)."""
+    to ``$GITHUB_STEP_SUMMARY`` when it is set, then raise (``check`` sets it). A run
+    whose verdict is ``error`` (a gate that could not be evaluated) writes those three
+    formats too, beside the ones asked for."""
 
 
 @dataclass
@@ -480,7 +482,12 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
             "policy": request.policy or "",
         },
     )
-    written = write_formats(typed, request.out, request.formats, context, reporters)
+    formats = list(request.formats)
+    if request.error_report and status is ExitStatus.ERROR and request.out is not None:
+        # An unevaluable gate fails the run as an input error does: CI reviewers get the
+        # same report.json, report.md and junit.xml, whatever --format asked for.
+        formats += [f for f in ERROR_FORMATS if f not in formats and f in reporters]
+    written = write_formats(typed, request.out, formats, context, reporters)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary and "markdown" in reporters:
         reporters["markdown"].append_step_summary(typed, Path(summary), context=context)

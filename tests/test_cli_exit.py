@@ -139,6 +139,11 @@ def test_unevaluable_gate_is_not_masked_by_exit_zero(
     )
     assert res.exit_code == 2, res.output
     assert json.loads((tmp_path / "report.json").read_text())["verdict"] == "error"
+    # No --format: the default (terminal, JSON) plus what an input error writes, so CI
+    # reviewers see why in the JUnit view and the Markdown too.
+    suites = ET.parse(tmp_path / "junit.xml").getroot()
+    assert int(suites.get("errors") or 0) >= 1
+    assert "cannot be evaluated" in (tmp_path / "report.md").read_text()
 
 
 def test_report_writes_no_error_report(preds: dict[str, Path], tmp_path: Path) -> None:
