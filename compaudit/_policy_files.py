@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from compaudit._yaml import YamlLimitError, line_of, read_text
+from compaudit._yaml import YamlLimitError, line_of, problem_line, read_text
 from compaudit._yaml import load as load_yaml
 from compaudit.errors import PolicyError
 from compaudit.settings import SettingValueError
@@ -130,7 +130,9 @@ def _parse_yaml(text: str, file: Path) -> tuple[Any, YamlLines]:
     try:
         doc = load_yaml(text)  # bounded depth and alias expansion (issue 11)
     except yaml.YAMLError as exc:
-        raise PolicyError(ERR_SYNTAX.format(file=file, fmt="YAML", problem=exc)) from None
+        raise PolicyError(
+            ERR_SYNTAX.format(file=file, fmt="YAML", problem=problem_line(exc))
+        ) from None
     # safe_load keeps the last of two equal keys silently; a policy must not.
     for path, line in doc.duplicates[:1]:
         raise PolicyError(ERR_DUPLICATE_KEY.format(file=file, line=line, key=path[-1]))

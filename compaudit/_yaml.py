@@ -26,6 +26,7 @@ __all__ = [
     "key_name",
     "line_of",
     "load",
+    "problem_line",
     "read_text",
 ]
 
@@ -60,6 +61,26 @@ class YamlLimitError(yaml.MarkedYAMLError):
         if mark is None:
             return str(self.problem)
         return ERR_AT.format(problem=self.problem, line=mark.line + 1, column=mark.column + 1)
+
+
+def problem_line(exc: yaml.YAMLError) -> str:
+    """``exc`` as one line: what is wrong and where (``line L, column C``).
+
+    PyYAML's own message quotes the offending text under a caret over several
+    lines; an error message must stay one line (a newline would be shown escaped).
+    """
+    if isinstance(exc, YamlLimitError) or not isinstance(exc, yaml.MarkedYAMLError):
+        return " ".join(str(exc).split())
+
+    def at(text: object, mark: yaml.Mark | None) -> str:
+        text = " ".join(str(text).split())
+        if mark is None:
+            return text
+        return ERR_AT.format(problem=text, line=mark.line + 1, column=mark.column + 1)
+
+    parts = [at(exc.context, exc.context_mark)] if exc.context else []
+    parts += [at(exc.problem, exc.problem_mark)] if exc.problem else []
+    return ": ".join(parts) or "not valid YAML"
 
 
 @dataclass(frozen=True)

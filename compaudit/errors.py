@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+PROBLEM_SEP = " | "
+"""Between the problems of one file in one error message (a policy's, a recipe's): the
+message stays one line, and each problem names its file and line."""
+
 
 class ExitStatus(IntEnum):
     """Process exit codes shared by every command (ruff/mypy style)."""

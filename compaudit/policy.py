@@ -39,7 +39,7 @@ from compaudit._policy_files import (
     describe,
     read_policy_data,
 )
-from compaudit.errors import PolicyError
+from compaudit.errors import PROBLEM_SEP, PolicyError
 from compaudit.settings import (
     ERR_BOTH_ATTRIBUTE_KEYS,
     ERR_SET_EMPTY,
@@ -106,7 +106,8 @@ ERR_VERSION = (
     "{file}: policy version {version!r} is not supported; this compaudit reads version "
     "{supported}; rewrite the file for version 1 or upgrade compaudit"
 )
-ERR_INVALID = "invalid policy {file}:\n{problems}"
+ERR_INVALID = "invalid policy {file}: {problems}"
+"""One line: the problems joined by :data:`compaudit.errors.PROBLEM_SEP`."""
 ERR_UNFAILABLE = (
     "a threshold of {value!r} can never fail: {why}; use a value below {limit:g}, "
     "or null to switch the gate off"
@@ -594,7 +595,8 @@ def load_policy(path: str | Path) -> Policy:
         return Policy.model_validate(data)
     except ValidationError as exc:
         problems = [describe(err, file, lines, _allowed_keys) for err in exc.errors()]
-        raise PolicyError(ERR_INVALID.format(file=file, problems="\n".join(problems))) from None
+        message = ERR_INVALID.format(file=file, problems=PROBLEM_SEP.join(problems))
+        raise PolicyError(message) from None
 
 
 def _allowed_keys(parent: Loc) -> list[str]:

@@ -120,6 +120,35 @@ def test_input_error_exits_2_and_still_writes_the_error_report(
     assert res.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    "text", ["version: 1\nalpha: 2\ngates: {top1_dorp: 1}\n", "gates:\n  top1_drop: [0.01\n"]
+)
+def test_a_policy_error_is_one_line_on_the_terminal(
+    preds: dict[str, Path], tmp_path: Path, text: str
+) -> None:
+    """Before: the problems were joined by newlines, which the terminal showed as '\\n'."""
+    policy = tmp_path / "p.yaml"
+    policy.write_text(text)
+    res = invoke(
+        "check",
+        "-r",
+        str(preds["ref"]),
+        "-c",
+        str(preds["int8"]),
+        "-p",
+        str(policy),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert res.exit_code == 2, res.output
+    no_traceback(res)
+    [line] = [ln for ln in res.stderr.splitlines() if ln.startswith("compaudit: error: ")]
+    assert "\\n" not in line
+    assert str(policy) in line
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["errors"] == [line.removeprefix("compaudit: error: ")]
+
+
 def test_unevaluable_gate_is_not_masked_by_exit_zero(
     preds: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -31,10 +31,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from compaudit._yaml import YamlLimitError, key_name, line_of, read_text
+from compaudit._yaml import YamlLimitError, key_name, line_of, problem_line, read_text
 from compaudit._yaml import load as load_yaml
 from compaudit.data.base import Dataset
-from compaudit.errors import InputError
+from compaudit.errors import PROBLEM_SEP, InputError
 from compaudit.models.architectures import ARCHITECTURES
 
 __all__ = [
@@ -448,7 +448,8 @@ def recipe_from_dict(
     Raises
     ------
     InputError
-        One line per problem: file, line, key and what is wrong.
+        Every problem, each naming file, line and key and what is wrong, in one
+        line (joined by :data:`compaudit.errors.PROBLEM_SEP`).
     """
     if not isinstance(data, Mapping):
         raise InputError(ERR_NOT_MAPPING.format(src=source, kind=type(data).__name__))
@@ -459,11 +460,11 @@ def recipe_from_dict(
         for err in exc.errors():
             loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
             lines.append(_format(source, loc, _problem(err), line_of(node, loc)))
-        raise InputError("\n".join(lines)) from None
+        raise InputError(PROBLEM_SEP.join(lines)) from None
     problems = _semantic_errors(recipe)
     if problems:
         raise InputError(
-            "\n".join(_format(source, loc, msg, line_of(node, loc)) for loc, msg in problems)
+            PROBLEM_SEP.join(_format(source, loc, msg, line_of(node, loc)) for loc, msg in problems)
         )
     return recipe
 
@@ -488,10 +489,10 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
         line = mark.line + 1 if mark is not None else 0
         raise InputError(ERR_YAML.format(src=src, line=line, problem=exc.problem)) from None
     except yaml.YAMLError as exc:
-        raise InputError(ERR_YAML.format(src=src, line=0, problem=exc)) from None
+        raise InputError(ERR_YAML.format(src=src, line=0, problem=problem_line(exc))) from None
     if doc.duplicates:
         raise InputError(
-            "\n".join(_format(src, loc, ERR_DUPLICATE, line) for loc, line in doc.duplicates)
+            PROBLEM_SEP.join(_format(src, loc, ERR_DUPLICATE, line) for loc, line in doc.duplicates)
         )
     return recipe_from_dict(doc.data, source=src, node=doc.node)
 

@@ -9,7 +9,7 @@ import pytest
 
 from compaudit import policy as pol
 from compaudit import settings as st
-from compaudit.errors import PolicyError
+from compaudit.errors import PROBLEM_SEP, PolicyError
 from compaudit.policy import Gates, Policy, SubgroupGates, load_policy
 
 FULL_YAML = """\
@@ -202,15 +202,44 @@ def test_missing_version_rejected(tmp_path: Path) -> None:
 def test_wrong_types_and_ranges_rejected(tmp_path: Path, line: str, expected: str) -> None:
     path = write(tmp_path, "p.yaml", f"version: 1\n{line}\n")
     msg = error_of(path)
-    assert msg.startswith(f"invalid policy {path}:\n{path}:2: ")
+    assert msg.startswith(f"invalid policy {path}: {path}:2: ")
     assert expected in msg
 
 
 def test_every_problem_is_listed(tmp_path: Path) -> None:
     msg = error_of(write(tmp_path, "p.yaml", "version: 1\nalpha: 2\ngates: {top1_dorp: 1}\n"))
-    assert msg.count("\n") == 2
-    assert ":2: alpha" in msg
-    assert ":3: unknown key 'top1_dorp'" in msg
+    # One line (the CLI would show a newline escaped, as "\\n"), one part per problem.
+    assert "\n" not in msg
+    first, second = msg.split(PROBLEM_SEP)
+    assert first.endswith(":2: alpha: alpha must lie in (0, 1), got 2.0")
+    assert ":3: unknown key 'top1_dorp'" in second
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "gates:\n  top1_drop: [0.01\n",
+            "not valid YAML: while parsing a flow sequence (line 2, column 14): expected ',' or "
+            "']', but got '<stream end>' (line 3, column 1)",
+        ),
+        (
+            'gates:\n  x: "abc\n',
+            "not valid YAML: while scanning a quoted scalar (line 2, column 6): found unexpected "
+            "end of stream (line 3, column 1)",
+        ),
+        ("gates:\n\ttop1_drop: 0.1\n", "found character '\\t' that cannot start any token"),
+        ("a: &a [*a]\n", "not valid YAML: a recursive alias"),
+    ],
+)
+def test_yaml_syntax_errors_are_one_line_with_where(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """PyYAML's message spans lines (a caret under the quoted text); ours names the spot."""
+    msg = error_of(write(tmp_path, "p.yaml", text))
+    assert "\n" not in msg
+    assert msg.startswith(f"{tmp_path}/p.yaml: not valid YAML: ")
+    assert expected in msg
 
 
 def test_duplicate_yaml_key_rejected(tmp_path: Path) -> None:
@@ -421,7 +450,7 @@ def test_subgroups_default_to_requiring_significance() -> None:
 def test_new_keys_reject_bad_values(tmp_path: Path, line: str, expected: str) -> None:
     path = write(tmp_path, "p.yaml", f"version: 1\n{line}\n")
     msg = error_of(path)
-    assert msg.startswith(f"invalid policy {path}:\n{path}:2: ")
+    assert msg.startswith(f"invalid policy {path}: {path}:2: ")
     assert expected in msg
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from compaudit.errors import InputError
+from compaudit.errors import PROBLEM_SEP, InputError
 from compaudit.train.recipe import ERR_DUPLICATE, ERR_KEY, load_recipe, recipe_from_dict
 
 from .conftest import tiny_dict
@@ -93,6 +93,26 @@ def test_cross_field_error_names_the_key(tmp_path: Path) -> None:
         key="variants[2].from",
         problem="no variant named 'nope'; choose from ['dense', 'p', 'q']",
     )
+
+
+def test_every_problem_in_one_line(tmp_path: Path) -> None:
+    text = GOOD.replace("sparsity: 0.5", "sparsity: 1.5").replace("  epochs: 1\n", "  lr: 0.1\n")
+    message = _error(_write(tmp_path, text))
+    assert "\n" not in message  # the CLI would show a newline escaped
+    assert message.split(PROBLEM_SEP) == [
+        ERR_KEY.format(
+            src=tmp_path / "r.yaml",
+            line=4,
+            key="training.epochs",
+            problem="required key is missing",
+        ),
+        ERR_KEY.format(
+            src=tmp_path / "r.yaml",
+            line=13,
+            key="variants[1].prune.sparsity",
+            problem="Input should be less than 1",
+        ),
+    ]
 
 
 def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
