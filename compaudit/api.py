@@ -43,6 +43,11 @@ TABLES = ("summary", "classes", "groups", "pies", "cies", "gates")
 ERR_TABLE = "unknown table {table!r}; choose one of {tables}"
 ERR_PAIRED_NAMES = "paired: no candidate named {names}; candidates: {known}"
 ERR_NO_CANDIDATES = "candidates: give at least one candidate, e.g. {'int8': predictions}"
+ERR_CANDIDATE_LIST = (
+    "candidates: a list of {n} unnamed model(s) or population(s); give a mapping of "
+    "name to predictions, e.g. {{'int8': preds_int8, 'p90': preds_p90}} (one array of "
+    "[N] or [K, N] predictions is one candidate)"
+)
 
 
 # -- the result -------------------------------------------------------------------
@@ -137,9 +142,13 @@ class Report:
         return ", ".join(c.candidate for c in self.comparisons)
 
     def write(
-        self, out: str | Path, formats: Sequence[str] = ("json", "md", "html", "junit")
+        self, out: str | Path, formats: str | Sequence[str] = ("json", "md", "html", "junit")
     ) -> list[Path]:
-        """Write report files under ``out`` (the command line's ``--format`` names)."""
+        """Write report files under ``out``.
+
+        ``formats`` takes the command line's ``--format`` names: a sequence, or one
+        string (``"json"``, or ``"json,html"`` as ``--format`` takes it).
+        """
         from rich.console import Console
 
         from compaudit._report_set import write_formats
@@ -148,6 +157,8 @@ class Report:
         from compaudit.report.base import ReportContext, format_name
 
         reporters = get_registry().reporters()
+        if isinstance(formats, str):  # not letter by letter
+            formats = [f for f in (part.strip() for part in formats.split(",")) if f]
         chosen = [format_name(f) for f in formats]
         unknown = [f for f in chosen if f not in reporters]
         if unknown:
@@ -244,6 +255,8 @@ def audit(
     from compaudit.settings import Layer, resolve
 
     if not isinstance(candidates, Mapping):
+        if _is_list_of_sides(candidates):
+            raise InputError(ERR_CANDIDATE_LIST.format(n=len(candidates)))
         candidates = {"candidate": candidates}
     if not candidates:
         raise InputError(ERR_NO_CANDIDATES)
@@ -308,6 +321,17 @@ def _with_levels(document: AuditReport, given: Mapping[str, Mapping[str, float]]
         str(n): merge(("given", given_values(f"compression[{n!r}]", v))) for n, v in given.items()
     }
     return with_compression(document, levels)
+
+
+def _is_list_of_sides(value: Any) -> bool:
+    """A list or tuple of arrays, populations or paths: several unnamed candidates.
+
+    A nested list of ints is one ``[K, N]`` population and a list of strings one
+    model's string labels: each stays one candidate.
+    """
+    if not isinstance(value, list | tuple) or not value:
+        return False
+    return all(isinstance(v, Population | Path) or len(getattr(v, "shape", ())) >= 1 for v in value)
 
 
 def _policy(policy: str | Path | Policy | None) -> Policy | None:

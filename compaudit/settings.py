@@ -52,7 +52,8 @@ __all__ = [
 
 Source = Literal["cli", "policy", "pyproject", "default"]
 SOURCES: tuple[Source, ...] = ("cli", "policy", "pyproject", "default")
-"""Where a setting can come from, highest precedence first."""
+"""Where a setting can come from, highest precedence first (``cli``: a flag given, or an
+argument of :func:`compaudit.audit`)."""
 CORRECTIONS: tuple[Correction, ...] = ("holm", "bh", "bonferroni", "none")
 PYPROJECT_MAX_BYTES = 1_000_000
 """A ``pyproject.toml`` larger than this is refused unread (a config is never that big)."""

@@ -188,6 +188,26 @@ def test_predictions_files_and_writing(arrays: dict[str, np.ndarray], tmp_path: 
     assert "not gated" in (tmp_path / "out" / "report.md").read_text().lower()
     with pytest.raises(InputError, match="unknown format 'pdf'"):
         report.write(tmp_path / "out", formats=["pdf"])
+    # One string is one format (or --format's comma list), never read letter by letter.
+    assert [p.name for p in report.write(tmp_path / "one", formats="json")] == ["report.json"]
+    both = report.write(tmp_path / "two", formats="json, md")
+    assert [p.name for p in both] == ["report.json", "report.md"]
+
+
+def test_a_list_of_candidates_asks_for_names(arrays: dict[str, np.ndarray]) -> None:
+    """Before: ``[cand]`` was read as one 3-D array and refused for its shape."""
+    for unnamed in (
+        [arrays["cand"]],
+        (arrays["cand"][0], arrays["cand"][1]),
+        [pd.Series(arrays["cand"][0])],
+    ):
+        with pytest.raises(InputError) as exc:
+            compaudit.audit(arrays["ref"], unnamed, y=arrays["y"])
+        assert str(exc.value) == api.ERR_CANDIDATE_LIST.format(n=len(unnamed))
+    # Still one candidate: a nested list of ints ([K, N]), a list of ints or of numpy ints.
+    for one in (arrays["cand"].tolist(), arrays["cand"][0].tolist(), list(arrays["cand"][0])):
+        report = compaudit.audit(arrays["ref"], one, y=arrays["y"])
+        assert [c.candidate for c in report.comparisons] == ["candidate"]
 
 
 def test_module_docstring_example_runs() -> None:
