@@ -363,7 +363,10 @@ def check(
     ``report.exit_status`` is what ``compaudit check`` would exit with.
     """
     if policy is None:
-        raise InputError("check needs a policy: pass policy='policy.yaml' (see examples/policies/)")
+        raise InputError(
+            "check needs a policy: pass policy='policy.yaml' (`compaudit init` writes a starter "
+            ".compaudit.yaml from one of the policies shipped with compaudit)"
+        )
     return audit(reference, candidates, policy=policy, **kwargs)
 
 

@@ -71,6 +71,10 @@ WARN_INFLUENCE_UNDEFINED = (
     "{run}: {name} is undefined for {count} audited example(s) (each trained on by every "
     "influence run or by none), so it was not added as a score; raise influence.runs"
 )
+ERR_NEED_POLICY = (
+    "check needs a policy: pass --policy FILE (`compaudit init` writes a starter "
+    ".compaudit.yaml from one of the policies shipped with compaudit; see compaudit init --help)"
+)
 ERR_UNKNOWN_FORMAT = "unknown format '{fmt}'; installed formats: {known}"
 
 
@@ -223,7 +227,7 @@ def _resolve_settings(request: AuditRequest) -> tuple[Resolved, Policy | None]:
         policy = load_policy(request.policy)
         layers.append(policy_layer(policy, Path(request.policy)))
     elif request.require_policy:
-        raise InputError("check needs a policy: pass --policy FILE (see examples/policies/)")
+        raise InputError(ERR_NEED_POLICY)
     if request.pyproject_from is not None:
         found = find_pyproject(request.pyproject_from)
         if found is not None:

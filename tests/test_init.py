@@ -28,6 +28,8 @@ def test_init_writes_a_policy_that_loads_and_the_example_workflow(tmp_path: Path
     job = yaml.safe_load(workflow.read_text())["jobs"]["compaudit"]
     assert job["uses"].split("@")[0].endswith("/compaudit-gate.yml")
     assert job["with"]["policy"] == POLICY_FILE
+    # The next step names the files where they were written, not in the working directory.
+    assert res.stderr.strip().splitlines()[-1].endswith(f"check --policy {policy} ...")
 
 
 def test_init_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:

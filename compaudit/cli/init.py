@@ -80,9 +80,10 @@ def command(directory: Path, policy: str, force: bool) -> ExitStatus:
             if not is_quiet():
                 click.echo(f"wrote {path}", err=True)
         if not is_quiet():
+            policy_file, workflow = directory / POLICY_FILE, directory / WORKFLOW_FILE
             click.echo(
-                f"next: point {POLICY_FILE} and {WORKFLOW_FILE} at your models and data, "
-                "then run compaudit check --policy .compaudit.yaml ...",
+                f"next: point {policy_file} and {workflow} at your models and data, "
+                f"then run compaudit check --policy {policy_file} ...",
                 err=True,
             )
         return ExitStatus.OK
