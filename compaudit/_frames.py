@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from compaudit.errors import InputError
-from compaudit.results import AuditReport, Comparison, GateResult
+from compaudit.results import (
+    PIE_COLUMNS,
+    AuditReport,
+    CieExample,
+    ClassRow,
+    Comparison,
+    GateResult,
+    GroupRow,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -20,6 +28,21 @@ __all__ = ["frame", "html_summary"]
 
 ERR_NO_PANDAS = "Report.to_frame needs pandas: pip install 'compaudit[pandas]' (or pandas)"
 WORST_SHOWN = 5
+_SUMMARY_KEYS = (
+    "candidate",
+    "reference",
+    "lineage",
+    "top1_delta",
+    "top5_delta",
+    "classes_significantly_worse",
+    "classes_beyond_floor",
+    "pie_count",
+    "pie_rate",
+    "pie_rate_excess",
+    "cie_rate",
+    "cie_basis",
+    "cie_rate_excess",
+)
 
 
 def _pandas() -> Any:
@@ -32,21 +55,27 @@ def _pandas() -> Any:
 
 def _summary_rows(comps: Sequence[Comparison]) -> list[dict[str, Any]]:
     return [
-        {
-            "candidate": c.candidate,
-            "reference": c.reference,
-            "lineage": c.lineage,
-            "top1_delta": c.top1_delta,
-            "top5_delta": c.top5_delta,
-            "classes_significantly_worse": len(c.significantly_worse_classes),
-            "classes_beyond_floor": c.classes_beyond_floor,
-            "pie_count": c.pie.count,
-            "pie_rate": c.pie.rate,
-            "pie_rate_excess": c.pie.floor.excess,
-            "cie_rate": c.cie.rate,
-            "cie_basis": c.cie.basis,
-            "cie_rate_excess": c.cie.floor.excess,
-        }
+        dict(
+            zip(
+                _SUMMARY_KEYS,
+                (
+                    c.candidate,
+                    c.reference,
+                    c.lineage,
+                    c.top1_delta,
+                    c.top5_delta,
+                    len(c.significantly_worse_classes),
+                    c.classes_beyond_floor,
+                    c.pie.count,
+                    c.pie.rate,
+                    c.pie.floor.excess,
+                    c.cie.rate,
+                    c.cie.basis,
+                    c.cie.floor.excess,
+                ),
+                strict=True,
+            )
+        )
         for c in comps
     ]
 
@@ -106,9 +135,23 @@ def frame(
         "cies": _cie_rows,
     }[table]
     df = pd_.DataFrame(build(comps))
-    if df.empty:
-        df = pd_.DataFrame(columns=["candidate"])
+    if df.empty:  # no rows: the columns a row would have (group values aside)
+        df = pd_.DataFrame(columns=_EMPTY_COLUMNS[table]())
     return df
+
+
+_EMPTY_COLUMNS: dict[str, Any] = {
+    "summary": lambda: list(_SUMMARY_KEYS),
+    "classes": lambda: ["candidate", *ClassRow.report_keys(), "significantly_worse"],
+    "groups": lambda: [
+        "candidate",
+        "attributes",
+        *(k for k in GroupRow.report_keys() if k != "group"),
+        "significantly_worse",
+    ],
+    "pies": lambda: ["candidate", *PIE_COLUMNS],
+    "cies": lambda: ["candidate", *CieExample.report_keys()],
+}
 
 
 def _pp(x: float | None) -> str:

@@ -103,6 +103,11 @@ class Record:
         return out
 
     @classmethod
+    def report_keys(cls) -> list[str]:
+        """Every key :meth:`to_dict` can write, in schema order (an empty table's columns)."""
+        return [key for _, key, _ in _plan(cls)]
+
+    @classmethod
     def from_dict(cls: type[R], data: Any, where: str = "") -> R:
         """Read the report form back (unknown keys are ignored)."""
         label = where or "top level"

@@ -93,6 +93,33 @@ def test_every_table_is_a_frame(arrays: dict[str, np.ndarray]) -> None:
         report.to_frame("classes", candidate="fp16")
 
 
+def test_an_empty_table_has_the_columns_of_a_full_one(arrays: dict[str, np.ndarray]) -> None:
+    """Before: an empty groups/pies/cies table had only a ``candidate`` column."""
+    from compaudit._frames import frame
+
+    reports = [
+        compaudit.audit(
+            ref,
+            {"int8": cand},
+            y=arrays["y"],
+            attributes={"sex": arrays["sex"]},
+            policy=POLICIES / "strict-release.yaml",
+        )
+        for ref, cand in ((arrays["ref"], arrays["cand"]), (arrays["ref"][0], arrays["cand"][0]))
+    ]
+    for table in api.TABLES:
+        empty = list(frame(table, [], [], None).columns)
+        fulls = [frame(table, r.comparisons, r.gates, None) for r in reports]
+        assert any(len(f) for f in fulls), table  # the comparison below compares something
+        for full in (f for f in fulls if len(f)):
+            shown = [c for c in full.columns if c != "sex"]  # a group's attribute values
+            if table == "cies":  # the counts of the other CIE basis are left out of rows
+                assert set(shown) <= set(empty), (shown, empty)
+                assert empty[0] == "candidate"
+            else:
+                assert shown == empty, table
+
+
 def test_policy_gates_and_exit_status(arrays: dict[str, np.ndarray]) -> None:
     failing = compaudit.check(
         arrays["ref"],
