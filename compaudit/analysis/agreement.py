@@ -223,11 +223,21 @@ def cie(
             PairCIE(n, float(a), float(b), float(c)) for a, b, c in zip(count, u, g, strict=True)
         )
         m_count, m_u, m_g = float(count.mean()), float(u.mean()), float(g.mean())
-        return CIEResult("paired", n, m_count, m_u, m_g, m_count - m_u - m_g, pairs)
+        # From the integer counts: a difference of means would leave rounding (1e-14), not 0.
+        m_other = float((count - u - g).mean())
+        return CIEResult("paired", n, m_count, m_u, m_g, m_other, pairs)
     changed, lost, gained = (
-        float(v.sum()) / (kr * kc) for v in _expected(r_ok, c_ok, ref_predictions, cand_predictions)
+        int(v.sum()) for v in _expected(r_ok, c_ok, ref_predictions, cand_predictions)
     )
-    return CIEResult("mean-over-pairs", n, changed, lost, gained, max(changed - lost - gained, 0.0))
+    pairs_n = kr * kc
+    return CIEResult(
+        "mean-over-pairs",
+        n,
+        changed / pairs_n,
+        lost / pairs_n,
+        gained / pairs_n,
+        (changed - lost - gained) / pairs_n,
+    )
 
 
 def _expected(

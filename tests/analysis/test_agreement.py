@@ -224,6 +224,20 @@ def test_cie_mean_over_pairs_equals_the_pair_loop(case: int) -> None:
     np.testing.assert_array_equal(agreement._pair_agreement(ref, cand), brute)
 
 
+@pytest.mark.parametrize("paired", [False, True])
+def test_no_both_wrong_changes_is_exactly_zero(paired: bool) -> None:
+    """Before: a difference of means left 1e-14 in report.json where nothing was counted."""
+    rng = np.random.default_rng(3)
+    n, k = 900, 7
+    y = rng.integers(0, 2, n)  # two classes: two wrong models always agree
+    ref = np.where(rng.random((k, n)) < 0.83, y, 1 - y)
+    cand = np.where(rng.random((k, n)) < 0.71, y, 1 - y)
+    r = cie(ref, cand, y, paired=paired)
+    assert r.basis == ("paired" if paired else "mean-over-pairs")
+    assert r.both_wrong_different == 0.0
+    assert r.count == pytest.approx(r.cie_u + r.cie_c, rel=1e-15)
+
+
 def test_cie_mean_over_pairs_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(1)
     ref, cand = rng.integers(0, 6, (5, 1001)), rng.integers(0, 6, (3, 1001))
