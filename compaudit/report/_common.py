@@ -32,6 +32,7 @@ __all__ = [
     "CandidateVerdict",
     "GateOutcome",
     "candidate_verdicts",
+    "cie_counts",
     "comparisons_failures_first",
     "floor_text",
     "fmt_p",
@@ -104,6 +105,19 @@ def gate_outcome(gate: GateResult) -> GateOutcome:
     return _OUTCOME[gate.status]
 
 
+def cie_counts(c: Comparison, unit: str = "") -> str:
+    """``239: forgot 182, learned 52; single-pair``: whole numbers for one pair of models,
+    one decimal for means over pairs (``153.3: forgot 91.7, ...``: rounded to whole
+    numbers apart, they read as counts that do not add up); ``unit`` follows the count."""
+    cie = c.cie
+    values = (cie.count, cie.cie_u, cie.cie_c)
+    spec = ".0f" if all(float(v).is_integer() for v in values) else ".1f"
+    return (
+        f"{cie.count:{spec}}{unit}: forgot {cie.cie_u:{spec}}, learned {cie.cie_c:{spec}}; "
+        f"{cie.basis}"
+    )
+
+
 def floor_text(c: Comparison, block: Literal["cie", "pie"]) -> str:
     """``"seed floor 2.40%, excess +0.70 pp (p 0.0156)"`` for the PIE or CIE block, or why none."""
     if block == "cie" and c.cie.floor_note:
@@ -163,8 +177,7 @@ def summary_lines(c: Comparison) -> list[str]:
         lines.append("lineage: paired (candidate member k made from reference member k)")
     return [
         *lines,
-        f"CIE {pct(cie.rate)} ({cie.count:.0f} examples: forgot {cie.cie_u:.0f}, "
-        f"learned {cie.cie_c:.0f}; {cie.basis}); {floor_text(c, 'cie')}",
+        f"CIE {pct(cie.rate)} ({cie_counts(c, ' examples')}); {floor_text(c, 'cie')}",
         f"PIE {pie.count} ({pct(pie.rate)}{pie_noise}); {floor_text(c, 'pie')}",
         f"top-1 reference/candidate on PIE "
         f"{pct(sub.pie.top1_reference, 1)}/{pct(sub.pie.top1_candidate, 1)}, "

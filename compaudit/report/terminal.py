@@ -20,6 +20,7 @@ from compaudit.report._common import (
     NOT_GATED,
     VERDICT_WORD,
     candidate_verdicts,
+    cie_counts,
     comparisons_failures_first,
     floor_text,
     fmt_p,
@@ -74,10 +75,7 @@ def _comparison(c: Comparison) -> Group:
         lines.append(f"   top-5 Δ {signed_pts(c.top5_delta)}")
     if c.lineage == "paired":
         lines.append("\nlineage: paired (candidate member k made from reference member k)")
-    lines.append(
-        f"\nCIE {pct(cie.rate)} ({cie.count:.0f}: forgot {cie.cie_u:.0f}, "
-        f"learned {cie.cie_c:.0f}; {cie.basis})"
-    )
+    lines.append(f"\nCIE {pct(cie.rate)} ({cie_counts(c)})")
     lines.append(f"\n  {floor_text(c, 'cie')}", style="dim")
     lines.append(f"\nPIE {pie.count} ({pct(pie.rate)})")
     if pie.n_beyond_noise is not None:

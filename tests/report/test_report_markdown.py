@@ -142,3 +142,20 @@ def test_without_a_policy_it_says_not_gated(ungated_report: AuditReport) -> None
     assert "PASS" not in text
     assert "✅" not in text
     assert "### Gates" not in text
+
+
+def test_cie_counts_are_whole_for_one_pair_and_one_decimal_for_means(
+    doc: dict[str, Any],
+) -> None:
+    from compaudit.report._common import cie_counts
+
+    cie = doc["comparisons"][0]["cie"]
+    cie.update(basis="single-pair", count=239.0, cie_u=182.0, cie_c=52.0)
+    one = AuditReport.from_dict(doc).comparisons[0]
+    assert cie_counts(one) == "239: forgot 182, learned 52; single-pair"
+    # Means over pairs: 91.7 + 53.3 rounded apart would read 92 + 53 of "153".
+    cie.update(basis="mean-over-pairs", count=153.3333, cie_u=91.6667, cie_c=53.3333)
+    mean = AuditReport.from_dict(doc).comparisons[0]
+    assert cie_counts(mean, " examples") == (
+        "153.3 examples: forgot 91.7, learned 53.3; mean-over-pairs"
+    )
