@@ -34,7 +34,7 @@ from compaudit.data.base import Dataset, DatasetProvider, Preprocessing
 from compaudit.data.prep import given_prep, plain, prep_mismatch
 from compaudit.data.subset import take_subset
 from compaudit.data.tables import read_csv_columns
-from compaudit.errors import DataNotFoundError, InputError
+from compaudit.errors import PROBLEM_SEP, DataNotFoundError, InputError
 
 if TYPE_CHECKING:
     from compaudit.plugins import Registry
@@ -42,9 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["load_dataset", "parse_data_spec", "read_attributes_csv"]
 
 ERR_UNKNOWN_SPEC = (
-    "unknown data spec '{spec}': no dataset loader reads it.\n"
-    "Known datasets and file kinds:\n{known}\n"
-    "Fix: give an existing .npz or .csv file or image folder, or one of the names above."
+    "unknown data spec '{spec}': no dataset loader reads it; known datasets and file kinds: "
+    "{known}. Fix: give an existing .npz or .csv file or image folder, or one of the names above."
 )
 ERR_NO_SUCH_PATH = "data spec '{spec}': no such file or folder {path}; check the path"
 ERR_AMBIGUOUS = (
@@ -75,8 +74,8 @@ ERR_ATTR_MISSING = (
 
 
 def _known(providers: Mapping[str, Any]) -> str:
-    return "\n".join(
-        f"  - {name}: {getattr(p, 'summary', name)}" for name, p in sorted(providers.items())
+    return PROBLEM_SEP.join(
+        f"{name}: {getattr(p, 'summary', name)}" for name, p in sorted(providers.items())
     )
 
 

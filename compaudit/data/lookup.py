@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from compaudit._io import atomic_path, progress_enabled
-from compaudit.errors import DataNotFoundError
+from compaudit.errors import PROBLEM_SEP, DataNotFoundError
 
 __all__ = [
     "ENV_DATA_DIR",
@@ -48,16 +48,14 @@ SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 DOWNLOAD_TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
 
-ERR_NOT_FOUND = (
-    "dataset '{name}' not found; looked for {files} in:\n{places}\n{download}\nFix: {fix}"
-)
-PLACE_LINE = "  - {path} ({label})"
+ERR_NOT_FOUND = "dataset '{name}' not found; looked for {files} in: {places}. {download} Fix: {fix}"
+PLACE_LINE = "{path} ({label})"
 ENV_UNSET = "$" + ENV_DATA_DIR + "/{name}"
 ENV_UNSET_LABEL = "$" + ENV_DATA_DIR + " is not set"
 DL_EXPLICIT = "Not downloaded: an explicit folder was given."
 DL_DISABLED = f"Not downloaded: downloads are disabled by ${ENV_NO_DOWNLOAD}=1."
 DL_NONE = "No download source is known for this dataset."
-DL_FAILED = "Download from {url} into {dest} failed: {reason}"
+DL_FAILED = "Download from {url} into {dest} failed: {reason}."
 ERR_SHA = "sha256 mismatch for {name}: expected {expected}, got {got} (corrupt or wrong file)"
 
 
@@ -252,7 +250,7 @@ def locate(
                 break
         else:
             return fetched
-    listing = "\n".join(PLACE_LINE.format(path=p.shown, label=p.label) for p in places)
+    listing = PROBLEM_SEP.join(PLACE_LINE.format(path=p.shown, label=p.label) for p in places)
     wanted = ", ".join(alt[0] for alt in files)
     raise DataNotFoundError(
         ERR_NOT_FOUND.format(name=name, files=wanted, places=listing, download=outcome, fix=fix)

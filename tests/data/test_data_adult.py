@@ -113,11 +113,11 @@ def test_not_found_lists_every_place(
         load_dataset("adult")
     cache = tmp_path / "xdg" / "compaudit" / "data" / "adult"
     assert str(err.value) == (
-        "dataset 'adult' not found; looked for adult.data, adult.test in:\n"
-        f"  - {tmp_path}/env/adult ($COMPAUDIT_DATA_DIR)\n"
-        f"  - {cache} (user cache)\n"
+        "dataset 'adult' not found; looked for adult.data, adult.test in: "
+        f"{tmp_path}/env/adult ($COMPAUDIT_DATA_DIR) | "
+        f"{cache} (user cache). "
         f"Download from {adult.URL}adult.data into {cache} failed: "
-        "<urlopen error offline (test)>\n"
+        "<urlopen error offline (test)>. "
         f"Fix: {adult.FIX}"
     )
 

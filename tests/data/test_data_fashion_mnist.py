@@ -152,17 +152,17 @@ def _setup_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path,
 
 def _not_found(env: Path | None, cache: Path, system: Path, download: str) -> str:
     first = (
-        f"  - {env}/fashion-mnist ($COMPAUDIT_DATA_DIR)\n"
+        f"{env}/fashion-mnist ($COMPAUDIT_DATA_DIR) | "
         if env
-        else "  - $COMPAUDIT_DATA_DIR/fashion-mnist ($COMPAUDIT_DATA_DIR is not set)\n"
+        else "$COMPAUDIT_DATA_DIR/fashion-mnist ($COMPAUDIT_DATA_DIR is not set) | "
     )
     return (
         "dataset 'fashion-mnist' not found; looked for "
-        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz in:\n"
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz in: "
         + first
-        + f"  - {cache}/compaudit/data/fashion-mnist (user cache)\n"
-        f"  - {system}/fashion-mnist (system copy, Debian package dataset-fashion-mnist)\n"
-        f"{download}\n"
+        + f"{cache}/compaudit/data/fashion-mnist (user cache) | "
+        f"{system}/fashion-mnist (system copy, Debian package dataset-fashion-mnist). "
+        f"{download} "
         "Fix: set COMPAUDIT_DATA_DIR to a folder holding fashion-mnist/ with the official "
         "idx.gz files, install Debian's dataset-fashion-mnist (apt install "
         "dataset-fashion-mnist), or name the folder: fashion-mnist?path=DIR"
@@ -189,7 +189,7 @@ def test_not_found_offline_env_unset(
         load_dataset("fashion-mnist:test")
     dest = cache / "compaudit" / "data" / "fashion-mnist"
     failed = (
-        f"Download from {fm.URL}{TEST_FILES[0]} into {dest} failed: <urlopen error offline (test)>"
+        f"Download from {fm.URL}{TEST_FILES[0]} into {dest} failed: <urlopen error offline (test)>."
     )
     assert str(err.value) == _not_found(None, cache, system, failed)
     assert web.requested == [fm.URL + TEST_FILES[0]]
@@ -200,7 +200,7 @@ def test_explicit_folder_is_never_downloaded_into(tmp_path: Path, web: FakeWeb) 
     with pytest.raises(DataNotFoundError) as err:
         load_dataset(f"fashion-mnist?path={tmp_path}")
     assert str(err.value).endswith(
-        f"in:\n  - {tmp_path} (given folder)\n{lookup.DL_EXPLICIT}\nFix: {fm.FIX}"
+        f"in: {tmp_path} (given folder). {lookup.DL_EXPLICIT} Fix: {fm.FIX}"
     )
     assert web.requested == []
 

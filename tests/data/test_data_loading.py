@@ -104,8 +104,9 @@ def test_unknown_spec_lists_known_datasets_and_kinds(registry: Registry) -> None
     message = str(err.value)
     known = loading._known(registry.datasets())
     assert message == loading.ERR_UNKNOWN_SPEC.format(spec="mnist:test", known=known)
+    assert "\n" not in message  # one line: the CLI would show a newline as "\\n"
     for name in BUILTIN_NAMES:
-        assert f"  - {name}: " in message
+        assert f"{name}: " in message
     assert ".npz" in message
     assert ".csv" in message
 
