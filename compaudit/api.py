@@ -44,7 +44,7 @@ ERR_TABLE = "unknown table {table!r}; choose one of {tables}"
 ERR_PAIRED_NAMES = "paired: no candidate named {names}; candidates: {known}"
 ERR_NO_CANDIDATES = "candidates: give at least one candidate, e.g. {'int8': predictions}"
 ERR_CANDIDATE_LIST = (
-    "candidates: a list of {n} unnamed model(s) or population(s); give a mapping of "
+    "candidates: a list of {n} unnamed population(s) or predictions file(s); give a mapping of "
     "name to predictions, e.g. {{'int8': preds_int8, 'p90': preds_p90}} (one array of "
     "[N] or [K, N] predictions is one candidate)"
 )
@@ -210,8 +210,10 @@ def audit(
         ``[K, N]`` (or a DataFrame with one column per model) for a population;
         ints, or strings mapped through ``class_names``. A ``Population`` or a
         predictions ``.npz`` path carries its labels.
-    candidates : mapping of name to the same, or one array
-        The compressed model(s) on the same examples.
+    candidates : mapping of name to the same, or one of them
+        The compressed model(s) on the same examples. One unnamed candidate is
+        named ``candidate``; a list of populations or predictions files has no
+        names, and is refused (a list of 1-D arrays is one ``[K, N]`` population).
     y : array-like, optional
         True labels (needed for arrays).
     attributes : DataFrame or mapping of name to array-like, optional
@@ -324,14 +326,26 @@ def _with_levels(document: AuditReport, given: Mapping[str, Mapping[str, float]]
 
 
 def _is_list_of_sides(value: Any) -> bool:
-    """A list or tuple of arrays, populations or paths: several unnamed candidates.
+    """A list or tuple of populations: several unnamed candidates.
 
-    A nested list of ints is one ``[K, N]`` population and a list of strings one
-    model's string labels: each stays one candidate.
+    Its items are ``Population`` objects, predictions files (a ``Path``, or a
+    string ending in ``.npz`` or naming a file) or 2-D ``[K, N]`` arrays. A list
+    of 1-D arrays or of lists stacks into one ``[K, N]`` population, and a list
+    of strings is one model's string labels: each stays one candidate, as for
+    the reference.
     """
     if not isinstance(value, list | tuple) or not value:
         return False
-    return all(isinstance(v, Population | Path) or len(getattr(v, "shape", ())) >= 1 for v in value)
+    from compaudit.predictions import PREDICTIONS_SUFFIXES
+
+    def side(v: Any) -> bool:
+        if isinstance(v, Population | Path):
+            return True
+        if isinstance(v, str):
+            return v.lower().endswith(PREDICTIONS_SUFFIXES) or Path(v).is_file()
+        return len(getattr(v, "shape", ())) >= 2
+
+    return all(side(v) for v in value)  # stops at the first label or 1-D member
 
 
 def _policy(policy: str | Path | Policy | None) -> Policy | None:

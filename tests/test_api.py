@@ -221,20 +221,43 @@ def test_predictions_files_and_writing(arrays: dict[str, np.ndarray], tmp_path: 
     assert [p.name for p in both] == ["report.json", "report.md"]
 
 
-def test_a_list_of_candidates_asks_for_names(arrays: dict[str, np.ndarray]) -> None:
-    """Before: ``[cand]`` was read as one 3-D array and refused for its shape."""
+def test_a_list_of_candidates_asks_for_names(arrays: dict[str, np.ndarray], tmp_path: Path) -> None:
+    """Before: ``[cand]`` was read as one 3-D array and refused for its shape, and a
+    list of predictions files as string labels."""
+    files = []
+    for name in ("a", "b"):
+        files.append(tmp_path / f"{name}.npz")
+        save_population(Population.create(arrays["cand"], arrays["y"]), files[-1])
+    pops = [Population.create(arrays["cand"], arrays["y"])] * 2
     for unnamed in (
         [arrays["cand"]],
-        (arrays["cand"][0], arrays["cand"][1]),
-        [pd.Series(arrays["cand"][0])],
+        (arrays["cand"], arrays["ref"]),
+        files,
+        [str(f) for f in files],
+        pops,
     ):
         with pytest.raises(InputError) as exc:
             compaudit.audit(arrays["ref"], unnamed, y=arrays["y"])
         assert str(exc.value) == api.ERR_CANDIDATE_LIST.format(n=len(unnamed))
-    # Still one candidate: a nested list of ints ([K, N]), a list of ints or of numpy ints.
-    for one in (arrays["cand"].tolist(), arrays["cand"][0].tolist(), list(arrays["cand"][0])):
+    # One [K, N] candidate, as for the reference: a nested list of ints, a list or tuple
+    # of 1-D members (arrays or Series), one model's ints or numpy ints.
+    cand = arrays["cand"]
+    for one in (
+        cand.tolist(),
+        [cand[0], cand[1]],
+        (cand[0], cand[1]),
+        [pd.Series(cand[0]), pd.Series(cand[1])],
+        cand[0].tolist(),
+        list(cand[0]),
+    ):
         report = compaudit.audit(arrays["ref"], one, y=arrays["y"])
         assert [c.candidate for c in report.comparisons] == ["candidate"]
+        want_k = 1 if np.ndim(one) == 1 else len(one)
+        assert report.document.populations["candidate"].k == want_k
+    # A list of string labels is one model too (the first label is not a file).
+    names = np.array(["cat", "dog", "emu"])
+    labels = compaudit.audit(names[arrays["ref"][0]], list(names[cand[0]]), y=names[arrays["y"]])
+    assert [c.candidate for c in labels.comparisons] == ["candidate"]
 
 
 def test_module_docstring_example_runs() -> None:
