@@ -22,6 +22,7 @@ __all__ = [
     "MAX_EXPANDED",
     "Document",
     "YamlLimitError",
+    "YamlValueError",
     "duplicate_keys",
     "key_name",
     "line_of",
@@ -47,6 +48,9 @@ ERR_EXPANDED = (
 )
 ERR_AT = "{problem} (line {line}, column {column})"
 ERR_RECURSIVE = "a recursive alias (a node that contains itself); remove the alias"
+ERR_TAGGED_VALUE = (
+    "a tagged value cannot be read ({kind}: {exc}); write the value plainly, without its !!tag"
+)
 
 
 class YamlLimitError(yaml.MarkedYAMLError):
@@ -81,6 +85,10 @@ def problem_line(exc: yaml.YAMLError) -> str:
     parts = [at(exc.context, exc.context_mark)] if exc.context else []
     parts += [at(exc.problem, exc.problem_mark)] if exc.problem else []
     return ": ".join(parts) or "not valid YAML"
+
+
+class YamlValueError(YamlLimitError):
+    """A tagged value its constructor cannot read (``!!int x``): invalid YAML, one line."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,14 @@ def load(text: str) -> Document:
         _measure(node)
         # Before construction: construction merges '<<' keys into the nodes.
         dups = duplicate_keys(node)
-        data = loader.construct_document(node)
+        try:
+            data = loader.construct_document(node)
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            # A tag its constructor cannot read ("!!int x", "!!timestamp nope") raises
+            # these from inside PyYAML; they are the file's fault, not ours.
+            raise YamlValueError(
+                ERR_TAGGED_VALUE.format(kind=type(exc).__name__, exc=exc)
+            ) from None
     finally:
         loader.dispose()
     return Document(data, node, dups)

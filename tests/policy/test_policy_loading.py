@@ -230,6 +230,9 @@ def test_every_problem_is_listed(tmp_path: Path) -> None:
         ),
         ("gates:\n\ttop1_drop: 0.1\n", "found character '\\t' that cannot start any token"),
         ("a: &a [*a]\n", "not valid YAML: a recursive alias"),
+        # PyYAML's constructors raise ValueError / AttributeError here: an internal error before.
+        ("gates:\n  top1_drop: !!int x\n", "a tagged value cannot be read (ValueError: "),
+        ("seed: !!timestamp nope\n", "a tagged value cannot be read (AttributeError: "),
     ],
 )
 def test_yaml_syntax_errors_are_one_line_with_where(

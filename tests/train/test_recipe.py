@@ -120,6 +120,15 @@ def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
     assert _error(path) == ERR_KEY.format(src=path, line=7, key="k", problem=ERR_DUPLICATE)
 
 
+def test_a_tagged_value_it_cannot_read_is_invalid_yaml(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.replace("k: 2", "k: !!int two"))
+    message = _error(path)
+    assert message.startswith(
+        f"{path}:0: not valid YAML (a tagged value cannot be read (ValueError"
+    )
+    assert "\n" not in message
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD.replace("kind: dense", "kind: [dense"))
     assert _error(path).startswith(f"{path}:")
