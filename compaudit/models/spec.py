@@ -23,6 +23,7 @@ __all__ = [
     "ERR_EMPTY_SPEC",
     "ERR_NO_LOADER",
     "ERR_NO_SUCH_MODEL",
+    "ERR_PREDICTIONS_NOT_MODELS",
     "HOOK",
     "find_loader",
     "load_member",
@@ -44,6 +45,10 @@ ERR_BLANK_SPEC = (
     "or a module:factory (is a CI variable unset?)"
 )
 ERR_NO_SUCH_MODEL = "{spec}: no such model file or directory"
+ERR_PREDICTIONS_NOT_MODELS = (
+    "{spec}: holds .npz files but no model files; a predictions .npz (compaudit predict) is "
+    "a whole population: give each as its own --reference/--candidate NAME=FILE.npz"
+)
 ERR_SAME_MODEL_TWICE = (
     "{spec}: holds the same model in several formats ({files}), which would count it "
     "twice; choose one format with a glob such as '{example}'"
@@ -98,11 +103,11 @@ def _expand_one(spec: str) -> list[str]:
     if not spec.strip():  # Path("") and Path(" /") are folders: the working directory, or /
         raise InputError(ERR_BLANK_SPEC.format(spec=spec))
     if any(ch in _GLOB_CHARS for ch in spec):
-        hits = sorted(p for p in glob.glob(spec) if Path(p).is_file())
-        found = [p for p in hits if find_loader(p) is not None]
+        listed = sorted(p for p in glob.glob(spec) if Path(p).is_file())
+        found = [p for p in listed if find_loader(p) is not None]
     elif Path(spec).is_dir():
-        files = sorted(p for p in Path(spec).iterdir() if p.is_file())
-        found = [str(p) for p in files if find_loader(str(p)) is not None]
+        listed = sorted(str(p) for p in Path(spec).iterdir() if p.is_file())
+        found = [p for p in listed if find_loader(p) is not None]
     elif Path(spec).is_file():
         if find_loader(spec) is None:
             raise InputError(ERR_NO_LOADER.format(spec=spec, suffixes=_known_suffixes()))
@@ -112,6 +117,8 @@ def _expand_one(spec: str) -> list[str]:
     else:
         raise DataNotFoundError(ERR_NO_SUCH_MODEL.format(spec=spec))
     if not found:
+        if any(p.lower().endswith(".npz") for p in listed):  # predictions files, most likely
+            raise InputError(ERR_PREDICTIONS_NOT_MODELS.format(spec=spec))
         raise InputError(ERR_EMPTY_SPEC.format(spec=spec, suffixes=_known_suffixes()))
     _refuse_duplicate_formats(spec, found)
     return found

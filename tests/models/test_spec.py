@@ -17,6 +17,7 @@ from compaudit.models.spec import (
     ERR_EMPTY_SPEC,
     ERR_NO_LOADER,
     ERR_NO_SUCH_MODEL,
+    ERR_PREDICTIONS_NOT_MODELS,
     resolve_members,
 )
 from compaudit.predictions import ERR_RUNNER_OUTPUT, predict_population
@@ -62,6 +63,16 @@ def test_empty_expansions_name_the_spec(tmp_path: Path) -> None:
         with pytest.raises(InputError) as exc:
             resolve_members(spec)
         assert str(exc.value) == ERR_EMPTY_SPEC.format(spec=spec, suffixes=SUFFIXES)
+
+
+def test_a_folder_or_glob_of_predictions_files_says_so(tmp_path: Path) -> None:
+    """Before: "no model files found (looked for .ckpt, ...)", as if they were missing."""
+    (tmp_path / "preds").mkdir()
+    _touch(tmp_path / "preds" / "int8.npz", tmp_path / "preds" / "p90.npz")
+    for spec in (str(tmp_path / "preds"), str(tmp_path / "preds" / "*.npz")):
+        with pytest.raises(InputError) as exc:
+            resolve_members(spec)
+        assert str(exc.value) == ERR_PREDICTIONS_NOT_MODELS.format(spec=spec)
 
 
 def test_missing_and_unknown_files(model_dir: Path) -> None:
