@@ -343,3 +343,40 @@ def test_a_broken_plugin_command_hook_is_a_warning(monkeypatch: pytest.MonkeyPat
         res.stderr
     )
     assert "report" in res.stdout
+
+
+_LATE_SIGNAL = {
+    # While atexit runs (threads joined, files flushed): still an interrupt, 2.
+    "atexit": (
+        "def late():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(0.5)\n"
+        "atexit.register(late)  # registered after compaudit.cli's: runs before it\n"
+    ),
+    # During module teardown, after the interpreter reset its handlers to the system's:
+    # ignored, the decided code stands (before: killed by SIGINT, 130, no message).
+    "teardown": (
+        "class Bomb:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(0.2)\n"
+        "bomb = Bomb()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("when", sorted(_LATE_SIGNAL))
+def test_a_signal_while_the_process_exits_never_escapes_the_contract(when: str) -> None:
+    code = (
+        "import atexit, os, signal, sys, time\n"
+        "from compaudit import cli\n"
+        + _LATE_SIGNAL[when]
+        + "sys.argv = ['compaudit', '--version']\n"
+        "cli.main()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.startswith("compaudit, version"), run.stdout
+    if when == "atexit":
+        assert (run.returncode, run.stderr.strip()) == (2, "compaudit: interrupted")
+    else:
+        assert (run.returncode, run.stderr) == (0, "")

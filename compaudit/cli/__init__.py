@@ -27,6 +27,7 @@ commands through the ``register_commands`` hook of installed entry points.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import importlib
@@ -401,6 +402,46 @@ def _terminate_as_interrupt() -> Iterator[None]:
             signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
 
+_EXITING: list[bool] = []
+"""Set once a standalone command has decided its exit code and is leaving."""
+
+
+def _late_interrupt(signum: int, frame: FrameType | None) -> None:
+    # After the decision, while threads are joined and atexit runs: still an interrupt.
+    sys.stderr.write(f"compaudit: {MSG_INTERRUPTED}\n")
+    sys.stderr.flush()
+    os._exit(int(ExitStatus.ERROR))
+
+
+def _exit_with(code: int) -> None:
+    """``sys.exit(code)``, with Ctrl-C and SIGTERM on the way out still an interrupt (2).
+
+    Until atexit has run, a signal ends the process with 2 and ``compaudit:
+    interrupted`` (:func:`_late_interrupt`). The interpreter then resets its handlers
+    to the system default before it tears the modules down (about 0.6 s with torch),
+    where a signal would kill it with 130 and no message; :func:`_ignore_late_signals`
+    ignores them for that last stretch, so the decided code stands.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, _late_interrupt)
+        _EXITING.append(True)
+    sys.exit(code)
+
+
+def _ignore_late_signals() -> None:
+    # Registered when this module loads, so it runs after the atexit callbacks of
+    # everything imported later (ray, torch...), as the last Python code of the process;
+    # an ignored handler is the one kind the interpreter does not reset at shutdown.
+    if _EXITING and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+atexit.register(_ignore_late_signals)
+
+
 def _main(
     command: click.Command,
     base_main: Callable[..., Any],
@@ -584,4 +625,6 @@ def _one_blas_thread() -> None:
 def main(prog_name: str = "compaudit") -> None:
     """Console-script entry point (``python -m compaudit`` passes its own ``prog_name``)."""
     _one_blas_thread()
-    build_cli().main(prog_name=prog_name)
+    # Not standalone: the code comes back here, and the process leaves through
+    # _exit_with (a library or test calling the group's main() keeps its own handlers).
+    _exit_with(int(build_cli().main(prog_name=prog_name, standalone_mode=False)))
