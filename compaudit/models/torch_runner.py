@@ -6,6 +6,7 @@ predictions file does not pay for it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -206,6 +207,28 @@ class _FileLoader:
         return sha256_file(_check_file(path))
 
 
+def _check_archive(p: Path) -> None:
+    """Refuse a file that is not a TorchScript archive, from its zip directory alone.
+
+    Before the trust check: a ``torch.save`` file (a state dict or a pickled module,
+    zipped or a bare pickle) is named as what it is, and the user is never told to
+    pass ``--trust-model-code`` for something no TorchScript loader would read.
+    Nothing in the file is unpickled or run.
+    """
+    try:
+        with zipfile.ZipFile(p) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        with contextlib.suppress(OSError), p.open("rb") as f:
+            if f.read(1) == b"\x80":  # a pickle's PROTO opcode: torch.save's legacy format
+                raise ModelError(ERR_NOT_TORCHSCRIPT.format(path=p)) from None
+        raise ModelError(ERR_TS_UNREADABLE.format(path=p, reason=short_error(exc))) from exc
+    if not any(n.endswith("constants.pkl") for n in names) and any(
+        n.endswith("data.pkl") for n in names
+    ):
+        raise ModelError(ERR_NOT_TORCHSCRIPT.format(path=p))
+
+
 class TorchScriptLoader(_FileLoader):
     """TorchScript archives (``.pt``, ``.pth``) via ``torch.jit.load``."""
 
@@ -216,6 +239,7 @@ class TorchScriptLoader(_FileLoader):
         """sha256 of the file; refused untrusted, like :meth:`load` (a cache hit
         must not pass a run that the same run with a cold cache refuses)."""
         p = _check_file(path)
+        _check_archive(p)
         require_trust(p, TORCHSCRIPT_KIND, options)
         return sha256_file(p)
 
@@ -231,17 +255,9 @@ class TorchScriptLoader(_FileLoader):
         import torch
 
         p = _check_file(path)
+        _check_archive(p)
         require_trust(p, TORCHSCRIPT_KIND, options)
         fp = sha256_file(p)
-        try:
-            with zipfile.ZipFile(p) as archive:
-                names = archive.namelist()
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ModelError(ERR_TS_UNREADABLE.format(path=p, reason=short_error(exc))) from exc
-        if not any(n.endswith("constants.pkl") for n in names) and any(
-            n.endswith("data.pkl") for n in names
-        ):
-            raise ModelError(ERR_NOT_TORCHSCRIPT.format(path=p))
         try:
             with warnings.catch_warnings():
                 # torch >= 2.9 marks TorchScript deprecated; it still loads and runs.

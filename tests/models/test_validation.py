@@ -185,6 +185,48 @@ def test_state_dict_saved_as_pt_is_not_torchscript(
     assert str(exc.value) == torch_runner.ERR_NOT_TORCHSCRIPT.format(path=path)
 
 
+class _Marker:
+    """A pickle that would create ``path`` when unpickled."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.path), "ran"))  # type: ignore[return-value]
+
+
+def test_torch_save_files_are_named_before_any_trust_advice(
+    digits_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Before: without --trust-model-code every .pt was "refusing to run a TorchScript
+    model ... pass --trust-model-code", which advised trusting a pickle."""
+    import pickle
+
+    marker = tmp_path / "ran.txt"
+    files = {
+        "state_dict.pt": digits_models["cnn_state_dict"].read_bytes(),
+        "legacy.pt": pickle.dumps({"w": [1.0, 2.0]}, protocol=2),  # torch.save's old format
+        "evil.pt": pickle.dumps(_Marker(marker)),
+    }
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        for options in ({}, TRUST):
+            with pytest.raises(ModelError) as exc:
+                torch_runner.TorchScriptLoader().load(str(path), options=options)
+            assert str(exc.value) == torch_runner.ERR_NOT_TORCHSCRIPT.format(path=path), name
+        with pytest.raises(ModelError) as exc:
+            torch_runner.TorchScriptLoader().fingerprint(str(path))
+        assert str(exc.value) == torch_runner.ERR_NOT_TORCHSCRIPT.format(path=path)
+    assert not marker.exists()  # nothing was unpickled
+    # A real TorchScript archive still needs the trust.
+    ts = tmp_path / "model.pt"
+    save_torchscript(MLP().eval(), np.zeros((2, 64), dtype=np.float32), ts)
+    with pytest.raises(ModelError) as exc:
+        torch_runner.TorchScriptLoader().load(str(ts))
+    assert "--trust-model-code" in str(exc.value)
+
+
 def test_missing_model_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.onnx"
     with pytest.raises(DataNotFoundError) as exc:
