@@ -380,3 +380,11 @@ def test_a_signal_while_the_process_exits_never_escapes_the_contract(when: str) 
         assert (run.returncode, run.stderr.strip()) == (2, "compaudit: interrupted")
     else:
         assert (run.returncode, run.stderr) == (0, "")
+
+
+def test_a_usage_error_lists_choices_without_escaped_tabs() -> None:
+    """Before: click's tab-indented choice list showed as a literal '\\t'."""
+    res = invoke("schema")
+    assert res.exit_code == 2
+    assert "\\t" not in res.stderr
+    assert "    policy," in res.stderr.splitlines()

@@ -271,8 +271,12 @@ def _rendering() -> Iterator[None]:
 
 
 def _safe_lines(text: str) -> str:
-    """Several lines for the terminal: each one's control characters shown escaped."""
-    return "\n".join(for_terminal(line) for line in text.rstrip().splitlines())
+    """Several lines for the terminal: each one's control characters shown escaped.
+
+    Tabs (click indents a choice list with them) become spaces first: they are layout,
+    not something a file name smuggled in.
+    """
+    return "\n".join(for_terminal(line.expandtabs(4)) for line in text.rstrip().splitlines())
 
 
 def fail(message: str) -> ExitStatus:
