@@ -36,6 +36,7 @@ from torch import nn
 from compaudit._io import atomic_write_with
 from compaudit.errors import CompauditError, ModelError
 from compaudit.models.architectures import build
+from compaudit.models.inference import short_error
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -53,6 +54,11 @@ ERR_MISSING = "{path}: no such checkpoint file"
 ERR_UNREADABLE = (
     "{path}: not a readable compaudit checkpoint ({reason}); the file is truncated or "
     "corrupted, re-create it with `compaudit train`"
+)
+ERR_NOT_PLAIN = (
+    "{path}: refused: it holds more than tensors and plain values ({reason}); loading it "
+    "would mean unpickling, which can run any code, and compaudit never does; re-create it "
+    "with `compaudit train`, or export the model to ONNX"
 )
 ERR_FORMAT = (
     "{path}: unsupported checkpoint format {found!r} (expected '{expected}'); "
@@ -181,6 +187,17 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _refused_by_weights_only(exc: BaseException) -> str | None:
+    """What ``torch.load(weights_only=True)`` refused ("Unsupported global: ..."), if that
+    is why it failed: the file is a pickle of more than tensors, not a damaged file."""
+    text = str(exc)
+    if not isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" not in text:
+        return None
+    after = text.split("WeightsUnpickler error:", 1)[-1]
+    reason = next((ln.strip() for ln in after.splitlines() if ln.strip()), "")
+    return " ".join(reason.split())[:200] or "objects other than tensors"
+
+
 def _read(path: Path) -> dict[str, Any]:
     data = path.read_bytes()
     try:
@@ -196,15 +213,13 @@ def _read(path: Path) -> dict[str, Any]:
         AttributeError,
         KeyError,
     ) as exc:
-        raise ModelError(ERR_UNREADABLE.format(path=path, reason=_short(exc))) from exc
+        unsafe = _refused_by_weights_only(exc)
+        if unsafe is not None:
+            raise ModelError(ERR_NOT_PLAIN.format(path=path, reason=unsafe)) from None
+        raise ModelError(ERR_UNREADABLE.format(path=path, reason=short_error(exc, 200))) from exc
     if not isinstance(obj, dict):
         raise ModelError(ERR_UNREADABLE.format(path=path, reason=f"holds a {type(obj).__name__}"))
     return obj
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)[:200]
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -252,7 +267,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     except CompauditError as exc:
         raise ModelError(f"{p}: {exc}") from exc
     except (RuntimeError, TypeError, ValueError, KeyError) as exc:
-        raise ModelError(ERR_STATE.format(path=p, arch=arch, reason=_short(exc))) from exc
+        raise ModelError(ERR_STATE.format(path=p, arch=arch, reason=short_error(exc, 200))) from exc
     info = {k: v for k, v in obj.items() if k != "state_dict"}
     info.setdefault("meta", {})
     return model.eval(), info

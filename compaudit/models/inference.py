@@ -80,10 +80,17 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 
 
 def short_error(exc: BaseException, limit: int = 300) -> str:
-    """First meaningful line of an exception, for one-line messages."""
+    """First meaningful line of an exception, for one-line messages.
+
+    Longer than ``limit`` characters, it is cut at a word boundary and ends in "...",
+    never mid-word (a cut word reads like a typo in the library's message).
+    """
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return text[:limit]
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "..."
 
 
 def describe_array(x: np.ndarray) -> str:

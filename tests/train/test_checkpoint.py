@@ -129,3 +129,38 @@ def test_step_macs_hand_computed() -> None:
     assert step_macs(cnn, torch.zeros(1, 1, 28, 28), 128) == per_example * 128
     assert step_macs(mlp, torch.zeros(1, 1, 8, 8), 32) < SMALL_STEP_MACS
     assert auto_threads(mlp, torch.zeros(4, 1, 8, 8), 32) == 1
+
+
+class _Marker:
+    """A pickle that would create ``path`` when unpickled."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.path), "ran"))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_a_pickle_with_code_is_refused_as_such(tmp_path: Path, protocol: int) -> None:
+    """Before: "the file is truncated or corrupted", with torch's advice cut mid-word."""
+    import pickle
+
+    marker, path = tmp_path / "ran.txt", tmp_path / "evil.ckpt"
+    path.write_bytes(pickle.dumps(_Marker(marker), protocol=protocol))
+    with pytest.raises(ModelError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: refused: it holds more than tensors and plain values (")
+    assert "Unsupported" in message  # torch's reason: a global or an opcode it refuses
+    assert "truncated" not in message
+    assert not marker.exists()
+
+
+def test_short_error_cuts_at_a_word() -> None:
+    from compaudit.models.inference import short_error
+
+    text = short_error(ValueError("alpha beta gamma delta"), limit=24)
+    assert text == "ValueError: alpha..."
+    assert len(text) <= 24
+    assert short_error(ValueError("short"), limit=24) == "ValueError: short"
