@@ -100,6 +100,13 @@ _KINDS: dict[str, _Kind] = {
 
 # Error messages live here so tests can assert them exactly (fairlearn style).
 ERR_NPZ_UNREADABLE = "{src}: not a readable .npz {what} ({reason}); {fix}"
+
+
+def npz_fix(what: str) -> str:
+    """The end of :data:`ERR_NPZ_UNREADABLE` for files of kind ``what``."""
+    return _KINDS[what].fix
+
+
 ERR_NPZ_TOO_LARGE = (
     "{src}: the {what}'s arrays hold {size:,} bytes uncompressed, more than the limit of "
     "{limit:,}; if the file is genuine, raise the limit with {env}=BYTES"

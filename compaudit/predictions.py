@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,7 +45,10 @@ __all__ = [
     "predict_population",
 ]
 
+_log = logging.getLogger(__name__)
+
 PREDICTIONS_SUFFIXES = (".npz",)
+LOG_CACHE = "{name}: predictions of {hits} of {k} model(s) read from the cache ({where})"
 """Suffixes of predictions files (``compaudit predict`` output), beside the model loaders'."""
 
 ERR_DATA_REQUIRED = (
@@ -129,7 +133,9 @@ def _predict_member(
     settings: RunnerSettings,
     store: PredictionCache | None,
     fingerprints: tuple[str, str],
-) -> tuple[Prediction, str]:
+) -> tuple[Prediction, str, bool]:
+    """The member's prediction, its model fingerprint, and whether it came from the cache."""
+
     def key_for(model_fp: str) -> str:
         return cache_key(
             model_fingerprint=model_fp,
@@ -145,13 +151,13 @@ def _predict_member(
         hit = store.get(key_for(fp))
         if hit is not None:
             _check_prediction(member.name, hit, dataset)
-            return hit, fp
+            return hit, fp, True
     runner = load_member(member, settings)
     _check_model_meta(runner, dataset)
     pred = _run(runner, dataset, settings)
     if store is not None:
         store.put(key_for(runner.fingerprint), pred)
-    return pred, runner.fingerprint
+    return pred, runner.fingerprint, False
 
 
 def predict_population(
@@ -201,10 +207,18 @@ def predict_population(
     store = PredictionCache() if cache else None
     preds: list[Prediction] = []
     model_fps: list[str] = []
+    hits = 0
     for member in members:
-        pred, fp = _predict_member(member, dataset, settings, store, (dataset_fp, prep_fp))
+        pred, fp, hit = _predict_member(member, dataset, settings, store, (dataset_fp, prep_fp))
         preds.append(pred)
         model_fps.append(fp)
+        hits += hit
+    if store is not None:  # shown with -v: whether a rerun really skipped the models
+        _log.debug(
+            LOG_CACHE.format(
+                name=name or _spec_label(spec), hits=hits, k=len(members), where=store.directory
+            )
+        )
     k = min(int(p.topk.shape[1]) for p in preds)
     topk = np.stack([np.asarray(p.topk)[:, :k] for p in preds])
     meta: dict[str, Any] = {

@@ -72,7 +72,7 @@ OPTIONS = (
     "unknown",
 )
 
-ERR_CSV_MISSING = "{src}: file not found; check the path of the data spec"
+ERR_CSV_MISSING = "{src}: file not found; check the path"
 ERR_CSV_UNREADABLE = "{src}: cannot read as a UTF-8 CSV table ({reason})"
 ERR_CSV_NO_HEADER = "{src}: the table is empty; the first row must name the columns"
 ERR_CSV_HEADER = "{src}: column names must be unique and non-empty; bad: {bad}"

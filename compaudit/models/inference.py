@@ -49,7 +49,7 @@ ERR_NONFINITE = (
     "check the model (overflow after compression?) and that inputs are preprocessed as in training"
 )
 ERR_WIDTH = (
-    "{model}: the model outputs {width} scores per example but the dataset has {c} classes; "
+    "{model}: the model outputs {width} score(s) per example but the dataset has {c} classes; "
     "use the data the model was trained for (or fix class_names)"
 )
 ERR_BAD_SCORES_SHAPE = (

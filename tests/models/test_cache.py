@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from compaudit.errors import CompauditWarning
 from compaudit.models.base import Prediction, RunnerSettings
 from compaudit.models.onnx_runner import OnnxLoader, OnnxRunner
 from compaudit.models.torch_runner import TorchRunner
-from compaudit.predictions import predict_population
+from compaudit.predictions import LOG_CACHE, predict_population
 
 KEY = "ab" + "0" * 62
 
@@ -224,16 +225,20 @@ def test_cache_hit_runs_no_inference(
     digits_test: Dataset,
     cache_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     spec = [str(digits_models["fp32_onnx"]), str(digits_models["torchscript"])]
     trusted = RunnerSettings(trust_model_code=True)  # TorchScript is code
     first = predict_population(spec, digits_test, settings=trusted)
     assert len(list(cache_dir.glob("*/*.npz"))) == 2
     calls = _forbid_inference(monkeypatch)
-    second = predict_population(spec, digits_test, settings=trusted)
+    with caplog.at_level(logging.DEBUG, logger="compaudit"):
+        second = predict_population(spec, digits_test, settings=trusted, name="pop")
     assert calls == []
+    # What -v shows (before, nothing told a rerun it had skipped the models).
+    assert LOG_CACHE.format(name="pop", hits=2, k=2, where=cache_dir) in caplog.messages
     np.testing.assert_array_equal(second.topk, first.topk)
-    assert second.meta == first.meta
+    assert {k: v for k, v in second.meta.items() if k != "name"} == first.meta
     other_keys = (RunnerSettings(k=3), RunnerSettings(batch_size=100))
     for settings in (dataclasses.replace(s, trust_model_code=True) for s in other_keys):
         with pytest.raises(AssertionError, match="inference ran"):
@@ -251,8 +256,10 @@ def test_damaged_entry_is_recomputed_with_a_warning(
     [entry] = cache_dir.glob("*/*.npz")
     _truncate(entry)
     capsys.readouterr()
-    with pytest.warns(CompauditWarning, match=f"prediction cache entry {entry} is damaged"):
+    with pytest.warns(CompauditWarning, match=f"prediction cache entry {entry} is damaged") as got:
         second = predict_population(spec, digits_test)
+    # One "recomputing", not the reader's "it is recomputed" before it too.
+    assert [str(w.message).replace(str(entry), "").count("recomput") for w in got] == [1]
     assert capsys.readouterr().err == ""
     np.testing.assert_array_equal(second.topk, first.topk)
     assert PredictionCache(cache_dir).get(entry.stem) is not None  # rewritten, valid
