@@ -233,8 +233,11 @@ def fairness_terminal(c: Comparison) -> list[Any]:
     if not c.fairness:
         return []
     t = Table(title=Text("Fairness (pp; Δ = cand - ref)", style="table.title"),
-              title_justify="left")  # fmt: skip
-    t.add_column("set", overflow="fold", max_width=14)
+              title_justify="left", pad_edge=False)  # fmt: skip
+    # The set's name is what a reader looks for: it keeps up to 14 characters before the
+    # numbers' columns give way (rich shrank it to "age_gro" in an 80-column panel).
+    longest = max(len(for_terminal(fs.label)) for fs in c.fairness)
+    t.add_column("set", overflow="fold", min_width=min(14, longest), max_width=14)
     for h in ("DP ref", "cand", "Δ DP", "EO ref", "cand", "Δ EO", "EO rise", "floor"):
         t.add_column(h, justify="right")
     for fs in c.fairness:

@@ -37,7 +37,7 @@ from compaudit.report._curve import compression_curve, curve_cells, level_text, 
 from compaudit.report._fairness import fairness_terminal
 from compaudit.report._influencers import MEMORIZED_HEADER, memorized_rows
 from compaudit.report.base import ReportContext
-from compaudit.results import AuditReport, Comparison
+from compaudit.results import AuditReport, Comparison, GroupSetResult
 
 VERDICT_STYLE = {
     "pass": "bold green",
@@ -123,11 +123,17 @@ def _comparison(c: Comparison) -> Group:
         )
     parts: list[Any] = [lines, ct]
 
-    first = subgroup_sets(c)[0]
+    sets = subgroup_sets(c)
+    # Every attribute set in one table (before: the first set only, so a second
+    # attribute's groups never reached the terminal), in every format's worst-first order.
+    first = GroupSetResult(
+        attributes=tuple(a for gs in sets for a in gs.attributes),
+        subgroups=tuple(g for gs in sets for g in gs.subgroups),
+    )
     if first.subgroups:
-        # The worst-first order of every format; its testable groups come first.
         testable = [g for g in first.worst_groups() if g.testable]
-        title = _name(f"Worst groups ({', '.join(first.attributes)})", "table.title")
+        names = "; ".join(", ".join(gs.attributes) for gs in sets if gs.subgroups)
+        title = _name(f"Worst groups ({names})", "table.title")
         gt = Table(title=title, title_justify="left")
         gt.add_column("group", overflow="fold", max_width=26)
         gt.add_column("n", justify="right")

@@ -113,3 +113,29 @@ def test_every_format_lists_the_groups_in_the_same_order(doc: dict[str, Any]) ->
     html = render_html(report, ReportContext(console=_console()))
     table = html.split("<h3>Subgroups (", 1)[1].split("</table>", 1)[0]
     assert _order(table, EXPECTED, lambda label: f"<td>{escape(label)}</td>") == EXPECTED
+
+
+def test_the_terminal_lists_every_attribute_set_worst_first(doc: dict[str, Any]) -> None:
+    """Before: only the first set's groups reached the terminal (a second attribute,
+    ``region`` here, was in the JSON and Markdown only)."""
+    _edit(doc)  # the CASES groups, written into doc
+    comparison = doc["comparisons"][0]
+    region = [
+        _row("region=east", significant=True, testable=True, shift=-0.05).to_dict(),
+        _row("region=west", significant=False, testable=True, shift=0.01).to_dict(),
+    ]
+    comparison["subgroup_sets"].append({"attributes": ["region"], "subgroups": region})
+    report = AuditReport.from_dict(doc)
+    console = _console()
+    render(report, ReportContext(console=console))
+    text = console.export_text()
+    assert "Worst groups (sex, age; region)" in text
+    section = text.split("Worst groups (sex, age; region)", 1)[1].split("Worst groups", 1)[0]
+    # One worst-first order over both sets: significantly worse first, then by shift.
+    shown = ["sex=female, age=old", "region=east", "sex=female, age=young", "region=west"]
+    assert _order(section, shown, lambda label: f"│ {label} ") == [
+        "region=east",
+        "sex=female, age=old",
+        "sex=female, age=young",
+        "region=west",
+    ]
