@@ -109,6 +109,7 @@ def test_input_error_exits_2_and_still_writes_the_error_report(
 
     markdown = (out / "report.md").read_text()
     assert "### Errors" in markdown
+    assert "### Populations" not in markdown  # nothing loaded: no empty table
     assert "bad.npz" in markdown  # the message, Markdown-escaped
     text = summary.read_text()
     assert text == "earlier step\n\n" + markdown  # appended, not overwritten

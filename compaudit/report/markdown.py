@@ -271,7 +271,8 @@ def render_markdown(report: AuditReport, *, max_bytes: int = MAX_BYTES) -> str:
         lines += ["", *_curve(report)]
     if report.gates:
         lines += ["", *_gates(report.gates)]
-    lines += ["", *_populations(report)]
+    if report.populations:
+        lines += ["", *_populations(report)]
     for c in comparisons_failures_first(report):
         lines += _comparison(c)
     text = "\n".join(lines) + "\n"
