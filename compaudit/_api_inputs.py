@@ -13,8 +13,19 @@ import numpy as np
 from compaudit.errors import InputError
 from compaudit.population import Population, load_population
 
-__all__ = ["as_array", "attribute_arrays", "member_names", "to_populations"]
+__all__ = [
+    "as_array",
+    "attribute_arrays",
+    "member_names",
+    "refuse_unnamed_list",
+    "to_populations",
+]
 
+ERR_CANDIDATE_LIST = (
+    "candidates: a list of {n} unnamed population(s) or predictions file(s); give a mapping of "
+    "name to predictions, e.g. {{'int8': preds_int8, 'p90': preds_p90}} (one array of "
+    "[N] or [K, N] predictions is one candidate)"
+)
 ERR_NEED_Y = (
     "{name}: an array of predictions needs the true labels: pass y=... "
     "(or a Population / predictions file, which carries them)"
@@ -143,3 +154,33 @@ def to_populations(
     if attrs:
         ref = ref.with_attributes(attrs)
     return ref, loaded
+
+
+def _is_list_of_sides(value: Any) -> bool:
+    """A list or tuple of populations: several unnamed candidates.
+
+    Its items are ``Population`` objects, predictions files (a ``Path``, or a
+    string ending in ``.npz`` or naming a file) or 2-D ``[K, N]`` arrays. A list
+    of 1-D arrays or of lists stacks into one ``[K, N]`` population, and a list
+    of strings is one model's string labels: each stays one candidate, as for
+    the reference.
+    """
+    if not isinstance(value, list | tuple) or not value:
+        return False
+    from compaudit.predictions import PREDICTIONS_SUFFIXES
+
+    def side(v: Any) -> bool:
+        if isinstance(v, Population | Path):
+            return True
+        if isinstance(v, str):
+            return v.lower().endswith(PREDICTIONS_SUFFIXES) or Path(v).is_file()
+        return len(getattr(v, "shape", ())) >= 2
+
+    return all(side(v) for v in value)  # stops at the first label or 1-D member
+
+
+def refuse_unnamed_list(candidates: Any) -> None:
+    """Raise :data:`ERR_CANDIDATE_LIST` for a list of unnamed candidates (see
+    :func:`_is_list_of_sides`); anything else is one candidate."""
+    if _is_list_of_sides(candidates):
+        raise InputError(ERR_CANDIDATE_LIST.format(n=len(candidates)))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compaudit._api_inputs import as_array, to_populations
+from compaudit._api_inputs import as_array, refuse_unnamed_list, to_populations
 from compaudit.errors import ExitStatus, InputError
 from compaudit.population import Population, load_population
 from compaudit.results import AuditReport, Comparison, GateResult, Verdict
@@ -43,11 +43,6 @@ TABLES = ("summary", "classes", "groups", "pies", "cies", "gates")
 ERR_TABLE = "unknown table {table!r}; choose one of {tables}"
 ERR_PAIRED_NAMES = "paired: no candidate named {names}; candidates: {known}"
 ERR_NO_CANDIDATES = "candidates: give at least one candidate, e.g. {'int8': predictions}"
-ERR_CANDIDATE_LIST = (
-    "candidates: a list of {n} unnamed population(s) or predictions file(s); give a mapping of "
-    "name to predictions, e.g. {{'int8': preds_int8, 'p90': preds_p90}} (one array of "
-    "[N] or [K, N] predictions is one candidate)"
-)
 
 
 # -- the result -------------------------------------------------------------------
@@ -257,8 +252,7 @@ def audit(
     from compaudit.settings import Layer, resolve
 
     if not isinstance(candidates, Mapping):
-        if _is_list_of_sides(candidates):
-            raise InputError(ERR_CANDIDATE_LIST.format(n=len(candidates)))
+        refuse_unnamed_list(candidates)
         candidates = {"candidate": candidates}
     if not candidates:
         raise InputError(ERR_NO_CANDIDATES)
@@ -323,29 +317,6 @@ def _with_levels(document: AuditReport, given: Mapping[str, Mapping[str, float]]
         str(n): merge(("given", given_values(f"compression[{n!r}]", v))) for n, v in given.items()
     }
     return with_compression(document, levels)
-
-
-def _is_list_of_sides(value: Any) -> bool:
-    """A list or tuple of populations: several unnamed candidates.
-
-    Its items are ``Population`` objects, predictions files (a ``Path``, or a
-    string ending in ``.npz`` or naming a file) or 2-D ``[K, N]`` arrays. A list
-    of 1-D arrays or of lists stacks into one ``[K, N]`` population, and a list
-    of strings is one model's string labels: each stays one candidate, as for
-    the reference.
-    """
-    if not isinstance(value, list | tuple) or not value:
-        return False
-    from compaudit.predictions import PREDICTIONS_SUFFIXES
-
-    def side(v: Any) -> bool:
-        if isinstance(v, Population | Path):
-            return True
-        if isinstance(v, str):
-            return v.lower().endswith(PREDICTIONS_SUFFIXES) or Path(v).is_file()
-        return len(getattr(v, "shape", ())) >= 2
-
-    return all(side(v) for v in value)  # stops at the first label or 1-D member
 
 
 def _policy(policy: str | Path | Policy | None) -> Policy | None:

@@ -238,7 +238,7 @@ def test_a_list_of_candidates_asks_for_names(arrays: dict[str, np.ndarray], tmp_
     ):
         with pytest.raises(InputError) as exc:
             compaudit.audit(arrays["ref"], unnamed, y=arrays["y"])
-        assert str(exc.value) == api.ERR_CANDIDATE_LIST.format(n=len(unnamed))
+        assert str(exc.value) == api_inputs.ERR_CANDIDATE_LIST.format(n=len(unnamed))
     # One [K, N] candidate, as for the reference: a nested list of ints, a list or tuple
     # of 1-D members (arrays or Series), one model's ints or numpy ints.
     cand = arrays["cand"]
