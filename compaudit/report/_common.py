@@ -118,6 +118,10 @@ def cie_counts(c: Comparison, unit: str = "") -> str:
     )
 
 
+FEW_SPLITS = 19
+"""Below this many seed-noise splits a floor's p-value cannot reach 0.05 (1 / (S + 1))."""
+
+
 def floor_text(c: Comparison, block: Literal["cie", "pie"]) -> str:
     """``"seed floor 2.40%, excess +0.70 pp (p 0.0156)"`` for the PIE or CIE block, or why none."""
     if block == "cie" and c.cie.floor_note:
@@ -126,10 +130,16 @@ def floor_text(c: Comparison, block: Literal["cie", "pie"]) -> str:
     if floor.rate is None:
         reason = c.floors.reason
         return f"no seed floor ({reason})" if reason else "no seed floor"
-    return (
+    text = (
         f"seed floor {pct(floor.rate)}, excess {signed_pts(floor.excess)} "
         f"(p {fmt_p(floor.p_value)})"
     )
+    splits = c.floors.n_splits
+    if splits is not None and splits < FEW_SPLITS:
+        # A p-value of S splits is at least 1/(S + 1): say so where that is above 0.05,
+        # or a reader takes "p 0.25" for a measured absence of damage.
+        text += f"; {splits} split(s): p >= {fmt_p(1 / (splits + 1))}"
+    return text
 
 
 def noise_share(c: Comparison) -> str:

@@ -159,3 +159,17 @@ def test_cie_counts_are_whole_for_one_pair_and_one_decimal_for_means(
     assert cie_counts(mean, " examples") == (
         "153.3 examples: forgot 91.7, learned 53.3; mean-over-pairs"
     )
+
+
+def test_a_floor_of_few_splits_says_how_low_its_p_can_go(doc: dict[str, Any]) -> None:
+    """p = (1 + #extreme) / (S + 1): with S < 19 splits it can never reach 0.05."""
+    from compaudit.report._common import floor_text
+
+    for splits, suffix in ((3, "; 3 split(s): p >= 0.2500"), (18, "; 18 split(s): p >= 0.0526")):
+        doc["comparisons"][0]["floors"]["n_splits"] = splits
+        c = AuditReport.from_dict(doc).comparisons[0]
+        assert floor_text(c, "pie").endswith(suffix)
+    doc["comparisons"][0]["floors"]["n_splits"] = 64  # the default: 1/65, below 0.05
+    c = AuditReport.from_dict(doc).comparisons[0]
+    assert "split(s)" not in floor_text(c, "pie")
+    assert floor_text(c, "pie").endswith(")")
