@@ -81,7 +81,7 @@ _SHOW_CHARS = 80
 class _Kind:
     default: int
     env: str
-    fix: str  # the end of ERR_NPZ_UNREADABLE: how to write a good one
+    fix: str | None  # the end of ERR_NPZ_UNREADABLE: how to write a good one
 
 
 _KINDS: dict[str, _Kind] = {
@@ -89,7 +89,8 @@ _KINDS: dict[str, _Kind] = {
         MAX_NPZ_BYTES, ENV_MAX_NPZ_BYTES, "write it with numpy.savez or `compaudit predict`"
     ),
     "dataset": _Kind(MAX_DATASET_BYTES, ENV_MAX_DATASET_BYTES, "write it with numpy.savez"),
-    "cache entry": _Kind(MAX_NPZ_BYTES, ENV_MAX_NPZ_BYTES, "it is recomputed"),
+    # No fix: the cache, its one reader, says what it does (deletes and recomputes it).
+    "cache entry": _Kind(MAX_NPZ_BYTES, ENV_MAX_NPZ_BYTES, None),
     "influence runs file": _Kind(
         MAX_NPZ_BYTES, ENV_MAX_NPZ_BYTES, "write it with compaudit.analysis.influence.save_runs"
     ),
@@ -99,14 +100,8 @@ _KINDS: dict[str, _Kind] = {
 }
 
 # Error messages live here so tests can assert them exactly (fairlearn style).
-ERR_NPZ_UNREADABLE = "{src}: not a readable .npz {what} ({reason}); {fix}"
-
-
-def npz_fix(what: str) -> str:
-    """The end of :data:`ERR_NPZ_UNREADABLE` for files of kind ``what``."""
-    return _KINDS[what].fix
-
-
+ERR_NPZ_UNREADABLE_BARE = "{src}: not a readable .npz {what} ({reason})"
+ERR_NPZ_UNREADABLE = ERR_NPZ_UNREADABLE_BARE + "; {fix}"
 ERR_NPZ_TOO_LARGE = (
     "{src}: the {what}'s arrays hold {size:,} bytes uncompressed, more than the limit of "
     "{limit:,}; if the file is genuine, raise the limit with {env}=BYTES"
@@ -286,7 +281,6 @@ def read_npz(
     except _CORRUPT as exc:
         reason = show(str(exc) or type(exc).__name__)
         fix = _KINDS[what].fix
-        raise InputError(
-            ERR_NPZ_UNREADABLE.format(src=src, what=what, reason=reason, fix=fix)
-        ) from None
+        template = ERR_NPZ_UNREADABLE if fix is not None else ERR_NPZ_UNREADABLE_BARE
+        raise InputError(template.format(src=src, what=what, reason=reason, fix=fix)) from None
     return data

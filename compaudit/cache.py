@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from compaudit._io import atomic_write_bytes
-from compaudit._npz import npz_fix, npz_limit, read_npz
+from compaudit._npz import npz_limit, read_npz
 from compaudit.errors import CompauditWarning
 from compaudit.models.base import Prediction
 from compaudit.population import smallest_uint
@@ -139,8 +139,7 @@ class PredictionCache:
             if _checksum(key, topk, probs) != checksum:
                 raise ValueError("checksum mismatch")
         except (OSError, ValueError, EOFError) as exc:  # InputError is a ValueError
-            # The reader's own fix ("; it is recomputed") is what WARN_CORRUPT says next.
-            reason = str(exc).removeprefix(f"{path}: ").removesuffix(f"; {npz_fix('cache entry')}")
+            reason = str(exc).removeprefix(f"{path}: ")
             warnings.warn(
                 WARN_CORRUPT.format(path=path, reason=reason), CompauditWarning, stacklevel=2
             )
