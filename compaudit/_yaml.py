@@ -53,8 +53,8 @@ ERR_TAGGED_VALUE = (
 )
 
 
-class YamlLimitError(yaml.MarkedYAMLError):
-    """A YAML document beyond a parsing limit (size, depth, alias expansion, recursion)."""
+class _OneLineError(yaml.MarkedYAMLError):
+    """A YAML error of ours: its message is one line, with the spot when known."""
 
     def __init__(self, problem: str, mark: yaml.Mark | None = None) -> None:
         super().__init__(problem=problem, problem_mark=mark)
@@ -67,13 +67,21 @@ class YamlLimitError(yaml.MarkedYAMLError):
         return ERR_AT.format(problem=self.problem, line=mark.line + 1, column=mark.column + 1)
 
 
+class YamlLimitError(_OneLineError):
+    """A YAML document beyond a parsing limit (size, depth, alias expansion, recursion)."""
+
+
+class YamlValueError(_OneLineError):
+    """A tagged value its constructor cannot read (``!!int x``): invalid YAML, one line."""
+
+
 def problem_line(exc: yaml.YAMLError) -> str:
     """``exc`` as one line: what is wrong and where (``line L, column C``).
 
     PyYAML's own message quotes the offending text under a caret over several
     lines; an error message must stay one line (a newline would be shown escaped).
     """
-    if isinstance(exc, YamlLimitError) or not isinstance(exc, yaml.MarkedYAMLError):
+    if isinstance(exc, _OneLineError) or not isinstance(exc, yaml.MarkedYAMLError):
         return " ".join(str(exc).split())
 
     def at(text: object, mark: yaml.Mark | None) -> str:
@@ -85,10 +93,6 @@ def problem_line(exc: yaml.YAMLError) -> str:
     parts = [at(exc.context, exc.context_mark)] if exc.context else []
     parts += [at(exc.problem, exc.problem_mark)] if exc.problem else []
     return ": ".join(parts) or "not valid YAML"
-
-
-class YamlValueError(YamlLimitError):
-    """A tagged value its constructor cannot read (``!!int x``): invalid YAML, one line."""
 
 
 @dataclass(frozen=True)
