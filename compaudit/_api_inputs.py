@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from compaudit.errors import InputError
-from compaudit.population import Population, load_population
+from compaudit.population import PREDICTIONS_SUFFIXES, Population, load_population
 
 __all__ = [
     "as_array",
@@ -167,7 +167,6 @@ def _is_list_of_sides(value: Any) -> bool:
     """
     if not isinstance(value, list | tuple) or not value:
         return False
-    from compaudit.predictions import PREDICTIONS_SUFFIXES
 
     def side(v: Any) -> bool:
         if isinstance(v, Population | Path):

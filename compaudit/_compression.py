@@ -223,7 +223,7 @@ def spec_compression(spec: str, given: Mapping[str, Any]) -> Compression | None:
     """A side's compression metadata: what ``@key=value`` gave, then what its model
     files show (nothing is measured for a predictions file)."""
     from compaudit.models.spec import resolve_members
-    from compaudit.predictions import PREDICTIONS_SUFFIXES
+    from compaudit.population import PREDICTIONS_SUFFIXES
 
     measured: dict[str, Any] = {}
     if not spec.lower().endswith(tuple(PREDICTIONS_SUFFIXES)):

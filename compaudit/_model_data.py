@@ -47,7 +47,7 @@ def parse_named_spec(text: str, default_name: str | None = None) -> tuple[str, s
         would audit whatever lies there.
     """
     from compaudit.models.spec import model_suffixes
-    from compaudit.predictions import PREDICTIONS_SUFFIXES
+    from compaudit.population import PREDICTIONS_SUFFIXES
 
     if not text.strip():
         raise InputError(ERR_EMPTY_SPEC.format(text=text, after=""))

@@ -56,6 +56,7 @@ __all__ = [
     "ENV_MAX_NPZ_BYTES",
     "MAX_CLASSES",
     "MAX_NPZ_BYTES",
+    "PREDICTIONS_SUFFIXES",
     "Population",
     "load_population",
     "save_population",
@@ -63,6 +64,8 @@ __all__ = [
 ]
 
 ATTR_PREFIX = "attr_"
+PREDICTIONS_SUFFIXES = (".npz",)
+"""Suffixes of predictions files (``compaudit predict`` output), beside the model loaders'."""
 _KNOWN_KEYS = {"predictions", "y", "topk", "ids", "class_names", "meta", "fingerprint"}
 
 # Bounds on what a hostile file can make us allocate (issue 11).

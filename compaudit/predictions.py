@@ -28,7 +28,7 @@ from compaudit.data.base import Dataset
 from compaudit.errors import InputError, ModelError
 from compaudit.models.base import MemberSpec, Prediction, Runner, RunnerSettings
 from compaudit.models.spec import load_member, member_fingerprint, resolve_members
-from compaudit.population import Population, load_population
+from compaudit.population import PREDICTIONS_SUFFIXES, Population, load_population
 
 __all__ = [
     "ERR_DATA_REQUIRED",
@@ -47,9 +47,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-PREDICTIONS_SUFFIXES = (".npz",)
 LOG_CACHE = "{name}: predictions of {hits} of {k} model(s) read from the cache ({where})"
-"""Suffixes of predictions files (``compaudit predict`` output), beside the model loaders'."""
+"""What ``-v`` shows after a population is predicted: how much the cache spared."""
 
 ERR_DATA_REQUIRED = (
     "{spec}: --data is required to run models; give the dataset, or a predictions .npz "

@@ -17,6 +17,7 @@ from typing import Any
 from compaudit import plugins
 from compaudit.errors import DataNotFoundError, InputError
 from compaudit.models.base import MemberSpec, ModelLoader, Runner, RunnerSettings
+from compaudit.population import PREDICTIONS_SUFFIXES
 
 __all__ = [
     "ERR_BLANK_SPEC",
@@ -117,7 +118,7 @@ def _expand_one(spec: str) -> list[str]:
     else:
         raise DataNotFoundError(ERR_NO_SUCH_MODEL.format(spec=spec))
     if not found:
-        if any(p.lower().endswith(".npz") for p in listed):  # predictions files, most likely
+        if any(p.lower().endswith(PREDICTIONS_SUFFIXES) for p in listed):  # most likely
             raise InputError(ERR_PREDICTIONS_NOT_MODELS.format(spec=spec))
         raise InputError(ERR_EMPTY_SPEC.format(spec=spec, suffixes=_known_suffixes()))
     _refuse_duplicate_formats(spec, found)
