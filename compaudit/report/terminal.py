@@ -126,12 +126,12 @@ def _comparison(c: Comparison) -> Group:
     sets = subgroup_sets(c)
     # Every attribute set in one table (before: the first set only, so a second
     # attribute's groups never reached the terminal), in every format's worst-first order.
-    first = GroupSetResult(
+    merged = GroupSetResult(
         attributes=tuple(a for gs in sets for a in gs.attributes),
         subgroups=tuple(g for gs in sets for g in gs.subgroups),
     )
-    if first.subgroups:
-        testable = [g for g in first.worst_groups() if g.testable]
+    if merged.subgroups:
+        testable = [g for g in merged.worst_groups() if g.testable]
         names = "; ".join(", ".join(gs.attributes) for gs in sets if gs.subgroups)
         title = _name(f"Worst groups ({names})", "table.title")
         gt = Table(title=title, title_justify="left")
@@ -153,7 +153,7 @@ def _comparison(c: Comparison) -> Group:
                 fmt_p(g.p_adjusted) + (" *" if g.significant else ""),
             )
         parts.append(gt)
-        untestable = len(first.subgroups) - len(testable)
+        untestable = len(merged.subgroups) - len(testable)
         if untestable:
             parts.append(
                 Text(f"{untestable} group(s) below min_support: not testable", style="yellow")
