@@ -97,3 +97,13 @@ def gated_predictions(directory: Path, names: tuple[str, str, str]) -> dict[str,
     for name, pred in zip(names, (base, passing, failing), strict=True):
         save_population(Population.create(predictions=pred, y=y), paths[name])
     return paths
+
+
+class UnpickleMarker:
+    """A pickle that would create ``path`` when unpickled: a test asserts it never appears."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.path), "ran"))

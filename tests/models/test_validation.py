@@ -18,6 +18,7 @@ from compaudit.errors import CompauditWarning, DataNotFoundError, ModelError
 from compaudit.models import inference, onnx_runner, torch_runner
 from compaudit.models.base import RunnerSettings
 from compaudit.predictions import predict_population
+from tests.conftest import UnpickleMarker
 
 from .helpers import MLP, export_onnx, save_torchscript
 
@@ -185,16 +186,6 @@ def test_state_dict_saved_as_pt_is_not_torchscript(
     assert str(exc.value) == torch_runner.ERR_NOT_TORCHSCRIPT.format(path=path)
 
 
-class _Marker:
-    """A pickle that would create ``path`` when unpickled."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (Path.write_text, (str(self.path), "ran"))  # type: ignore[return-value]
-
-
 def test_torch_save_files_are_named_before_any_trust_advice(
     digits_models: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -206,7 +197,7 @@ def test_torch_save_files_are_named_before_any_trust_advice(
     files = {
         "state_dict.pt": digits_models["cnn_state_dict"].read_bytes(),
         "legacy.pt": pickle.dumps({"w": [1.0, 2.0]}, protocol=2),  # torch.save's old format
-        "evil.pt": pickle.dumps(_Marker(marker)),
+        "evil.pt": pickle.dumps(UnpickleMarker(marker)),
     }
     for name, data in files.items():
         path = tmp_path / name

@@ -17,6 +17,7 @@ from compaudit.models.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from tests.conftest import UnpickleMarker
 
 CASES = [
     ("mlp", {"in_features": 64, "hidden": [16], "num_classes": 10}, (4, 1, 8, 8)),
@@ -131,23 +132,13 @@ def test_step_macs_hand_computed() -> None:
     assert auto_threads(mlp, torch.zeros(4, 1, 8, 8), 32) == 1
 
 
-class _Marker:
-    """A pickle that would create ``path`` when unpickled."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (Path.write_text, (str(self.path), "ran"))
-
-
 @pytest.mark.parametrize("protocol", [2, 4])
 def test_a_pickle_with_code_is_refused_as_such(tmp_path: Path, protocol: int) -> None:
     """Before: "the file is truncated or corrupted", with torch's advice cut mid-word."""
     import pickle
 
     marker, path = tmp_path / "ran.txt", tmp_path / "evil.ckpt"
-    path.write_bytes(pickle.dumps(_Marker(marker), protocol=protocol))
+    path.write_bytes(pickle.dumps(UnpickleMarker(marker), protocol=protocol))
     with pytest.raises(ModelError) as info:
         load_checkpoint(path)
     message = str(info.value)
