@@ -483,8 +483,10 @@ def _drop(raw: float, key: str, label: str) -> Outcome:
     delta = finite(raw, key)
     if isinstance(delta, Unevaluable):
         return delta
-    value = -delta
-    return Measured(value, f"{label} {'fell' if value >= 0 else 'rose'} by {pp(abs(value))}")
+    value = 0.0 - delta  # not -delta: an unchanged top-1 is 0.0, never -0.0 ("-0.0 pp")
+    if value == 0:
+        return Measured(value, f"{label} unchanged")
+    return Measured(value, f"{label} {'fell' if value > 0 else 'rose'} by {pp(abs(value))}")
 
 
 def _basis(cie: CieBlock, alternative: str) -> str | None:

@@ -45,6 +45,12 @@ def test_top1_drop_value_and_detail(rb: SimpleNamespace) -> None:
     )
 
 
+def test_unchanged_top1_is_zero_not_negative_zero(rb: SimpleNamespace) -> None:
+    r = one(rb.report(rb.comparison(top1_delta=0.0)), policy(top1_drop=0.01))
+    assert (r.value, r.passed, r.detail) == (0.0, True, "top-1 unchanged (threshold 1.0 pp)")
+    assert math.copysign(1.0, r.value) == 1.0  # -0.0 would print as "-0.0 pp"
+
+
 def test_boundary_equality_passes_with_round_off(rb: SimpleNamespace) -> None:
     # 0.9 - 0.91 is -0.01000000000000001 in binary floating point.
     delta = 0.9 - 0.91
