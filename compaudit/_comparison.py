@@ -9,6 +9,7 @@ once, in :class:`Side` and :class:`Partition`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from compaudit.analysis.agreement import (
     TIE_RULE,
     cie,
     cie_examples,
-    modal_predictions,
+    modal_of_sorted,
     pie_example_test,
+    pooled_votes,
+    sort_votes,
     subset_top1,
 )
 from compaudit.analysis.fairness import DISPARITIES, PERMUTATIONS, RATES, fairness_table
@@ -74,13 +77,19 @@ class Side:
     topline: TopLine
     modal: np.ndarray
     share: np.ndarray
+    sorted_votes: np.ndarray
+    """Each example's votes sorted (:func:`sort_votes`): the modal rule's input, kept for
+    the pooled votes of every comparison (:meth:`Pooled.votes`)."""
 
     @classmethod
     def of(cls, name: str, population: Population, *, seed: int = 0) -> Side:
         """Precompute correctness, accuracy and modal predictions (ties broken with ``seed``)."""
-        correct = correct_matrix(population.predictions, population.y)
-        modal, share = modal_predictions(population.predictions, seed=seed)
-        return cls(name, population, correct, summarize(population, correct=correct), modal, share)
+        preds = population.predictions
+        correct = correct_matrix(preds, population.y)
+        votes = sort_votes(preds)
+        modal, share = modal_of_sorted(votes, seed=seed)
+        top = summarize(population, correct=correct)
+        return cls(name, population, correct, top, modal.astype(preds.dtype), share, votes)
 
     @property
     def summary_correct(self) -> np.ndarray:
@@ -269,7 +278,21 @@ PIE_EXAMPLE_TEST = (
 )
 
 
-def _pie_block(ref: Side, cand: Side, pie: np.ndarray, ctx: Context) -> PieBlock:
+class Pooled:
+    """One comparison's pooled votes (:func:`pooled_votes`), merged on first use: the PIE
+    test reads the pooled modal label from them and the CIE block the pair agreement."""
+
+    def __init__(self, ref: Side, cand: Side) -> None:
+        self._sides = (ref, cand)
+
+    @functools.cached_property
+    def votes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pooled sorted votes ``[Kr + Kc, N]`` and the agreeing pairs ``[N]``."""
+        ref, cand = self._sides
+        return pooled_votes(ref.sorted_votes, cand.sorted_votes)
+
+
+def _pie_block(ref: Side, cand: Side, pie: np.ndarray, ctx: Context, pooled: Pooled) -> PieBlock:
     pop = ref.population
     pie_idx = np.flatnonzero(pie)
     y = ctx.class_part.codes
@@ -283,6 +306,7 @@ def _pie_block(ref: Side, cand: Side, pie: np.ndarray, ctx: Context) -> PieBlock
             pie,
             alpha=ctx.settings.alpha,
             seed=ctx.settings.seed,
+            pooled_sorted=pooled.votes[0],
         )
     else:
         p_raw = p_adj = np.full(pie_idx.size, np.nan)
@@ -312,10 +336,19 @@ def _pie_block(ref: Side, cand: Side, pie: np.ndarray, ctx: Context) -> PieBlock
     )
 
 
-def _cie_block(ref: Side, cand: Side, ctx: Context) -> CieBlock:
+def _cie_block(ref: Side, cand: Side, ctx: Context, pooled: Pooled) -> CieBlock:
     y = ctx.class_part.codes
     rp, cp = ref.population.predictions, cand.population.predictions
-    res = cie(rp, cp, y, ref_correct=ref.correct, cand_correct=cand.correct, paired=ctx.lineage)
+    over_pairs = not ctx.lineage and rp.shape[0] * cp.shape[0] > 1  # the mean over all pairs
+    res = cie(
+        rp,
+        cp,
+        y,
+        ref_correct=ref.correct,
+        cand_correct=cand.correct,
+        paired=ctx.lineage,
+        agreement=pooled.votes[1] if over_pairs else None,
+    )
     counts = res.to_dict()
     pairs = counts.pop("pairs", None)
     block = CieBlock(
@@ -439,6 +472,7 @@ def compare(ref: Side, cand: Side, ctx: Context) -> tuple[Comparison, np.ndarray
     """One candidate's :class:`~compaudit.results.Comparison`, and the PIE mask."""
     settings = ctx.settings
     pie = ref.modal != cand.modal
+    pooled = Pooled(ref, cand)
     class_test, class_rows = _class_rows(ref, cand, ctx)
     sets = tuple(_subgroup_rows(ref, cand, pie, gs, ctx) for gs in ctx.group_sets)
     t_r, t_c = ref.topline, cand.topline
@@ -454,8 +488,8 @@ def compare(ref: Side, cand: Side, ctx: Context) -> tuple[Comparison, np.ndarray
         top5_delta=t_c.top5 - t_r.top5 if t_c.top5 is not None and t_r.top5 is not None else None,
         class_test=class_test,
         floors=FloorsInfo(**floor_summary(ctx.class_floors)),
-        cie=_cie_block(ref, cand, ctx),
-        pie=_pie_block(ref, cand, pie, ctx),
+        cie=_cie_block(ref, cand, ctx, pooled),
+        pie=_pie_block(ref, cand, pie, ctx, pooled),
         subsets=Subsets(**subsets, seed=settings.seed),
         classes=class_rows,
         subgroup_attributes=sets[0].attributes if sets else (),

@@ -47,7 +47,7 @@ from typing import Literal
 
 import numpy as np
 
-from compaudit.analysis._modal import modal_predictions
+from compaudit.analysis._modal import modal_of_sorted, modal_predictions
 from compaudit.analysis.stats import adjust_pvalues
 from compaudit.errors import InputError
 
@@ -131,6 +131,7 @@ def pie_example_test(
     *,
     alpha: float = 0.05,
     seed: int = 0,
+    pooled_sorted: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-PIE p-values that the vote split moved beyond seed noise, and BH-adjusted.
 
@@ -148,6 +149,10 @@ def pie_example_test(
         the module doc).
     seed : int
         Tie-break seed of the pooled modal label (use the audit's seed).
+    pooled_sorted : ndarray of int, shape (Kr + Kc, N), optional
+        Both sides' votes pooled and sorted along axis 0
+        (:func:`compaudit.analysis.agreement.pooled_votes`), when the caller
+        has them: the pooled modal label is then read without a sort.
 
     Returns
     -------
@@ -191,8 +196,11 @@ def pie_example_test(
     if kr < 2 or kc < 2:
         nan = np.full(idx.size, np.nan)
         return nan, nan.copy()
-    pooled = np.concatenate([ref_predictions, cand_predictions])
-    label, _ = modal_predictions(pooled, seed=seed)
+    if pooled_sorted is None:
+        pooled_sorted = np.sort(np.concatenate([ref_predictions, cand_predictions]), axis=0)
+    elif pooled_sorted.shape != (kr + kc, n):
+        raise InputError(ERR_PIE_INPUT.format(detail=f"pooled votes {pooled_sorted.shape}"))
+    label, _ = modal_of_sorted(pooled_sorted, seed=seed)
     a = np.count_nonzero(ref_predictions == label[None, :], axis=0)
     b = np.count_nonzero(cand_predictions == label[None, :], axis=0)
     table = fisher_table(kr, kc)

@@ -224,6 +224,78 @@ def test_cie_mean_over_pairs_equals_the_pair_loop(case: int) -> None:
     np.testing.assert_array_equal(agreement._pair_agreement(ref, cand), brute)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 7),
+    st.integers(1, 7),
+    st.integers(1, 60),
+    st.sampled_from([2, 9, 70_000]),
+    st.integers(0, 2**16),
+    st.sampled_from([1 << 20, 23]),
+)
+def test_pooled_votes_are_the_sorted_pool_and_the_exact_pair_agreement(
+    kr: int, kc: int, n: int, c: int, seed: int, chunk: int
+) -> None:
+    """The merge of the sides' sorted votes is the pooled sort, chunk by chunk too; 70,000
+    classes take the wide path (labels beyond ``uint16``)."""
+    rng = np.random.default_rng(seed)
+    ref, cand = rng.integers(0, c, (kr, n)), rng.integers(0, c, (kc, n))
+    old = agreement._CHUNK_ENTRIES
+    agreement._CHUNK_ENTRIES = chunk  # a context manager would fight hypothesis' reruns
+    try:
+        pooled, agree = agreement.pooled_votes(
+            agreement.sort_votes(ref), agreement.sort_votes(cand)
+        )
+    finally:
+        agreement._CHUNK_ENTRIES = old
+    np.testing.assert_array_equal(pooled, np.sort(np.concatenate([ref, cand]), axis=0))
+    brute = sum((cand == ref[i]).sum(axis=0) for i in range(kr))
+    np.testing.assert_array_equal(agree, brute)
+    assert agree.dtype == np.int64
+
+
+def test_sort_votes_narrows_labels_that_fit() -> None:
+    preds = np.array([[3, 0], [1, 65_535]], dtype=np.int64)
+    s = agreement.sort_votes(preds)
+    assert s.dtype == np.uint16
+    np.testing.assert_array_equal(s, [[1, 0], [3, 65_535]])
+    wide = agreement.sort_votes(preds + 1)  # 65,536 does not fit
+    assert wide.dtype == np.int64
+    np.testing.assert_array_equal(wide, np.sort(preds + 1, axis=0))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    arrays(np.int64, st.tuples(st.integers(1, 9), st.integers(1, 30)), elements=st.integers(0, 4)),
+    st.integers(0, 2**32),
+)
+def test_modal_of_sorted_votes_is_the_modal_prediction(preds: np.ndarray, seed: int) -> None:
+    """Same labels, shares and tie-breaks: the audit's presorted path changes nothing."""
+    m, share = modal_predictions(preds, seed=seed)
+    m2, share2 = agreement.modal_of_sorted(agreement.sort_votes(preds), seed=seed)
+    np.testing.assert_array_equal(m2, m)
+    np.testing.assert_array_equal(share2, share)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pie_test_on_pooled_votes_equals_the_test_that_sorts(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    k, n, c = 6, 500, 3  # few classes: many ties in the pooled votes
+    y = rng.integers(0, c, n)
+    ref = np.where(rng.random((k, n)) < 0.6, y, rng.integers(0, c, (k, n)))
+    cand = np.where(rng.random((k, n)) < 0.5, y, rng.integers(0, c, (k, n)))
+    m_r, m_c = modal_predictions(ref, seed=seed)[0], modal_predictions(cand, seed=seed)[0]
+    pie = m_r != m_c
+    assert pie.sum() > 50
+    plain = agreement.pie_example_test(ref, cand, m_r, m_c, pie, seed=seed)
+    pooled, _ = agreement.pooled_votes(agreement.sort_votes(ref), agreement.sort_votes(cand))
+    fast = agreement.pie_example_test(ref, cand, m_r, m_c, pie, seed=seed, pooled_sorted=pooled)
+    np.testing.assert_array_equal(fast[0], plain[0])
+    np.testing.assert_array_equal(fast[1], plain[1])
+    with pytest.raises(InputError, match="pooled votes"):
+        agreement.pie_example_test(ref, cand, m_r, m_c, pie, pooled_sorted=pooled[:, :-1])
+
+
 @pytest.mark.parametrize("paired", [False, True])
 def test_no_both_wrong_changes_is_exactly_zero(paired: bool) -> None:
     """Before: a difference of means left 1e-14 in report.json where nothing was counted
