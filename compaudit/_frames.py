@@ -155,7 +155,7 @@ _EMPTY_COLUMNS: dict[str, Any] = {
 
 
 def _pp(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:+.2f} pp"
+    return "-" if x is None else f"{100 * x:+z.2f} pp"
 
 
 def _pct(x: float | None) -> str:

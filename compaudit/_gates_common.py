@@ -86,7 +86,7 @@ def _hundredths(x: float) -> str:
     v = 100.0 * x
     a = abs(v)
     decimals = 1 if a == 0 or a >= 1 else min(4, 1 - math.floor(math.log10(a)))
-    return f"{v:.{decimals}f}"
+    return f"{v:z.{decimals}f}"
 
 
 def pct(x: float) -> str:
@@ -107,12 +107,12 @@ def signed_pp(x: float) -> str:
 
 def growth(x: float) -> str:
     """A PIE share growth, already in percent: 312.0 -> ``+312.0%``."""
-    return f"{x:+.1f}%"
+    return f"{x:+z.1f}%"
 
 
 def growth_pp(x: float) -> str:
     """A growth difference, in percentage points of growth: 250.0 -> ``+250.0 pp``."""
-    return f"{x:+.1f} pp"
+    return f"{x:+z.1f} pp"
 
 
 def count(x: float) -> str:

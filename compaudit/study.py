@@ -163,7 +163,7 @@ def _cell(value: Any, fmt: str) -> str:
     if fmt == "pct":
         return f"{100 * value:.2f}%"
     if fmt == "pp":
-        return f"{100 * value:+.2f}"
+        return f"{100 * value:+z.2f}"
     return str(value)
 
 

@@ -71,12 +71,12 @@ _OUTCOME: dict[str, GateOutcome] = {
 
 def pct(x: float | None, digits: int = 2) -> str:
     """A fraction as a percentage string ("-" when missing)."""
-    return "-" if x is None else f"{100 * x:.{digits}f}%"
+    return "-" if x is None else f"{100 * x:z.{digits}f}%"
 
 
 def signed_pts(x: float | None, digits: int = 2) -> str:
     """A signed difference of fractions in percentage points."""
-    return "-" if x is None else f"{100 * x:+.{digits}f} pp"
+    return "-" if x is None else f"{100 * x:+z.{digits}f} pp"
 
 
 def fmt_p(p: float | None) -> str:
@@ -88,12 +88,12 @@ def fmt_p(p: float | None) -> str:
 
 def fmt_value(x: float | None) -> str:
     """A gate value or threshold: 4 significant digits ("-" when missing)."""
-    return "-" if x is None else f"{x:.4g}"
+    return "-" if x is None else f"{x:z.4g}"
 
 
 def pct_points(x: float | None, digits: int = 1) -> str:
     """A number that is already a percentage (subgroup shares and growth)."""
-    return "-" if x is None else f"{x:.{digits}f}%"
+    return "-" if x is None else f"{x:z.{digits}f}%"
 
 
 def gate_outcome(gate: GateResult) -> GateOutcome:
@@ -249,11 +249,11 @@ LONG_TAIL_CAPTION = (
 
 
 def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4g}"
+    return "-" if x is None else f"{x:z.4g}"
 
 
 def _delta(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.2f}"
+    return "-" if x is None else f"{x:+z.2f}"
 
 
 def long_tail_rows(c: Comparison) -> list[tuple[str, ...]]:
@@ -284,7 +284,7 @@ def long_tail_rows(c: Comparison) -> list[tuple[str, ...]]:
 
 def _seed_range(r: LongTailRow) -> str:
     lo, hi = r.seed_cliffs_delta_q05, r.seed_cliffs_delta_q95
-    return "-" if lo is None or hi is None else f"{lo:+.2f}..{hi:+.2f}"
+    return "-" if lo is None or hi is None else f"{lo:+z.2f}..{hi:+z.2f}"
 
 
 # -- one line per candidate ------------------------------------------------------
@@ -330,9 +330,9 @@ def gate_pair(g: GateResult, value: float, threshold: float) -> tuple[str, str]:
     if a != b or unit is None:
         return a, b
     digits = 2
-    while digits < 8 and f"{100 * value:.{digits}f}" == f"{100 * threshold:.{digits}f}":
+    while digits < 8 and f"{100 * value:z.{digits}f}" == f"{100 * threshold:z.{digits}f}":
         digits += 1
-    return f"{100 * value:.{digits}f}{unit}", f"{100 * threshold:.{digits}f}{unit}"
+    return f"{100 * value:z.{digits}f}{unit}", f"{100 * threshold:z.{digits}f}{unit}"
 
 
 def _gate_reason(g: GateResult) -> str | None:

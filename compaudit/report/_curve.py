@@ -153,7 +153,7 @@ def curve_cells(p: CurvePoint) -> tuple[str, ...]:
     if c is None:
         rest: tuple[str, ...] = ("-", "-", "-", "-", "reference")
     else:
-        excess = "-" if p.excess_pies is None else f"{p.excess_pies:+.0f}"
+        excess = "-" if p.excess_pies is None else f"{p.excess_pies:+z.0f}"
         worse = f"{len(c.significantly_worse_classes)} of {len(c.classes)}"
         verdict = "not gated" if p.verdict == "ungated" else str(p.verdict)
         rest = (worse, str(c.pie.count), excess, pct(c.cie.rate), verdict)

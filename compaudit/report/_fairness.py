@@ -66,7 +66,7 @@ MAX_GROUPS = 20
 def _pp(x: float | None, signed: bool = False) -> str:
     if x is None:
         return "-"
-    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+    return f"{100 * x:+z.1f}" if signed else f"{100 * x:.1f}"
 
 
 def _rate(x: float | None) -> str:

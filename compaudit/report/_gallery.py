@@ -167,7 +167,7 @@ def _row(
 
 
 def _signed(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.2f}"
+    return "n/a" if value is None else f"{value:+z.2f}"
 
 
 def _influencer_title(inf: Influencer, names: dict[int, str]) -> str:

@@ -24,7 +24,7 @@ MEMORIZED_CAPTION = (
 
 
 def _influencer(inf: Influencer, names: dict[int, str]) -> str:
-    value = "n/a" if inf.influence is None else f"{inf.influence:+.2f}"
+    value = "n/a" if inf.influence is None else f"{inf.influence:+z.2f}"
     return f"#{inf.train_id} {names.get(inf.label, str(inf.label))} {value}"
 
 

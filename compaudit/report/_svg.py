@@ -115,7 +115,7 @@ def _bars(chart: ClassChart, fr: _Frame) -> list[str]:
         v, color = float(chart.values[idx]), chart.colors[idx]
         top, bottom = sorted((fr.y(v), zero))
         err = float(chart.errors[idx])
-        tip = f"{chart.names[idx]}: {v:+.3g} pp" + ("" if np.isnan(err) else f" ± {err:.3g}")
+        tip = f"{chart.names[idx]}: {v:+z.3g} pp" + ("" if np.isnan(err) else f" ± {err:.3g}")
         tip += "" if color == NEUTRAL else " (significant)"
         out.append(
             f"<rect x='{num(fr.x(i) - half)}' y='{num(top)}' width='{num(2 * half)}' "

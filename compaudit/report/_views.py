@@ -77,7 +77,7 @@ def heatmap_html(comparisons: Sequence[Comparison], *, rows: int = HEATMAP_ROWS)
             bg, fg = _mix(d, span)
             star = " *" if r.significant else ""
             tds.append(
-                f"<td class='num hm' style='background:{bg};color:{fg}'>{100 * d:+.1f}{star}</td>"
+                f"<td class='num hm' style='background:{bg};color:{fg}'>{100 * d:+z.1f}{star}</td>"
             )
         body.append(f"<tr><td>{for_html(name)}</td>{''.join(tds)}</tr>")
     note = ""
@@ -163,7 +163,7 @@ def forest_html(
             marks += f"<span class='fd {kind}{hollow}' style='left:{pos(v):.2f}%'></span>"
         note = "" if r.testable else " <span class='muted'>(n small)</span>"
         ci = "" if e is None else f" ± {e:.1f}"
-        value = "-" if not math.isfinite(v) else f"{v:+.1f}{ci}"
+        value = "-" if not math.isfinite(v) else f"{v:+z.1f}{ci}"
         out.append(
             f"<div class='frow'><div class='fname'>{for_html(r.label)}{note}</div>"
             f"<div class='fplot'>{marks}</div><div class='fval'>{value}</div></div>"

@@ -213,11 +213,11 @@ def _subgroups(gs: GroupSetResult, chart: str = "") -> str:
     groups = gs.subgroups
     rows = []
     for g in gs.worst_groups(MAX_GROUP_ROWS):
-        growth = "-" if g.pct_growth is None else f"{g.pct_growth:+.0f}%"
+        growth = "-" if g.pct_growth is None else f"{g.pct_growth:+z.0f}%"
         cells = [
             _e(g.label), str(g.n), str(g.n_non_pie), str(g.n_pie),
             pct_points(g.pct_non_pie), pct_points(g.pct_pie), growth,
-            "-" if g.floor_pct_growth is None else f"{g.floor_pct_growth:+.0f}%",
+            "-" if g.floor_pct_growth is None else f"{g.floor_pct_growth:+z.0f}%",
             pct(g.top1_reference, 1), pct(g.top1_candidate, 1),
             signed_pts(g.shift_difference, 1),
             fmt_p(g.p_adjusted) + (" *" if g.significant else ""),

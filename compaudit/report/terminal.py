@@ -142,7 +142,7 @@ def _comparison(c: Comparison) -> Group:
         gt.add_column("shift Δ", justify="right")
         gt.add_column("p adj", justify="right")
         for g in testable[:WORST_ROWS]:
-            growth = "-" if g.pct_growth is None else f"{g.pct_growth:+.0f}%"
+            growth = "-" if g.pct_growth is None else f"{g.pct_growth:+z.0f}%"
             pct_pie = "-" if g.pct_pie is None else f"{g.pct_pie:.1f}"
             gt.add_row(
                 _name(g.label),
