@@ -110,9 +110,9 @@ from compaudit._gates_subgroups import (
     REASON_NO_GROWTH,
     REASON_NO_SUPPORT,
 )
+from compaudit._record import ERR_SHAPE
 from compaudit.errors import ExitStatus
 from compaudit.results import (
-    ERR_SHAPE,
     AuditReport,
     CieBlock,
     Comparison,

@@ -26,7 +26,7 @@ The graph is read from the source with :mod:`ast` (nothing is imported).
 Layers, bottom to top (``pkg.*`` is the package and everything in it)::
 
     0  compaudit, errors, _io, _npz,          the version, errors, file, bounded .npz
-       _text, _yaml                           and text helpers
+       _record, _text, _yaml                  and text helpers, the report form of records
     1  plugins                                hook specs, registry, resolution rule
     2  population, analysis.*                 population arrays and statistics
     3  data.*, models.*, cache                datasets; model formats (checkpoints,
@@ -69,6 +69,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "compaudit.errors",
         "compaudit._io",
         "compaudit._npz",
+        "compaudit._record",
         "compaudit._text",
         "compaudit._yaml",
     ),
