@@ -86,20 +86,27 @@ from compaudit._gates_common import (
     REASON_NO_FLOOR,
     REASON_NOT_FINITE,
     Env,
-    Measured,
     Outcome,
     Unevaluable,
     count,
-    finite,
-    floors_missing,
-    is_number,
     pct,
     pp,
-    signed_pp,
 )
 from compaudit._gates_fairness import (
     demographic_parity_difference_increase,
     equalized_odds_difference_increase,
+)
+from compaudit._gates_rates import (
+    REASON_NO_TOP5,
+    REASON_NO_VALUE_FLOOR,
+    REASON_PAIRED_CIE,
+    cie_rate,
+    cie_rate_excess,
+    cie_u_rate,
+    pie_rate,
+    pie_rate_excess,
+    top1_drop,
+    top5_drop,
 )
 from compaudit._gates_subgroups import (
     REASON_ATTRIBUTES,
@@ -114,9 +121,7 @@ from compaudit._record import ERR_SHAPE
 from compaudit.errors import ExitStatus
 from compaudit.results import (
     AuditReport,
-    CieBlock,
     Comparison,
-    Floor,
     GateResult,
     GateStatus,
     Verdict,
@@ -150,6 +155,9 @@ __all__ = [
     "REASON_NO_FLOOR",
     "REASON_NO_GROWTH",
     "REASON_NO_SUPPORT",
+    "REASON_NO_TOP5",
+    "REASON_NO_VALUE_FLOOR",
+    "REASON_PAIRED_CIE",
     "TOLERANCE",
     "GateResult",
     "GateStatus",
@@ -179,14 +187,6 @@ UNEVALUABLE_FAIL = "cannot be evaluated, counted as failed (on_unevaluable: fail
 UNEVALUABLE_SKIP = (
     "warning: skipped, cannot be evaluated (on_unevaluable: skip-with-warning): {reason}"
 )
-REASON_NO_TOP5 = (
-    "the report has no top-5 accuracy (fewer than 5 classes, or predictions without scores)"
-)
-REASON_PAIRED_CIE = (
-    "the CIEs are on the paired basis (each child against its own parent), so they already "
-    "count what compression changed and no seed-noise floor applies; gate cie_rate instead"
-)
-REASON_NO_VALUE_FLOOR = "the report gives no floor for the {what}"
 ERR_NOTHING_EVALUATED = (
     "no gate was evaluated for candidate '{candidate}' ({why}), so nothing was checked; "
     "a check passes only when at least one gate per candidate was evaluated"
@@ -206,11 +206,6 @@ COUNTED_ADVISORY = (
     "never unevaluable ones)"
 )
 MORE_ERRORS = " (and {n} more; see the report's errors)"
-BASIS_PAIRED = "paired: mean over {k} (parent, child) pairs"
-BASIS_MEAN = (
-    "mean over all model pairs: seed disagreement, not what compression changed; "
-    "use lineage (--paired){alternative}"
-)
 
 
 _FAIL_PREFIX = UNEVALUABLE_FAIL.split("{", 1)[0]
@@ -466,152 +461,19 @@ def _one(fn: Callable[[Comparison, Gates], Outcome]) -> _GateFn:
     return gate
 
 
-# -- top-1 / top-5 / CIE / PIE -----------------------------------------------
-
-
-def _top1_drop(comp: Comparison, gates: Gates) -> Outcome:
-    return _drop(comp.top1_delta, "top1_delta", "top-1")
-
-
-def _top5_drop(comp: Comparison, gates: Gates) -> Outcome:
-    if comp.top5_delta is None:
-        return Unevaluable(REASON_NO_TOP5)
-    return _drop(comp.top5_delta, "top5_delta", "top-5")
-
-
-def _drop(raw: float, key: str, label: str) -> Outcome:
-    delta = finite(raw, key)
-    if isinstance(delta, Unevaluable):
-        return delta
-    value = 0.0 - delta  # not -delta: an unchanged top-1 is 0.0, never -0.0 ("-0.0 pp")
-    if value == 0:
-        return Measured(value, f"{label} unchanged")
-    return Measured(value, f"{label} {'fell' if value > 0 else 'rose'} by {pp(abs(value))}")
-
-
-def _basis(cie: CieBlock, alternative: str) -> str | None:
-    """How a CIE rate was formed, when that changes what it means."""
-    if cie.basis == "paired":
-        return BASIS_PAIRED.format(k=len(cie.pairs) if cie.pairs else "the")
-    if cie.basis == "mean-over-pairs":
-        return BASIS_MEAN.format(alternative=alternative)
-    return None
-
-
-def _rate(
-    raw: float,
-    key: str,
-    n: float,
-    label: str,
-    what: str,
-    *,
-    averaged: bool = False,
-    basis: str | None = None,
-    floor: Floor | None = None,
-    beyond: int | None = None,
-) -> Outcome:
-    """A rate gate: ``n`` examples (an expected count when ``averaged`` over model pairs)."""
-    rate = finite(raw, key)
-    if isinstance(rate, Unevaluable):
-        return rate
-    noun = "example" if n == 1 else "examples"
-    whole = not averaged and float(n).is_integer()
-    parts = [f"{int(n) if whole else round(float(n), 1)} {noun} {what}"]
-    if basis is not None:
-        parts.append(basis)
-    if floor is not None and is_number(floor.rate) and is_number(floor.excess):
-        parts.append(f"seed-noise floor {pct(floor.rate)}, excess {signed_pp(floor.excess)}")
-    if beyond is not None:
-        parts.append(f"{beyond} beyond seed noise by the per-example test")
-    return Measured(rate, f"{label} {pct(rate)} ({'; '.join(parts)})")
-
-
-def _cie_rate(comp: Comparison, gates: Gates) -> Outcome:
-    cie = comp.cie
-    return _rate(
-        cie.rate,
-        "cie.rate",
-        cie.count,
-        "CIE rate",
-        _CIE,
-        averaged=cie.basis != "single-pair",
-        basis=_basis(cie, " or cie_rate_excess"),
-        floor=cie.floor,
-    )
-
-
-def _cie_u_rate(comp: Comparison, gates: Gates) -> Outcome:
-    cie = comp.cie
-    return _rate(
-        cie.cie_u_rate,
-        "cie.cie_u_rate",
-        cie.cie_u,
-        "CIE-U rate",
-        _U,
-        averaged=cie.basis != "single-pair",
-        basis=_basis(cie, ""),
-    )
-
-
-def _pie_rate(comp: Comparison, gates: Gates) -> Outcome:
-    pie = comp.pie
-    return _rate(
-        pie.rate,
-        "pie.rate",
-        pie.count,
-        "PIE rate",
-        _PIE,
-        floor=pie.floor,
-        beyond=pie.n_beyond_noise,
-    )
-
-
-def _excess(rate: float, floor: Floor, block: str, label: str) -> Outcome:
-    """``floor.excess`` of a rate, or why there is none."""
-    if floor.excess is None or floor.rate is None:
-        return Unevaluable(REASON_NO_FLOOR.format(reason=REASON_NO_VALUE_FLOOR.format(what=label)))
-    values = [
-        finite(rate, f"{block}.rate"),
-        finite(floor.excess, f"{block}.floor.excess"),
-        finite(floor.rate, f"{block}.floor.rate"),
-    ]
-    for checked in values:
-        if isinstance(checked, Unevaluable):
-            return checked
-    rate, excess, level = (float(v) for v in values if isinstance(v, float))
-    tested = f", p {floor.p_value:.2g}" if is_number(floor.p_value) else ""
-    return Measured(
-        excess,
-        f"{label} {pct(rate)} (seed-noise floor {pct(level)}, excess {signed_pp(excess)}{tested})",
-    )
-
-
-def _cie_rate_excess(comp: Comparison, gates: Gates) -> Outcome:
-    if comp.cie.basis == "paired":
-        return Unevaluable(REASON_PAIRED_CIE)
-    return floors_missing(comp) or _excess(comp.cie.rate, comp.cie.floor, "cie", "CIE rate")
-
-
-def _pie_rate_excess(comp: Comparison, gates: Gates) -> Outcome:
-    return floors_missing(comp) or _excess(comp.pie.rate, comp.pie.floor, "pie", "PIE rate")
-
-
-_CIE, _PIE = "changed prediction", "changed modal prediction"
-_U = "right before, wrong after"
-
 # Each gate's name is the path of its threshold in the policy's ``gates``; report order.
 _GATES: tuple[tuple[str, _GateFn, _Fmt], ...] = (
-    ("top1_drop", _one(_top1_drop), pp),
-    ("top5_drop", _one(_top5_drop), pp),
-    ("cie_rate", _one(_cie_rate), pct),
-    ("cie_rate_excess", _one(_cie_rate_excess), pp),
-    ("cie_u_rate", _one(_cie_u_rate), pct),
-    ("pie_rate", _one(_pie_rate), pct),
-    ("pie_rate_excess", _one(_pie_rate_excess), pp),
+    ("top1_drop", _one(top1_drop), pp),
+    ("top5_drop", _one(top5_drop), pp),
+    ("cie_rate", _one(cie_rate), pct),
+    ("cie_rate_excess", _one(cie_rate_excess), pp),
+    ("cie_u_rate", _one(cie_u_rate), pct),
+    ("pie_rate", _one(pie_rate), pct),
+    ("pie_rate_excess", _one(pie_rate_excess), pp),
     ("significant_classes", _one(significant_classes), count),
     ("class_recall_drop", _one(class_recall_drop), pp),
-    ("subgroups.pie_share_growth", sub.pie_share_growth, "{:.1f}%".format),
-    ("subgroups.pie_share_growth_excess", sub.pie_share_growth_excess, "{:.1f} pp".format),
+    ("subgroups.pie_share_growth", sub.pie_share_growth, "{:z.1f}%".format),
+    ("subgroups.pie_share_growth_excess", sub.pie_share_growth_excess, "{:z.1f} pp".format),
     ("subgroups.accuracy_gap", sub.accuracy_gap, pp),
     ("demographic_parity_difference_increase", demographic_parity_difference_increase, pp),
     ("equalized_odds_difference_increase", equalized_odds_difference_increase, pp),
