@@ -122,6 +122,10 @@ FEW_SPLITS = 19
 """Below this many seed-noise splits a floor's p-value cannot reach 0.05 (1 / (S + 1))."""
 
 
+UNSIZED_FLOOR = "{k} vs {k} members, fewer than the candidate's: overstates noise"
+"""Said where a floor is not sized to the candidate (``floors.sized_to_candidate``)."""
+
+
 def floor_text(c: Comparison, block: Literal["cie", "pie"]) -> str:
     """``"seed floor 2.40%, excess +0.70 pp (p 0.0156)"`` for the PIE or CIE block, or why none."""
     if block == "cie" and c.cie.floor_note:
@@ -139,6 +143,9 @@ def floor_text(c: Comparison, block: Literal["cie", "pie"]) -> str:
         # A p-value of S splits is at least 1/(S + 1): say so where that is above 0.05,
         # or a reader takes "p 0.25" for a measured absence of damage.
         text += f"; {splits} split(s): p >= {fmt_p(1 / (splits + 1))}"
+    if c.floors.sized_to_candidate is False and c.floors.k_split is not None:
+        # Always so for a trainer run (one K for every variant): say what it costs.
+        text += "; " + UNSIZED_FLOOR.format(k=c.floors.k_split)
     return text
 
 

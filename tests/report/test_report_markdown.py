@@ -165,6 +165,7 @@ def test_a_floor_of_few_splits_says_how_low_its_p_can_go(doc: dict[str, Any]) ->
     """p = (1 + #extreme) / (S + 1): with S < 19 splits it can never reach 0.05."""
     from compaudit.report._common import floor_text
 
+    doc["comparisons"][0]["floors"]["sized_to_candidate"] = True  # the other note is apart
     for splits, suffix in ((3, "; 3 split(s): p >= 0.2500"), (18, "; 18 split(s): p >= 0.0526")):
         doc["comparisons"][0]["floors"]["n_splits"] = splits
         c = AuditReport.from_dict(doc).comparisons[0]
@@ -173,3 +174,22 @@ def test_a_floor_of_few_splits_says_how_low_its_p_can_go(doc: dict[str, Any]) ->
     c = AuditReport.from_dict(doc).comparisons[0]
     assert "split(s)" not in floor_text(c, "pie")
     assert floor_text(c, "pie").endswith(")")
+
+
+def test_a_floor_not_sized_to_the_candidate_says_it_overstates_noise(
+    doc: dict[str, Any],
+) -> None:
+    """Splits of k_split < K_cand members are noisier than the candidate (always so in a
+    trainer run): every format's floor line says what that costs."""
+    from compaudit.report._common import floor_text
+
+    floors = doc["comparisons"][0]["floors"]
+    floors.update(n_splits=64, k_split=2, sized_to_candidate=False)
+    c = AuditReport.from_dict(doc).comparisons[0]
+    for block in ("pie", "cie"):
+        assert floor_text(c, block).endswith(  # type: ignore[arg-type]
+            "; 2 vs 2 members, fewer than the candidate's: overstates noise"
+        )
+    floors["sized_to_candidate"] = True
+    c = AuditReport.from_dict(doc).comparisons[0]
+    assert "overstates" not in floor_text(c, "pie")
