@@ -67,6 +67,14 @@ WARN_INFLUENCE_DATA = (
     "no mean_influence score was added; audit the run on its own eval split (or on its "
     "training split, --data with the run's train spec, for memorization)"
 )
+WARN_SHARED_SEEDS = (
+    "{run}: {cand}'s members were trained from the same seeds as {ref}'s (member k: the "
+    "same initialisation and data order), so the two populations are not independent: "
+    "the seed-noise floors, measured between independently seeded members, overstate what "
+    "separates them, and the unpaired tests lose power; give the variant its own seed "
+    "in the recipe (variants: - name: {cand} ... seed: 1000) for independent populations, "
+    "or compare member with member (--paired)"
+)
 WARN_INFLUENCE_UNDEFINED = (
     "{run}: {name} is undefined for {count} audited example(s) (each trained on by every "
     "influence run or by none), so it was not added as a score; raise influence.runs"
@@ -165,10 +173,17 @@ def _lineage(variants: dict[str, Any], name: str, reference: str) -> bool:
 
 
 def _load_run_dir(
-    request: AuditRequest, levels: dict[str, Compression | None] | None = None
+    request: AuditRequest,
+    levels: dict[str, Compression | None] | None = None,
+    *,
+    paired: bool | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[str, Population, dict[str, Population], Dataset, dict[str, bool]]:
     """The trainer's run: its dense variant against every other variant, on its eval split;
-    ``levels``, when given, gets each variant's compression metadata."""
+    ``levels``, when given, gets each variant's compression metadata. Unless ``paired``
+    (the setting) is true, a variant trained from the reference's seeds without lineage
+    gets a warning in ``notes``."""
+    notes = notes if notes is not None else []
     from compaudit.models.base import RunnerSettings
     from compaudit.predictions import predict_population
     from compaudit.train.manifest import load_run
@@ -204,6 +219,14 @@ def _load_run_dir(
     if not candidates:
         raise InputError(f"{request.run_dir}: the run has no variant besides '{info.reference}'")
     lineage = {name: _lineage(info.variants, name, info.reference) for name in candidates}
+    if paired is not True:
+        ref_seeds = {m.index: m.seed for m in info.variants[info.reference].members}
+        for name in candidates:
+            seeds = {m.index: m.seed for m in info.variants[name].members}
+            if not lineage[name] and any(ref_seeds.get(i) == s for i, s in seeds.items()):
+                notes.append(
+                    WARN_SHARED_SEEDS.format(run=request.run_dir, cand=name, ref=info.reference)
+                )
     if levels is not None:
         levels.update(run_compression(info))
     return info.reference, predict(info.reference), candidates, dataset, lineage
@@ -401,8 +424,11 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
     dataset: Dataset | None
     lineage: dict[str, bool] = {}
     compression: dict[str, Compression | None] = {}
+    notes: list[str] = []  # the pipeline's own warnings, reported with the audit's
     if request.run_dir is not None:
-        ref_name, reference, candidates, dataset, lineage = _load_run_dir(request, compression)
+        ref_name, reference, candidates, dataset, lineage = _load_run_dir(
+            request, compression, paired=settings.paired, notes=notes
+        )
     else:
         if request.reference is None or not request.candidates:  # "" is an empty SPEC
             raise InputError(ERR_NO_INPUTS)
@@ -450,16 +476,18 @@ def _execute(request: AuditRequest, partial: dict[str, Any]) -> Outcome:
         lineage=lineage,
         example_scores=scores,
     )
+    if policy is not None:
+        from compaudit.policy import unused_overrides
+
+        notes += [
+            WARN_UNUSED_OVERRIDE.format(name=n) for n in unused_overrides(policy, [*candidates])
+        ]
+    result.warnings[:0] = notes  # in every format, not only on stderr
     for warning in result.warnings:
         warnings.warn(warning, CompauditWarning, stacklevel=3)
 
     from compaudit.gates import exit_status_for, judge
 
-    if policy is not None:
-        from compaudit.policy import unused_overrides
-
-        for name in unused_overrides(policy, list(candidates)):
-            warnings.warn(WARN_UNUSED_OVERRIDE.format(name=name), CompauditWarning, stacklevel=3)
     # Reporters get the typed report; ``settings``: every value, its source and the files.
     typed = with_compression(
         judge(result, policy, settings_report=resolved.to_report()), compression

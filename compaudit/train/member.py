@@ -70,9 +70,10 @@ def member_stem(run_dir: str | Path, variant: str, member: int) -> Path:
     return Path(run_dir) / variant / f"member-{member:03d}"
 
 
-def member_seed(recipe: Recipe, member: int) -> int:
-    """Seed of member ``member`` in every variant: ``recipe.seed + member``."""
-    return recipe.seed + member
+def member_seed(recipe: Recipe, member: int, variant: VariantConfig | None = None) -> int:
+    """Seed of member ``member``: the variant's ``seed`` (else the recipe's) ``+ member``."""
+    base = variant.seed if variant is not None and variant.seed is not None else recipe.seed
+    return base + member
 
 
 def predict_top1(
@@ -115,7 +116,7 @@ def _train_member(
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     train, evalset = load_data(recipe)
-    seed = member_seed(recipe, job.member)
+    seed = member_seed(recipe, job.member, variant)
     epochs = variant.epochs or recipe.training.epochs
     timings: dict[str, float] = {}
     arch_kwargs = complete_arch_kwargs(
@@ -335,7 +336,7 @@ def _make_member(job: MemberJob, recipe: Recipe, progress: ProgressFn | None) ->
     entry["timings"]["total_s"] = time.perf_counter() - t0
     entry.update(
         member=job.member,
-        seed=member_seed(recipe, job.member),
+        seed=member_seed(recipe, job.member, variant),
         device=job.device if variant.kind != "quantize" else "cpu",
         variant_fingerprint=recipe.variant_fingerprint(variant.name),
         sha256={k: sha256_file(Path(job.run_dir) / v) for k, v in entry["files"].items()},

@@ -220,6 +220,18 @@ class VariantConfig(_Strict):
     quantize: QuantizeConfig | None = None
     epochs: int | None = Field(default=None, ge=1)
     """Override of ``training.epochs`` for this variant (e.g. fine-tuning after ``from``)."""
+    seed: int | None = Field(default=None, ge=0)
+    """Base seed of this variant's members (member i: ``seed + i``); default: the
+    recipe's, so member i of every variant starts from the same initialisation and data
+    order (paired by construction). Distinct seeds make independent populations, as
+    population comparisons assume (Hooker et al. retrain every population)."""
+
+    def fingerprint_form(self) -> dict[str, Any]:
+        """The variant as its fingerprint reads it (``seed`` only when set, so the
+        fingerprints of runs made before the key existed are unchanged)."""
+        return self.model_dump(
+            mode="json", by_alias=True, exclude=None if self.seed is not None else {"seed"}
+        )
 
 
 class Recipe(_Strict):
@@ -233,7 +245,8 @@ class Recipe(_Strict):
     k: int = Field(ge=1, le=10_000)
     """Members per variant (the paper uses 30)."""
     seed: int = 0
-    """Member i of every variant uses seed ``seed + i`` (initialisation and data order)."""
+    """Member i of a variant uses seed ``seed + i`` (initialisation and data order) unless
+    the variant sets its own ``seed``."""
     reference: str | None = None
     """Variant audited against all others; default: the first dense variant."""
     variants: list[VariantConfig] = Field(min_length=1)
@@ -266,7 +279,7 @@ class Recipe(_Strict):
         cur: str | None = name
         while cur is not None:
             v = self.variant(cur)
-            chain.append(v.model_dump(mode="json", by_alias=True))
+            chain.append(v.fingerprint_form())
             cur = v.from_
         blob = {
             "dataset": self.dataset.model_dump(mode="json"),
