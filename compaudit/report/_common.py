@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from compaudit.results import (
@@ -46,6 +47,7 @@ __all__ = [
     "noise_share",
     "pct",
     "pct_points",
+    "settings_sources",
     "signed_pts",
     "subgroup_sets",
     "summary_lines",
@@ -222,9 +224,37 @@ def header_facts(report: AuditReport, escape: Callable[[str], str]) -> list[str]
             f"alpha {settings['alpha']} ({escape(str(settings['correction']))}), "
             f"seed {settings['seed']}"
         )
+    facts.extend(settings_sources(report, escape))
     if tool:
         facts.append(f"{escape(str(tool['name']))} {escape(str(tool['version']))}")
     return facts
+
+
+SOURCE_WORDS = {"cli": "flags", "policy": "policy", "pyproject": "pyproject.toml"}
+"""How each settings source is named in the reports (``default`` is not named)."""
+
+
+def settings_sources(report: AuditReport, escape: Callable[[str], str]) -> list[str]:
+    """``policy (p.yaml): alpha 0.01, seed 1`` per source other than the defaults, so a
+    reader sees what was set and where (``settings.sources``); escaped."""
+    settings = report.settings or {}
+    sources, files = settings.get("sources") or {}, settings.get("files") or {}
+    out = []
+    for source, word in SOURCE_WORDS.items():
+        names = [n for n, s in sources.items() if s == source and n in settings]
+        if not names:
+            continue
+        values = ", ".join(f"{n} {_setting_value(settings[n])}" for n in names)
+        where = files.get(source)
+        label = f"{word} ({Path(str(where)).name})" if where and source == "policy" else word
+        out.append(escape(f"set by {label}: {values}"))
+    return out
+
+
+def _setting_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_setting_value(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) or value is None else str(value)
 
 
 LONG_TAIL_HEADER = (

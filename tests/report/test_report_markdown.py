@@ -193,3 +193,25 @@ def test_a_floor_not_sized_to_the_candidate_says_it_overstates_noise(
     floors["sized_to_candidate"] = True
     c = AuditReport.from_dict(doc).comparisons[0]
     assert "overstates" not in floor_text(c, "pie")
+
+
+def test_the_header_names_every_setting_not_left_at_its_default(doc: dict[str, Any]) -> None:
+    """A reviewer sees that BH replaced Holm, and which file said so (settings.sources)."""
+    from compaudit.report.html import render_html
+
+    settings = doc["settings"]
+    settings.update(alpha=0.01, correction="bh", seed=1, floor_splits=16)
+    settings["sources"] = {name: "default" for name in settings}
+    settings["sources"].update(alpha="cli", correction="pyproject", floor_splits="pyproject")
+    settings["sources"]["seed"] = "policy"
+    settings["files"] = {"policy": "/ci/gates/release_<x>.yaml", "pyproject": "/ci/pyproject.toml"}
+    report = AuditReport.from_dict(doc)
+    text = render_markdown(report)
+    header = text.splitlines()[2]
+    assert "set by flags: alpha 0.01" in header
+    assert "set by policy (release\\_\\<x\\>.yaml): seed 1" in header  # escaped for markdown
+    assert "set by pyproject.toml: correction bh, floor\\_splits 16" in header
+    assert "min\\_support" not in header  # defaults are not listed
+    page = render_html(report, ReportContext())
+    assert "set by policy (release_&lt;x&gt;.yaml): seed 1" in page
+    assert "set by pyproject.toml: correction bh, floor_splits 16" in page
