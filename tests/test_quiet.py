@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import rich.console
 import rich.progress
 from click.testing import CliRunner
 
@@ -197,3 +198,29 @@ def test_every_progress_bar_is_off_when_quiet(
     logger_level.setLevel(logging.INFO)
     assert RunProgress(10, 2, enabled=True).enabled
     assert not RunProgress(10, 2, enabled=False).enabled
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_training_into_a_log_prints_a_line_per_finished_member(
+    logger_level: logging.Logger, terminal: bool
+) -> None:
+    """CI logs get no live bar: without a line per member a long run is silent until it
+    ends (and a no-output timeout kills it); a terminal gets the bar alone."""
+    from compaudit.train.base import ProgressEvent
+
+    logger_level.setLevel(logging.INFO)
+    buf = io.StringIO()
+    console = rich.console.Console(file=buf, force_terminal=terminal, width=100)
+    with RunProgress(4, 2, console=console) as bars:
+        for job in ("dense/0", "dense/1"):
+            bars.on_progress(ProgressEvent("start", job, total=2))
+            bars.on_progress(ProgressEvent("epoch", job, done=2, total=2))
+            bars.on_progress(ProgressEvent("end", job, done=2, total=2))
+    lines = [line for line in buf.getvalue().splitlines() if line.startswith("finished")]
+    if terminal:
+        assert lines == []
+    else:
+        assert [line.split(" s)")[0].rsplit(",", 1)[0] for line in lines] == [
+            "finished dense/0 (1/2 members",
+            "finished dense/1 (2/2 members",
+        ]

@@ -101,6 +101,17 @@ class RunProgress:
         if event.kind == "end":
             self.members_done += 1
             self._progress.update(self._overall, description=self._title())
+            console = self._progress.console
+            if not console.is_terminal:
+                # A log (CI, nohup) gets no live bar: a line per member, so a long run is
+                # never silent until it ends (and no-output timeouts do not trip).
+                elapsed = self._progress.tasks[self._overall].elapsed or 0.0
+                console.print(
+                    f"finished {event.job} ({self.members_done}/{self.total_members} members,"
+                    f" {elapsed:.0f} s)",
+                    highlight=False,
+                    markup=False,
+                )
             if task is not None:
                 self._progress.remove_task(task)
                 del self._tasks[event.job]
@@ -134,13 +145,14 @@ def summary_rows(info: RunInfo) -> list[dict[str, Any]]:
 
 
 def summary_table(info: RunInfo) -> Table:
-    """The closing table: variant, k, mean eval top-1 ± std, sparsity, time (fits 80 columns)."""
+    """The closing table: variant, k, mean eval top-1 ± std, sparsity, and the members'
+    seconds summed (fits 80 columns)."""
     table = Table(
         title=f"{info.recipe.name}: {info.eval_data} top-1 over k members (mean ± std)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    for col in ("variant", "kind", "k", "top-1 %", "sparsity", "time s"):
+    for col in ("variant", "kind", "k", "top-1 %", "sparsity", "time s (sum)"):
         table.add_column(col, justify="left" if col in ("variant", "kind") else "right")
     for row in summary_rows(info):
         kind = "reference" if row["reference"] else str(row["kind"])
