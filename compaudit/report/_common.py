@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from compaudit.results import (
     AuditReport,
+    ClassRow,
     Comparison,
     GateResult,
     GroupSetResult,
@@ -49,6 +50,7 @@ __all__ = [
     "pct_points",
     "settings_sources",
     "signed_pts",
+    "significance",
     "subgroup_sets",
     "summary_lines",
 ]
@@ -211,6 +213,14 @@ def summary_lines(c: Comparison) -> list[str]:
             else f"; {n_floor} below their seed-noise floor ({noise_share(c)})"
         ),
     ]
+
+
+def significance(row: ClassRow) -> str:
+    """A class's test result in a worst-first table: ``worse`` or ``better`` when
+    significant (the test is two-sided: a class can also gain), else ``no``."""
+    if not row.significant:
+        return "no"
+    return "worse" if row.significantly_worse else "better"
 
 
 def header_facts(report: AuditReport, escape: Callable[[str], str]) -> list[str]:

@@ -37,6 +37,7 @@ from compaudit.report._common import (
     pct,
     pct_points,
     signed_pts,
+    significance,
     subgroup_sets,
     summary_lines,
 )
@@ -166,7 +167,7 @@ def _classes_table(c: Comparison) -> str:
             _e(r.name), str(r.support), pct(r.recall_reference, 1),
             pct(r.recall_candidate, 1), signed_pts(r.normalized_recall_difference, 1),
             signed_pts(r.floor_difference, 1), fmt_p(r.p_value),
-            fmt_p(r.p_adjusted), "yes" if r.significant else "no",
+            fmt_p(r.p_adjusted), significance(r),
         ]  # fmt: skip
         rows.append(("sig-worse" if r.significantly_worse else "", cells))
     header = ["class", "n", "recall ref", "recall cand", "norm. Δ", "seed floor", "p", "p adj",

@@ -29,6 +29,7 @@ from compaudit.report._common import (
     pct,
     pct_points,
     signed_pts,
+    significance,
     subgroup_sets,
     summary_lines,
 )
@@ -152,7 +153,7 @@ def _classes(c: Comparison) -> list[str]:
             signed_pts(r.normalized_recall_difference, 1),
             signed_pts(r.floor_difference, 1),
             fmt_p(r.p_adjusted),
-            "**yes**" if r.significant else "no",
+            "**worse**" if r.significantly_worse else significance(r),
         ]
         for r in c.worst_classes(MAX_CLASS_ROWS)
     ]

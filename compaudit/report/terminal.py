@@ -31,6 +31,7 @@ from compaudit.report._common import (
     noise_share,
     pct,
     signed_pts,
+    significance,
     subgroup_sets,
 )
 from compaudit.report._curve import compression_curve, curve_cells, level_text, show_curve
@@ -46,6 +47,9 @@ VERDICT_STYLE = {
     "ungated": "bold cyan",  # neutral: nothing was gated, never green
 }
 WORST_ROWS = 5
+
+
+_SIG_STYLE = {"worse": "bold red", "better": "green"}
 
 
 def _name(text: object, style: str = "") -> Text:
@@ -119,7 +123,7 @@ def _comparison(c: Comparison) -> Group:
             signed_pts(r.normalized_recall_difference, 1),
             signed_pts(r.floor_difference, 1),
             fmt_p(r.p_adjusted),
-            Text("yes", style="bold red") if r.significant else Text("no"),
+            Text(significance(r), style=_SIG_STYLE.get(significance(r), "")),
         )
     parts: list[Any] = [lines, ct]
 

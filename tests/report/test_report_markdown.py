@@ -215,3 +215,15 @@ def test_the_header_names_every_setting_not_left_at_its_default(doc: dict[str, A
     page = render_html(report, ReportContext())
     assert "set by policy (release_&lt;x&gt;.yaml): seed 1" in page
     assert "set by pyproject.toml: correction bh, floor_splits 16" in page
+
+
+def test_a_class_that_gained_significantly_reads_better_not_yes(doc: dict[str, Any]) -> None:
+    """The class test is two-sided: under "Worst classes", "yes" read as worse."""
+    from compaudit.report._common import significance
+
+    rows = doc["comparisons"][0]["classes"]
+    rows[0].update(significant=True, normalized_recall_difference=-0.2)
+    rows[1].update(significant=True, normalized_recall_difference=0.05)
+    rows[2].update(significant=False)
+    got = [significance(r) for r in AuditReport.from_dict(doc).comparisons[0].classes[:3]]
+    assert got == ["worse", "better", "no"]
