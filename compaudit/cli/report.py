@@ -186,7 +186,8 @@ def _done(outcome: Outcome) -> None:
         unevaluable = [
             f"{g.name}[{for_terminal(str(g.candidate))}]" for g in gates if g.passed is None
         ]
-        line = f"verdict: {outcome.document.verdict} ({len(gates)} gates"
+        noun = "gate" if len(gates) == 1 else "gates"
+        line = f"verdict: {outcome.document.verdict} ({len(gates)} {noun}"
         if failed:
             line += f"; failed: {', '.join(failed)}"
         if unevaluable:

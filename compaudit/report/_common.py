@@ -426,7 +426,8 @@ def candidate_verdicts(report: AuditReport) -> list[CandidateVerdict]:
         passed = sum(1 for g in gates if g.status == "passed")
         skipped = sum(1 for g in gates if g.status == "skipped")
         if verdict == "pass" or (passed and reasons):
-            reasons.append(f"{passed} of {len(gates)} gates passed")
+            noun = "gate" if len(gates) == 1 else "gates"
+            reasons.append(f"{passed} of {len(gates)} {noun} passed")
         if skipped:
             reasons.append(f"{skipped} skipped")
         if verdict == "ungated" or not gates:

@@ -212,3 +212,10 @@ def test_the_library_takes_compression_levels() -> None:
         compaudit.audit(ref, cands, y=y, compression={"p99": {"sparsity": 0.9}})
     with pytest.raises(InputError, match=r"compression\['p90'\]: unknown compression key 'bit'"):
         compaudit.audit(ref, cands, y=y, compression={"p90": {"bit": 8}})
+
+
+def test_one_gate_is_one_gate(audit_result: AuditResult) -> None:
+    one = judge(audit_result, Policy.model_validate({"version": 1, "gates": {"pie_rate": 0.5}}))
+    lines = [v.text() for v in candidate_verdicts(one)]
+    assert "int8: PASS: 1 of 1 gate passed" in lines[-1]
+    assert not any("1 gates" in line for line in lines)
