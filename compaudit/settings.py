@@ -19,6 +19,7 @@ report writes that as ``settings.sources`` and ``settings.files``.
 
 from __future__ import annotations
 
+import difflib
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -74,8 +75,24 @@ ERR_BOTH_ATTRIBUTE_KEYS = (
 ERR_PYPROJECT_TOO_LARGE = "{file} is {size} bytes; compaudit reads at most {limit} bytes of it"
 ERR_PYPROJECT_SYNTAX = "{file}: not valid TOML: {problem}"
 ERR_PYPROJECT_NOT_TABLE = "{file}: [tool.compaudit] must be a table, got {got}"
-ERR_PYPROJECT_UNKNOWN_KEY = "{file}: unknown key {key!r} in [tool.compaudit]; valid keys: {valid}"
+ERR_PYPROJECT_UNKNOWN_KEY = (
+    "{file}: unknown key {key!r} in [tool.compaudit]{hint}; valid keys: {valid}"
+)
+HINT_POLICY_KEY = (
+    " (gates and their thresholds are not settings: write them in a policy file, "
+    "version: 1 and gates: ..., and pass it with --policy)"
+)
+_POLICY_KEYS = ("version", "gates", "candidates", "on_unevaluable", "floors")
+_GATE_SUFFIXES = ("_drop", "_rate", "_excess", "_increase", "_classes", "_growth", "_gap")
 ERR_PYPROJECT_VALUE = "{file}: [tool.compaudit] {message}"
+
+
+def _unknown_key_hint(key: str, valid: Sequence[str]) -> str:
+    """The closest valid key, or that a policy key is not a setting."""
+    if key in _POLICY_KEYS or key.endswith(_GATE_SUFFIXES):
+        return HINT_POLICY_KEY
+    close = difflib.get_close_matches(key, valid, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class SettingValueError(ValueError):
@@ -597,7 +614,9 @@ def pyproject_layer(path: Path, table: Mapping[str, Any]) -> Layer:
     for key, value in table.items():
         if key not in valid:
             raise InputError(
-                ERR_PYPROJECT_UNKNOWN_KEY.format(file=path, key=key, valid=", ".join(valid))
+                ERR_PYPROJECT_UNKNOWN_KEY.format(
+                    file=path, key=key, hint=_unknown_key_hint(key, valid), valid=", ".join(valid)
+                )
             )
         try:
             BY_NAME[key].validate(value)

@@ -348,9 +348,18 @@ def error_line(root: Path, *extra: str) -> str:
 def test_unknown_pyproject_key_is_one_line_naming_file_key_and_valid_keys(project: Path) -> None:
     path = write_pyproject(project / "pyproject.toml", {"alpah": 0.1})
     valid = ", ".join(s.name for s in st.SETTINGS if s.pyproject)
-    message = st.ERR_PYPROJECT_UNKNOWN_KEY.format(file=path.resolve(), key="alpah", valid=valid)
+    message = st.ERR_PYPROJECT_UNKNOWN_KEY.format(
+        file=path.resolve(), key="alpah", hint=" (did you mean 'alpha'?)", valid=valid
+    )
     assert error_line(project) == f"compaudit: error: {message}"
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("key", ["top1_drop", "gates", "pie_rate_excess"])
+def test_a_policy_key_in_pyproject_says_gates_belong_in_a_policy(project: Path, key: str) -> None:
+    write_pyproject(project / "pyproject.toml", {key: 0.01})
+    line = error_line(project)
+    assert f"unknown key {key!r} in [tool.compaudit]{st.HINT_POLICY_KEY}; valid keys:" in line
 
 
 @pytest.mark.parametrize(
