@@ -63,6 +63,7 @@ PYPROJECT_MAX_BYTES = 1_000_000
 ERR_TYPE = "{name} must be {kind}, got {value!r}"
 ERR_INTERVAL = "{name} must lie in {interval}, got {value!r}"
 ERR_AT_LEAST = "{name} must be at least {low}, got {value!r}"
+ERR_AT_MOST = "{name} must be at most {high:,}, got {value!r}"
 ERR_CHOICE = "{name} must be one of {choices}, got {value!r}"
 ERR_REPEATS = "{name} must not repeat"
 ERR_SET_REPEATS = "attribute set {set} names an attribute twice"
@@ -188,12 +189,14 @@ def _number(
     return check
 
 
-def _integer(name: str, *, low: int) -> Check:
+def _integer(name: str, *, low: int, high: int | None = None) -> Check:
     def check(value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             raise SettingValueError(ERR_TYPE.format(name=name, kind="an integer", value=value))
         if value < low:
             raise SettingValueError(ERR_AT_LEAST.format(name=name, low=low, value=value))
+        if high is not None and value > high:
+            raise SettingValueError(ERR_AT_MOST.format(name=name, high=high, value=value))
 
     return check
 
@@ -320,15 +323,17 @@ PAIRED = Setting(
     cli=("--paired/--unpaired",),
     policy=("paired",),
 )
+MAX_SPLITS = 10_000
+"""Most floor splits: p-values to 1e-4; memory and time grow with splits x examples."""
 FLOOR_SPLITS = Setting(
     "floor_splits",
     DEFAULT_SPLITS,
-    f"integer >= {MIN_SPLITS}",
+    f"integer in [{MIN_SPLITS}, {MAX_SPLITS}]",
     "Disjoint splits of the reference population that estimate seed-noise floors.",
-    _integer("floor_splits", low=MIN_SPLITS),
+    _integer("floor_splits", low=MIN_SPLITS, high=MAX_SPLITS),
     cli=("--floor-splits",),
     policy=("floors", "n_splits"),
-    json_schema={"minimum": MIN_SPLITS},
+    json_schema={"minimum": MIN_SPLITS, "maximum": MAX_SPLITS},
 )
 FLOOR_QUANTILE = Setting(
     "floor_quantile",

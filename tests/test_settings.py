@@ -369,6 +369,10 @@ def test_a_policy_key_in_pyproject_says_gates_belong_in_a_policy(project: Path, 
         ({"alpha": "0.1"}, st.ERR_TYPE.format(name="alpha", kind="a finite number", value="0.1")),
         ({"seed": True}, st.ERR_TYPE.format(name="seed", kind="an integer", value=True)),
         ({"min_support": 0}, st.ERR_AT_LEAST.format(name="min_support", low=1, value=0)),
+        (  # bounded: memory and time grow with splits x examples (10^9 took 4 GB)
+            {"floor_splits": 10**9},
+            st.ERR_AT_MOST.format(name="floor_splits", high=st.MAX_SPLITS, value=10**9),
+        ),
         (
             {"correction": "fdr"},
             st.ERR_CHOICE.format(name="correction", choices=st.CORRECTIONS, value="fdr"),
@@ -395,6 +399,14 @@ def test_the_same_validator_guards_flags_policy_and_audit_settings(project: Path
     assert message in error_line(project, "--policy", str(policy))
     with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\), got 1\.5"):
         AuditSettings(alpha=1.5)
+    too_many = st.ERR_AT_MOST.format(name="floor_splits", high=st.MAX_SPLITS, value=10**9)
+    res = CliRunner().invoke(build_cli(), ["report", "--floor-splits", str(10**9)])
+    assert res.exit_code == 2
+    assert too_many in res.output
+    policy = write_policy(project / "q.yaml", {"floor_splits": 10**9})
+    assert too_many in error_line(project, "--policy", str(policy))
+    with pytest.raises(ValueError, match="floor_splits must be at most 10,000"):
+        AuditSettings(floor_splits=10**9)
 
 
 def test_huge_or_broken_pyproject_is_refused(project: Path) -> None:
