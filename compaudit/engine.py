@@ -44,6 +44,13 @@ WARN_MISSING_ATTRIBUTE = (
     "--attributes CSV (an 'id' column plus one column per attribute); subgroup set "
     "{attrs} was not audited"
 )
+MAX_DEFAULT_ATTRIBUTES = 100
+"""Most attributes audited each on its own when no subgroups are named."""
+ERR_TOO_MANY_ATTRIBUTES = (
+    "{src}: the data carry {n:,} attributes, and without --subgroups each is audited on "
+    "its own (at most {limit}); name the protected ones with --subgroups (audit(..., "
+    "subgroups=[...]), or the policy's gates.subgroups.attributes)"
+)
 ERR_EMPTY_CLASS = (
     "{src}: class(es) {classes} have no examples, so their recall cannot be tested; "
     "evaluate on data that contains every class, or set empty_classes='skip'"
@@ -132,6 +139,14 @@ def _attribute_sets(settings: AuditSettings, pop: Population) -> tuple[tuple[str
         return settings.attribute_sets
     if settings.attributes:
         return (settings.attributes,)
+    if len(pop.attributes) > MAX_DEFAULT_ATTRIBUTES:
+        # Each is a subgroup set with floors and fairness nulls: thousands of columns
+        # (a table's metadata, or a hostile file) would run for hours.
+        raise InputError(
+            ERR_TOO_MANY_ATTRIBUTES.format(
+                src=pop.source, n=len(pop.attributes), limit=MAX_DEFAULT_ATTRIBUTES
+            )
+        )
     return tuple((name,) for name in sorted(pop.attributes))
 
 

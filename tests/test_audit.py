@@ -273,3 +273,22 @@ def test_empty_class_where_a_test_is_asked() -> None:
     assert row["p_value"] is None
     assert row["recall_reference"] is None
     validate_report(report)
+
+
+def test_thousands_of_attributes_need_subgroups_named() -> None:
+    """Each carried attribute is a subgroup set of its own by default (floors, fairness
+    nulls): a table's 10,000 metadata columns would run for hours, so name the sets."""
+    import compaudit
+    from compaudit.engine import ERR_TOO_MANY_ATTRIBUTES, MAX_DEFAULT_ATTRIBUTES
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    ref = np.where(rng.random((3, 200)) < 0.8, y, rng.integers(0, 3, (3, 200)))
+    many = {f"c{i}": rng.integers(0, 2, 200) for i in range(MAX_DEFAULT_ATTRIBUTES + 1)}
+    with pytest.raises(InputError) as info:
+        compaudit.audit(ref, {"cand": ref[::-1]}, y=y, attributes=many)
+    assert str(info.value) == ERR_TOO_MANY_ATTRIBUTES.format(
+        src="reference", n=MAX_DEFAULT_ATTRIBUTES + 1, limit=MAX_DEFAULT_ATTRIBUTES
+    )
+    named = compaudit.audit(ref, {"cand": ref[::-1]}, y=y, attributes=many, subgroups=["c0"])
+    assert [gs.attributes for gs in named.comparisons[0].subgroup_sets] == [("c0",)]

@@ -39,6 +39,8 @@ Empty cells are rejected: fill or drop them first.
 from __future__ import annotations
 
 import csv
+import os
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,17 @@ ERR_CSV_NO_HEADER = "{src}: the table is empty; the first row must name the colu
 ERR_CSV_HEADER = "{src}: column names must be unique and non-empty; bad: {bad}"
 ERR_CSV_RAGGED = "{src}: line {line} has {got} fields but the header has {want}"
 ERR_CSV_NO_ROWS = "{src}: the table has a header but no rows"
+ERR_CSV_TOO_LARGE = (
+    "{src}: {size:,} bytes; compaudit reads CSV tables of at most {limit:,} bytes "
+    "(save a larger table as .npz)"
+)
+ERR_CSV_TOO_WIDE = (
+    "{src}: the header has {got:,} columns; compaudit reads at most {limit:,} "
+    "(keep the columns the audit needs, or save a wider table as .npz)"
+)
+MAX_CSV_BYTES = 1 << 30
+"""Largest CSV table read (1 GiB: parsed cells take several times the file's size)."""
+MAX_CSV_COLUMNS = 10_000
 ERR_CSV_EMPTY_CELL = (
     "{src}: line {line}, column '{col}' is empty ({count} empty cell(s) in all); "
     "fill or drop those rows first"
@@ -121,8 +134,15 @@ def read_csv_columns(path: Path, *, src: str) -> tuple[list[str], np.ndarray, li
         raise DataNotFoundError(ERR_CSV_MISSING.format(src=src))
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_CSV_BYTES:
+                raise InputError(ERR_CSV_TOO_LARGE.format(src=src, size=size, limit=MAX_CSV_BYTES))
             reader = csv.reader(fh)
             header = next(reader, None)
+            if header is not None and len(header) > MAX_CSV_COLUMNS:
+                raise InputError(
+                    ERR_CSV_TOO_WIDE.format(src=src, got=len(header), limit=MAX_CSV_COLUMNS)
+                )
             rows: list[list[str]] = []
             lines: list[int] = []
             for row in reader:
@@ -141,7 +161,8 @@ def read_csv_columns(path: Path, *, src: str) -> tuple[list[str], np.ndarray, li
     if header is None:
         raise InputError(ERR_CSV_NO_HEADER.format(src=src))
     header = [h.strip() for h in header]
-    bad = sorted({h for h in header if not h or header.count(h) > 1})
+    seen = Counter(header)  # not header.count: quadratic in the columns
+    bad = sorted(h for h, n in seen.items() if not h or n > 1)
     if bad:
         raise InputError(ERR_CSV_HEADER.format(src=src, bad=bad))
     if not rows:

@@ -177,6 +177,29 @@ def test_duplicate_header(tmp_path: Path) -> None:
     assert _error(str(path)) == tables.ERR_CSV_HEADER.format(src=path, bad=["a"])
 
 
+def test_a_wide_header_is_refused_in_linear_time(tmp_path: Path) -> None:
+    """200,001 columns took 20 minutes of header.count (quadratic) before any bound."""
+    cols = ["label", *(f"c{i}" for i in range(tables.MAX_CSV_COLUMNS))]
+    path = _csv(tmp_path, ",".join(cols) + "\n" + ",".join("1" * len(cols)) + "\n")
+    assert _error(str(path)) == tables.ERR_CSV_TOO_WIDE.format(
+        src=path, got=len(cols), limit=tables.MAX_CSV_COLUMNS
+    )
+    # At the bound, duplicates are still found (by counting once, not per column).
+    dup = ["label", *(f"c{i}" for i in range(tables.MAX_CSV_COLUMNS - 2)), "c0"]
+    path = _csv(tmp_path, ",".join(dup) + "\n" + ",".join("1" * len(dup)) + "\n", "d.csv")
+    assert _error(str(path)) == tables.ERR_CSV_HEADER.format(src=path, bad=["c0"])
+
+
+def test_a_huge_table_is_refused_before_it_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _csv(tmp_path, "a,label\n" + "1,x\n" * 100)
+    monkeypatch.setattr(tables, "MAX_CSV_BYTES", 64)
+    assert _error(str(path)) == tables.ERR_CSV_TOO_LARGE.format(
+        src=path, size=path.stat().st_size, limit=64
+    )
+
+
 def test_no_rows_and_no_header(tmp_path: Path) -> None:
     assert _error(str(_csv(tmp_path, "a,label\n"))) == tables.ERR_CSV_NO_ROWS.format(
         src=tmp_path / "t.csv"
