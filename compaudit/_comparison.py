@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compaudit._noise import REASON_PAIRED_CIE, column_floors, floor_block, floor_summary
+from compaudit._noise import (
+    REASON_PAIRED_CIE,
+    REASON_PAIRED_PIE,
+    column_floors,
+    floor_block,
+    floor_summary,
+)
 from compaudit.analysis.agreement import (
     TIE_RULE,
     cie,
@@ -329,7 +335,10 @@ def _pie_block(ref: Side, cand: Side, pie: np.ndarray, ctx: Context, pooled: Poo
         count=len(pie_idx),
         rate=rate,
         tie_rule=TIE_RULE,
-        floor=Floor(**floor_block(ctx.class_floors, rate, "pie_rate")),
+        # Seed floors measure independently seeded members: a child made from its own
+        # parent has no seed noise to exceed (as for the paired CIEs).
+        floor=Floor() if ctx.lineage else Floor(**floor_block(ctx.class_floors, rate, "pie_rate")),
+        floor_note=REASON_PAIRED_PIE if ctx.lineage else None,
         n_beyond_noise=int(beyond.sum()) if testable else None,
         example_test=PIE_EXAMPLE_TEST if testable else None,
         examples=examples,

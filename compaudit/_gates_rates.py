@@ -34,6 +34,7 @@ __all__ = [
     "REASON_NO_TOP5",
     "REASON_NO_VALUE_FLOOR",
     "REASON_PAIRED_CIE",
+    "REASON_PAIRED_PIE",
     "cie_rate",
     "cie_rate_excess",
     "cie_u_rate",
@@ -49,6 +50,10 @@ REASON_NO_TOP5 = (
 REASON_PAIRED_CIE = (
     "the CIEs are on the paired basis (each child against its own parent), so they already "
     "count what compression changed and no seed-noise floor applies; gate cie_rate instead"
+)
+REASON_PAIRED_PIE = (
+    "the comparison is paired (each child made from its own parent), so its PIEs already "
+    "count what compression changed and no seed-noise floor applies; gate pie_rate instead"
 )
 REASON_NO_VALUE_FLOOR = "the report gives no floor for the {what}"
 BASIS_PAIRED = "paired: mean over {k} (parent, child) pairs"
@@ -184,4 +189,6 @@ def cie_rate_excess(comp: Comparison, gates: Gates) -> Outcome:
 
 
 def pie_rate_excess(comp: Comparison, gates: Gates) -> Outcome:
+    if comp.lineage == "paired":
+        return Unevaluable(REASON_PAIRED_PIE)
     return floors_missing(comp) or _excess(comp.pie.rate, comp.pie.floor, "pie", "PIE rate")

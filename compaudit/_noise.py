@@ -17,6 +17,7 @@ from compaudit.analysis.floors import SeedFloors, excess
 __all__ = [
     "FLOOR_METHOD",
     "REASON_PAIRED_CIE",
+    "REASON_PAIRED_PIE",
     "column_floors",
     "floor_block",
     "floor_summary",
@@ -26,6 +27,10 @@ __all__ = [
 FLOOR_METHOD = "disjoint-splits"
 REASON_PAIRED_CIE = (
     "paired basis: each child is compared with its own parent, so the CIEs count what "
+    "compression changed; no seed-noise floor applies"
+)
+REASON_PAIRED_PIE = (
+    "lineage: each child was made from its own parent, so the PIEs count what "
     "compression changed; no seed-noise floor applies"
 )
 

@@ -26,7 +26,8 @@ rates in percent and drops in percentage points.
 ``cie_rate_excess`` / ``pie_rate_excess``
     ``cie.floor.excess`` / ``pie.floor.excess``: the rate minus its seed-noise
     floor. Unevaluable without a floor (``floors.available`` false, or null or absent),
-    and for CIEs on the paired basis (no seed noise to remove: gate ``cie_rate``).
+    and for a lineage-paired comparison (each child made from its own parent: no seed
+    noise to remove, so gate ``cie_rate`` / ``pie_rate``).
 ``significant_classes``
     Number of classes significantly worse than the overall shift (``significant``
     and a negative normalized recall difference).
@@ -100,6 +101,7 @@ from compaudit._gates_rates import (
     REASON_NO_TOP5,
     REASON_NO_VALUE_FLOOR,
     REASON_PAIRED_CIE,
+    REASON_PAIRED_PIE,
     cie_rate,
     cie_rate_excess,
     cie_u_rate,
@@ -158,6 +160,7 @@ __all__ = [
     "REASON_NO_TOP5",
     "REASON_NO_VALUE_FLOOR",
     "REASON_PAIRED_CIE",
+    "REASON_PAIRED_PIE",
     "TOLERANCE",
     "GateResult",
     "GateStatus",

@@ -358,6 +358,8 @@ class PieBlock(Record):
     rate: float
     tie_rule: str
     floor: Floor = field(default_factory=Floor)
+    floor_note: str | None = field(default=None, metadata=OMIT_NONE)
+    """Why a lineage-paired comparison has no seed floor (its PIEs count what changed)."""
     n_beyond_noise: int | None = None
     example_test: str | None = None
     examples: PieExamples = field(default_factory=lambda: PieExamples({}))

@@ -9,6 +9,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from compaudit._noise import REASON_PAIRED_PIE
 from compaudit.engine import ERR_PAIRED_K, AuditSettings, audit
 from compaudit.errors import InputError
 from compaudit.population import Population
@@ -65,6 +66,12 @@ def test_lineage_pairs_member_with_member_and_counts_what_compression_changed() 
     assert paired["cie"]["examples_total"] > 0
     assert paired["cie"]["floor"]["rate"] is None
     assert paired["cie"]["floor_note"]
+    # The PIEs too: the child population against its own parents has no seed noise
+    # between them, so the floor from independently seeded halves does not apply.
+    assert paired["pie"]["floor"] == {"rate": None, "excess": None, "p_value": None}
+    assert paired["pie"]["floor_note"] == REASON_PAIRED_PIE
+    assert unpaired["pie"]["floor"]["rate"] is not None
+    assert "floor_note" not in unpaired["pie"]
 
 
 def test_paired_flag_asserts_lineage_and_rejects_different_k() -> None:

@@ -134,6 +134,8 @@ def floor_text(c: Comparison, block: Literal["cie", "pie"]) -> str:
     """``"seed floor 2.40%, excess +0.70 pp (p 0.0156)"`` for the PIE or CIE block, or why none."""
     if block == "cie" and c.cie.floor_note:
         return c.cie.floor_note
+    if block == "pie" and c.pie.floor_note:
+        return c.pie.floor_note
     floor = c.cie.floor if block == "cie" else c.pie.floor
     if floor.rate is None:
         reason = c.floors.reason

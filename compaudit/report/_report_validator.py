@@ -5,7 +5,7 @@ the rule it broke. See :mod:`compaudit.report._schema_codegen`.
 """
 # ruff: noqa
 # mypy: ignore-errors
-SCHEMA_SHA256 = "7d2d13fa07d461aad62817db2425e7c496dbbbd8f727b2e6b83335a3b4253907"
+SCHEMA_SHA256 = "c424c5fd4a189764b0dffda7644a06d82fb7a61ba89d46c5e0d96208be09bce3"
 from decimal import Decimal
 from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException
 
@@ -684,6 +684,11 @@ def validate_report_schema_json(data, custom_formats={}, name_prefix=None):
                                             data__comparisons_item__pie__floor__pvalue = data__comparisons_item__pie__floor["p_value"]
                                             if not isinstance(data__comparisons_item__pie__floor__pvalue, (int, float, Decimal, NoneType)) or isinstance(data__comparisons_item__pie__floor__pvalue, bool):
                                                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".comparisons[{data__comparisons_x}].pie.floor.p_value".format(**locals()) + " must be number or null", value=data__comparisons_item__pie__floor__pvalue, name="" + (name_prefix or "data") + ".comparisons[{data__comparisons_x}].pie.floor.p_value".format(**locals()) + "", definition={'type': ['number', 'null']}, rule='type')
+                                if "floor_note" in data__comparisons_item__pie_keys:
+                                    data__comparisons_item__pie_keys.remove("floor_note")
+                                    data__comparisons_item__pie__floornote = data__comparisons_item__pie["floor_note"]
+                                    if not isinstance(data__comparisons_item__pie__floornote, (str)):
+                                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".comparisons[{data__comparisons_x}].pie.floor_note".format(**locals()) + " must be string", value=data__comparisons_item__pie__floornote, name="" + (name_prefix or "data") + ".comparisons[{data__comparisons_x}].pie.floor_note".format(**locals()) + "", definition={'type': 'string'}, rule='type')
                                 if "n_beyond_noise" in data__comparisons_item__pie_keys:
                                     data__comparisons_item__pie_keys.remove("n_beyond_noise")
                                     data__comparisons_item__pie__nbeyondnoise = data__comparisons_item__pie["n_beyond_noise"]

@@ -115,11 +115,16 @@ def test_strict_release(rb: SimpleNamespace) -> None:
         ("pruned", "significant_classes"),
         ("pruned", "class_recall_drop"),
     ]
-    # int8 made member by member: judged on its paired CIE rate, which needs no floor.
-    int8 = seed_only(rb, "int8", basis="paired", pairs=4, cie_rate=0.004, cie_u_rate=0.002)
+    # int8 made member by member: judged on its paired CIE and PIE rates (no floor).
+    paired = {"basis": "paired", "pairs": 4, "cie_u_rate": 0.002}
+    int8 = seed_only(rb, "int8", **paired, cie_rate=0.004, pie_rate=0.003)
     assert verdict(rb.report(int8), path) == ("pass", 0)
-    worse = seed_only(rb, "int8", basis="paired", pairs=4, cie_rate=0.02, top1_delta=-0.003)
-    assert failed(rb.report(worse), path) == [("int8", "top1_drop"), ("int8", "cie_rate")]
+    worse = seed_only(rb, "int8", **paired, cie_rate=0.02, pie_rate=0.02, top1_delta=-0.003)
+    assert failed(rb.report(worse), path) == [
+        ("int8", "top1_drop"),
+        ("int8", "cie_rate"),
+        ("int8", "pie_rate"),
+    ]
     # Unpaired int8 (mean over all pairs) would be failed on seed disagreement, and says so.
     unpaired = evaluate_gates(rb.report(seed_only(rb, "int8")), load_policy(path))
     cie = next(r for r in unpaired if r.name == "cie_rate")
@@ -204,7 +209,7 @@ def test_fairness_review(rb: SimpleNamespace) -> None:
 def test_digits_demo(rb: SimpleNamespace) -> None:
     path = example("digits-demo.yaml")
     light = seed_only(rb, "prune-50", top1_delta=-0.009)
-    int8 = seed_only(rb, "int8", basis="paired", pairs=4, cie_rate=0.01)
+    int8 = seed_only(rb, "int8", basis="paired", pairs=4, cie_rate=0.01, pie_rate=0.002)
     assert verdict(rb.report(light, int8), path) == ("pass", 0)
     heavy = seed_only(
         rb,

@@ -165,6 +165,18 @@ def test_cie_rate_excess_on_mean_over_pairs_and_paired(rb: SimpleNamespace) -> N
     assert r.detail == err(g.REASON_PAIRED_CIE)
 
 
+def test_pie_rate_excess_on_a_lineage_pair_is_unevaluable(rb: SimpleNamespace) -> None:
+    """A floor from independently seeded halves would let a paired PIE rate pass however
+    high (the demo's int8: excess -0.93 pp whatever it forgot): gate pie_rate instead."""
+    c = rb.comparison(pie_rate=0.05, basis="paired", pairs=4, floors=True, pie_floor=0.06)
+    c["lineage"] = "paired"
+    r = one(rb.report(c), policy(pie_rate_excess=0.01))
+    assert r.detail == err(g.REASON_PAIRED_PIE)
+    assert r.passed is None
+    c["lineage"] = "none"
+    assert one(rb.report(c), policy(pie_rate_excess=0.01)).passed is True
+
+
 def test_cie_rate_states_its_basis(rb: SimpleNamespace) -> None:
     single = one(rb.report(rb.comparison(cie_rate=0.004)), policy(cie_rate=0.01))
     assert single.detail == "CIE rate 0.40% (4 examples changed prediction) (threshold 1.0%)"
