@@ -212,16 +212,22 @@ def write_formats(
             if path is not None:
                 written.append(path)
         return written
+    # Files first, the terminal after the set is committed: a closed stdout (``| head``)
+    # or a terminal that fails must not cost the report files.
+    in_files = [f for f in formats if getattr(reporters[f], "filename", None)]
     with file_set(out, owned=_report_files(reporters)) as files:
-        for fmt in formats:
+        for fmt in in_files:
             reporter = reporters[fmt]
             path = files.stage(
-                getattr(reporter, "filename", None),
-                functools.partial(_write_format, reporter, document, context),
+                reporter.filename, functools.partial(_write_format, reporter, document, context)
             )
             if path is not None:
                 written.append(path)
         files.commit()
+    for fmt in (f for f in formats if f not in in_files):
+        path = reporters[fmt].write(document, out_dir=out, context=context)
+        if path is not None:
+            written.append(path)
     return written
 
 

@@ -389,3 +389,42 @@ def test_a_usage_error_lists_choices_without_escaped_tabs() -> None:
     assert res.exit_code == 2
     assert "\\t" not in res.stderr
     assert "    policy," in res.stderr.splitlines()
+
+
+def _closed_stdout(*args: str) -> tuple[int, str]:
+    """Run ``python -m compaudit ARGS`` with its stdout a pipe closed before it writes
+    (``compaudit ... | head -0``); return the exit code and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compaudit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    return proc.wait(timeout=300), err
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",), ("schema", "policy")])
+def test_a_closed_stdout_is_2_not_a_failed_gate(args: tuple[str, ...]) -> None:
+    """click answers EPIPE with exit 1, the code for "a gate failed", and no message."""
+    code, err = _closed_stdout(*args)
+    assert code == 2, err
+    assert err == f"compaudit: error: {cli.ERR_STDOUT_CLOSED}\n"
+
+
+def test_a_closed_stdout_still_gets_the_report_files(
+    preds: dict[str, Path], tmp_path: Path
+) -> None:
+    """Files are committed before the terminal output, so ``| head`` costs none of them."""
+    out = tmp_path / "out"
+    args = ["check", "-r", str(preds["ref"]), "-c", f"int8={preds['int8']}", "--paired"]
+    code, err = _closed_stdout(
+        *args, "--policy", str(DEMO_POLICY), "--out", str(out), "-f", "terminal,json,junit"
+    )
+    assert code == 2, err
+    assert cli.ERR_STDOUT_CLOSED in err
+    assert json.loads((out / "report.json").read_text())["verdict"] == "pass"
+    assert (out / "junit.xml").is_file()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import contextvars
+import errno
 import importlib
 import io
 import logging
@@ -80,6 +81,7 @@ HINT_INTERNAL_VERBOSE = "this is a bug in compaudit; please report it with the t
 ERR_VERBOSE_AND_QUIET = "give -v/--verbose or -q/--quiet, not both"
 ERR_PLUGIN_COMMANDS = "plugin commands not loaded: {reason}"
 MSG_INTERRUPTED = "interrupted"
+ERR_STDOUT_CLOSED = "standard output was closed before everything was printed (broken pipe)"
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 _LOG_LEVELS = {QUIET: logging.ERROR, NORMAL: logging.INFO, VERBOSE: logging.DEBUG}
@@ -356,6 +358,13 @@ def decide_exit(call: Callable[[], Any], *, argv: Sequence[str], prog: str) -> i
     except (click.Abort, KeyboardInterrupt):
         click.echo(f"compaudit: {MSG_INTERRUPTED}", err=True)
         return int(ExitStatus.ERROR)
+    except SystemExit as exc:
+        # click answers a closed stdout (EPIPE: ``| head``) with sys.exit(1), the code
+        # for "a gate failed"; report files are written before the terminal output.
+        if _stdout_closed(exc):
+            fail(ERR_STDOUT_CLOSED)
+            return int(ExitStatus.ERROR)
+        raise
     except OSError as exc:
         if exc.errno not in WRITE_FAULTS:
             return int(_internal_error(exc, argv=argv, prog=prog))
@@ -367,6 +376,16 @@ def decide_exit(call: Callable[[], Any], *, argv: Sequence[str], prog: str) -> i
         return int(ExitStatus.ERROR)
     except Exception as exc:
         return int(_internal_error(exc, argv=argv, prog=prog))
+
+
+def _stdout_closed(exc: SystemExit) -> bool:
+    """Whether click ended the run because stdout was closed (EPIPE)."""
+    cause = exc.__context__
+    if isinstance(cause, OSError) and cause.errno == errno.EPIPE:
+        return True
+    # click swaps the closed stream for its flush-pacifying wrapper, then exits 1 outside
+    # the except block (no context); the test pins this against click's behaviour.
+    return exc.code == 1 and type(sys.stdout).__name__ == "_PacifyFlushWrapper"
 
 
 class _Interrupted(KeyboardInterrupt):
