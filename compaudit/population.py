@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,20 @@ ERR_TOPK_REPEATED = (
     "{example}; {bad} rows in all); each row must hold k distinct classes, best first, "
     "as written by argsort of the scores"
 )
+ERR_NOT_1D = "{src}: {what} has shape {shape}; give one value per example (a 1-D array)"
+ERR_IDS_KIND = "{src}: 'ids' has dtype {dtype}; ids are integers or (unicode) strings"
+ERR_ATTR_LABEL_NAME = (
+    "{src}: attribute {name!r} would shadow the true label (the attribute 'label', always "
+    "available); rename it"
+)
+ERR_ATTR_KIND = (
+    "{src}: attribute {name!r} has dtype {dtype}; attributes are strings, integers, "
+    "booleans or finite numbers"
+)
+ERR_ATTR_NONFINITE = (
+    "{src}: attribute {name!r} has {count} NaN or infinite value(s); give every example "
+    "a value (a string such as 'unknown' for a missing one)"
+)
 ERR_LENGTH = (
     "{src}: '{key}' has {got} examples but 'y' has {n}; every array must have one entry per example"
 )
@@ -113,6 +128,30 @@ ERR_META_DEPTH = "{src}: 'meta' is nested deeper than {limit} levels; flatten it
 ERR_META_NUM_CLASSES = (
     "{src}: 'meta' gives num_classes {value}, which is not a positive integer; fix it or remove it"
 )
+
+
+def _attribute(name: str, values: npt.ArrayLike, n: int, src: str) -> np.ndarray:
+    """One protected attribute, checked: 1-D, N values, strings or finite numbers, and
+    not named like the true label (a predictions file could otherwise choose the groups
+    that ``-g label`` judges)."""
+    if unicodedata.normalize("NFKC", name).casefold() == "label":
+        raise InputError(ERR_ATTR_LABEL_NAME.format(src=src, name=name))
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        arr = arr.astype(str)
+    if arr.ndim != 1:
+        raise InputError(ERR_NOT_1D.format(src=src, what=f"attribute {name!r}", shape=arr.shape))
+    if arr.shape[0] != n:
+        raise InputError(
+            f"{src}: attribute {name!r} has {arr.shape[0]} values but there are {n} "
+            "examples; give one value per example"
+        )
+    if arr.dtype.kind not in "biufU":
+        raise InputError(ERR_ATTR_KIND.format(src=src, name=name, dtype=arr.dtype))
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise InputError(ERR_ATTR_NONFINITE.format(src=src, name=name, count=bad))
+    return arr
 
 
 def smallest_uint(max_value: int) -> np.dtype[Any]:
@@ -330,9 +369,12 @@ class Population:
             id_arr = np.asarray(ids)
             if id_arr.dtype == object:
                 id_arr = id_arr.astype(str)
+            if id_arr.ndim != 1:
+                raise InputError(ERR_NOT_1D.format(src=src, what="'ids'", shape=id_arr.shape))
             if id_arr.shape != (n,):
-                got = id_arr.shape[0] if id_arr.ndim else 0
-                raise InputError(ERR_LENGTH.format(src=src, key="ids", got=got, n=n))
+                raise InputError(ERR_LENGTH.format(src=src, key="ids", got=id_arr.shape[0], n=n))
+            if id_arr.dtype.kind not in "iuU":
+                raise InputError(ERR_IDS_KIND.format(src=src, dtype=id_arr.dtype))
             # Strictly increasing ids (the usual case) are unique: O(N) instead of a sort.
             increasing = n < 2 or (
                 id_arr.dtype.kind in "iu" and bool(np.all(id_arr[1:] > id_arr[:-1]))
@@ -342,15 +384,7 @@ class Population:
 
         attrs: dict[str, np.ndarray] = {}
         for name, values in (attributes or {}).items():
-            arr = np.asarray(values)
-            if arr.dtype == object:
-                arr = arr.astype(str)
-            if arr.ndim != 1 or arr.shape[0] != n:
-                raise InputError(
-                    f"{src}: attribute '{name}' has {arr.shape[0] if arr.ndim else 0} values "
-                    f"but there are {n} examples; give one value per example"
-                )
-            attrs[str(name)] = arr
+            attrs[str(name)] = _attribute(str(name), values, n, src)
 
         return cls(
             predictions=preds.astype(dt),

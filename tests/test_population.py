@@ -175,3 +175,39 @@ def test_interrupted_write_leaves_old_file(tmp_path: Path, monkeypatch: pytest.M
         save_population(Population.create([1, 1], [0, 1]), path)
     assert path.read_bytes() == before
     assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (np.array([0.5, np.nan, 1.0, np.inf]), "attribute 'age' has 2 NaN or infinite value(s)"),
+        (np.array([b"a", b"b", b"a", b"b"]), "attribute 'age' has dtype |S1"),
+        (
+            np.array(["2020-01-01"] * 4, dtype="datetime64[D]"),
+            "attribute 'age' has dtype datetime64[D]",
+        ),
+        (np.zeros((4, 2)), "attribute 'age' has shape (4, 2); give one value per example"),
+    ],
+)
+def test_attributes_are_finite_one_value_per_example(values: np.ndarray, expected: str) -> None:
+    """NaN attributes crashed report.json (not JSON), bytes its schema check: one line now."""
+    y = np.array([0, 1, 0, 1])
+    with pytest.raises(InputError) as info:
+        Population.create(y[None, :], y, attributes={"age": values}, source="f.npz")
+    assert str(info.value).startswith(f"f.npz: {expected}")
+
+
+@pytest.mark.parametrize("name", ["label", "Label", "ＬＡＢＥＬ"])
+def test_no_attribute_may_shadow_the_true_label(name: str) -> None:
+    """``-g label`` groups by the true label; a file's own 'label' array would choose them."""
+    y = np.array([0, 1, 2])
+    with pytest.raises(InputError, match="would shadow the true label"):
+        Population.create(y[None, :], y, attributes={name: np.array([0, 0, 1])}, source="f.npz")
+
+
+def test_ids_are_one_integer_or_string_per_example() -> None:
+    y = np.array([0, 1])
+    with pytest.raises(InputError, match=r"'ids' has shape \(2, 1\)"):
+        Population.create(y[None, :], y, ids=np.array([[1], [2]]))
+    with pytest.raises(InputError, match="'ids' has dtype"):
+        Population.create(y[None, :], y, ids=np.array([1.5, 2.5]))

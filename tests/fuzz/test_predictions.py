@@ -179,7 +179,7 @@ def _names_int(good: dict[str, Path], out: Path, mp: pytest.MonkeyPatch) -> Buil
 @case("ids-a-scalar")
 def _ids_scalar(good: dict[str, Path], out: Path, mp: pytest.MonkeyPatch) -> Built:
     path = hand_written(good, out, ids=np.asarray(7))
-    return path, pop_mod.ERR_LENGTH, {"key": "ids", "got": 0, "n": 600}
+    return path, pop_mod.ERR_NOT_1D, {"what": "'ids'", "shape": ()}
 
 
 # -- meta ------------------------------------------------------------------------------
