@@ -146,15 +146,32 @@ def new_manifest(recipe: Recipe, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+MAX_MANIFEST_BYTES = 64 << 20
+"""Largest ``manifest.json`` read (64 MiB)."""
+
+
 def read_manifest(run_dir: str | Path) -> dict[str, Any] | None:
     """The manifest of ``run_dir``, or None when there is none."""
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
         return None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=exc)) from exc
+        with open(path, "rb") as fh:
+            # Bounded before it is read: 10,000 members take a few MB.
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=exc)) from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        reason = f"larger than {MAX_MANIFEST_BYTES:,} bytes"
+        raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=reason))
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        reason = "nested too deeply"
+        raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=reason)) from None
+    except ValueError as exc:
+        # JSON syntax, bad UTF-8, and a 5,000-digit integer (Python's int limit).
+        raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=exc)) from None
     if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
         raise InputError(ERR_BAD_MANIFEST.format(path=path, reason=f"format is not '{RUN_FORMAT}'"))
     problem = _shape_problem(manifest)

@@ -185,3 +185,36 @@ def test_canonical_must_name_one_of_the_files(tmp_path: Path) -> None:
         where="variants.dense.members.0.canonical", kind="one of files (ckpt)", got="'onnx'"
     )
     assert_error(result.error_lines[0], ERR_BAD_MANIFEST, path=run / MANIFEST, reason=reason)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[" * 100_000, "nested too deeply"),  # was a RecursionError: an internal error
+        ('{"format": ' + "9" * 5000 + "}", "Exceeds the limit"),  # Python's int digits limit
+    ],
+    ids=["deep", "huge-int"],
+)
+def test_a_manifest_that_json_cannot_hold_is_one_line(
+    tmp_path: Path, text: str, reason: str
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / MANIFEST).write_text(text, encoding="utf-8")
+    result = fails_closed(["report", str(run), "-o", str(tmp_path / "out")], names=str(run))
+    assert result.error_lines[0].startswith(f"compaudit: error: {run / MANIFEST}: unreadable")
+    assert reason in result.error_lines[0]
+
+
+def test_a_huge_manifest_is_refused_before_it_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from compaudit.train import manifest as manifest_mod
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / MANIFEST).write_text(json.dumps(_manifest(run)), encoding="utf-8")
+    monkeypatch.setattr(manifest_mod, "MAX_MANIFEST_BYTES", 100)
+    result = fails_closed(["report", str(run), "-o", str(tmp_path / "out")], names=str(run))
+    reason = "larger than 100 bytes"
+    assert_error(result.error_lines[0], ERR_BAD_MANIFEST, path=run / MANIFEST, reason=reason)
