@@ -20,6 +20,13 @@ __all__ = ["ARCHITECTURES", "CNN28", "ERR_UNKNOWN_ARCH", "MLP", "ResNet20", "bui
 
 ERR_UNKNOWN_ARCH = "unknown architecture '{arch}'; choose one of {choices}"
 ERR_BAD_KWARGS = "architecture '{arch}': bad arguments {kwargs} ({reason})"
+ERR_TOO_LARGE = (
+    "architecture '{arch}' with {kwargs} has {n:,} parameters; compaudit builds at most "
+    "{limit:,} (lower the widths)"
+)
+MAX_PARAMETERS = 1_000_000_000
+"""Largest model built (4 GB of float32 weights): counted on the meta device first, so a
+recipe or checkpoint asking for more fails before anything is allocated."""
 
 
 class MLP(nn.Module):
@@ -215,7 +222,8 @@ def build(arch: str, **kwargs: Any) -> nn.Module:
     Raises
     ------
     InputError
-        Unknown architecture or arguments it does not accept.
+        Unknown architecture, arguments it does not accept, or more than
+        :data:`MAX_PARAMETERS` parameters.
     """
     try:
         factory = ARCHITECTURES[arch]
@@ -224,6 +232,11 @@ def build(arch: str, **kwargs: Any) -> nn.Module:
             ERR_UNKNOWN_ARCH.format(arch=arch, choices=sorted(ARCHITECTURES))
         ) from None
     try:
-        return factory(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise InputError(ERR_BAD_KWARGS.format(arch=arch, kwargs=kwargs, reason=exc)) from exc
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            n = sum(p.numel() for p in factory(**kwargs).parameters())
+    except (TypeError, ValueError, RuntimeError) as exc:
+        # RuntimeError: torch's own refusals (a negative width).
+        raise InputError(ERR_BAD_KWARGS.format(arch=arch, kwargs=kwargs, reason=exc)) from None
+    if n > MAX_PARAMETERS:
+        raise InputError(ERR_TOO_LARGE.format(arch=arch, kwargs=kwargs, n=n, limit=MAX_PARAMETERS))
+    return factory(**kwargs)
