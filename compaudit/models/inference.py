@@ -56,6 +56,10 @@ ERR_BAD_SCORES_SHAPE = (
     "{model}: expected scores of shape [batch, classes] = [{b}, C], got {shape}; "
     "the model must return one row of class scores per example"
 )
+ERR_SCORES_DTYPE = (
+    "{model}: the model outputs values of dtype {dtype}; it must return numeric class "
+    "scores (one row of floats per example)"
+)
 ERR_NOT_PROBABILITIES = (
     "{model}: --outputs-probabilities was given but the outputs are not probabilities "
     "(row sums {lo:.4g} .. {hi:.4g}, min value {vmin:.4g}); drop the flag to apply softmax"
@@ -194,8 +198,8 @@ def run_batches(
     Raises
     ------
     ModelError
-        Scores of the wrong shape or width, non-finite scores (counted over
-        all examples), or declared probabilities that are not.
+        Scores that are not numbers, of the wrong shape or width, non-finite
+        scores (counted over all examples), or declared probabilities that are not.
 
     Warns
     -----
@@ -216,6 +220,8 @@ def run_batches(
         for start in range(0, n, bs):
             stop = min(start + bs, n)
             scores = np.asarray(run_batch(x[start:stop]))
+            if scores.dtype.kind not in "iuf":  # strings, bools, objects: not class scores
+                raise ModelError(ERR_SCORES_DTYPE.format(model=model, dtype=scores.dtype))
             if idx_out is None:
                 if scores.ndim != 2 or scores.shape[0] != stop - start:
                     raise ModelError(

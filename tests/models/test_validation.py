@@ -372,3 +372,17 @@ def test_probability_outputs_without_the_flag_warn(
     assert capsys.readouterr().err == ""
     assert pop.topk is not None
     np.testing.assert_array_equal(flagged.topk, pop.topk)  # softmax keeps the order
+
+
+@pytest.mark.parametrize("dtype", [np.str_, np.bool_, object])
+def test_scores_that_are_not_numbers_are_one_line(dtype: type) -> None:
+    """An ONNX model whose output is a string tensor crashed np.isfinite (internal error)."""
+    x = np.zeros((4, 3), dtype=np.float32)
+
+    def strings(batch: np.ndarray) -> np.ndarray:
+        return np.ones((batch.shape[0], 2)).astype(dtype)
+
+    with pytest.raises(ModelError) as exc:
+        inference.run_batches("m.onnx", x, strings, RunnerSettings(progress=False))
+    got = np.ones((1, 1)).astype(dtype).dtype
+    assert str(exc.value) == inference.ERR_SCORES_DTYPE.format(model="m.onnx", dtype=got)
