@@ -312,6 +312,12 @@ ERR_SCORES = (
 )
 
 
+MAX_SCORE = 1e50
+"""Largest per-example score magnitude: its fourth power (in the Welch df) still fits a
+float, and memorization, influence and C-scores lie in [-1, 1]. The score files' reader
+has the same bound (``score_files.MAX_SCORE``) and names the file."""
+
+
 def _scores(scores: Mapping[str, Any] | None, n: int) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, values in (scores or {}).items():
@@ -323,6 +329,10 @@ def _scores(scores: Mapping[str, Any] | None, n: int) -> dict[str, np.ndarray]:
         arr = arr.astype(np.float64)
         if not np.isfinite(arr).all():
             problem = f"{int((~np.isfinite(arr)).sum())} NaN or infinite value(s)"
+            raise InputError(ERR_SCORES.format(name=name, n=n, problem=problem))
+        if arr.size and float(np.abs(arr).max()) > MAX_SCORE:
+            # Means and variances of 1e308s overflow to inf (report.json cannot hold it).
+            problem = f"a value of magnitude {float(np.abs(arr).max()):.3g} (at most {MAX_SCORE:g})"
             raise InputError(ERR_SCORES.format(name=name, n=n, problem=problem))
         out[str(name)] = arr
     return out

@@ -292,3 +292,18 @@ def test_thousands_of_attributes_need_subgroups_named() -> None:
     )
     named = compaudit.audit(ref, {"cand": ref[::-1]}, y=y, attributes=many, subgroups=["c0"])
     assert [gs.attributes for gs in named.comparisons[0].subgroup_sets] == [("c0",)]
+
+
+def test_scores_beyond_1e50_are_refused_not_overflowed() -> None:
+    import compaudit
+    from compaudit.engine import MAX_SCORE
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 100)
+    ref = np.where(rng.random((3, 100)) < 0.8, y, rng.integers(0, 3, (3, 100)))
+    scores = rng.random(100)
+    scores[7] = 1e308
+    with pytest.raises(InputError, match=r"magnitude 1e\+308 \(at most 1e\+50\)"):
+        compaudit.audit(ref, {"c": ref[::-1]}, y=y, example_scores={"s": scores})
+    scores[7] = MAX_SCORE
+    compaudit.audit(ref, {"c": ref[::-1]}, y=y, example_scores={"s": scores}).to_json()

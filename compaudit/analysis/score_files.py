@@ -21,6 +21,12 @@ from compaudit.errors import DataNotFoundError, InputError
 __all__ = ["read_scores"]
 
 ERR_FILE_MISSING = "{path}: no such score file; check the path"
+ERR_FILE_HUGE = (
+    "{path}: {count} score(s) beyond +-{limit:g}, e.g. id {example!r}; the statistics of "
+    "such values overflow: rescale the scores"
+)
+MAX_SCORE = 1e50
+"""Largest score magnitude (the audit's own bound, :data:`compaudit.engine.MAX_SCORE`)."""
 ERR_FILE_KIND = (
     "{path}: a score file must be a .csv (an 'id' column and one numeric score column) "
     "or an .npz (arrays 'ids' and 'scores')"
@@ -201,5 +207,12 @@ def read_scores(
     if bad.any():
         raise InputError(
             ERR_FILE_NONFINITE.format(path=src, count=int(bad.sum()), example=str(wanted[bad][0]))
+        )
+    huge = np.abs(out) > MAX_SCORE
+    if huge.any():
+        raise InputError(
+            ERR_FILE_HUGE.format(
+                path=src, count=int(huge.sum()), example=str(wanted[huge][0]), limit=MAX_SCORE
+            )
         )
     return out

@@ -330,6 +330,12 @@ def test_read_scores_from_an_npz(tmp_path: Path) -> None:
             "id,score\n10,1\n11,2\n12,nan\n13,inf\n",
             sf.ERR_FILE_NONFINITE.replace("{count}", "2").replace("{example!r}", "'12'"),
         ),
+        (  # finite, but variances and Welch df of such values overflow (report.json crashed)
+            "id,score\n10,1\n11,2\n12,-1e308\n13,1e200\n",
+            sf.ERR_FILE_HUGE.replace("{count}", "2")
+            .replace("{limit:g}", "1e+50")
+            .replace("{example!r}", "'12'"),
+        ),
         (
             "id,score\n10,1\n11,2\n12,3\n13,4\n12,5\n10,6\n",
             sf.ERR_FILE_DUP.replace("{count}", "2").replace("{examples}", "'10', '12'"),
