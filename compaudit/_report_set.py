@@ -149,10 +149,24 @@ def write_error_report(
             with file_set(out, owned=_report_files(reporters)) as files:
                 for fmt in ERROR_FORMATS:
                     try:
-                        path = files.stage(
-                            reporters[fmt].filename,
-                            functools.partial(_write_format, reporters[fmt], doc, context),
-                        )
+                        try:
+                            path = files.stage(
+                                reporters[fmt].filename,
+                                functools.partial(_write_format, reporters[fmt], doc, context),
+                            )
+                        except Exception:
+                            if report is None:
+                                raise
+                            # The audit's part may be what broke (the error itself, say):
+                            # the error alone is what a reviewer must see.
+                            kept = settings if settings is not None else report.get("settings")
+                            bare = AuditReport.from_dict(
+                                error_document(error_message(exc), None, settings=kept)
+                            )
+                            path = files.stage(
+                                reporters[fmt].filename,
+                                functools.partial(_write_format, reporters[fmt], bare, context),
+                            )
                     except Exception as err:
                         warnings.warn(
                             WARN_ERROR_REPORT.format(what=fmt, reason=_reason(err)),
