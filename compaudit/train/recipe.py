@@ -182,7 +182,7 @@ class QuantizeConfig(_Strict):
     """onnx-dynamic | onnx-static | torch-dynamic | fp16 (or a plugin's name)."""
     calibration_examples: int = Field(default=256, ge=1)
     """Training examples drawn (seeded) to calibrate activation ranges (onnx-static)."""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     """Seed of the calibration draw."""
     per_channel: bool = False
     """Per-channel weight scales (onnx-static)."""
@@ -244,7 +244,7 @@ class Recipe(_Strict):
     training: TrainingConfig
     k: int = Field(ge=1, le=10_000)
     """Members per variant (the paper uses 30)."""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     """Member i of a variant uses seed ``seed + i`` (initialisation and data order) unless
     the variant sets its own ``seed``."""
     reference: str | None = None

@@ -49,6 +49,10 @@ ERR_END_STEP = (
 )
 
 
+ERR_WARMUP = (
+    "recipe '{recipe}', variant '{variant}': training.warmup_steps = {warmup} is beyond the "
+    "{total} optimizer steps of its training; lower warmup_steps or train longer"
+)
 ERR_FAILED = (
     "{run}: {count} of {total} member(s) failed and were not recorded (the others were; "
     "re-running the command retries only the failed ones): {failures}"
@@ -113,10 +117,18 @@ def _check_schedules(recipe: Recipe, n_train: int) -> None:
         n_sub = subset_size(recipe.influence, n_train)
         checks.append((recipe.variant(recipe.influence.variant), n_sub, " (influence runs)"))
     for v, n, what in checks:
-        if v.prune is None:
-            continue
         spe = steps_per_epoch(n, recipe.training.batch_size)
         epochs = v.epochs or recipe.training.epochs
+        warmup = recipe.training.warmup_steps
+        if v.kind != "quantize" and warmup > spe * epochs:
+            # The learning rate would never reach its peak: a schedule that trains nothing.
+            raise InputError(
+                ERR_WARMUP.format(
+                    recipe=recipe.name, variant=v.name + what, warmup=warmup, total=spe * epochs
+                )
+            )
+        if v.prune is None:
+            continue
         if v.prune.end_step > spe * epochs:
             raise InputError(
                 ERR_END_STEP.format(

@@ -207,6 +207,27 @@ def test_end_step_beyond_training_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def test_a_warmup_longer_than_training_is_refused(tmp_path: Path) -> None:
+    """The learning rate would never reach its peak (warmup_steps: 1e23 trained silently)."""
+    d = tiny_dict()
+    d["training"]["warmup_steps"] = 41  # 2 epochs x 20 steps = 40
+    with pytest.raises(InputError) as info:
+        train_recipe(recipe_from_dict(d), tmp_path / "r", progress=False)
+    assert "training.warmup_steps = 41 is beyond the 40 optimizer steps" in str(info.value)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("where", ["recipe", "quantize"])
+def test_seeds_are_natural_numbers(where: str) -> None:
+    d = tiny_dict()
+    if where == "recipe":
+        d["seed"] = -1
+    else:
+        d["variants"][2]["quantize"]["seed"] = -1
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        recipe_from_dict(d)
+
+
 @pytest.mark.slow
 def test_process_pool_gives_the_same_members(tmp_path: Path, trained_run: Path) -> None:
     recipe = tiny_recipe(k=2, variants=TINY["variants"][:1])
