@@ -54,7 +54,7 @@ ERR_NOT_NUMERIC = (
     "{path}: score column {column!r} has a non-numeric value {value!r} (line {line}); "
     "scores must be numbers"
 )
-ERR_NPZ_KEYS = "{path}: a score .npz needs arrays 'ids' and 'scores'; it has {found}"
+ERR_NPZ_KEYS = "{path}: a score .npz holds exactly the arrays 'ids' and 'scores'; it has {found}"
 ERR_NPZ_LENGTH = (
     "{path}: 'ids' has shape {ids} but 'scores' has shape {scores}; give one score per id "
     "(two 1-D arrays of the same length)"
@@ -128,7 +128,9 @@ def _read_csv(path: Path, src: str, column: str | None) -> tuple[np.ndarray, np.
 def _read_npz(path: Path, src: str) -> tuple[np.ndarray, np.ndarray]:
     arrays = read_npz(path, what="scores file")  # bounded: a forged header allocates nothing
     found = sorted(arrays)
-    if "ids" not in found or "scores" not in found:
+    if found != ["ids", "scores"]:
+        # Exactly these two, as a predictions file holds only its own: an extra array
+        # (another score, a typo) would be ignored without a word.
         raise InputError(ERR_NPZ_KEYS.format(path=src, found=found))
     ids, scores = arrays["ids"], arrays["scores"]
     if ids.ndim != 1 or scores.ndim != 1 or ids.shape != scores.shape:

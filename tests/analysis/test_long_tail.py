@@ -363,6 +363,10 @@ def test_npz_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
             {"id": ids, "scores": np.zeros(4)},
             sf.ERR_NPZ_KEYS.replace("{found}", "['id', 'scores']"),
         ),
+        "extra.npz": (  # another score beside them was ignored without a word
+            {"ids": ids, "scores": np.zeros(4), "cscore": np.zeros(4)},
+            sf.ERR_NPZ_KEYS.replace("{found}", "['cscore', 'ids', 'scores']"),
+        ),
         "length.npz": (
             {"ids": ids, "scores": np.zeros(3)},
             sf.ERR_NPZ_LENGTH.replace("{ids}", "(4,)").replace("{scores}", "(3,)"),
