@@ -9,6 +9,7 @@ that registers a loader for a new suffix extends specs too.
 from __future__ import annotations
 
 import glob
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from compaudit.population import PREDICTIONS_SUFFIXES
 __all__ = [
     "ERR_BLANK_SPEC",
     "ERR_EMPTY_SPEC",
+    "ERR_NOT_A_FILE",
     "ERR_NO_LOADER",
     "ERR_NO_SUCH_MODEL",
     "ERR_PREDICTIONS_NOT_MODELS",
@@ -46,6 +48,9 @@ ERR_BLANK_SPEC = (
     "or a module:factory (is a CI variable unset?)"
 )
 ERR_NO_SUCH_MODEL = "{spec}: no such model file or directory"
+ERR_NOT_A_FILE = (
+    "{spec}: not a regular file (a pipe, a device or a broken link); give the model file itself"
+)
 ERR_PREDICTIONS_NOT_MODELS = (
     "{spec}: holds .npz files but no model files; a predictions .npz (compaudit predict) is "
     "a whole population: give each as its own --reference/--candidate NAME=FILE.npz"
@@ -115,6 +120,8 @@ def _expand_one(spec: str) -> list[str]:
         return [spec]
     elif _is_non_file_spec(spec):
         return [spec]
+    elif os.path.lexists(spec):  # a FIFO, a device, a dangling link: there, but no file
+        raise InputError(ERR_NOT_A_FILE.format(spec=spec))
     else:
         raise DataNotFoundError(ERR_NO_SUCH_MODEL.format(spec=spec))
     if not found:

@@ -17,6 +17,7 @@ from compaudit.models.spec import (
     ERR_EMPTY_SPEC,
     ERR_NO_LOADER,
     ERR_NO_SUCH_MODEL,
+    ERR_NOT_A_FILE,
     ERR_PREDICTIONS_NOT_MODELS,
     resolve_members,
 )
@@ -73,6 +74,19 @@ def test_a_folder_or_glob_of_predictions_files_says_so(tmp_path: Path) -> None:
         with pytest.raises(InputError) as exc:
             resolve_members(spec)
         assert str(exc.value) == ERR_PREDICTIONS_NOT_MODELS.format(spec=spec)
+
+
+def test_a_pipe_or_a_broken_link_is_there_but_not_a_model(tmp_path: Path) -> None:
+    """Both read as "no such model file" before, though the path exists."""
+    import os
+
+    fifo, dangling = tmp_path / "m.onnx", tmp_path / "gone.onnx"
+    os.mkfifo(fifo)
+    dangling.symlink_to(tmp_path / "nowhere.onnx")
+    for spec in (str(fifo), str(dangling)):
+        with pytest.raises(InputError) as exc:
+            resolve_members(spec)
+        assert str(exc.value) == ERR_NOT_A_FILE.format(spec=spec)
 
 
 def test_missing_and_unknown_files(model_dir: Path) -> None:
