@@ -9,6 +9,7 @@ handlers turn it into their one-line "not valid YAML" message.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ ERR_EXPANDED = (
 )
 ERR_AT = "{problem} (line {line}, column {column})"
 ERR_RECURSIVE = "a recursive alias (a node that contains itself); remove the alias"
+ERR_HUGE_INT = "an integer of more than {limit:,} digits; no setting needs one: write it shorter"
 ERR_TAGGED_VALUE = (
     "a tagged value cannot be read ({kind}: {exc}); write the value plainly, without its !!tag"
 )
@@ -173,6 +175,9 @@ def load(text: str) -> Document:
         except (ValueError, TypeError, AttributeError, OverflowError) as exc:
             # A tag its constructor cannot read ("!!int x", "!!timestamp nope") raises
             # these from inside PyYAML; they are the file's fault, not ours.
+            if "integer string conversion" in str(exc):  # plain, untagged: Python's limit
+                limit = sys.get_int_max_str_digits()
+                raise YamlValueError(ERR_HUGE_INT.format(limit=limit)) from None
             raise YamlValueError(
                 ERR_TAGGED_VALUE.format(kind=type(exc).__name__, exc=exc)
             ) from None

@@ -233,6 +233,8 @@ def test_every_problem_is_listed(tmp_path: Path) -> None:
         # PyYAML's constructors raise ValueError / AttributeError here: an internal error before.
         ("gates:\n  top1_drop: !!int x\n", "a tagged value cannot be read (ValueError: "),
         ("seed: !!timestamp nope\n", "a tagged value cannot be read (AttributeError: "),
+        # Untagged, but beyond Python's int digits limit: was called "a tagged value".
+        ("seed: " + "9" * 5000 + "\n", "an integer of more than 4,300 digits"),
     ],
 )
 def test_yaml_syntax_errors_are_one_line_with_where(
