@@ -53,7 +53,7 @@ ERR_TS_UNREADABLE = (
     "corrupted, save it again with torch.jit.save"
 )
 ERR_NOT_TORCHSCRIPT = (
-    "{path}: not TorchScript: it is a torch.save file (a state dict or a pickled module); "
+    "{path}: not TorchScript: it is a pickle (torch.save of a state dict or a module); "
     "save the model with torch.jit.script(model).save(...), or load it as "
     "'module:factory --weights {path}'"
 )
