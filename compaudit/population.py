@@ -55,10 +55,12 @@ from compaudit.errors import InputError
 
 __all__ = [
     "ENV_MAX_NPZ_BYTES",
+    "LABEL_ATTRIBUTE",
     "MAX_CLASSES",
     "MAX_NPZ_BYTES",
     "PREDICTIONS_SUFFIXES",
     "Population",
+    "attribute_key",
     "load_population",
     "save_population",
     "smallest_uint",
@@ -130,11 +132,21 @@ ERR_META_NUM_CLASSES = (
 )
 
 
+LABEL_ATTRIBUTE = "label"
+"""The attribute that means the true label: always available, never a carried array."""
+
+
+def attribute_key(name: str) -> str:
+    """What makes two attribute names one in a reader's eyes: NFKC, case-folded (so
+    ``Label`` and a full-width ``ＬＡＢＥＬ`` are the true label's name too)."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
 def _attribute(name: str, values: npt.ArrayLike, n: int, src: str) -> np.ndarray:
     """One protected attribute, checked: 1-D, N values, strings or finite numbers, and
     not named like the true label (a predictions file could otherwise choose the groups
     that ``-g label`` judges)."""
-    if unicodedata.normalize("NFKC", name).casefold() == "label":
+    if attribute_key(name) == LABEL_ATTRIBUTE:
         raise InputError(ERR_ATTR_LABEL_NAME.format(src=src, name=name))
     arr = np.asarray(values)
     if arr.dtype == object:

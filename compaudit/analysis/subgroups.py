@@ -8,11 +8,9 @@ from typing import Any
 import numpy as np
 
 from compaudit.errors import InputError
+from compaudit.population import LABEL_ATTRIBUTE
 
-__all__ = ["LABEL_ATTRIBUTE", "group_codes", "pie_shares"]
-
-LABEL_ATTRIBUTE = "label"
-"""Attribute name that stands for the true label (its class name)."""
+__all__ = ["LABEL_ATTRIBUTE", "group_codes", "pie_shares"]  # LABEL_ATTRIBUTE: the true label
 
 ERR_UNKNOWN_ATTRIBUTE = (
     "{src}: no attribute '{name}'; available: {available}. Pass it with --attributes CSV "

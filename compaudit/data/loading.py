@@ -21,7 +21,6 @@ wins); a tie is ambiguous and ``?provider=NAME`` picks one.
 from __future__ import annotations
 
 import inspect
-import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from compaudit.data.prep import given_prep, plain, prep_mismatch
 from compaudit.data.subset import take_subset
 from compaudit.data.tables import read_csv_columns
 from compaudit.errors import PROBLEM_SEP, DataNotFoundError, InputError
+from compaudit.population import LABEL_ATTRIBUTE, attribute_key
 
 if TYPE_CHECKING:
     from compaudit.plugins import Registry
@@ -254,18 +254,11 @@ def read_attributes_csv(path: str | Path, ids: np.ndarray) -> dict[str, np.ndarr
     return {col: compact(cells[rows, i]) for i, col in enumerate(header) if i != id_col}
 
 
-def _attribute_key(name: str) -> str:
-    """What makes two attribute names one in a reader's eyes: NFKC, case-folded."""
-    return unicodedata.normalize("NFKC", name).casefold()
-
-
 def _check_attribute_names(columns: list[str], src: str) -> None:
     """Refuse a column that shadows ``label`` or collides with another (see the errors)."""
-    from compaudit.analysis.subgroups import LABEL_ATTRIBUTE
-
     seen: dict[str, str] = {}
     for col in columns:
-        key = _attribute_key(col)
+        key = attribute_key(col)
         if key == LABEL_ATTRIBUTE:
             raise InputError(ERR_ATTR_LABEL.format(path=src, column=col))
         if key in seen:
