@@ -220,24 +220,22 @@ def write_formats(
     run's ``report.html``.
     """
     written: list[Path] = []
-    if out is None:
-        for fmt in formats:
-            path = reporters[fmt].write(document, out_dir=None, context=context)
-            if path is not None:
-                written.append(path)
-        return written
     # Files first, the terminal after the set is committed: a closed stdout (``| head``)
-    # or a terminal that fails must not cost the report files.
-    in_files = [f for f in formats if getattr(reporters[f], "filename", None)]
-    with file_set(out, owned=_report_files(reporters)) as files:
-        for fmt in in_files:
-            reporter = reporters[fmt]
-            path = files.stage(
-                reporter.filename, functools.partial(_write_format, reporter, document, context)
-            )
-            if path is not None:
-                written.append(path)
-        files.commit()
+    # or a terminal that fails must not cost the report files. Without ``out`` every
+    # format goes to the terminal, in the order given.
+    in_files = (
+        [] if out is None else [f for f in formats if getattr(reporters[f], "filename", None)]
+    )
+    if out is not None:
+        with file_set(out, owned=_report_files(reporters)) as files:
+            for fmt in in_files:
+                reporter = reporters[fmt]
+                path = files.stage(
+                    reporter.filename, functools.partial(_write_format, reporter, document, context)
+                )
+                if path is not None:
+                    written.append(path)
+            files.commit()
     for fmt in (f for f in formats if f not in in_files):
         path = reporters[fmt].write(document, out_dir=out, context=context)
         if path is not None:

@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from compaudit import __version__
 from compaudit._comparison import Context, GroupSet, Partition, Side, compare
+from compaudit.analysis import score_files
 from compaudit.analysis.floors import SeedFloors, seed_floors
 from compaudit.analysis.subgroups import LABEL_ATTRIBUTE, group_codes
 from compaudit.comparable import check_same_examples
@@ -312,10 +313,9 @@ ERR_SCORES = (
 )
 
 
-MAX_SCORE = 1e50
-"""Largest per-example score magnitude: its fourth power (in the Welch df) still fits a
-float, and memorization, influence and C-scores lie in [-1, 1]. The score files' reader
-has the same bound (``score_files.MAX_SCORE``) and names the file."""
+MAX_SCORE = score_files.MAX_SCORE
+"""Largest per-example score magnitude (the score files' reader's bound, which names the
+file there)."""
 
 
 def _scores(scores: Mapping[str, Any] | None, n: int) -> dict[str, np.ndarray]:

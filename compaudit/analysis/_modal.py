@@ -67,10 +67,7 @@ def modal_predictions(
     One sort of each column and in-place passes over the K rows (no loop over
     examples); the tie-break touches only the examples with a tie.
     """
-    preds = np.asarray(predictions)
-    if preds.shape[0] == 1:
-        return preds[0].copy(), np.ones(preds.shape[1])
-    return modal_of_sorted(np.sort(preds, axis=0), seed=seed)
+    return modal_of_sorted(np.sort(np.asarray(predictions), axis=0), seed=seed)
 
 
 def modal_of_sorted(s: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

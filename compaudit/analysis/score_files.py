@@ -26,7 +26,8 @@ ERR_FILE_HUGE = (
     "such values overflow: rescale the scores"
 )
 MAX_SCORE = 1e50
-"""Largest score magnitude (the audit's own bound, :data:`compaudit.engine.MAX_SCORE`)."""
+"""Largest score magnitude: its fourth power (in the Welch df) still fits a float, and
+memorization, influence and C-scores lie in [-1, 1]; the audit checks the same bound."""
 ERR_FILE_KIND = (
     "{path}: a score file must be a .csv (an 'id' column and one numeric score column) "
     "or an .npz (arrays 'ids' and 'scores')"
