@@ -174,3 +174,45 @@ def test_a_missing_policy_attribute_is_named_and_the_others_still_audited() -> N
     assert "--attributes" in report["warnings"][0]
     with pytest.raises(InputError, match="race"):
         audit(ref, {"q": Population.create(preds, y)}, settings=AuditSettings(attributes=("race",)))
+
+
+def test_a_paired_pie_rate_gate_stays_quiet_on_copies_and_catches_50_forgotten_examples() -> None:
+    """Why paired PIEs have no seed floor, by simulation (K = 6, N = 3,000, 5 seeds; with 20
+    seeds: quiet 20/20, caught 20/20, the old reading caught 0/20).
+
+    Seed-only for lineage is a child that equals its parent up to tiny per-member noise
+    (0.1% of predictions flipped independently, as int8 rounding does): its PIE rate stays
+    far under a 1% pie_rate gate. Planted damage: 50 examples (1.7% of the data, the size
+    of a small group) forgotten by every child. pie_rate catches it every time; the old
+    reading, the excess over a floor from independently seeded halves, did not once.
+    """
+    from compaudit._gates_common import Unevaluable
+    from compaudit._gates_rates import pie_rate_excess
+    from compaudit.gates import judge
+    from compaudit.policy import Policy
+
+    policy = Policy.model_validate({"version": 1, "gates": {"pie_rate": 0.01}})
+    quiet = caught = old_caught = 0
+    for seed in range(SEEDS := 5):
+        preds, y, _ = _population_case(seed=seed)
+        ref = Population.create(preds, y, source="ref")
+        copy = Population.create(_derived(preds, y, 0.001, seed=100 + seed), y, source="c")
+        rng = np.random.default_rng(seed)
+        forgotten = rng.choice(y.size, 50, replace=False)
+        damaged = _derived(preds, y, 0.001, seed=200 + seed)
+        damaged[:, forgotten] = (y[forgotten] + 1 + seed % 3) % 10  # all children, one label
+        hurt = Population.create(damaged, y, source="d")
+        lineage = {"copy": True, "hurt": True}
+        result = audit(ref, {"copy": copy, "hurt": hurt}, lineage=lineage)
+        verdicts = {g.candidate: g.passed for g in judge(result, policy).gates}
+        quiet += verdicts["copy"] is True
+        caught += verdicts["hurt"] is False
+        # What the gate read before: the PIE rate less the independent-halves floor.
+        unpaired = audit(ref, {"hurt": hurt}).report().comparisons[0]
+        old = unpaired.pie.floor.excess
+        old_caught += old is not None and old > 0.01
+        excess_gate = pie_rate_excess(result.report().comparisons[1], policy.gates)
+        assert isinstance(excess_gate, Unevaluable)
+    assert quiet == SEEDS  # no false alarm on seed-only (lineage) copies
+    assert caught == SEEDS  # power on the planted 50-example damage
+    assert old_caught == 0
