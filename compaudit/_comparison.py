@@ -635,6 +635,7 @@ def _fairness(ref: Side, cand: Side, ctx: Context) -> tuple[FairnessSet, ...]:
                 equalized_odds_difference_increase=increase[f"{DISPARITIES[1]}_increase"],
                 classes=tuple(classes),
                 n_classes=int(t.classes.size),
+                floor_note=t.floor_note,
             )
         )
     return tuple(sets)

@@ -40,6 +40,7 @@ REASON_NO_DISPARITY = (
 )
 TOLERANCE = 1e-12  # compaudit.gates.TOLERANCE (which imports this module); TIE_TOLERANCE
 NO_FLOOR = "no seed-noise floor (judged on the threshold alone)"
+NO_FLOOR_BECAUSE = "no seed-noise floor, judged on the threshold alone: {why}"
 WITHIN_FLOOR = "within seed noise"
 
 _WHAT = {
@@ -72,7 +73,8 @@ def _judge(fs: FairnessSet, key: str, threshold: float) -> Outcome:
             both = f" (reference {pp(d.reference)}, candidate {pp(d.candidate)})"
     over = value > threshold + TOLERANCE
     if inc.floor is None or inc.excess is None:
-        noise, passed = NO_FLOOR, not over
+        noise = NO_FLOOR if fs.floor_note is None else NO_FLOOR_BECAUSE.format(why=fs.floor_note)
+        passed = not over
     else:
         within = value <= inc.floor + TOLERANCE
         noise = f"seed-noise floor {signed_pp(inc.floor)}, excess {signed_pp(inc.excess)}"

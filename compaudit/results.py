@@ -263,6 +263,9 @@ class FairnessSet(Record):
     """Every positive class, or (more than 20) the 20 whose disparities rose most."""
     n_classes: int = 0
     """Positive classes judged (all enter the summaries and the gates)."""
+    floor_note: str | None = field(default=None, metadata=OMIT_NONE)
+    """Why the set has no seed-noise floor although the reference gives floors (too few
+    member relabellings: lineage with K <= 4, or 3 + 3 members)."""
 
     @property
     def label(self) -> str:

@@ -216,3 +216,31 @@ def test_a_paired_pie_rate_gate_stays_quiet_on_copies_and_catches_50_forgotten_e
     assert quiet == SEEDS  # no false alarm on seed-only (lineage) copies
     assert caught == SEEDS  # power on the planted 50-example damage
     assert old_caught == 0
+
+
+def test_a_fairness_gate_can_fail_a_lineage_pair_of_four_members() -> None:
+    """Before, a fairness gate on a K = 4 lineage pair (the demo's int8) could not fail:
+    its null had 2^4 = 16 parent-child swaps, the 0.95 floor was their largest, and a
+    child population that lost every positive of one group (equalized-odds difference
+    +87 pp) read "within seed noise". Now it has no floor, is judged on its threshold,
+    and fails; seed-only copies (0.1% of predictions flipped) still pass (5 seeds)."""
+    from compaudit.gates import judge
+    from compaudit.policy import Policy
+
+    policy = Policy.model_validate(
+        {"version": 1, "gates": {"equalized_odds_difference_increase": 0.05}}
+    )
+    quiet = caught = 0
+    for seed in range(SEEDS := 5):
+        preds, y, attrs = _population_case(seed=seed, c=2, k=4)
+        ref = Population.create(preds, y, attributes={"sex": attrs["sex"]}, source="ref")
+        copy = Population.create(_derived(preds, y, 0.001, seed=100 + seed), y, source="c")
+        lost = np.where(((attrs["sex"] == "F") & (y == 1))[None, :], 0, preds)
+        hurt = Population.create(lost, y, source="h")
+        result = audit(ref, {"copy": copy, "hurt": hurt}, lineage={"copy": True, "hurt": True})
+        gates = {g.candidate: g for g in judge(result, policy).gates}
+        quiet += gates["copy"].passed is True
+        caught += gates["hurt"].passed is False
+        assert "only 16 member relabellings" in gates["hurt"].detail
+    assert quiet == SEEDS
+    assert caught == SEEDS

@@ -8,7 +8,17 @@ import math
 
 import numpy as np
 
-__all__ = ["TIE_TOLERANCE", "against", "assignments", "members", "nulls", "resample"]
+__all__ = [
+    "FEW_RELABELLINGS",
+    "TIE_TOLERANCE",
+    "against",
+    "assignments",
+    "fewest_relabellings",
+    "members",
+    "nulls",
+    "relabellings",
+    "resample",
+]
 
 TIE_TOLERANCE = 1e-12
 """Values this close count as tied (``compaudit._gates_fairness.TOLERANCE``, the same)."""
@@ -61,6 +71,34 @@ def against(
         hits = np.count_nonzero(z >= v - TIE_TOLERANCE, axis=0)
         p = np.where(np.isnan(v) | (m == 0), np.nan, hits / m)
     return floor, v - floor, p
+
+
+FEW_RELABELLINGS = (
+    "only {m} member relabellings ({how}), too few for a floor at quantile {q:g}: it would "
+    "be their largest value, which no change can exceed; {need} or more are needed "
+    "(more members on either side)"
+)
+"""Why a fairness set has no floor although the reference population gives floors."""
+
+
+def relabellings(kr: int, kc: int, paired: bool, most: int) -> int:
+    """How many rows :func:`assignments` gives (the observed labelling among them)."""
+    if paired and kr == kc:
+        return 2**kr if 2**kr <= most else most + 1
+    total = math.comb(kr + kc, kc)
+    return total if total <= most else most + 1
+
+
+def fewest_relabellings(quantile: float) -> int:
+    """Fewest relabellings M whose floor (order statistic ``ceil(quantile * (M - 1))``,
+    as :func:`against` takes it) lies below their largest value. With fewer the floor is
+    the largest, the observed labelling is among them, and no change can lie beyond it:
+    a gate reading such a floor could never fail (for lineage with K = 4, 2^4 = 16)."""
+    # q (M - 1) <= M - 2 exactly when M >= (2 - q) / (1 - q); start just below, in floats.
+    m = max(2, math.floor((2 - quantile) / (1 - quantile)) - 2)
+    while math.ceil(quantile * (m - 1)) > m - 2:
+        m += 1
+    return m
 
 
 def assignments(kr: int, kc: int, paired: bool, most: int, seed: int) -> np.ndarray:

@@ -166,6 +166,8 @@ class FairnessTable:
     level: float
     resampled: Literal["examples", "members and examples"]
     seed: int
+    floor_note: str | None = None
+    """Why there is no floor although one was asked for (too few member relabellings)."""
 
 
 def positive_classes(num_classes: int) -> np.ndarray:
@@ -328,7 +330,10 @@ def fairness_table(
     paired : bool
         Lineage pairing (member k of both sides): the bootstrap draws the same members.
     permutations : int
-        Most member relabellings of the seed-noise null (0: no floors, NaN).
+        Most member relabellings of the seed-noise null (0: no floors, NaN). With fewer
+        relabellings than a floor at ``quantile`` needs (:func:`~compaudit.analysis.
+        _fairness_noise.fewest_relabellings`: 21 at 0.95) there is none either, and
+        ``floor_note`` says why.
     quantile : float
         Floor quantile of the increase.
     replicates : int
@@ -370,6 +375,14 @@ def fairness_table(
     # Per replicate: the members' example weights and their rates of every group and class.
     replicates = _affordable(replicates, (kr + kc) * (y.size + 8 * g * cols.size))
     permutations = min(permutations, max(MIN_PERMUTATIONS, _BUDGET // ((kr + kc) * cols.size)))
+    floor_note = None
+    m = noise.relabellings(kr, kc, paired, permutations)
+    if permutations and m < (need := noise.fewest_relabellings(quantile)):
+        # The floor would be the null's largest value, the observed labelling's among
+        # them: nothing could exceed it, and a gate reading it could never fail.
+        how = f"2^{kr} parent-child swaps" if paired and kr == kc else f"{kr} + {kc} members"
+        floor_note = noise.FEW_RELABELLINGS.format(m=m, how=how, q=quantile, need=need)
+        permutations = 0
     if replicates:
         if "indicators" not in memo:
             memo["indicators"] = _indicators(ref, y, codes, g * c, c)
@@ -479,4 +492,5 @@ def fairness_table(
         level=level,
         resampled="members and examples" if max(ref.shape[0], cand.shape[0]) > 1 else "examples",
         seed=seed,
+        floor_note=floor_note,
     )

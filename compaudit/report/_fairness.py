@@ -92,7 +92,7 @@ def _rise(fs: FairnessSet) -> str:
     if fs.task != "binary" and inc.class_index is not None:
         text += f" (class {_class_name(fs, inc.class_index)})"
     if inc.floor is None or inc.excess is None:
-        return text + ", no floor"
+        return text + (", no floor (too few members)" if fs.floor_note else ", no floor")
     beyond = "beyond" if inc.excess > 0 else "within"
     return f"{text}, floor {_pp(inc.floor, True)}: {beyond}"
 

@@ -5,7 +5,7 @@ the rule it broke. See :mod:`compaudit.report._schema_codegen`.
 """
 # ruff: noqa
 # mypy: ignore-errors
-SCHEMA_SHA256 = "c424c5fd4a189764b0dffda7644a06d82fb7a61ba89d46c5e0d96208be09bce3"
+SCHEMA_SHA256 = "2f63f357f1615239dc7c3e8a40985e13d8496848a589a3b2897ba5b72a874ace"
 from decimal import Decimal
 from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException
 
@@ -1696,6 +1696,11 @@ def validate_report_schema_json(data, custom_formats={}, name_prefix=None):
                                             if isinstance(data__comparisons_item__fairness_item__nclasses, (int, float, Decimal)) and not isinstance(data__comparisons_item__fairness_item__nclasses, bool):
                                                 if data__comparisons_item__fairness_item__nclasses < 0:
                                                     raise JsonSchemaValueException("" + (name_prefix or "data") + ".comparisons[{data__comparisons_x}].fairness[{data__comparisons_item__fairness_x}].n_classes".format(**locals()) + " must be bigger than or equal to 0", value=data__comparisons_item__fairness_item__nclasses, name="" + (name_prefix or "data") + ".comparisons[{data__comparisons_x}].fairness[{data__comparisons_item__fairness_x}].n_classes".format(**locals()) + "", definition={'minimum': 0}, rule='minimum')
+                                        if "floor_note" in data__comparisons_item__fairness_item_keys:
+                                            data__comparisons_item__fairness_item_keys.remove("floor_note")
+                                            data__comparisons_item__fairness_item__floornote = data__comparisons_item__fairness_item["floor_note"]
+                                            if not isinstance(data__comparisons_item__fairness_item__floornote, (str)):
+                                                raise JsonSchemaValueException("" + (name_prefix or "data") + ".comparisons[{data__comparisons_x}].fairness[{data__comparisons_item__fairness_x}].floor_note".format(**locals()) + " must be string", value=data__comparisons_item__fairness_item__floornote, name="" + (name_prefix or "data") + ".comparisons[{data__comparisons_x}].fairness[{data__comparisons_item__fairness_x}].floor_note".format(**locals()) + "", definition={'type': 'string'}, rule='type')
                                         if "classes" in data__comparisons_item__fairness_item_keys:
                                             data__comparisons_item__fairness_item_keys.remove("classes")
                                             data__comparisons_item__fairness_item__classes = data__comparisons_item__fairness_item["classes"]
