@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from compaudit._noise import (
+    REASON_LINEAGE_FLOORS,
     REASON_PAIRED_CIE,
     REASON_PAIRED_PIE,
     column_floors,
@@ -179,6 +180,13 @@ class Context:
     scores: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     """Per-example scores by name (aligned with the examples) for the long-tail test."""
 
+    @property
+    def seed_floors(self) -> SeedFloors | None:
+        """The class floors where they apply: none on a lineage pair, which no seed noise
+        separates (its floors would come from independently seeded reference members and
+        overstate the noise: damage to a class of 50 examples read as noise)."""
+        return None if self.lineage else self.class_floors
+
 
 def _shift(
     ref: Side, cand: Side, part: Partition, testable: np.ndarray, ctx: Context
@@ -208,7 +216,7 @@ def _class_rows(ref: Side, cand: Side, ctx: Context) -> tuple[str, tuple[ClassRo
     c = pop.num_classes
     classes = _shift(ref, cand, ctx.class_part, np.ones(c, dtype=bool), ctx)
     floor, exc, p_floor = column_floors(
-        ctx.class_floors, classes.difference, "class_difference", direction="less"
+        ctx.seed_floors, classes.difference, "class_difference", direction="less"
     )
     rows = tuple(
         ClassRow(
@@ -243,7 +251,7 @@ def _subgroup_rows(
     g = len(keys)
     shares = pie_shares(codes, g, pie)
     shift = _shift(ref, cand, gs.part, shares["n"] >= ctx.settings.min_support, ctx)
-    floors = gs.floors.get(cand.population.k)
+    floors = None if ctx.lineage else gs.floors.get(cand.population.k)
     growth = np.asarray(shares["pct_growth"], dtype=float)
     f_g, e_g, p_g = column_floors(floors, growth, "group_pct_growth", direction="greater")
     f_s, e_s, p_s = column_floors(
@@ -496,7 +504,9 @@ def compare(ref: Side, cand: Side, ctx: Context) -> tuple[Comparison, np.ndarray
         top1_delta=t_c.top1 - t_r.top1,
         top5_delta=t_c.top5 - t_r.top5 if t_c.top5 is not None and t_r.top5 is not None else None,
         class_test=class_test,
-        floors=FloorsInfo(**floor_summary(ctx.class_floors)),
+        floors=FloorsInfo(
+            **floor_summary(ctx.seed_floors, REASON_LINEAGE_FLOORS if ctx.lineage else None)
+        ),
         cie=_cie_block(ref, cand, ctx, pooled),
         pie=_pie_block(ref, cand, pie, ctx, pooled),
         subsets=Subsets(**subsets, seed=settings.seed),

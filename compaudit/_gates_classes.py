@@ -34,6 +34,11 @@ __all__ = ["class_recall_drop", "significant_classes"]
 
 REASON_NO_CLASSES = "the report lists no classes"
 REASON_CLASS_FLOOR_NULL = "no seed-noise floor for class(es) {classes}"
+REASON_PAIRED_CLASS_FLOOR = (
+    "the comparison is paired (each child made from its own parent), so no seed noise "
+    "separates the sides and no seed-noise floor applies to its classes; set "
+    "class_recall_drop_beyond_floor: false for this candidate (every drop then counts)"
+)
 REASON_CLASSES_UNFAILABLE = (
     "threshold {threshold} can never fail with {n} classes: the overall shift is a weighted "
     "mean of the class shifts, so at most {most} class(es) can be worse than it; "
@@ -83,6 +88,8 @@ def significant_classes(comp: Comparison, gates: Gates) -> Outcome:
 
 def _beyond_floor(comp: Comparison, pool: list[ClassRow]) -> list[ClassRow] | Unevaluable:
     """The classes of ``pool`` whose normalized recall difference is beyond their floor."""
+    if comp.lineage == "paired":
+        return Unevaluable(REASON_PAIRED_CLASS_FLOOR)
     missing = floors_missing(comp)
     if missing is not None:
         return missing

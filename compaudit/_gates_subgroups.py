@@ -56,6 +56,11 @@ REASON_MISSING_ATTRIBUTE = (
 REASON_NO_GROWTH = "no testable group has a PIE share growth (pct_growth is null for all)"
 REASON_NO_SUPPORT = "no group reaches min_support {min_support}; not testable: {groups}"
 REASON_GROUP_FLOOR_NULL = "no seed-noise floor for the PIE share growth of {groups}"
+REASON_PAIRED_GROUP_FLOOR = (
+    "the comparison is paired (each child made from its own parent), so no seed noise "
+    "separates the sides and no seed-noise floor applies to its groups; gate "
+    "pie_share_growth instead"
+)
 REASON_FEW_PIES = (
     "no {which} has {min_pies} or more PIEs (min_pies), so no growth can be judged{suffix}; "
     "lower min_pies or audit more examples"
@@ -256,6 +261,8 @@ def _pie_share_growth(comp: Comparison, rows: list[Row], sub: SubgroupGates) -> 
 
 def _pie_share_growth_excess(comp: Comparison, rows: list[Row], sub: SubgroupGates) -> Outcome:
     assert sub.pie_share_growth_excess is not None  # configured
+    if comp.lineage == "paired":
+        return Unevaluable(REASON_PAIRED_GROUP_FLOOR)
     no_floor = floors_missing(comp)
     if no_floor is not None:
         return no_floor

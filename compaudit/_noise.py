@@ -16,6 +16,7 @@ from compaudit.analysis.floors import SeedFloors, excess
 
 __all__ = [
     "FLOOR_METHOD",
+    "REASON_LINEAGE_FLOORS",
     "REASON_PAIRED_CIE",
     "REASON_PAIRED_PIE",
     "column_floors",
@@ -33,6 +34,11 @@ REASON_PAIRED_PIE = (
     "lineage: each child was made from its own parent, so the PIEs count what "
     "compression changed; no seed-noise floor applies"
 )
+REASON_LINEAGE_FLOORS = (
+    "lineage: each child was made from its own parent, so no seed noise separates them "
+    "and floors from independently seeded reference members do not apply"
+)
+"""Why a lineage-paired comparison has no class or subgroup floors (``floors.reason``)."""
 
 
 def _num(x: Any) -> float | None:

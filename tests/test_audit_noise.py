@@ -244,3 +244,50 @@ def test_a_fairness_gate_can_fail_a_lineage_pair_of_four_members() -> None:
         assert "only 16 member relabellings" in gates["hurt"].detail
     assert quiet == SEEDS
     assert caught == SEEDS
+
+
+def test_lineage_class_drops_have_no_seed_floor_and_small_class_damage_is_caught() -> None:
+    """Why a lineage pair has no class floors, by simulation (K = 6, N = 1,000, 20 classes
+    of about 50 examples). Planted damage: 3 examples of one class (about 6 points of its
+    recall) forgotten by every child.
+
+    In a one-off run over seeds 0-19 the class_recall_drop gate (3 points) caught it 20/20
+    on the lineage pair and passed 20/20 seed-only copies (0.1% of predictions flipped),
+    while the old reading, beyond a floor from independently seeded reference halves
+    (2-10 points for classes this small), missed it 13/20. Here: two of the seeds the old
+    reading missed (the lineage class test's bootstrap costs seconds per audit). The
+    beyond-floor filter is now unevaluable on lineage, with the fix in its reason.
+    """
+    from compaudit._gates_classes import REASON_PAIRED_CLASS_FLOOR
+    from compaudit._noise import REASON_LINEAGE_FLOORS
+    from compaudit.gates import judge
+    from compaudit.policy import Policy
+
+    plain = Policy.model_validate({"version": 1, "gates": {"class_recall_drop": 0.03}})
+    beyond = Policy.model_validate(
+        {"version": 1, "gates": {"class_recall_drop": 0.03, "class_recall_drop_beyond_floor": True}}
+    )
+    for seed in (1, 2):
+        preds, y, _ = _population_case(seed=seed, n=1000, c=20)
+        ref = Population.create(preds, y, source="ref")
+        members = np.flatnonzero(y == 7)
+        right = members[(preds[:, members] == 7).all(axis=0)]
+        damaged = _derived(preds, y, 0.001, seed=200 + seed)
+        damaged[:, np.random.default_rng(seed).choice(right, 3, replace=False)] = 8
+        cands = {"hurt": Population.create(damaged, y, source="h")}
+        if seed == 1:
+            cands["copy"] = Population.create(_derived(preds, y, 0.001, 100 + seed), y, source="c")
+        result = audit(ref, cands, lineage=dict.fromkeys(cands, True))
+        verdicts = {g.candidate: g.passed for g in judge(result, plain).gates}
+        assert verdicts["hurt"] is False  # caught
+        assert verdicts.get("copy", True) is True  # seed-only copies stay quiet
+        comp = result.report().comparisons[0]
+        assert comp.floors.reason == REASON_LINEAGE_FLOORS
+        assert all(c.floor_difference is None for c in comp.classes)
+        (gate,) = [g for g in judge(result, beyond).gates if g.candidate == "hurt"]
+        assert gate.passed is None
+        assert REASON_PAIRED_CLASS_FLOOR in gate.detail
+        # What the filter read before: the floor from independently seeded halves.
+        row = audit(ref, {"hurt": cands["hurt"]}).report().comparisons[0].classes[7]
+        assert row.floor_difference is not None
+        assert not row.beyond_floor  # the old floor called this damage noise

@@ -128,6 +128,8 @@ FEW_SPLITS = 19
 
 UNSIZED_FLOOR = "{k} vs {k} members, fewer than the candidate's: overstates noise"
 """Said where a floor is not sized to the candidate (``floors.sized_to_candidate``)."""
+LINEAGE_NO_FLOORS = "no class or group floors: no seed noise separates a child from its parent"
+"""Said for a lineage pair, whose class and group rows have no floor columns."""
 
 
 def floor_text(c: Comparison, block: Literal["cie", "pie"]) -> str:
@@ -210,7 +212,9 @@ def summary_lines(c: Comparison) -> list[str]:
         f"classes significantly worse than the overall shift: {n_worse} of {len(c.classes)} "
         f"({n_sig} significant either way; {c.class_test} test)"
         + (
-            ""
+            f"; {LINEAGE_NO_FLOORS}"
+            if c.lineage == "paired"
+            else ""
             if n_floor is None
             else f"; {n_floor} below their seed-noise floor ({noise_share(c)})"
         ),

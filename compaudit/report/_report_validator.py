@@ -5,7 +5,7 @@ the rule it broke. See :mod:`compaudit.report._schema_codegen`.
 """
 # ruff: noqa
 # mypy: ignore-errors
-SCHEMA_SHA256 = "2f63f357f1615239dc7c3e8a40985e13d8496848a589a3b2897ba5b72a874ace"
+SCHEMA_SHA256 = "e41404b93c6bb5afb863954b966944b7f94c7ce28c06adf1dd6cdb14e70c739a"
 from decimal import Decimal
 from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException
 

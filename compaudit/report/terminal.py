@@ -15,6 +15,7 @@ from rich.text import Text
 
 from compaudit._text import for_terminal
 from compaudit.report._common import (
+    LINEAGE_NO_FLOORS,
     LONG_TAIL_HEADER,
     NOISE_LEAD,
     NOT_GATED,
@@ -99,7 +100,9 @@ def _comparison(c: Comparison) -> Group:
     )
     lines.append(f" ({n_sig} significant either way; {c.class_test} test)")
     n_beyond = c.classes_beyond_floor
-    if n_beyond is not None:
+    if c.lineage == "paired":
+        lines.append(f"\n{LINEAGE_NO_FLOORS}")
+    elif n_beyond is not None:
         lines.append(
             f"\nclasses below their seed-noise floor: {n_beyond} of {len(c.classes)}"
             f" ({noise_share(c)})"
