@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from compaudit.analysis._trinomial import (
-    _CHUNK,
     _DELTA_TOL,
     _MAX_ITER,
     _TIE_ATOL,
@@ -20,6 +19,11 @@ from compaudit.analysis._trinomial import (
 )
 
 __all__ = ["lattice_fit", "lattice_statistic", "lattice_test"]
+
+# Lattice cells per bootstrap block ([rows x replicates, 2K + 1] floats, 8 MiB). The fits
+# iterate in Python over whole blocks; blocks of one row (the score test's 32 Ki cells)
+# paid that loop once per row: 9.7 s for 60 classes at K = 6 against 7.0 s, same p-values.
+_LATTICE_CHUNK = 1 << 20
 
 
 def _psi(cnt: np.ndarray, a: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +173,7 @@ def lattice_bootstrap(
     thr_lo = t_obs + _TIE_RTOL * np.abs(t_obs) + _TIE_ATOL
     thr_abs = np.abs(t_obs) * (1 - _TIE_RTOL) - _TIE_ATOL
     p_two, p_low = np.empty(R), np.empty(R)
-    step = max(_CHUNK // (n_boot * J), 1)
+    step = max(_LATTICE_CHUNK // (n_boot * J), 1)
     for s in range(0, R, step):
         rows = np.arange(s, min(s + step, R))
         d1 = np.concatenate(
