@@ -130,3 +130,16 @@ def test_a_failing_benchmark_becomes_an_error_row(
     text = out.read_text()
     assert "| broken | error |" in text
     assert "RuntimeError: boom" in text
+
+
+def test_quick_lineage_benchmark_times_both_readings() -> None:
+    from benchmarks import bench_lineage
+
+    rows = {r["metric"]: r for r in bench_lineage.run(quick=True)}
+    assert set(rows) == {
+        "audit_paired_N1000_C10_K4",
+        "audit_unpaired_N1000_C10_K4",
+        "paired_over_unpaired_N1000_C10_K4",
+    }
+    assert rows["audit_paired_N1000_C10_K4"]["value"] > 0
+    assert rows["audit_unpaired_N1000_C10_K4"]["unit"] == "s"
