@@ -291,3 +291,33 @@ def test_lineage_class_drops_have_no_seed_floor_and_small_class_damage_is_caught
         row = audit(ref, {"hurt": cands["hurt"]}).report().comparisons[0].classes[7]
         assert row.floor_difference is not None
         assert not row.beyond_floor  # the old floor called this damage noise
+
+
+def test_the_lineage_class_test_resolves_p_values_under_its_bootstrap_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Holm over 120 classes at 0.05 needs p <= 4.2e-4, under the 1,999-replicate
+    bootstrap's floor of 1 / 2,000: no lineage class could be significant, and a class
+    that lost 15 of its 50 examples in every child (K = 6) read p 0.0005, adjusted 0.06.
+    Now the rows near the floor are drawn again with enough replicates (9,599 here), and
+    the class is significantly worse. (Seed-only copies flipping 0.3% of predictions:
+    no significant class in 12 of 12 such audits, a one-off run.)"""
+    import compaudit.analysis._lattice as lattice
+
+    preds, y, _ = _population_case(seed=1, n=6000, c=120)
+    ref = Population.create(preds, y, source="ref")
+    members = np.flatnonzero(y == 7)
+    right = members[(preds[:, members] == 7).all(axis=0)]
+    damaged = _derived(preds, y, 0.001, seed=201)
+    damaged[:, np.random.default_rng(1).choice(right, 15, replace=False)] = 8
+    cand = {"h": Population.create(damaged, y, source="h")}
+    row = audit(ref, cand, lineage={"h": True}).report().comparisons[0].classes[7]
+    assert row.test == "paired-lineage-bootstrap"
+    assert row.p_value is not None
+    assert row.p_value < 1 / 2000
+    assert row.significant
+    assert lattice.refine_replicates(1999, 0.05 / 120) == 9599
+    monkeypatch.setattr(lattice, "refine_replicates", lambda n_boot, resolve: n_boot)
+    before = audit(ref, cand, lineage={"h": True}).report().comparisons[0].classes[7]
+    assert before.p_value == pytest.approx(1 / 2000)
+    assert not before.significant

@@ -400,6 +400,7 @@ def paired_population_shift_test(
     seed: int = 0,
     path: Path = "auto",
     n_boot: int = 1999,
+    resolve: float | None = None,
 ) -> TestResult:
     """:func:`paired_shift_test` for K (reference, candidate) pairs with lineage.
 
@@ -421,7 +422,7 @@ def paired_population_shift_test(
     changed examples (``x != 0``) under the restricted MLE, else a seeded
     parametric bootstrap drawing both sides from their restricted
     distributions, ``p = (1 + hits) / (n_boot + 1)`` (so p >= 1 / (n_boot + 1):
-    raise n_boot when Holm runs over many groups). K = 1 is exactly
+    pass ``resolve`` when a correction runs over many groups). K = 1 is exactly
     :func:`paired_shift_test`'s statistic (use that: it resolves small p).
 
     Parameters
@@ -430,6 +431,11 @@ def paired_population_shift_test(
         ``paired_outcomes(ref_k, cand_k)`` of every pair, one row per pair.
     groups, n_groups, seed, path, n_boot
         As for :func:`paired_shift_test`.
+    resolve : float, optional
+        The smallest p-value the caller must tell from the bootstrap's floor
+        ``1 / (n_boot + 1)`` (``alpha / m`` for Holm over m groups). Where ``n_boot``
+        cannot, the groups whose p lies within 10 replicates of the floor are drawn
+        again with more replicates (:func:`compaudit.analysis._lattice.lattice_test`).
 
     Returns
     -------
@@ -448,7 +454,9 @@ def paired_population_shift_test(
     J = 2 * K + 1
     c1 = np.bincount(gg * J + s, minlength=n_groups * J).reshape(n_groups, J)
     c2 = c1.sum(axis=0)[None, :] - c1
-    return _paired_result(n == gg.size, "paired-lineage", path, seed, n_boot, lattice=(c1, c2))
+    return _paired_result(
+        n == gg.size, "paired-lineage", path, seed, n_boot, lattice=(c1, c2), resolve=resolve
+    )
 
 
 def _paired_result(
@@ -460,6 +468,7 @@ def _paired_result(
     *,
     counts: np.ndarray | None = None,
     lattice: tuple[np.ndarray, np.ndarray] | None = None,
+    resolve: float | None = None,
 ) -> TestResult:
     """Run the score test on the groups that have a rest; whole groups get T 0, p 1."""
     G = whole.size
@@ -473,7 +482,7 @@ def _paired_result(
     elif idx.size and lattice is not None:
         c1, c2 = (c[idx].astype(np.float64) for c in lattice)
         t[idx], p[idx], worse[idx], normal[idx] = _score.lattice_test(
-            c1, c2, path=path, seed=seed, n_boot=n_boot
+            c1, c2, path=path, seed=seed, n_boot=n_boot, resolve=resolve
         )
     if idx.size:  # one path per call: whole groups report the path the others took
         normal[whole] = normal[idx[0]]

@@ -11,6 +11,7 @@ T and keeps the two-sided p; reordering examples changes nothing.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -140,3 +141,32 @@ def test_a_rows_p_values_do_not_depend_on_its_batch_or_the_memo(
     _score.score_test(rows[:1], path="bootstrap", seed=seed + 1, n_boot=199)
     assert _score._MEMO  # filled, and keyed by the seed
     assert all(k[0] == seed + 1 for k in _score._MEMO)
+
+
+def test_resolve_redraws_only_the_rows_near_the_bootstrap_floor() -> None:
+    """K = 3 lattice rows: a group of 50 that lost 12 examples in every pair (p at the
+    1 / (n_boot + 1) floor) and groups with p far above the cut. With ``resolve`` only the
+    first is drawn again, its p falls under the floor, and the others are unchanged."""
+    from compaudit.analysis._lattice import REFINE_HITS, lattice_test, refine_replicates
+
+    k = 3
+    j = 2 * k + 1
+    rest = np.zeros(j)
+    rest[k], rest[k - 1], rest[k + 1] = 2900, 6, 5
+    rows1 = []
+    for lost in (12, 1, 0):
+        g = np.zeros(j)
+        g[0], g[k] = lost, 50 - lost  # lost in all 3 pairs: outcome -1
+        rows1.append(g)
+    c1 = np.asarray(rows1)
+    c2 = np.repeat(rest[None, :], 3, axis=0)
+    plain = lattice_test(c1, c2, path="bootstrap", seed=0, n_boot=199)
+    fine = lattice_test(c1, c2, path="bootstrap", seed=0, n_boot=199, resolve=1e-4)
+    cut = (REFINE_HITS + 1) / 200
+    assert plain[1][0] == pytest.approx(1 / 200)  # at the floor
+    assert fine[1][0] < 1 / 200
+    assert fine[1][0] >= 1 / (refine_replicates(199, 1e-4) + 1)
+    far = plain[1] > cut
+    assert far[1:].all()
+    np.testing.assert_array_equal(fine[1][far], plain[1][far])
+    np.testing.assert_array_equal(fine[0], plain[0])  # the statistic is not redrawn
