@@ -105,16 +105,32 @@ def _lattice_score(
     return n * lam, n * dlam, lam, clamp
 
 
-def lattice_fit(c1: np.ndarray, c2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _values(J: int, cells: tuple[np.ndarray, int] | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Lattice positions ``j - K`` and values ``(j - K) / K`` of the columns, and K: all
+    ``2K + 1`` points, or ``cells = (j, K)``, the sorted points j kept (both ends among
+    them: the multipliers' bounds and the clamped mass sit there)."""
+    if cells is None:
+        K = (J - 1) // 2
+        idx = np.arange(J) - K
+    else:
+        j, K = cells
+        idx = np.asarray(j) - K
+    return idx, idx / K, K
+
+
+def lattice_fit(
+    c1: np.ndarray, c2: np.ndarray, cells: tuple[np.ndarray, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Restricted MLE of two multinomials on the lattice ``v_j = (j - K) / K``,
     ``j = 0..2K``, with a common mean: ``(mu, P1, P2)``, P_i of shape [R, 2K + 1].
 
     ``c1``, ``c2``: float counts [R, 2K + 1], each row with a positive total. For
-    K = 1 this is the trinomial fit of :func:`restricted_fit`.
+    K = 1 this is the trinomial fit of :func:`restricted_fit`. With ``cells = (j, K)``
+    the columns are those lattice points only (the others have no count and get no
+    mass), which the bootstrap uses: its draws live on a few of the 2K + 1 points.
     """
     J = c1.shape[1]
-    K = (J - 1) // 2
-    v = (np.arange(J) - K) / K
+    _, v, _ = _values(J, cells)
     n1, n2 = c1.sum(axis=1), c2.sum(axis=1)
     m1, m2 = c1 @ v / n1, c2 @ v / n2
     lo, hi = np.minimum(m1, m2), np.maximum(m1, m2)
@@ -153,25 +169,31 @@ def _lattice_probs(
     return np.asarray(p / p.sum(axis=1, keepdims=True))
 
 
-def lattice_statistic(c1: np.ndarray, c2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lattice_statistic(
+    c1: np.ndarray, c2: np.ndarray, cells: tuple[np.ndarray, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """T of the lineage test and both restricted distributions, per row of counts.
 
     ``T = (xbar_1 - xbar_2) / sqrt(V_1 / n_1 + V_2 / n_2)``, ``V_i`` the variance of
     side i's restricted distribution about the common mean; 0 where the observed
-    means are equal.
+    means are equal. ``cells``: as for :func:`lattice_fit`.
     """
-    J = c1.shape[1]
-    K = (J - 1) // 2
-    v = (np.arange(J) - K) / K
-    mu, P1, P2 = lattice_fit(c1, c2)
+    idx, v, K = _values(c1.shape[1], cells)  # integer sums: equal means detected exactly
+    mu, P1, P2 = lattice_fit(c1, c2, cells)
     a2 = (v[None, :] - mu[:, None]) ** 2
     n1, n2 = c1.sum(axis=1), c2.sum(axis=1)
     var = (P1 * a2).sum(axis=1) / n1 + (P2 * a2).sum(axis=1) / n2
-    idx = np.arange(J) - K  # integer sums: equal means are detected exactly
     num = (c1 @ idx) * n2 - (c2 @ idx) * n1
     with np.errstate(divide="ignore", invalid="ignore"):
         t = num / (K * n1 * n2) / np.sqrt(var)
     return np.where(num == 0, 0.0, t), P1, P2
+
+
+def _support(P1: np.ndarray, P2: np.ndarray) -> np.ndarray:
+    """Lattice points any draw from these rows can land on, with both ends (sorted)."""
+    keep = np.asarray((P1 > 0).any(axis=0) | (P2 > 0).any(axis=0))
+    keep[0] = keep[-1] = True
+    return np.flatnonzero(keep)
 
 
 def lattice_bootstrap(
@@ -200,7 +222,10 @@ def lattice_bootstrap(
         d2 = np.concatenate(
             [np.random.default_rng([seed, 2]).multinomial(n2[i], P2[i], size=n_boot) for i in rows]
         )
-        t = lattice_statistic(d1.astype(np.float64), d2.astype(np.float64))[0]
+        keep = _support(P1[rows], P2[rows])
+        t = lattice_statistic(
+            d1[:, keep].astype(np.float64), d2[:, keep].astype(np.float64), (keep, (J - 1) // 2)
+        )[0]
         t = t.reshape(rows.size, n_boot)
         p_low[rows] = (1.0 + np.sum(t <= thr_lo[rows][:, None], axis=1)) / (n_boot + 1.0)
         p_two[rows] = (1.0 + np.sum(np.abs(t) >= thr_abs[rows][:, None], axis=1)) / (n_boot + 1.0)
@@ -227,12 +252,13 @@ def _refined(
     p_two, p_low = np.empty(R), np.empty(R)
     for i in range(R):
         g1, g2 = np.random.default_rng([seed, 3]), np.random.default_rng([seed, 4])
+        keep = _support(P1[i : i + 1], P2[i : i + 1])
         low = two = 0
         for lo in range(0, n_boot, block):
             size = min(block, n_boot - lo)
-            d1 = g1.multinomial(n1[i], P1[i], size=size).astype(np.float64)
-            d2 = g2.multinomial(n2[i], P2[i], size=size).astype(np.float64)
-            t = lattice_statistic(d1, d2)[0]
+            d1 = g1.multinomial(n1[i], P1[i], size=size)[:, keep].astype(np.float64)
+            d2 = g2.multinomial(n2[i], P2[i], size=size)[:, keep].astype(np.float64)
+            t = lattice_statistic(d1, d2, (keep, (J - 1) // 2))[0]
             low += int(np.sum(t <= thr_lo[i]))
             two += int(np.sum(np.abs(t) >= thr_abs[i]))
         p_low[i], p_two[i] = (1.0 + low) / (n_boot + 1.0), (1.0 + two) / (n_boot + 1.0)
