@@ -20,7 +20,7 @@ import numpy as np
 from benchmarks.common import row
 
 NAME = "lineage"
-FULL = ((3_000, 10, 4), (3_000, 60, 6), (10_000, 100, 10))
+FULL = ((3_000, 10, 4), (3_000, 60, 6), (10_000, 100, 10), (50_000, 1_000, 30))
 QUICK = ((1_000, 10, 4),)
 
 
