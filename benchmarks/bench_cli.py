@@ -115,7 +115,12 @@ import compaudit.cli as cli
 getattr(cli, "_one_blas_thread", lambda: None)()  # what the command's main() does first
 cli.build_cli()
 import compaudit, compaudit.pipeline as pl, compaudit.report.json_report as jr
-from compaudit.engine import AuditResult
+root = os.path.dirname(compaudit.__file__)
+def has(name):  # in this tree: an editable install finds the working tree's copy otherwise
+    base = os.path.join(root, *name.split(".")[1:])
+    return os.path.exists(base + ".py") or os.path.isdir(base)
+AuditResult = importlib.import_module(
+    "compaudit.engine" if has("compaudit.engine") else "compaudit.audit").AuditResult
 from compaudit.plugins import get_registry
 from rich.console import Console
 registry = get_registry()
@@ -140,7 +145,7 @@ registry.reporters = lambda: {k: Timed(v) for k, v in found.items()}
 pl._load_side = timed("load", pl._load_side)
 pl.audit = timed("audit", pl.audit)
 import importlib.util as iu
-cm, eng = (importlib.import_module(m) if iu.find_spec(m) else None
+cm, eng = (importlib.import_module(m) if has(m) else None
            for m in ("compaudit._comparison", "compaudit.engine"))
 for mod, attr, key in ((cm, "_class_rows", "class_tests"), (cm, "_subgroup_rows", "subgroup_tests"),
                        (cm, "_pie_block", "pie"), (cm, "_cie_block", "cie"),
