@@ -8,6 +8,9 @@ class of a binary task), candidate minus reference. Noise-aware like the other
 gates: where the reference population gives a seed-noise floor of that largest
 increase, the gate fails only when the increase exceeds **both** the threshold and
 the floor; without a floor it is judged on the threshold alone (the detail says so).
+Where the reference gives floors but the members allow too few relabellings for one
+(``floor_note``): a lineage pair is judged on the threshold alone, populations without
+lineage are not judged (unevaluable: seed noise alone would fail them).
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ REASON_NO_DISPARITY = (
 TOLERANCE = 1e-12  # compaudit.gates.TOLERANCE (which imports this module); TIE_TOLERANCE
 NO_FLOOR = "no seed-noise floor (judged on the threshold alone)"
 NO_FLOOR_BECAUSE = "no seed-noise floor, judged on the threshold alone: {why}"
+REASON_FEW_RELABELLINGS = (
+    "no seed-noise floor: {why}; on the threshold alone seed noise fails such candidates "
+    "(11 of 30 seed-only 3 + 3 comparisons at 2 points), so this gate is not judged; add "
+    "members or lower floors.quantile"
+)
+"""Unpaired populations whose relabelling null is too small for a floor (with lineage
+the threshold alone decides: no seed noise separates a child from its parent)."""
 WITHIN_FLOOR = "within seed noise"
 
 _WHAT = {
@@ -57,13 +67,15 @@ def _class_label(fs: FairnessSet, index: int | None) -> str:
     return f" for class {shown} (one-vs-rest)"
 
 
-def _judge(fs: FairnessSet, key: str, threshold: float) -> Outcome:
+def _judge(fs: FairnessSet, key: str, threshold: float, *, paired: bool) -> Outcome:
     inc: FairnessIncrease = getattr(fs, f"{key}_increase")
     what = _WHAT[key]
     if inc.value is None:
         return Unevaluable(
             REASON_NO_DISPARITY.format(what=what, attrs=fs.label, min_support=fs.min_support)
         )
+    if fs.floor_note is not None and not paired:
+        return Unevaluable(REASON_FEW_RELABELLINGS.format(why=fs.floor_note))
     value = inc.value
     row = next((c for c in fs.classes if c.class_index == inc.class_index), None)
     both = ""
@@ -94,7 +106,11 @@ def _gate(key: str) -> GateFn:
         if not comp.fairness:
             return [("", Unevaluable(REASON_NO_FAIRNESS))]
         return [
-            (f"[{','.join(fs.attributes)}]", _judge(fs, key, threshold)) for fs in comp.fairness
+            (
+                f"[{','.join(fs.attributes)}]",
+                _judge(fs, key, threshold, paired=comp.lineage == "paired"),
+            )
+            for fs in comp.fairness
         ]
 
     return run

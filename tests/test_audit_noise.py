@@ -321,3 +321,26 @@ def test_the_lineage_class_test_resolves_p_values_under_its_bootstrap_floor(
     before = audit(ref, cand, lineage={"h": True}).report().comparisons[0].classes[7]
     assert before.p_value == pytest.approx(1 / 2000)
     assert not before.significant
+
+
+def test_a_fairness_gate_on_three_plus_three_seed_only_members_is_not_judged() -> None:
+    """3 + 3 members without lineage give 20 relabellings, too few for a 0.95 floor.
+    Judged on its 2-point threshold alone, such a gate failed 11 of 30 seed-only
+    comparisons (a one-off run; N = 3,000, a 5% group); before this fix the floor was
+    the null's largest value and the gate could never fail. Now it is unevaluable and
+    says why (a policy's on_unevaluable decides), never a pass or a seed-noise failure."""
+    from compaudit._gates_fairness import REASON_FEW_RELABELLINGS
+    from compaudit.gates import judge
+    from compaudit.policy import Policy
+
+    policy = Policy.model_validate(
+        {"version": 1, "gates": {"equalized_odds_difference_increase": 0.02}}
+    )
+    for seed in (300, 301):
+        preds, y, attrs = _population_case(seed=seed, c=2)
+        ref = Population.create(preds[:3], y, attributes={"race": attrs["race"]}, source="r")
+        result = audit(ref, {"c": Population.create(preds[3:], y, source="c")})
+        (gate,) = judge(result, policy).gates
+        assert gate.passed is None
+        assert REASON_FEW_RELABELLINGS.split("{why}")[0] in gate.detail
+        assert "only 20 member relabellings (3 + 3 members)" in gate.detail

@@ -5,7 +5,7 @@ the rule it broke. See :mod:`compaudit.report._schema_codegen`.
 """
 # ruff: noqa
 # mypy: ignore-errors
-SCHEMA_SHA256 = "e41404b93c6bb5afb863954b966944b7f94c7ce28c06adf1dd6cdb14e70c739a"
+SCHEMA_SHA256 = "76b79b02ad7c24f782bba93c3b925e35f2d70b8c88c8880372b76eb25c81b851"
 from decimal import Decimal
 from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException
 
