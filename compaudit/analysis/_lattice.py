@@ -196,6 +196,17 @@ def _support(P1: np.ndarray, P2: np.ndarray) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+def _draw_setup(
+    c1: np.ndarray, c2: np.ndarray, t_obs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Both sides' sizes and the tie-tolerant thresholds a draw's T must reach to count as
+    extreme: ``T* <= thr_lo`` (lower) and ``|T*| >= thr_abs`` (two-sided)."""
+    n1, n2 = c1.sum(axis=1).astype(np.int64), c2.sum(axis=1).astype(np.int64)
+    thr_lo = t_obs + _TIE_RTOL * np.abs(t_obs) + _TIE_ATOL
+    thr_abs = np.abs(t_obs) * (1 - _TIE_RTOL) - _TIE_ATOL
+    return n1, n2, thr_lo, thr_abs
+
+
 def lattice_bootstrap(
     c1: np.ndarray,
     c2: np.ndarray,
@@ -209,9 +220,7 @@ def lattice_bootstrap(
     """Two-sided and lower p-values of distinct rows by paired draws of both sides
     from their restricted distributions: ``(1 + #{T* as extreme}) / (n_boot + 1)``."""
     R, J = c1.shape
-    n1, n2 = c1.sum(axis=1).astype(np.int64), c2.sum(axis=1).astype(np.int64)
-    thr_lo = t_obs + _TIE_RTOL * np.abs(t_obs) + _TIE_ATOL
-    thr_abs = np.abs(t_obs) * (1 - _TIE_RTOL) - _TIE_ATOL
+    n1, n2, thr_lo, thr_abs = _draw_setup(c1, c2, t_obs)
     p_two, p_low = np.empty(R), np.empty(R)
     step = max(_LATTICE_CHUNK // (n_boot * J), 1)
     for s in range(0, R, step):
@@ -245,9 +254,7 @@ def _refined(
     """:func:`lattice_bootstrap`'s p-values of a few rows from ``n_boot`` fresh replicates
     (streams of their own), drawn in blocks of at most :data:`_LATTICE_CHUNK` cells."""
     R, J = c1.shape
-    n1, n2 = c1.sum(axis=1).astype(np.int64), c2.sum(axis=1).astype(np.int64)
-    thr_lo = t_obs + _TIE_RTOL * np.abs(t_obs) + _TIE_ATOL
-    thr_abs = np.abs(t_obs) * (1 - _TIE_RTOL) - _TIE_ATOL
+    n1, n2, thr_lo, thr_abs = _draw_setup(c1, c2, t_obs)
     block = max(_LATTICE_CHUNK // J, 1)
     p_two, p_low = np.empty(R), np.empty(R)
     for i in range(R):
