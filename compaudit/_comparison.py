@@ -344,8 +344,8 @@ def _pie_block(ref: Side, cand: Side, pie: np.ndarray, ctx: Context, pooled: Poo
         rate=rate,
         tie_rule=TIE_RULE,
         # Seed floors measure independently seeded members: a child made from its own
-        # parent has no seed noise to exceed (as for the paired CIEs).
-        floor=Floor() if ctx.lineage else Floor(**floor_block(ctx.class_floors, rate, "pie_rate")),
+        # parent has no seed noise to exceed (as for the paired CIEs): none on lineage.
+        floor=Floor(**floor_block(ctx.seed_floors, rate, "pie_rate")),
         floor_note=REASON_PAIRED_PIE if ctx.lineage else None,
         n_beyond_noise=int(beyond.sum()) if testable else None,
         example_test=PIE_EXAMPLE_TEST if testable else None,

@@ -302,7 +302,7 @@ def lattice_test(
     under the cut only refined rows can reach them, each with a valid Monte Carlo p
     drawn independently of the choice; at levels above it, a refined row had its first
     p under the cut, so it counts no more often than the first p did. Before, Holm over
-    60 classes put a class that lost 10 of its 50 examples in every child at p 0.06.
+    120 classes put a class that lost 15 of its 50 examples in every child at p 0.06.
     """
     t, P1, P2 = lattice_statistic(c1, c2)
     K = (c1.shape[1] - 1) // 2
