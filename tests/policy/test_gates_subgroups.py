@@ -240,3 +240,19 @@ def test_one_set_keeps_the_plain_name_and_old_reports_fall_back(rb: SimpleNamesp
     assert c["subgroup_attributes"] == ["sex"]  # the first set, for back-compat
     r = one(rb.report(c), pol)
     assert (r.name, r.passed) == ("subgroups.accuracy_gap", True)
+
+
+def test_growth_excess_on_a_lineage_pair_is_unevaluable_and_names_the_plain_gate(
+    rb: SimpleNamespace,
+) -> None:
+    """A lineage pair has no seed floors (no seed noise separates a child from its parent):
+    even with floor values in its rows, the excess gate is not judged, and says which is."""
+    from compaudit._gates_subgroups import REASON_PAIRED_GROUP_FLOOR
+
+    c = comp(rb, True, floor_growth=20.0)
+    c["floors"] = rb.comparison(floors=True)["floors"]
+    c["lineage"] = "paired"
+    r = one(rb.report(c), policy(subgroups={**SUB, "pie_share_growth_excess": 40}))
+    assert r.passed is None
+    assert r.detail == g.UNEVALUABLE_ERROR.format(reason=REASON_PAIRED_GROUP_FLOOR)
+    assert "gate pie_share_growth instead" in r.detail
