@@ -26,8 +26,8 @@ the guards the simulated size is at or under alpha (calibration_sim).
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
+from compaudit.analysis._special import ndtr
 from compaudit.analysis._trinomial import _CHUNK, _TIE_ATOL, _TIE_RTOL, P_FLOOR, score_statistic
 
 __all__ = ["bootstrap_pvalues"]
@@ -70,6 +70,8 @@ def _cells(
     n: np.ndarray, p_min: np.ndarray, dp: np.ndarray, pos: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exact trinomial cells of each row: (owner, l, g, probability) and left-out mass."""
+    from scipy import special  # lazily: only the lineage bootstrap pays its import
+
     c = 2.0 * p_min + dp
     r = np.divide(p_min, c, out=np.zeros_like(c), where=c > 0)  # P(minority | changed)
     m_lo, m_hi = _window(n * c, n * c * (1 - c), n.astype(np.int64))
@@ -108,6 +110,8 @@ def _binom_ppf(u: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
     searched at once; the quantile is non-decreasing in u and in p, so draws
     from shared uniforms move monotonically with the parameters.
     """
+    from scipy import special  # lazily: only the lineage bootstrap pays its import
+
     pairs, inv = np.unique(np.stack([n.astype(np.float64), p]), axis=1, return_inverse=True)
     inv = inv.ravel()
     pn, pp = pairs
@@ -313,6 +317,8 @@ def _drawn(c: np.ndarray, dp: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.
 def _guard(n: np.ndarray, changed: np.ndarray, q: np.ndarray, dp: np.ndarray) -> np.ndarray:
     """Minority rate of a side whose churn is raised to the GUARD_LEVEL upper
     Clopper-Pearson bound of its changed share (never below the restricted MLE)."""
+    from scipy import special  # lazily: only the lineage bootstrap pays its import
+
     # stats.beta.ppf(q, a, b), bit for bit, without importing scipy.stats
     up = special.betaincinv(changed + 1, np.maximum(n - changed, 1), GUARD_LEVEL)
     churn = np.maximum(2 * q + dp, np.where(changed < n, np.minimum(up, 1.0), 1.0))
@@ -356,7 +362,7 @@ def bootstrap_pvalues(
     guard = _world_pvalues(c, thr, dp, pos, g1, g2, seed=seed, n_boot=n_boot, draw_both=False)
     # Where both sides are drawn (two comparable sides, not both small), the
     # normal reference guards instead: the larger of the two p-values.
-    normal = np.stack([special.ndtr(t), special.ndtr(-t), 2.0 * special.ndtr(-np.abs(t))], axis=1)
+    normal = np.stack([ndtr(t), ndtr(-t), 2.0 * ndtr(-np.abs(t))], axis=1)
     prob = np.where(_drawn(c, dp, q1, q2)[:, None], np.maximum(prob, normal), np.fmax(prob, guard))
     p_two = np.where(thr[:, 2] <= 0, 1.0, prob[:, 2])
     p_low = np.where(swap, prob[:, 1], prob[:, 0])

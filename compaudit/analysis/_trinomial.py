@@ -23,7 +23,8 @@ side with no change still gets ``V_i >= |delta| (1 - |delta|)``.
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
+
+from compaudit.analysis._special import ndtr
 
 __all__ = [
     "NORMAL_MIN_EXPECTED",
@@ -193,8 +194,8 @@ def score_statistic(
 
 
 def _normal(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # stats.norm.sf(x) is special.ndtr(-x) and stats.norm.cdf special.ndtr, bit for bit.
-    return 2.0 * special.ndtr(-np.abs(t)), special.ndtr(t)
+    # stats.norm.sf(x) is ndtr(-x) and stats.norm.cdf ndtr (scipy's formula, see _special).
+    return 2.0 * ndtr(-np.abs(t)), ndtr(t)
 
 
 def _choose(expected: np.ndarray, path: str, per_row: bool) -> np.ndarray:

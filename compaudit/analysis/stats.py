@@ -25,9 +25,9 @@ from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from compaudit.analysis import _score
+from compaudit.analysis._special import t_tails
 from compaudit.errors import InputError
 
 __all__ = [
@@ -227,12 +227,10 @@ def welch_test(a: npt.ArrayLike, b: npt.ArrayLike) -> TestResult:
         t = (mb - ma) / np.sqrt(wa + wb)
     t = np.where(np.isnan(t), 0.0, t)  # 0 / 0: equal constant columns
     df = _satterthwaite(wb, wa, np.full(t.shape, kb), np.full(t.shape, ka))
-    ok = np.isfinite(df)
-    worse = np.where(t < 0, 0.0, 1.0)  # degenerate: -inf -> 0; 0 or +inf -> 1
-    worse[ok] = special.stdtr(df[ok], t[ok])  # stats.t.cdf, without importing scipy.stats
+    p, worse = _t_pvalues(t, df)
     return TestResult(
         statistic=t,
-        p_value=_two_sided_t(t, df),
+        p_value=p,
         df=df,
         method=np.full(t.shape, "welch"),
         p_worse=worse,
@@ -266,12 +264,14 @@ def _satterthwaite(w1: np.ndarray, w2: np.ndarray, n1: np.ndarray, n2: np.ndarra
         return np.where(den > 0, (w1 + w2) ** 2 / den, np.nan)
 
 
-def _two_sided_t(t: np.ndarray, df: np.ndarray) -> np.ndarray:
-    """Two-sided Student-t p-value; degenerate rows (df NaN) give 1 at t = 0, else 0."""
+def _t_pvalues(t: np.ndarray, df: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided p-value (``stats.t.sf`` doubled) and ``p_worse`` (``stats.t.cdf``);
+    degenerate rows (df NaN) give p 1 at t = 0, else 0, and p_worse 0 at -inf, else 1."""
     ok = np.isfinite(df)
     p = np.where(t == 0, 1.0, 0.0)
-    p[ok] = 2.0 * special.stdtr(df[ok], -np.abs(t[ok]))  # stats.t.sf
-    return np.asarray(np.clip(p, 0.0, 1.0), dtype=np.float64)
+    worse = np.where(t < 0, 0.0, 1.0)
+    p[ok], worse[ok] = t_tails(df[ok], t[ok])
+    return np.asarray(np.clip(p, 0.0, 1.0), dtype=np.float64), worse
 
 
 # -- paired score tests ------------------------------------------------------------
@@ -569,7 +569,6 @@ def prediction_interval_test(ref_scores: npt.ArrayLike, cand_scores: npt.ArrayLi
     p = np.where(same, 1.0, np.nan)
     worse = p.copy()
     ok = ~flat
-    p[ok] = 2.0 * special.stdtr(df[ok], -np.abs(t[ok]))  # stats.t.sf
-    worse[ok] = special.stdtr(df[ok], t[ok])  # stats.t.cdf
+    p[ok], worse[ok] = t_tails(df[ok], t[ok])  # stats.t.sf doubled, stats.t.cdf
     method = np.where(flat & ~same, "prediction-interval-degenerate", "prediction-interval")
     return TestResult(statistic=t, p_value=p, df=df, method=method, p_worse=worse)
