@@ -47,6 +47,10 @@ _CHUNK = 1 << 15
 # Newton's method of the restricted fits: most steps, and the tolerance on delta.
 _MAX_ITER = 200
 _DELTA_TOL = 4e-16
+# ... and where the score is zero within its rounding error: this many ulps of the sum of
+# its terms' sizes. Near an ill-conditioned root, Newton's steps are rounding noise a few
+# times _DELTA_TOL and would cycle to _MAX_ITER (a side that lost everything: 56 of 56).
+_SCORE_ULPS = 16.0
 
 
 def _minority(
@@ -65,8 +69,9 @@ def _minority(
 
 def _side_score(
     n: np.ndarray, lost: np.ndarray, g: np.ndarray, delta: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Profile score dl/d(delta), its derivative, and the minority rate of one side.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Profile score dl/d(delta), its derivative, the minority rate of one side, and the
+    size of the score's terms (what its rounding error is relative to).
 
     With unchanged examples (u > 0) the optimum has P(unchanged) > 0 and the score
     is ``x_maj / p_maj - u / p_unch`` (also where the minority rate sits at its
@@ -92,7 +97,8 @@ def _side_score(
             xm > 0, xm / (1.0 - dp) ** 2, 0.0
         )
     S = np.where(pos, 1.0, -1.0) * np.where(has_u, tM - tu, 0.5 * (tM - tm))
-    return S, np.where(has_u, d_u, d_full), p
+    size = np.where(has_u, tM + tu, 0.5 * (tM + tm))
+    return S, np.where(has_u, d_u, d_full), p, size
 
 
 def _total_score(
@@ -153,8 +159,8 @@ def restricted_fit(
         if active.size == 0:
             break
         xa, la, ha = x[active], lo[active], hi[active]
-        S1, dS1, _ = _side_score(n1[active], l1[active], g1[active], xa)
-        S2, dS2, _ = _side_score(n2[active], l2[active], g2[active], xa)
+        S1, dS1, _, size1 = _side_score(n1[active], l1[active], g1[active], xa)
+        S2, dS2, _, size2 = _side_score(n2[active], l2[active], g2[active], xa)
         S, dS = S1 + S2, dS1 + dS2
         la = np.where(S > 0, xa, la)
         ha = np.where(S < 0, xa, ha)
@@ -163,10 +169,10 @@ def restricted_fit(
         inside = np.isfinite(newton) & (newton >= la) & (newton <= ha)
         xn = np.where(S == 0, xa, np.where(inside, newton, 0.5 * (la + ha)))
         x[active], lo[active], hi[active] = xn, la, ha
-        done = (np.abs(xn - xa) <= _DELTA_TOL) | (ha - la <= _DELTA_TOL) | (S == 0)
+        noise = _SCORE_ULPS * np.finfo(np.float64).eps * (size1 + size2)
+        done = (np.abs(xn - xa) <= _DELTA_TOL) | (ha - la <= _DELTA_TOL) | (np.abs(S) <= noise)
         active = active[~done]
-    _, _, p1 = _side_score(n1, l1, g1, x)
-    _, _, p2 = _side_score(n2, l2, g2, x)
+    p1, p2 = _side_score(n1, l1, g1, x)[2], _side_score(n2, l2, g2, x)[2]
     return x, p1, p2
 
 

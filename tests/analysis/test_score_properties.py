@@ -4,7 +4,9 @@ The statistic is monotone in every count; ``p_worse`` never rises when one more
 example of the group is lost (an unchanged one turns lost), all else equal, on
 both reference paths and both bootstrap schemes (the seed is fixed; the
 bootstrap's draws come from shared uniforms through exact binomial quantiles,
-so they move monotonically with the parameters); negating every outcome flips
+so they move monotonically with the parameters) against a rest of at least
+:data:`MIN_MONOTONE_REST` examples (the known exceptions below it are recorded as a
+strict xfail); negating every outcome flips
 T and keeps the two-sided p; reordering examples changes nothing.
 """
 
@@ -20,12 +22,14 @@ from compaudit.analysis.stats import paired_shift_test
 
 
 @st.composite
-def two_sides(draw: st.DrawFn, max_group: int = 80, max_rest: int = 2000) -> list[int]:
-    """(n1, l1, g1, n2, l2, g2) with n >= 1 on both sides."""
+def two_sides(
+    draw: st.DrawFn, max_group: int = 80, max_rest: int = 2000, min_rest: int = 1
+) -> list[int]:
+    """(n1, l1, g1, n2, l2, g2) with n1 >= 1 and n2 >= min_rest."""
     n1 = draw(st.integers(1, max_group))
     l1 = draw(st.integers(0, n1))
     g1 = draw(st.integers(0, n1 - l1))
-    n2 = draw(st.integers(1, max_rest))
+    n2 = draw(st.integers(min_rest, max_rest))
     l2 = draw(st.integers(0, min(n2, draw(st.sampled_from([2, 10, 60, n2])))))
     g2 = draw(st.integers(0, min(n2 - l2, draw(st.sampled_from([2, 10, 60, n2])))))
     return [n1, l1, g1, n2, l2, g2]
@@ -51,8 +55,15 @@ def test_statistic_is_monotone_in_every_count(case: list[int]) -> None:
         assert sign * (stat(row)[0] - t0) >= -tol, (col, case)
 
 
+MIN_MONOTONE_REST = 10
+"""Below this the bootstrap's p_worse can rise (see the test of the known cases)."""
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(two_sides(), st.sampled_from(["normal", "bootstrap"]), st.integers(0, 3))
+@given(
+    two_sides(min_rest=MIN_MONOTONE_REST), st.sampled_from(["normal", "bootstrap"]),
+    st.integers(0, 3),
+)  # fmt: skip
 def test_p_worse_never_rises_when_one_more_example_is_lost(
     case: list[int], path: str, seed: int
 ) -> None:
@@ -62,6 +73,25 @@ def test_p_worse_never_rises_when_one_more_example_is_lost(
     t, _, worse, _ = _score.score_test(rows, path=path, seed=seed, n_boot=199, per_row=True)
     assert t[1] <= t[0] + 1e-12
     assert worse[1] <= worse[0], (case, worse.tolist())
+
+
+@pytest.mark.xfail(strict=True, reason="known: the exact null is refitted to each row")
+@pytest.mark.parametrize(("case", "seed"), [([39, 34, 1, 2, 0, 0], 0), ([20, 7, 12, 1, 0, 1], 1)])
+def test_p_worse_against_a_rest_of_under_ten_examples_can_rise(case: list[int], seed: int) -> None:
+    """Known exception to the property above, found by hypothesis on 2026-12-04.
+
+    Against a "rest" of 1 or 2 examples the bootstrap enumerates the null exactly at
+    the restricted fit of each row, and one more loss moves that fit: p_worse rose
+    from 0.01471 to 0.01472 ([39, 34, 1, 2, 0, 0]) and from 0.301 to 0.318 ([20, 7, 12,
+    1, 0, 1]). A scan of random designs found 1 such pair in 910 with rests of 1-9
+    examples and none in 439 with rests of 10-2,000. An audit's rest is every other
+    example, so only a dataset of a dozen examples meets it; ``strict``: a fix makes
+    this test fail, and the bound above can then go.
+    """
+    n1, l1 = case[:2]
+    rows = np.array([case, [n1, l1 + 1, *case[2:]]])
+    _, _, worse, _ = _score.score_test(rows, path="bootstrap", seed=seed, n_boot=199, per_row=True)
+    assert worse[1] <= worse[0]
 
 
 @settings(max_examples=30, deadline=None)

@@ -240,6 +240,7 @@ MLE_CASES = [
     (7, 7, 0, 9, 0, 9),  # both sides changed completely
     (100, 0, 0, 10, 1, 0),  # the root sits on the kink at delta = 0
     (40, 2, 9, 400, 30, 5),
+    (40, 12, 19, 56, 56, 0),  # a side that lost everything: Newton cycled on rounding
 ]
 
 
@@ -253,6 +254,29 @@ def test_restricted_mle_maximises_the_constrained_likelihood(case: tuple[int, ..
     assert mine >= brute_restricted_loglik(case) - 1e-9
     lo, hi = sorted(((case[2] - case[1]) / case[0], (case[5] - case[4]) / case[3]))
     assert lo <= d <= hi
+
+
+def test_restricted_fit_stops_where_the_score_is_zero_within_rounding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Near this root Newton's steps are rounding noise of ~5e-16, just over the step
+    # tolerance: it cycled between three points for all 200 iterations (400 score calls).
+    from compaudit.analysis import _trinomial
+
+    calls = []
+    side = _trinomial._side_score
+
+    def counted(*a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        calls.append(a)
+        return side(*a)
+
+    monkeypatch.setattr(_trinomial, "_side_score", counted)
+    c = [np.array([float(v)]) for v in (40, 12, 19, 56, 56, 0)]
+    delta = _trinomial.restricted_fit(*c)[0]
+    assert len(calls) < 40
+    s1, _, _, size1 = side(c[0], c[1], c[2], delta)
+    s2, _, _, size2 = side(c[3], c[4], c[5], delta)
+    assert abs(s1 + s2)[0] <= 16 * np.finfo(float).eps * (size1 + size2)[0]
 
 
 def test_statistic_hand_computed() -> None:
