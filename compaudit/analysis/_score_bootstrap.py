@@ -70,7 +70,7 @@ def _cells(
     n: np.ndarray, p_min: np.ndarray, dp: np.ndarray, pos: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exact trinomial cells of each row: (owner, l, g, probability) and left-out mass."""
-    from scipy import special  # lazily: only the lineage bootstrap pays its import
+    from scipy import special  # lazily: only single-model (K = 1) bootstraps pay for it
 
     c = 2.0 * p_min + dp
     r = np.divide(p_min, c, out=np.zeros_like(c), where=c > 0)  # P(minority | changed)
@@ -110,7 +110,7 @@ def _binom_ppf(u: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
     searched at once; the quantile is non-decreasing in u and in p, so draws
     from shared uniforms move monotonically with the parameters.
     """
-    from scipy import special  # lazily: only the lineage bootstrap pays its import
+    from scipy import special  # lazily: only single-model (K = 1) bootstraps pay for it
 
     pairs, inv = np.unique(np.stack([n.astype(np.float64), p]), axis=1, return_inverse=True)
     inv = inv.ravel()
@@ -317,7 +317,7 @@ def _drawn(c: np.ndarray, dp: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.
 def _guard(n: np.ndarray, changed: np.ndarray, q: np.ndarray, dp: np.ndarray) -> np.ndarray:
     """Minority rate of a side whose churn is raised to the GUARD_LEVEL upper
     Clopper-Pearson bound of its changed share (never below the restricted MLE)."""
-    from scipy import special  # lazily: only the lineage bootstrap pays its import
+    from scipy import special  # lazily: only single-model (K = 1) bootstraps pay for it
 
     # stats.beta.ppf(q, a, b), bit for bit, without importing scipy.stats
     up = special.betaincinv(changed + 1, np.maximum(n - changed, 1), GUARD_LEVEL)

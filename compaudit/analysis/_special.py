@@ -17,7 +17,8 @@ at ImageNet scale; the audit needs only two of its functions on that path.
 Both agree with ``scipy.special`` to a relative 1e-12 (df in [0.5, 4096], the tails
 down to 1e-300; ``tests/analysis/test_special.py``); larger df, which no population of
 models has, are handed to ``scipy.special.stdtr``. Callers that need more of
-scipy (the lineage bootstrap, the long-tail tests) import it themselves, lazily.
+scipy (the single-model bootstrap's exact cells and guard, the long-tail tests)
+import it themselves, lazily.
 """
 
 from __future__ import annotations
